@@ -1,0 +1,343 @@
+//! The whole ODE-net: opening layer, N forward-Euler hidden steps, classifier, loss and
+//! regularization; the objective J(θ) and its exact discrete adjoint gradient.
+
+use crate::layer::{step_adjoint, step_forward, step_forward_in_place};
+use crate::layout::{Layout, Opening, Shape};
+use crate::linalg::{add_row_sums, broadcast_columns, dot, gemm};
+use crate::loss::{loss_sum, Loss};
+use crate::Activation;
+
+/// Weights of the regularization terms of J.
+///
+/// J = loss + γ_tik/2 (‖W_in, b_in‖² + Σ_n ‖θ_n‖²) + γ_ddt/2 Σ_{n<N−1} ‖(θ_{n+1} − θ_n)/h‖²
+///          + γ_class/2 ‖(W_c, b_c)‖²
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Regularization {
+    pub tikhonov: f64,
+    pub ddt: f64,
+    pub classifier: f64,
+}
+
+/// An ODE-net with per-layer controls: U_{n+1} = U_n + h σ(K_n U_n + b_n 1ᵀ), h = T/N.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    pub layout: Layout,
+    pub activation: Activation,
+    /// Final time T of the ODE; the step is h = T/N.
+    pub final_time: f64,
+    pub loss: Loss,
+    pub regularization: Regularization,
+}
+
+/// Value of the objective at θ on one batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ObjectiveValue {
+    /// J = loss + regularization.
+    pub objective: f64,
+    /// Mean loss over the batch.
+    pub loss: f64,
+    /// Correctly classified examples of the batch.
+    pub correct: usize,
+    /// Examples in the batch.
+    pub count: usize,
+}
+
+/// Buffers for a batch of size B; reused across calls, resized only when B changes.
+#[derive(Clone, Debug, Default)]
+pub struct Workspace {
+    batch: usize,
+    /// U_0 … U_N, each w × B (forward states kept for the adjoint).
+    states: Vec<Vec<f64>>,
+    /// Opening pre-activation A = W_in X + b_in 1ᵀ, w × B.
+    open_pre: Vec<f64>,
+    z: Vec<f64>,
+    s: Vec<f64>,
+    lam: Vec<f64>,
+    logits: Vec<f64>,
+    seed: Vec<f64>,
+}
+
+impl Workspace {
+    fn ensure(&mut self, net: &Network, batch: usize, keep_states: bool) {
+        let w = net.layout.shape.width;
+        let c = net.layout.shape.classes;
+        let nstates = if keep_states {
+            net.layout.shape.layers + 1
+        } else {
+            2
+        };
+        if self.batch != batch {
+            self.states.clear();
+            self.batch = batch;
+        }
+        if self.states.len() < nstates {
+            self.states.resize_with(nstates, || vec![0.0; w * batch]);
+        }
+        for v in [&mut self.open_pre, &mut self.z, &mut self.s, &mut self.lam] {
+            v.resize(w * batch, 0.0);
+        }
+        self.logits.resize(c * batch, 0.0);
+        self.seed.resize(c * batch, 0.0);
+    }
+
+    /// Logits of the last forward pass (C × B).
+    pub fn logits(&self) -> &[f64] {
+        &self.logits
+    }
+}
+
+impl Network {
+    pub fn new(
+        shape: Shape,
+        activation: Activation,
+        final_time: f64,
+        loss: Loss,
+        regularization: Regularization,
+    ) -> Self {
+        Network {
+            layout: Layout::new(shape),
+            activation,
+            final_time,
+            loss,
+            regularization,
+        }
+    }
+
+    pub fn shape(&self) -> &Shape {
+        &self.layout.shape
+    }
+
+    /// Step size h = T/N.
+    pub fn step_size(&self) -> f64 {
+        self.final_time / self.layout.shape.layers as f64
+    }
+
+    /// Number of parameters, the length of θ.
+    pub fn num_params(&self) -> usize {
+        self.layout.len
+    }
+
+    /// Opening layer: U_0 = σ(W_in X + b_in 1ᵀ), or X zero-padded to w rows.
+    /// `pre` receives the pre-activation (w × B).
+    pub fn open(&self, theta: &[f64], x: &[f64], u0: &mut [f64], pre: &mut [f64]) {
+        let sh = &self.layout.shape;
+        let batch = x.len() / sh.input;
+        match sh.opening {
+            Opening::Activate => {
+                broadcast_columns(&theta[self.layout.open_bias.clone()], pre);
+                gemm(
+                    sh.width,
+                    sh.input,
+                    batch,
+                    1.0,
+                    &theta[self.layout.open_weight.clone()],
+                    false,
+                    x,
+                    false,
+                    1.0,
+                    pre,
+                );
+                for (u, &a) in u0.iter_mut().zip(pre.iter()) {
+                    *u = self.activation.value(a);
+                }
+            }
+            Opening::Replicate => {
+                u0.fill(0.0);
+                for (ucol, xcol) in u0.chunks_exact_mut(sh.width).zip(x.chunks_exact(sh.input)) {
+                    ucol[..sh.input].copy_from_slice(xcol);
+                }
+            }
+        }
+    }
+
+    /// Classifier: Z = W_c U_N + b_c 1ᵀ (C × B).
+    pub fn classify(&self, theta: &[f64], u_final: &[f64], logits: &mut [f64]) {
+        let sh = &self.layout.shape;
+        let batch = u_final.len() / sh.width;
+        broadcast_columns(&theta[self.layout.class_bias.clone()], logits);
+        gemm(
+            sh.classes,
+            sh.width,
+            batch,
+            1.0,
+            &theta[self.layout.class_weight.clone()],
+            false,
+            u_final,
+            false,
+            1.0,
+            logits,
+        );
+    }
+
+    /// The regularization terms of J at θ; adds their gradient into `grad` when given.
+    pub fn regularization(&self, theta: &[f64], grad: Option<&mut [f64]>) -> f64 {
+        let l = &self.layout;
+        let r = &self.regularization;
+        let h = self.step_size();
+        let mut value = 0.0;
+        let tik_ranges = [l.opening(), l.hidden()];
+        let class_range = l.classifier();
+        for range in &tik_ranges {
+            let v = &theta[range.clone()];
+            value += 0.5 * r.tikhonov * dot(v, v);
+        }
+        value += 0.5 * r.classifier * dot(&theta[class_range.clone()], &theta[class_range.clone()]);
+        let n = l.shape.layers;
+        let inv_h2 = 1.0 / (h * h);
+        for i in 0..n.saturating_sub(1) {
+            let a = &theta[l.layer(i)];
+            let b = &theta[l.layer(i + 1)];
+            let d2: f64 = a.iter().zip(b).map(|(x, y)| (y - x) * (y - x)).sum();
+            value += 0.5 * r.ddt * d2 * inv_h2;
+        }
+        if let Some(g) = grad {
+            for range in tik_ranges {
+                for i in range {
+                    g[i] += r.tikhonov * theta[i];
+                }
+            }
+            for i in class_range {
+                g[i] += r.classifier * theta[i];
+            }
+            if r.ddt != 0.0 {
+                for i in 0..n.saturating_sub(1) {
+                    let (ra, rb) = (l.layer(i), l.layer(i + 1));
+                    for (ia, ib) in ra.zip(rb) {
+                        let d = r.ddt * (theta[ib] - theta[ia]) * inv_h2;
+                        g[ib] += d;
+                        g[ia] -= d;
+                    }
+                }
+            }
+        }
+        value
+    }
+
+    /// Forward propagation without keeping the states: returns (Σ loss_j, correct) on the batch.
+    /// `x` is d_in × B, `labels` has length B. Uses an exact (serial) forward sweep.
+    pub fn evaluate(
+        &self,
+        theta: &[f64],
+        x: &[f64],
+        labels: &[usize],
+        ws: &mut Workspace,
+    ) -> (f64, usize) {
+        let sh = self.layout.shape;
+        let batch = labels.len();
+        ws.ensure(self, batch, false);
+        let h = self.step_size();
+        let u = &mut ws.states[0];
+        self.open(theta, x, u, &mut ws.open_pre);
+        for n in 0..sh.layers {
+            step_forward_in_place(
+                self.activation,
+                h,
+                sh.width,
+                &theta[self.layout.layer_weight(n)],
+                &theta[self.layout.layer_bias(n)],
+                u,
+                &mut ws.z,
+            );
+        }
+        self.classify(theta, &ws.states[0], &mut ws.logits);
+        loss_sum(self.loss, sh.classes, &ws.logits, labels, None)
+    }
+
+    /// Objective J(θ) on the batch (x, labels) and its exact gradient ∇J (overwrites `grad`).
+    ///
+    /// Discrete adjoint: G = ∂loss/∂Z, Λ_N = W_cᵀ G; for n = N−1 … 0:
+    /// S_n = σ'(K_n U_n + b_n) ⊙ (h Λ_{n+1}), Λ_n = Λ_{n+1} + K_nᵀ S_n,
+    /// ∂J/∂K_n = S_n U_nᵀ, ∂J/∂b_n = S_n 1; opening: ∂J/∂W_in = (σ'(A) ⊙ Λ_0) Xᵀ.
+    pub fn objective_gradient(
+        &self,
+        theta: &[f64],
+        x: &[f64],
+        labels: &[usize],
+        ws: &mut Workspace,
+        grad: &mut [f64],
+    ) -> ObjectiveValue {
+        let sh = self.layout.shape;
+        let l = &self.layout;
+        let (w, c, nl) = (sh.width, sh.classes, sh.layers);
+        let batch = labels.len();
+        ws.ensure(self, batch, true);
+        let h = self.step_size();
+
+        // Forward sweep, keeping U_0 … U_N.
+        self.open(theta, x, &mut ws.states[0], &mut ws.open_pre);
+        for n in 0..nl {
+            let (done, rest) = ws.states.split_at_mut(n + 1);
+            step_forward(
+                self.activation,
+                h,
+                w,
+                &theta[l.layer_weight(n)],
+                &theta[l.layer_bias(n)],
+                &done[n],
+                &mut ws.z,
+                &mut rest[0],
+            );
+        }
+        self.classify(theta, &ws.states[nl], &mut ws.logits);
+        let scale = 1.0 / batch as f64;
+        let (loss_total, correct) = loss_sum(
+            self.loss,
+            c,
+            &ws.logits,
+            labels,
+            Some((&mut ws.seed, scale)),
+        );
+        let loss = loss_total * scale;
+
+        // Adjoint sweep.
+        grad.fill(0.0);
+        {
+            let (gw, gb) = grad[l.classifier()].split_at_mut(c * w);
+            gemm(c, batch, w, 1.0, &ws.seed, false, &ws.states[nl], true, 1.0, gw);
+            add_row_sums(c, &ws.seed, gb);
+        }
+        gemm(
+            w,
+            c,
+            batch,
+            1.0,
+            &theta[l.class_weight.clone()],
+            true,
+            &ws.seed,
+            false,
+            0.0,
+            &mut ws.lam,
+        );
+        for n in (0..nl).rev() {
+            let (gk, gb) = grad[l.layer(n)].split_at_mut(w * w);
+            step_adjoint(
+                self.activation,
+                h,
+                w,
+                &theta[l.layer_weight(n)],
+                &theta[l.layer_bias(n)],
+                &ws.states[n],
+                &mut ws.lam,
+                &mut ws.z,
+                &mut ws.s,
+                Some((gk, gb)),
+            );
+        }
+        if sh.opening == Opening::Activate {
+            for (s, (&a, &lam)) in ws.s.iter_mut().zip(ws.open_pre.iter().zip(&ws.lam)) {
+                *s = self.activation.derivative(a) * lam;
+            }
+            let (gw, gb) = grad[l.opening()].split_at_mut(w * sh.input);
+            gemm(w, batch, sh.input, 1.0, &ws.s, false, x, true, 1.0, gw);
+            add_row_sums(w, &ws.s, gb);
+        }
+
+        let reg = self.regularization(theta, Some(grad));
+        ObjectiveValue {
+            objective: loss + reg,
+            loss,
+            correct,
+            count: batch,
+        }
+    }
+}
