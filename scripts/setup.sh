@@ -11,7 +11,13 @@ for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang
   have_pkg "$pkg" || need+=("$pkg")
 done
 
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is not installed; install Rust (1.85 or newer) with rustup: https://rustup.rs" >&2
+  cargo_missing=1
+fi
+
 if [ ${#need[@]} -eq 0 ]; then
+  [ -z "${cargo_missing:-}" ] || exit 1
   echo "setup: system packages present"
   exit 0
 fi
@@ -31,3 +37,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "setup: done"
+[ -z "${cargo_missing:-}" ] || exit 1

@@ -1,1 +1,133 @@
-fn main(){}
+//! The `layerpar` command line: parses arguments and dispatches to a command.
+
+use clap::{Parser, Subcommand};
+use layerpar::commands::{self, AlreadyReported};
+use layerpar::parallel::Parallel;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Layer-parallel training of deep residual networks (ODE-nets) with MGRIT on MPI clusters.
+#[derive(Parser)]
+#[command(name = "layerpar", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network (run under `mpirun -n P` for P ranks).
+    Train {
+        /// Configuration file (TOML); defaults apply to every key it does not set.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one key, e.g. --set network.layers=64 (repeatable).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+        /// History CSV (overrides output.history).
+        #[arg(long)]
+        history: Option<PathBuf>,
+    },
+    /// Evaluate trained parameters on the training and validation data.
+    Eval {
+        /// Parameter file written by `layerpar train` (e.g. runs/final.h5).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Override a key of the stored configuration (e.g. data.kind, data.path).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Print the full default configuration as commented TOML.
+    Config {
+        /// Print the configuration resolved from this file (and --set) instead.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one key (repeatable); prints the resolved configuration.
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+        /// Print the resolved configuration (every key, no comments).
+        #[arg(long)]
+        resolved: bool,
+    },
+    /// Generate or convert data sets.
+    Data {
+        #[command(subcommand)]
+        kind: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write the Peaks data set to FILE.h5 (HDF5) and FILE.csv.
+    Peaks {
+        /// Output file; .h5 and .csv versions are written.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training examples.
+        #[arg(long, default_value_t = 5000)]
+        train: usize,
+        /// Validation examples.
+        #[arg(long, default_value_t = 200)]
+        val: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn report(e: &anyhow::Error) {
+    if e.downcast_ref::<AlreadyReported>().is_none() {
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config { config, set, resolved } => commands::config::run(config, &set, resolved),
+        Command::Data {
+            kind: DataCommand::Peaks { out, train, val, seed },
+        } => commands::data::peaks(&out, train, val, seed),
+        Command::Train { config, set, history } => {
+            let par = match Parallel::init() {
+                Ok(p) => p,
+                Err(e) => {
+                    report(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let args = commands::train::TrainArgs { config, set, history };
+            let r = commands::train::run(&par, &args);
+            if let Err(e) = &r {
+                // Rank 0 speaks for errors every rank shares; other ranks stay quiet.
+                if par.is_root() {
+                    report(e);
+                }
+            }
+            r.map_err(|_| anyhow::Error::new(AlreadyReported))
+        }
+        Command::Eval { checkpoint, set } => {
+            let par = match Parallel::init() {
+                Ok(p) => p,
+                Err(e) => {
+                    report(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let r = commands::eval::run(&par, &checkpoint, &set);
+            if let Err(e) = &r {
+                if par.is_root() {
+                    report(e);
+                }
+            }
+            r.map_err(|_| anyhow::Error::new(AlreadyReported))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

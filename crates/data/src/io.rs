@@ -40,17 +40,17 @@ pub fn write_atomically(
 ) -> Result<(), DataError> {
     let tmp = temporary_path(path);
     let result = write(&tmp).and_then(|()| {
-        let f = fs::File::open(&tmp).map_err(|source| DataError::Write {
+        let f = fs::File::open(&tmp).map_err(|error| DataError::Write {
             path: tmp.clone(),
-            source,
+            error,
         })?;
-        f.sync_all().map_err(|source| DataError::Write {
+        f.sync_all().map_err(|error| DataError::Write {
             path: tmp.clone(),
-            source,
+            error,
         })?;
-        fs::rename(&tmp, path).map_err(|source| DataError::Write {
+        fs::rename(&tmp, path).map_err(|error| DataError::Write {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     });
     if result.is_err() {
@@ -106,7 +106,7 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
     if !path.exists() {
         return Err(DataError::Read {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
     let e = h5err(path);
@@ -165,9 +165,9 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
 /// Writes train and validation sets as one CSV file with columns `x0…, label, split`.
 pub fn write_csv(path: &Path, names: &[&str], train: &Dataset, val: &Dataset) -> Result<(), DataError> {
     write_atomically(path, |tmp| {
-        let werr = |source| DataError::Write {
+        let werr = |error| DataError::Write {
             path: tmp.to_path_buf(),
-            source,
+            error,
         };
         let f = fs::File::create(tmp).map_err(werr)?;
         let mut w = std::io::BufWriter::new(f);
@@ -189,9 +189,9 @@ pub fn write_csv(path: &Path, names: &[&str], train: &Dataset, val: &Dataset) ->
 
 /// Reads a CSV data file: (train, validation if some rows have split `val`).
 pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
-    let text = fs::read_to_string(path).map_err(|source| DataError::Read {
+    let text = fs::read_to_string(path).map_err(|error| DataError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines.next().ok_or_else(|| malformed(path, "the file is empty"))?;

@@ -64,6 +64,18 @@ impl Dataset {
         (self, tail)
     }
 
+    /// Reorders the examples by a seeded random permutation.
+    pub fn shuffle(&mut self, g: &mut rng::Generator) {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        rng::shuffle(g, &mut order);
+        let mut features = Vec::with_capacity(self.features.len());
+        for &j in &order {
+            features.extend_from_slice(self.example(j));
+        }
+        self.labels = order.iter().map(|&j| self.labels[j]).collect();
+        self.features = features;
+    }
+
     /// Number of examples per class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.classes];
@@ -77,15 +89,15 @@ impl Dataset {
 /// What can go wrong reading or writing a data file. Each message is one line naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read data file {path}: {source}")]
+    #[error("cannot read data file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot write data file {path}: {source}")]
+    #[error("cannot write data file {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("malformed data file {path}: {message}")]
     Malformed { path: PathBuf, message: String },

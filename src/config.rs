@@ -1,0 +1,618 @@
+//! The run configuration: TOML sections `[data] [network] [controls] [mgrit] [optimizer]
+//! [output]` and a top-level `seed`, with `--set section.key=value` overrides.
+//!
+//! Loading checks every key against the defaults before anything runs: an unknown key, a value
+//! of the wrong type and an out-of-range value each get a one-line error that names the key.
+
+use anyhow::{anyhow, bail, Context, Result};
+use odenet::{Activation, Loss, Opening};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The commented default configuration printed by `layerpar config`. A test checks that it
+/// parses to exactly [`Config::default`] and mentions every key.
+pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Seed of every random choice (data, initialization, batches).
+    pub seed: u64,
+    pub data: DataConfig,
+    pub network: NetworkConfig,
+    pub controls: ControlsConfig,
+    pub mgrit: MgritConfig,
+    pub optimizer: OptimizerConfig,
+    pub output: OutputConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// "peaks" (generated), "csv" or "hdf5" (read from `path`).
+    pub kind: String,
+    pub path: String,
+    /// Peaks: training examples.
+    pub train_size: usize,
+    /// Peaks: validation examples.
+    pub val_size: usize,
+    /// Files without a validation split: fraction of examples held out for validation.
+    pub val_fraction: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub width: usize,
+    pub layers: usize,
+    pub final_time: f64,
+    pub activation: String,
+    pub opening: String,
+    pub loss: String,
+    pub init_open: f64,
+    pub init_hidden: f64,
+    pub init_class: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlsConfig {
+    pub kind: String,
+    pub degree: usize,
+    pub count: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MgritConfig {
+    pub max_levels: usize,
+    pub cfactor: usize,
+    pub max_iter: usize,
+    pub tol: f64,
+    pub adjoint_max_iter: usize,
+    pub adjoint_tol: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub kind: String,
+    pub max_iter: usize,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub gtol: f64,
+    pub lbfgs_memory: usize,
+    pub ls_factor: f64,
+    pub ls_c: f64,
+    pub ls_max_iter: usize,
+    pub momentum: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub schedule: String,
+    pub lr_step: usize,
+    pub lr_gamma: f64,
+    pub lr_min: f64,
+    pub gamma_tik: f64,
+    pub gamma_ddt: f64,
+    pub gamma_class: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    pub history: String,
+    pub checkpoint_dir: String,
+    pub checkpoint_every: usize,
+    pub print_every: usize,
+    pub progress: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 1,
+            data: DataConfig {
+                kind: "peaks".into(),
+                path: String::new(),
+                train_size: 5000,
+                val_size: 200,
+                val_fraction: 0.1,
+            },
+            network: NetworkConfig {
+                width: 8,
+                layers: 30,
+                final_time: 1.0,
+                activation: "smoothrelu".into(),
+                opening: "activate".into(),
+                loss: "crossentropy".into(),
+                init_open: 1.0,
+                init_hidden: 0.1,
+                init_class: 0.1,
+            },
+            controls: ControlsConfig {
+                kind: "layer".into(),
+                degree: 3,
+                count: 8,
+            },
+            mgrit: MgritConfig {
+                max_levels: 1,
+                cfactor: 2,
+                max_iter: 2,
+                tol: 1e-9,
+                adjoint_max_iter: 2,
+                adjoint_tol: 1e-9,
+            },
+            optimizer: OptimizerConfig {
+                kind: "lbfgs".into(),
+                max_iter: 130,
+                learning_rate: 1.0,
+                batch_size: 0,
+                gtol: 1e-8,
+                lbfgs_memory: 20,
+                ls_factor: 0.5,
+                ls_c: 1e-4,
+                ls_max_iter: 20,
+                momentum: 0.9,
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+                schedule: "constant".into(),
+                lr_step: 30,
+                lr_gamma: 0.1,
+                lr_min: 0.0,
+                gamma_tik: 1e-7,
+                gamma_ddt: 1e-7,
+                gamma_class: 1e-7,
+            },
+            output: OutputConfig {
+                history: "runs/history.csv".into(),
+                checkpoint_dir: "runs".into(),
+                checkpoint_every: 0,
+                print_every: 1,
+                progress: "auto".into(),
+            },
+        }
+    }
+}
+
+/// Which optimizer trains the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    Lbfgs,
+    Adam,
+    Sgd,
+}
+
+/// Where the data comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    Peaks,
+    Csv,
+    Hdf5,
+}
+
+/// How progress is shown on rank 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A bar on a terminal, plain lines otherwise.
+    Auto,
+    Bar,
+    Lines,
+    None,
+}
+
+fn choice<T: Copy>(key: &str, value: &str, options: &[(&str, T)]) -> Result<T> {
+    options
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            anyhow!("config key `{key}` must be one of {}, got \"{value}\"", names.join(", "))
+        })
+}
+
+impl Config {
+    pub fn activation(&self) -> Result<Activation> {
+        choice(
+            "network.activation",
+            &self.network.activation,
+            &[
+                ("tanh", Activation::Tanh),
+                ("relu", Activation::Relu),
+                ("smoothrelu", Activation::SmoothRelu),
+            ],
+        )
+    }
+
+    pub fn opening(&self) -> Result<Opening> {
+        choice(
+            "network.opening",
+            &self.network.opening,
+            &[("activate", Opening::Activate), ("replicate", Opening::Replicate)],
+        )
+    }
+
+    pub fn loss(&self) -> Result<Loss> {
+        choice(
+            "network.loss",
+            &self.network.loss,
+            &[("crossentropy", Loss::CrossEntropy), ("mse", Loss::Mse)],
+        )
+    }
+
+    pub fn optimizer_kind(&self) -> Result<OptimizerKind> {
+        choice(
+            "optimizer.kind",
+            &self.optimizer.kind,
+            &[
+                ("lbfgs", OptimizerKind::Lbfgs),
+                ("adam", OptimizerKind::Adam),
+                ("sgd", OptimizerKind::Sgd),
+            ],
+        )
+    }
+
+    pub fn data_kind(&self) -> Result<DataKind> {
+        choice(
+            "data.kind",
+            &self.data.kind,
+            &[("peaks", DataKind::Peaks), ("csv", DataKind::Csv), ("hdf5", DataKind::Hdf5)],
+        )
+    }
+
+    pub fn progress(&self) -> Result<Progress> {
+        choice(
+            "output.progress",
+            &self.output.progress,
+            &[
+                ("auto", Progress::Auto),
+                ("bar", Progress::Bar),
+                ("lines", Progress::Lines),
+                ("none", Progress::None),
+            ],
+        )
+    }
+
+    pub fn schedule(&self) -> Result<optim::Schedule> {
+        let o = &self.optimizer;
+        let kind = choice(
+            "optimizer.schedule",
+            &o.schedule,
+            &[("constant", 0), ("step", 1), ("cosine", 2)],
+        )?;
+        Ok(match kind {
+            0 => optim::Schedule::Constant,
+            1 => optim::Schedule::Step {
+                every: o.lr_step,
+                gamma: o.lr_gamma,
+            },
+            _ => optim::Schedule::Cosine {
+                epochs: o.max_iter,
+                min: o.lr_min,
+            },
+        })
+    }
+
+    /// Checks every value's range and every choice; the first problem is the error.
+    pub fn validate(&self) -> Result<()> {
+        fn positive(key: &str, v: f64) -> Result<()> {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("config key `{key}` must be a positive number, got {v}");
+            }
+            Ok(())
+        }
+        fn nonneg(key: &str, v: f64) -> Result<()> {
+            if !(v >= 0.0 && v.is_finite()) {
+                bail!("config key `{key}` must be a number ≥ 0, got {v}");
+            }
+            Ok(())
+        }
+        fn at_least(key: &str, v: usize, min: usize) -> Result<()> {
+            if v < min {
+                bail!("config key `{key}` must be ≥ {min}, got {v}");
+            }
+            Ok(())
+        }
+        fn open_unit(key: &str, v: f64) -> Result<()> {
+            if !(v > 0.0 && v < 1.0) {
+                bail!("config key `{key}` must lie in (0, 1), got {v}");
+            }
+            Ok(())
+        }
+        self.activation()?;
+        self.loss()?;
+        let opening = self.opening()?;
+        self.optimizer_kind()?;
+        self.progress()?;
+        self.schedule()?;
+        let kind = self.data_kind()?;
+        let d = &self.data;
+        if kind == DataKind::Peaks {
+            at_least("data.train_size", d.train_size, 1)?;
+            at_least("data.val_size", d.val_size, 1)?;
+        } else if d.path.is_empty() {
+            bail!("config key `data.path` must name the data file when data.kind = \"{}\"", d.kind);
+        }
+        open_unit("data.val_fraction", d.val_fraction)?;
+        let n = &self.network;
+        at_least("network.width", n.width, 1)?;
+        at_least("network.layers", n.layers, 1)?;
+        positive("network.final_time", n.final_time)?;
+        nonneg("network.init_open", n.init_open)?;
+        nonneg("network.init_hidden", n.init_hidden)?;
+        nonneg("network.init_class", n.init_class)?;
+        if opening == Opening::Replicate && kind == DataKind::Peaks && n.width < 2 {
+            bail!("config key `network.width` must be ≥ the 2 Peaks features with network.opening = \"replicate\", got {}", n.width);
+        }
+        match self.controls.kind.as_str() {
+            "layer" => {}
+            "spline" => bail!(
+                "config key `controls.kind`: \"spline\" controls are not available in this version; use \"layer\""
+            ),
+            other => bail!("config key `controls.kind` must be one of \"layer\", \"spline\", got \"{other}\""),
+        }
+        at_least("controls.degree", self.controls.degree, 1)?;
+        at_least("controls.count", self.controls.count, self.controls.degree + 1)?;
+        let m = &self.mgrit;
+        at_least("mgrit.max_levels", m.max_levels, 1)?;
+        if m.max_levels > 1 {
+            bail!(
+                "config key `mgrit.max_levels` = {}: layer-parallel MGRIT is not available in this version; use 1 (the serial sweep)",
+                m.max_levels
+            );
+        }
+        at_least("mgrit.cfactor", m.cfactor, 2)?;
+        at_least("mgrit.max_iter", m.max_iter, 1)?;
+        at_least("mgrit.adjoint_max_iter", m.adjoint_max_iter, 1)?;
+        nonneg("mgrit.tol", m.tol)?;
+        nonneg("mgrit.adjoint_tol", m.adjoint_tol)?;
+        let o = &self.optimizer;
+        positive("optimizer.learning_rate", o.learning_rate)?;
+        nonneg("optimizer.gtol", o.gtol)?;
+        at_least("optimizer.lbfgs_memory", o.lbfgs_memory, 1)?;
+        open_unit("optimizer.ls_factor", o.ls_factor)?;
+        open_unit("optimizer.ls_c", o.ls_c)?;
+        at_least("optimizer.ls_max_iter", o.ls_max_iter, 1)?;
+        if !(0.0..1.0).contains(&o.momentum) {
+            bail!("config key `optimizer.momentum` must lie in [0, 1), got {}", o.momentum);
+        }
+        open_unit("optimizer.beta1", o.beta1)?;
+        open_unit("optimizer.beta2", o.beta2)?;
+        positive("optimizer.epsilon", o.epsilon)?;
+        at_least("optimizer.lr_step", o.lr_step, 1)?;
+        positive("optimizer.lr_gamma", o.lr_gamma)?;
+        nonneg("optimizer.lr_min", o.lr_min)?;
+        nonneg("optimizer.gamma_tik", o.gamma_tik)?;
+        nonneg("optimizer.gamma_ddt", o.gamma_ddt)?;
+        nonneg("optimizer.gamma_class", o.gamma_class)?;
+        at_least("output.print_every", self.output.print_every, 1)?;
+        if self.output.history.is_empty() {
+            bail!("config key `output.history` must name a file");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML text (every key, resolved values).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a Config always serializes")
+    }
+
+    /// Parses a complete TOML text (such as one stored in a checkpoint).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
+        load_str(text, origin, &[])
+    }
+}
+
+fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let msg = e.message().trim().replace('\n', " ");
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                anyhow!("{origin} is not valid TOML (line {line}): {msg}")
+            }
+            None => anyhow!("{origin} is not valid TOML: {msg}"),
+        }
+    })
+}
+
+/// Checks `value` for key `key` against the default `reference`: same type (an integer is
+/// accepted where a float is expected), no negative integers, tables recursively.
+fn conform(key: &str, value: toml::Value, reference: &toml::Value, origin: &str) -> Result<toml::Value> {
+    use toml::Value as V;
+    match (reference, value) {
+        (V::Table(rt), V::Table(t)) => {
+            let mut out = rt.clone();
+            for (k, v) in t {
+                let full = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                let r = rt
+                    .get(&k)
+                    .ok_or_else(|| anyhow!("unknown config key `{full}` in {origin}"))?;
+                out.insert(k, conform(&full, v, r, origin)?);
+            }
+            Ok(V::Table(out))
+        }
+        (V::Float(_), V::Integer(i)) => Ok(V::Float(i as f64)),
+        (V::Integer(_), V::Integer(i)) if i < 0 => {
+            bail!("config key `{key}` must be ≥ 0, got {i} (in {origin})")
+        }
+        (r, v) if std::mem::discriminant(r) == std::mem::discriminant(&v) => Ok(v),
+        (r, v) => {
+            let what = if key.contains('.') || !matches!(r, V::Table(_)) { "config key" } else { "config section" };
+            bail!(
+                "{what} `{key}` must be {} {}, got {} {} (in {origin})",
+                article(r.type_str()),
+                r.type_str(),
+                article(v.type_str()),
+                v.type_str()
+            )
+        }
+    }
+}
+
+fn article(t: &str) -> &'static str {
+    if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+fn defaults_table() -> toml::Value {
+    toml::Value::try_from(Config::default()).expect("the default config serializes")
+}
+
+/// Applies a file's table and the `--set` overrides on top of the defaults and validates.
+fn load_table(file: toml::Table, sets: &[String], origin: &str) -> Result<Config> {
+    let defaults = defaults_table();
+    let mut merged = conform("", toml::Value::Table(file), &defaults, origin)?;
+    for set in sets {
+        let (key, raw) = set
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {set}: expected section.key=value"))?;
+        let key = key.trim();
+        let raw = raw.trim();
+        let path: Vec<&str> = key.split('.').collect();
+        // The value as TOML (numbers, booleans, quoted strings), else as a bare string.
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let mut nested = value;
+        for part in path.iter().rev() {
+            let mut t = toml::Table::new();
+            t.insert(part.to_string(), nested);
+            nested = toml::Value::Table(t);
+        }
+        merged = conform("", nested, &merged, &format!("--set {set}"))?;
+    }
+    let config: Config = merged
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow!("invalid configuration ({origin}): {}", e.message().trim().replace('\n', " ")))?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Loads a configuration from TOML text with `--set` overrides on top.
+pub fn load_str(text: &str, origin: &str, sets: &[String]) -> Result<Config> {
+    load_table(parse_toml(text, origin)?, sets, origin)
+}
+
+/// Loads the configuration: defaults, then the file (if any), then each `--set` override.
+pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config> {
+    let (table, origin) = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?;
+            let origin = p.display().to_string();
+            (parse_toml(&text, &origin)?, origin)
+        }
+        None => (toml::Table::new(), "the defaults".to_string()),
+    };
+    load_table(table, sets, &origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = v {
+            for (k, v) in t {
+                let full = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                if v.is_table() {
+                    keys(v, &full, out);
+                } else {
+                    out.push(full);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_commented_template_is_the_default_config() {
+        let c = Config::from_toml(DEFAULT_TOML, "template").unwrap();
+        assert_eq!(c, Config::default());
+        let mut all = Vec::new();
+        keys(&defaults_table(), "", &mut all);
+        let template: toml::Table = DEFAULT_TOML.parse().unwrap();
+        let mut mentioned = Vec::new();
+        keys(&toml::Value::Table(template), "", &mut mentioned);
+        all.sort();
+        mentioned.sort();
+        assert_eq!(all, mentioned, "the template must spell out every key");
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn design_contract_keys_exist() {
+        let mut all = Vec::new();
+        keys(&defaults_table(), "", &mut all);
+        for k in [
+            "data.kind", "network.width", "network.layers", "network.final_time", "network.activation",
+            "controls.kind", "controls.degree", "controls.count", "mgrit.max_levels", "mgrit.cfactor",
+            "mgrit.max_iter", "mgrit.tol", "mgrit.adjoint_max_iter", "mgrit.adjoint_tol", "optimizer.kind",
+            "optimizer.max_iter", "optimizer.learning_rate", "optimizer.batch_size", "seed",
+            "output.checkpoint_every", "output.checkpoint_dir",
+        ] {
+            assert!(all.iter().any(|a| a == k), "missing {k}");
+        }
+    }
+
+    fn err(text: &str, sets: &[&str]) -> String {
+        let table = parse_toml(text, "run.toml").map_err(|e| e.to_string());
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        match table {
+            Err(e) => e,
+            Ok(t) => load_table(t, &sets, "run.toml").unwrap_err().to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_on_one_line() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("[network]\nwidht = 3\n", &[], "unknown config key `network.widht` in run.toml"),
+            ("[netwrk]\nwidth = 3\n", &[], "unknown config key `netwrk`"),
+            ("[network]\nwidth = \"x\"\n", &[], "config key `network.width` must be an integer, got a string"),
+            ("[network]\nwidth = 0\n", &[], "config key `network.width` must be ≥ 1, got 0"),
+            ("[network]\nwidth = -3\n", &[], "config key `network.width` must be ≥ 0, got -3"),
+            ("[network]\nactivation = \"sigmoid\"\n", &[], "config key `network.activation` must be one of"),
+            ("[network]\nfinal_time = -1.0\n", &[], "`network.final_time` must be a positive number"),
+            ("network = 3\n", &[], "config section `network` must be a table, got an integer"),
+            ("[network\n", &[], "run.toml is not valid TOML (line 1)"),
+            ("", &["network.depth=3"], "unknown config key `network.depth` in --set network.depth=3"),
+            ("", &["optimizer.kind=newton"], "config key `optimizer.kind` must be one of"),
+            ("", &["network.layers"], "expected section.key=value"),
+            ("", &["mgrit.max_levels=3"], "layer-parallel MGRIT is not available"),
+            ("", &["optimizer.ls_factor=1.5"], "`optimizer.ls_factor` must lie in (0, 1)"),
+            ("[data]\nkind = \"csv\"\n", &[], "`data.path` must name the data file"),
+        ];
+        for (text, sets, expect) in cases {
+            let e = err(text, sets);
+            assert!(e.contains(expect), "for {text:?} {sets:?}: got `{e}`, want `{expect}`");
+            assert!(!e.contains('\n'), "multi-line error: {e}");
+        }
+    }
+
+    #[test]
+    fn overrides_apply_in_order_and_floats_take_integers() {
+        let t = parse_toml("[network]\nwidth = 4\nfinal_time = 2\n", "f").unwrap();
+        let sets = vec!["network.width=6".to_string(), "network.activation=tanh".to_string(), "seed=9".into()];
+        let c = load_table(t, &sets, "f").unwrap();
+        assert_eq!(c.network.width, 6);
+        assert_eq!(c.network.final_time, 2.0);
+        assert_eq!(c.network.activation, "tanh");
+        assert_eq!(c.seed, 9);
+        assert_eq!(c.network.layers, Config::default().network.layers);
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut c = Config::default();
+        c.network.width = 17;
+        assert_eq!(Config::from_toml(&c.to_toml(), "x").unwrap(), c);
+    }
+}

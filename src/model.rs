@@ -1,0 +1,57 @@
+//! Builds the network and its initial parameters from a configuration and a data set.
+
+use crate::config::Config;
+use anyhow::{bail, Result};
+use layerpar_data::rng::{generator, uniform};
+use odenet::{Network, Regularization, Shape};
+
+/// The network for `config` on data with `input` features and `classes` classes.
+pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Network> {
+    let n = &config.network;
+    let opening = config.opening()?;
+    if opening == odenet::Opening::Replicate && n.width < input {
+        bail!(
+            "config key `network.width` = {} is below the {input} input features, which network.opening = \"replicate\" needs",
+            n.width
+        );
+    }
+    let shape = Shape {
+        input,
+        width: n.width,
+        classes,
+        layers: n.layers,
+        opening,
+    };
+    let o = &config.optimizer;
+    Ok(Network::new(
+        shape,
+        config.activation()?,
+        n.final_time,
+        config.loss()?,
+        Regularization {
+            tikhonov: o.gamma_tik,
+            ddt: o.gamma_ddt,
+            classifier: o.gamma_class,
+        },
+    ))
+}
+
+/// Initial θ: weights uniform in [−s, s] with s = init_* / √fan_in, biases 0; seeded.
+pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
+    let l = &net.layout;
+    let sh = l.shape;
+    let mut theta = vec![0.0; l.len];
+    let mut g = generator(config.seed, 0x696e6974); // "init"
+    let mut fill = |range: std::ops::Range<usize>, scale: f64, g: &mut _| {
+        for v in &mut theta[range] {
+            *v = scale * (2.0 * uniform(g) - 1.0);
+        }
+    };
+    let n = &config.network;
+    fill(l.open_weight.clone(), n.init_open / (sh.input as f64).sqrt(), &mut g);
+    for i in 0..sh.layers {
+        fill(l.layer_weight(i), n.init_hidden / (sh.width as f64).sqrt(), &mut g);
+    }
+    fill(l.class_weight.clone(), n.init_class / (sh.width as f64).sqrt(), &mut g);
+    theta
+}

@@ -1,0 +1,74 @@
+//! The MPI environment of a run: rank, size, and the few collectives the driver needs.
+
+use mpi::collective::SystemOperation;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+/// MPI_COMM_WORLD of an initialized MPI; MPI is finalized when this is dropped.
+pub struct Parallel {
+    world: SimpleCommunicator,
+    // Dropped last: finalizes MPI.
+    _universe: mpi::environment::Universe,
+}
+
+impl Parallel {
+    /// Initializes MPI (a plain start becomes an MPI singleton).
+    pub fn init() -> anyhow::Result<Self> {
+        let universe = mpi::initialize()
+            .ok_or_else(|| anyhow::anyhow!("MPI was already initialized"))?;
+        Ok(Parallel {
+            world: universe.world(),
+            _universe: universe,
+        })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    pub fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    /// Rank 0 prints and writes files.
+    pub fn is_root(&self) -> bool {
+        self.world.rank() == 0
+    }
+
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// Ends every rank of the job at once (for an error only one rank saw mid-run, where the
+    /// others would otherwise wait for it forever in the next collective).
+    pub fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+
+    /// (min, max) of a u64 over all ranks.
+    pub fn min_max(&self, v: u64) -> (u64, u64) {
+        let mut lo = 0u64;
+        let mut hi = 0u64;
+        self.world.all_reduce_into(&v, &mut lo, SystemOperation::min());
+        self.world.all_reduce_into(&v, &mut hi, SystemOperation::max());
+        (lo, hi)
+    }
+
+    /// Whether every rank passed `ok` (a logical and).
+    pub fn all(&self, ok: bool) -> bool {
+        let (lo, _) = self.min_max(u64::from(ok));
+        lo == 1
+    }
+}
+
+/// A 64-bit FNV-1a hash of the bits of a vector, to compare vectors across ranks.
+pub fn fingerprint(v: &[f64]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for x in v {
+        for b in x.to_bits().to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}

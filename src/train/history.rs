@@ -1,0 +1,78 @@
+//! The training history: one row per optimization iteration, written as CSV by rank 0.
+//!
+//! Columns (a contract that job scripts rely on): `iter,objective,loss,grad_norm,train_acc,
+//! val_acc,fwd_res,adj_res,time_s`, then `step` (the accepted step or learning rate).
+//! Residual columns are empty when no MGRIT residual was computed.
+
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Metrics of one iteration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub iter: usize,
+    pub objective: f64,
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub train_acc: f64,
+    pub val_acc: f64,
+    pub fwd_res: Option<f64>,
+    pub adj_res: Option<f64>,
+    pub time_s: f64,
+    pub step: f64,
+}
+
+pub const HEADER: &str = "iter,objective,loss,grad_norm,train_acc,val_acc,fwd_res,adj_res,time_s,step";
+
+impl Row {
+    pub fn csv(&self) -> String {
+        let opt = |v: Option<f64>| v.map(|x| format!("{x:.17e}")).unwrap_or_default();
+        format!(
+            "{},{:.17e},{:.17e},{:.17e},{:.17e},{:.17e},{},{},{:.6},{:.17e}",
+            self.iter,
+            self.objective,
+            self.loss,
+            self.grad_norm,
+            self.train_acc,
+            self.val_acc,
+            opt(self.fwd_res),
+            opt(self.adj_res),
+            self.time_s,
+            self.step
+        )
+    }
+}
+
+/// Appends rows to the history file as they come, flushed after each row so that a run can
+/// be followed with `tail -f` and a killed run keeps every finished iteration.
+pub struct HistoryWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl HistoryWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        }
+        let f = File::create(path)
+            .with_context(|| format!("cannot create history file {}", path.display()))?;
+        let mut out = BufWriter::new(f);
+        writeln!(out, "{HEADER}")
+            .and_then(|()| out.flush())
+            .with_context(|| format!("cannot write history file {}", path.display()))?;
+        Ok(HistoryWriter {
+            path: path.to_path_buf(),
+            out,
+        })
+    }
+
+    pub fn push(&mut self, row: &Row) -> Result<()> {
+        writeln!(self.out, "{}", row.csv())
+            .and_then(|()| self.out.flush())
+            .with_context(|| format!("cannot write history file {}", self.path.display()))
+    }
+}

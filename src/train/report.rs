@@ -1,0 +1,85 @@
+//! What rank 0 shows while training: a progress bar on a terminal, plain lines otherwise.
+
+use super::history::Row;
+use crate::config::Progress;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+pub enum Reporter {
+    Bar(ProgressBar),
+    Lines { every: usize },
+    Silent,
+}
+
+/// One line of metrics.
+pub fn format_row(r: &Row) -> String {
+    let mut s = format!(
+        "iter {:>5}  obj {:.6e}  loss {:.6e}  |g| {:.3e}  train {:.4}  val {:.4}",
+        r.iter, r.objective, r.loss, r.grad_norm, r.train_acc, r.val_acc
+    );
+    if let Some(f) = r.fwd_res {
+        s += &format!("  fwd {f:.2e}");
+    }
+    if let Some(a) = r.adj_res {
+        s += &format!("  adj {a:.2e}");
+    }
+    s += &format!("  {:.2}s", r.time_s);
+    s
+}
+
+impl Reporter {
+    /// A reporter for `total` iterations; only rank 0 should make a visible one.
+    pub fn new(mode: Progress, root: bool, total: usize, every: usize) -> Self {
+        if !root || mode == Progress::None {
+            return Reporter::Silent;
+        }
+        let bar = match mode {
+            Progress::Bar => true,
+            Progress::Auto => std::io::stdout().is_terminal(),
+            _ => false,
+        };
+        if bar {
+            let pb = ProgressBar::new(total as u64);
+            pb.set_style(
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos:>5}/{len} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            Reporter::Bar(pb)
+        } else {
+            Reporter::Lines { every }
+        }
+    }
+
+    pub fn row(&self, r: &Row) {
+        match self {
+            Reporter::Bar(pb) => {
+                pb.set_position(r.iter as u64);
+                pb.set_message(format!(
+                    "loss {:.4e} |g| {:.2e} train {:.3} val {:.3}",
+                    r.loss, r.grad_norm, r.train_acc, r.val_acc
+                ));
+            }
+            Reporter::Lines { every } => {
+                if r.iter % every == 0 {
+                    println!("{}", format_row(r));
+                }
+            }
+            Reporter::Silent => {}
+        }
+    }
+
+    /// A message that must not be lost in the bar.
+    pub fn note(&self, msg: &str) {
+        match self {
+            Reporter::Bar(pb) => pb.println(msg),
+            Reporter::Lines { .. } => println!("{msg}"),
+            Reporter::Silent => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Reporter::Bar(pb) = self {
+            pb.finish();
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Helpers for end-to-end tests of the `layerpar` binary, plain and under `mpirun`.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_layerpar");
+
+/// `layerpar ARGS` as a plain process (an MPI singleton for train/eval).
+pub fn layerpar(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .output()
+        .expect("the layerpar binary starts")
+}
+
+/// `mpirun -n P layerpar ARGS` (as root where needed, oversubscribed on small machines).
+pub fn mpirun(dir: &Path, ranks: usize, args: &[&str]) -> Output {
+    Command::new("mpirun")
+        .args(["--oversubscribe", "-n", &ranks.to_string(), BIN])
+        .args(args)
+        .current_dir(dir)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .output()
+        .expect("mpirun is installed (scripts/setup.sh installs OpenMPI)")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts a clean failure: non-zero exit, a one-line `error:` message containing `expect`,
+/// and no panic.
+pub fn fails_with(o: &Output, expect: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stdout:\n{}", stdout(o));
+    assert!(!err.contains("panicked"), "the binary panicked:\n{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, stderr:\n{err}");
+    assert!(lines[0].contains(expect), "error `{}` does not mention `{expect}`", lines[0]);
+}
+
+/// Parses a history CSV into (header, rows of fields).
+pub fn history(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).expect("history file exists");
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().split(',').map(String::from).collect();
+    let rows = lines.map(|l| l.split(',').map(String::from).collect()).collect();
+    (header, rows)
+}
+
+/// Column `name` of the history as numbers.
+pub fn column(path: &Path, name: &str) -> Vec<f64> {
+    let (h, rows) = history(path);
+    let i = h.iter().position(|c| c == name).expect("column exists");
+    rows.iter().map(|r| r[i].parse().unwrap()).collect()
+}

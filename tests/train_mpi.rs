@@ -1,0 +1,94 @@
+//! Training end to end under mpirun: rank count, agreement between ranks, history, accuracy.
+
+mod common;
+use common::*;
+
+const SMALL: &[&str] = &[
+    "--set", "optimizer.max_iter=8",
+    "--set", "data.train_size=400",
+    "--set", "data.val_size=50",
+    "--set", "network.layers=7",
+    "--set", "output.progress=lines",
+];
+
+fn history_without_time(path: &std::path::Path) -> Vec<Vec<String>> {
+    let (h, rows) = history(path);
+    let t = h.iter().position(|c| c == "time_s").unwrap();
+    rows.into_iter().map(|mut r| { r.remove(t); r }).collect()
+}
+
+#[test]
+fn every_rank_count_gives_the_serial_history_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let serial = ok(&layerpar(d, &[&["train", "--history", "serial.csv"], SMALL].concat()));
+    assert!(serial.contains("training on 1 MPI rank"), "{serial}");
+    let reference = history_without_time(&d.join("serial.csv"));
+    assert_eq!(reference.len(), 9);
+    for p in [1usize, 2, 3, 4] {
+        let name = format!("p{p}.csv");
+        let out = ok(&mpirun(d, p, &[&["train", "--history", &name], SMALL].concat()));
+        // A launcher that does not match the MPI library starts P one-rank jobs: catch that.
+        let s = if p == 1 { "" } else { "s" };
+        assert!(out.contains(&format!("training on {p} MPI rank{s}\n")), "rank count wrong for P = {p}:\n{out}");
+        assert_eq!(out.matches("stopped:").count(), 1, "only rank 0 prints:\n{out}");
+        assert!(out.contains(&format!("ranks agree: {p} rank")), "{out}");
+        assert_eq!(history_without_time(&d.join(&name)), reference, "P = {p}");
+    }
+}
+
+#[test]
+fn history_has_the_contract_columns_and_a_row_per_iteration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&mpirun(d, 2, &[&["train", "--history", "h.csv"], SMALL].concat()));
+    let (header, rows) = history(&d.join("h.csv"));
+    let want = ["iter", "objective", "loss", "grad_norm", "train_acc", "val_acc", "fwd_res", "adj_res", "time_s"];
+    assert_eq!(&header[..want.len()], &want);
+    assert_eq!(rows.len(), 9);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], i.to_string());
+        for c in [4, 5] {
+            let acc: f64 = r[c].parse().unwrap();
+            assert!((0.0..=1.0).contains(&acc));
+        }
+        assert_eq!(r[6], "", "no MGRIT residual in the serial mode");
+    }
+    let obj = column(&d.join("h.csv"), "objective");
+    assert!(obj.windows(2).all(|w| w[1] <= w[0]), "L-BFGS with Armijo decreases J: {obj:?}");
+    assert!(d.join("runs/final.h5").exists());
+}
+
+#[test]
+fn adam_and_sgd_train_with_mini_batches_on_two_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (kind, lr) in [("adam", "0.01"), ("sgd", "0.05")] {
+        let name = format!("{kind}.csv");
+        let kind_set = format!("optimizer.kind={kind}");
+        let lr_set = format!("optimizer.learning_rate={lr}");
+        let args = [
+            &["train", "--history", &name, "--set", &kind_set, "--set", &lr_set, "--set", "optimizer.batch_size=50"][..],
+            SMALL,
+        ]
+        .concat();
+        ok(&mpirun(d, 2, &args));
+        let loss = column(&d.join(&name), "loss");
+        assert!(loss[8] < 0.8 * loss[0], "{kind}: {loss:?}");
+    }
+}
+
+/// The default Peaks run (width 8, 30 layers, T = 1, SmoothReLU, L-BFGS, full batch, 130
+/// iterations) reaches at least 85 % validation accuracy.
+#[test]
+fn default_peaks_run_reaches_85_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = ok(&mpirun(d, 2, &["train", "--set", "output.progress=none"]));
+    let val = column(&d.join("runs/history.csv"), "val_acc");
+    assert_eq!(val.len(), 131);
+    assert!(val[130] >= 0.85, "validation accuracy {}: {out}", val[130]);
+    // eval on the written parameters reproduces the last history row.
+    let e = ok(&layerpar(d, &["eval", "--checkpoint", "runs/final.h5"]));
+    assert!(e.contains(&format!("accuracy {:.4}", val[130])), "{e}");
+}
