@@ -1,0 +1,333 @@
+//! `mgrit-check MODE`: runs the solver's model-problem checks under MPI and prints one line
+//! per case (`ok …` or `FAIL …`) and a closing `N passed, M failed` line on rank 0.
+//!
+//! Modes: `sweep` (converged MGRIT against the serial sweep over ranks, cf, levels, N, V/F
+//! cycles, F/FCF), `bitwise` (one level is the serial sweep bit for bit), `exact` (two-level
+//! F-relaxation is exact after ⌈N/cf⌉ iterations), `bound` (two-level convergence factors
+//! against the Dobrev et al. bound), `reverse` (reverse-time solves), `harness` (the
+//! application checks across ranks), `bench` (time per V-cycle, linear system, N = 4096).
+
+use mgrit::harness::check_app;
+use mgrit::problems::{two_level_bounds, ModelProblem};
+use mgrit::{Comm, MpiComm, Options, Solver, StepInfo};
+use std::time::Instant;
+
+struct Tally {
+    passed: usize,
+    failed: usize,
+    root: bool,
+    /// FNV-1a over the bits of every solution computed: equal for every rank count, since
+    /// MGRIT does the same arithmetic at each point wherever it lives.
+    fingerprint: u64,
+}
+
+impl Tally {
+    fn mix(&mut self, sol: &[Vec<f64>]) {
+        for x in sol.iter().flatten() {
+            for b in x.to_bits().to_le_bytes() {
+                self.fingerprint ^= b as u64;
+                self.fingerprint = self.fingerprint.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+}
+
+impl Tally {
+    fn record(&mut self, ok: bool, line: String) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+        if self.root && (!ok || std::env::var_os("MGRIT_CHECK_VERBOSE").is_some()) {
+            println!("{} {line}", if ok { "ok" } else { "FAIL" });
+        }
+    }
+}
+
+/// The whole fine solution u_0 … u_N (time order) on every rank.
+fn gather(solver: &Solver<Vec<f64>>, comm: &MpiComm, dim: usize) -> Vec<Vec<f64>> {
+    let mut local = Vec::new();
+    for n in solver.time_range() {
+        local.extend_from_slice(solver.state(n).expect("owned"));
+    }
+    comm.all_gather(&local).chunks(dim).map(|c| c.to_vec()).collect()
+}
+
+fn max_rel_error(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    let scale = b.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f64::max)
+        / scale
+}
+
+fn problem(name: &str) -> ModelProblem {
+    match name {
+        "scalar" => ModelProblem::scalar(-1.0),
+        "stiff" => ModelProblem::scalar(-20.0),
+        "growth" => ModelProblem::scalar(4.0),
+        "linear" => ModelProblem::linear(3),
+        _ => ModelProblem::cubic(),
+    }
+}
+
+const T: f64 = 0.5;
+
+fn solve(
+    name: &str,
+    steps: usize,
+    opts: Options,
+    comm: &MpiComm,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>, mgrit::Stats) {
+    let mut app = problem(name);
+    let dim = app.u0.len();
+    let reverse = opts.reverse;
+    if reverse {
+        app.start_index = steps;
+    }
+    let mut solver = Solver::new(steps, 0.0, T, opts, comm.rank(), comm.size()).expect("valid options");
+    let stats = solver.solve(&mut app, comm);
+    let got = gather(&solver, comm, dim);
+    let mut reference = problem(name).serial(steps, T / steps as f64);
+    if reverse {
+        reference.reverse();
+    }
+    (got, reference, stats)
+}
+
+fn sweep(comm: &MpiComm, t: &mut Tally) {
+    for name in ["linear", "scalar", "cubic"] {
+        for steps in [64, 100, 257] {
+            for cf in [2, 3, 4] {
+                for levels in 2..=5 {
+                    for fmg in [false, true] {
+                        for nrelax in [0, 1] {
+                            // The scalar and cubic problems on a subset, the linear one on all.
+                            if name != "linear" && (fmg || steps == 100) {
+                                continue;
+                            }
+                            let opts = Options {
+                                max_levels: levels,
+                                cfactor: vec![cf],
+                                nrelax: vec![nrelax],
+                                fmg,
+                                max_iter: 300,
+                                abs_tol: 1e-14,
+                                ..Options::default()
+                            };
+                            let (got, reference, stats) = solve(name, steps, opts, comm);
+                            t.mix(&got);
+                            let err = max_rel_error(&got, &reference);
+                            t.record(
+                                err <= 1e-12,
+                                format!(
+                                    "sweep {name} N={steps} cf={cf} levels={levels}/{} {} {}: {} iterations, rel error {err:.2e}",
+                                    stats.points_per_level.len(),
+                                    if fmg { "F-cycle" } else { "V-cycle" },
+                                    if nrelax == 0 { "F" } else { "FCF" },
+                                    stats.iterations
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bitwise(comm: &MpiComm, t: &mut Tally) {
+    for name in ["scalar", "linear", "cubic"] {
+        for steps in [1, 7, 64, 257] {
+            for reverse in [false, true] {
+                let opts = Options { max_levels: 1, reverse, ..Options::default() };
+                let (got, reference, _) = solve(name, steps, opts, comm);
+                t.record(got == reference, format!("bitwise {name} N={steps} reverse={reverse}"));
+            }
+        }
+    }
+}
+
+fn exact(comm: &MpiComm, t: &mut Tally) {
+    for name in ["growth", "stiff", "linear", "cubic"] {
+        for steps in [64, 100, 257] {
+            for cf in [2, 3, 4] {
+                // ⌈N/cf⌉ iterations; the last C-point is ⌊N/cf⌋, after which F-points follow.
+                let iters = (steps as usize).div_ceil(cf);
+                let run = |k: usize| {
+                    let opts = Options {
+                        max_levels: 2,
+                        cfactor: vec![cf],
+                        nrelax: vec![0],
+                        skip: false,
+                        max_iter: k,
+                        abs_tol: 0.0,
+                        compute_residual: false,
+                        ..Options::default()
+                    };
+                    let (got, reference, _) = solve(name, steps, opts, comm);
+                    max_rel_error(&got, &reference)
+                };
+                let err = run(iters);
+                let early = run(3);
+                t.record(
+                    err <= 1e-13,
+                    format!("exact {name} N={steps} cf={cf}: error {err:.2e} after {iters} iterations ({early:.2e} after 3)"),
+                );
+            }
+        }
+    }
+}
+
+fn bound(comm: &MpiComm, t: &mut Tally) {
+    let lambda = -20.0;
+    for steps in [64, 257] {
+        for cf in [2, 4, 8] {
+            for nrelax in [0, 1] {
+                let opts = Options {
+                    max_levels: 2,
+                    cfactor: vec![cf],
+                    nrelax: vec![nrelax],
+                    skip: false,
+                    max_iter: 12,
+                    abs_tol: 0.0,
+                    ..Options::default()
+                };
+                let (_, _, stats) = solve("stiff", steps, opts, comm);
+                let h = T / steps as f64;
+                let (bf, bfcf) = two_level_bounds(1.0 + h * lambda, 1.0 + cf as f64 * h * lambda, cf, steps / cf);
+                let b = if nrelax == 0 { bf } else { bfcf };
+                // Factors between residuals above the round-off floor.
+                let factors: Vec<f64> = stats
+                    .residuals
+                    .windows(2)
+                    .filter(|w| w[1] > 1e-11)
+                    .map(|w| w[1] / w[0])
+                    .collect();
+                let worst = factors.iter().cloned().fold(0.0, f64::max);
+                t.record(
+                    !factors.is_empty() && worst <= b * (1.0 + 1e-9) + 1e-12,
+                    format!(
+                        "bound λ={lambda} N={steps} cf={cf} {}: measured max factor {worst:.4e} over {} iterations, bound {b:.4e}",
+                        if nrelax == 0 { "F" } else { "FCF" },
+                        factors.len()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn reverse(comm: &MpiComm, t: &mut Tally) {
+    for name in ["linear", "cubic"] {
+        for steps in [64, 257] {
+            for levels in [2, 4] {
+                let opts = Options {
+                    max_levels: levels,
+                    cfactor: vec![3],
+                    reverse: true,
+                    max_iter: 300,
+                    abs_tol: 1e-14,
+                    ..Options::default()
+                };
+                let (got, reference, stats) = solve(name, steps, opts, comm);
+                t.mix(&got);
+                let err = max_rel_error(&got, &reference);
+                t.record(err <= 1e-12, format!("reverse {name} N={steps} levels={levels}: {} iterations, rel error {err:.2e}", stats.iterations));
+            }
+        }
+    }
+    // Every time point stays on its forward rank.
+    let steps = 100;
+    let f = Solver::<Vec<f64>>::new(steps, 0.0, T, Options::default(), comm.rank(), comm.size()).unwrap();
+    let r = Solver::<Vec<f64>>::new(steps, 0.0, T, Options { reverse: true, ..Options::default() }, comm.rank(), comm.size()).unwrap();
+    t.record(f.time_range() == r.time_range(), format!("reverse ownership on rank {}", comm.rank()));
+}
+
+fn harness(comm: &MpiComm, t: &mut Tally) {
+    let info = StepInfo { level: 1, from: 2, to: 4, t_from: 0.1, t_to: 0.2, fine_steps: 2, dt: 0.1 };
+    for name in ["scalar", "linear", "cubic"] {
+        let mut app = problem(name);
+        let rep = check_app(&mut app, comm, 0, &info, 1e-14);
+        t.record(rep.passed, format!("harness {name}: {}", rep.lines.join("; ")));
+    }
+}
+
+fn bench(comm: &MpiComm, t: &mut Tally) {
+    let steps = 4096;
+    let dim = 16;
+    for (levels, cycles) in [(3, 20), (30, 20)] {
+        let opts = Options {
+            max_levels: levels,
+            cfactor: vec![4],
+            nrelax: vec![1],
+            skip: false,
+            max_iter: cycles,
+            abs_tol: 0.0,
+            compute_residual: false,
+            ..Options::default()
+        };
+        let mut app = ModelProblem::linear(dim);
+        let mut solver = Solver::new(steps, 0.0, 1.0, opts, comm.rank(), comm.size()).unwrap();
+        solver.solve(&mut app, comm); // warm up
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let stats = solver.solve(&mut app, comm);
+            let secs = start.elapsed().as_secs_f64();
+            let mut max = [0.0];
+            comm_max(comm, secs, &mut max);
+            best = best.min(max[0] / stats.iterations as f64);
+        }
+        if comm.rank() == 0 {
+            println!(
+                "bench linear n={dim} N={steps} cf=4 levels={} ranks={}: {:.3} ms per V-cycle (FCF)",
+                solver.grid().num_levels(),
+                comm.size(),
+                best * 1e3
+            );
+        }
+    }
+    t.record(true, "bench".into());
+}
+
+fn comm_max(comm: &MpiComm, v: f64, out: &mut [f64; 1]) {
+    out[0] = comm.all_gather(&[v]).into_iter().fold(0.0, f64::max);
+}
+
+fn main() {
+    let universe = mpi::initialize().expect("MPI initializes");
+    let world = universe.world();
+    let comm = MpiComm::new(&world);
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "sweep".into());
+    let mut t = Tally { passed: 0, failed: 0, root: comm.rank() == 0, fingerprint: 0xcbf2_9ce4_8422_2325 };
+    if t.root {
+        println!("mgrit-check {mode} on {} ranks", comm.size());
+    }
+    match mode.as_str() {
+        "sweep" => sweep(&comm, &mut t),
+        "bitwise" => bitwise(&comm, &mut t),
+        "exact" => exact(&comm, &mut t),
+        "bound" => bound(&comm, &mut t),
+        "reverse" => reverse(&comm, &mut t),
+        "harness" => harness(&comm, &mut t),
+        "bench" => bench(&comm, &mut t),
+        other => {
+            eprintln!("error: unknown mode `{other}`");
+            std::process::exit(2);
+        }
+    }
+    // Failures anywhere count: every rank's tally is summed.
+    let failed: f64 = comm.all_gather(&[t.failed as f64]).iter().sum();
+    if t.root {
+        println!("solution fingerprint {:#018x}", t.fingerprint);
+        println!("mgrit-check {mode}: {} passed, {} failed", t.passed, failed as usize);
+    }
+    drop(comm);
+    drop(universe);
+    if failed > 0.0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,192 @@
+//! The iteration: V- and F-cycles, the coarsest-level solve, the coarse-grid correction, and
+//! the stopping test on the C-point residual norm.
+
+use crate::comm::Comm;
+use crate::level::{tag, Ctx, Level, Phase};
+use crate::relax::{f_relax, relax};
+use crate::restrict::restrict;
+use crate::{App, Solver, Stats};
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    V,
+    F,
+}
+
+/// How a cycle ended on level 0.
+enum Flow {
+    Continue(Option<f64>),
+    Converged(f64),
+}
+
+/// Sequential solve of level l: u_i = Φ(u_{i−1}) + g_i, pipelined from rank to rank.
+fn coarse_solve<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut Level<A::State>) {
+    let (lo, hi) = (lvl.range.start, lvl.range.end);
+    if lo == hi {
+        return;
+    }
+    let t = tag(l, Phase::Coarse);
+    let prev = if lo > 0 {
+        Some(ctx.recv_state(lvl.left.expect("a left neighbour owns point lo−1"), t))
+    } else {
+        None
+    };
+    for i in lo.max(1)..hi {
+        ctx.propagate(l, lvl, i, if i == lo { prev.as_ref() } else { None });
+    }
+    if let Some(right) = lvl.right {
+        ctx.send_state(right, t, &lvl.u[lvl.at(hi - 1)]);
+    }
+    ctx.comm.wait_sends();
+}
+
+/// u^l_{I·cf} += u^{l+1}_I − v_I at every owned C-point.
+fn correct<A: App, C: Comm>(ctx: &mut Ctx<A, C>, fine: &mut Level<A::State>, coarse: &Level<A::State>) {
+    let cf = fine.shape.cf;
+    for (k, i) in coarse.range.clone().enumerate() {
+        let f = fine.at(i * cf);
+        ctx.app.sum(1.0, &coarse.u[k], 1.0, &mut fine.u[f]);
+        ctx.app.sum(-1.0, &coarse.v[k], 1.0, &mut fine.u[f]);
+    }
+}
+
+struct CycleState {
+    first: bool,
+    tol: Option<f64>,
+}
+
+fn cycle<A: App, C: Comm>(
+    ctx: &mut Ctx<A, C>,
+    levels: &mut [Level<A::State>],
+    l: usize,
+    kind: Kind,
+    st: &mut CycleState,
+) -> Flow {
+    let nl = levels.len();
+    if l == nl - 1 {
+        let t = Instant::now();
+        coarse_solve(ctx, l, &mut levels[l]);
+        ctx.stats.times.coarse_solve += t.elapsed();
+        return Flow::Continue(None);
+    }
+    // A skipped first down-cycle does no work on any level (see `Options::skip`).
+    let skipped = st.first && ctx.opts.skip;
+    let t = Instant::now();
+    if !skipped {
+        relax(ctx, l, &mut levels[l]);
+    }
+    ctx.stats.times.relax += t.elapsed();
+    let t = Instant::now();
+    let norms = {
+        let (a, b) = levels.split_at_mut(l + 1);
+        restrict(ctx, l, &mut a[l], &mut b[0], skipped)
+    };
+    ctx.stats.times.restrict += t.elapsed();
+    let mut residual = None;
+    if l == 0 && ctx.opts.compute_residual && !skipped {
+        let t = Instant::now();
+        let norm = ctx.comm.ordered_sum(&norms).sqrt();
+        ctx.stats.times.residual_norm += t.elapsed();
+        residual = Some(norm);
+        let tol = *st.tol.get_or_insert(ctx.opts.abs_tol.max(ctx.opts.rel_tol * norm));
+        if norm <= tol {
+            return Flow::Converged(norm);
+        }
+    }
+    cycle(ctx, levels, l + 1, kind, st);
+    if kind == Kind::F && l + 1 < nl - 1 {
+        cycle(ctx, levels, l + 1, Kind::V, st);
+    }
+    let t = Instant::now();
+    {
+        let (a, b) = levels.split_at_mut(l + 1);
+        correct(ctx, &mut a[l], &b[0]);
+    }
+    ctx.stats.times.correct += t.elapsed();
+    let t = Instant::now();
+    f_relax(ctx, l, &mut levels[l]);
+    ctx.stats.times.relax += t.elapsed();
+    Flow::Continue(residual)
+}
+
+impl<S: Clone> Solver<S> {
+    /// Solves the recurrence. Starts from `App::init` (or, with `warm_restart`, from the
+    /// previous solution with a fresh initial condition) and runs cycles until the C-point
+    /// residual norm meets the tolerance or `max_iter` cycles are done.
+    pub fn solve<A: App<State = S>, C: Comm>(&mut self, app: &mut A, comm: &C) -> Stats {
+        let start = Instant::now();
+        let nl = self.levels.len();
+        let mut stats = Stats {
+            points_per_level: self.grid.levels.iter().map(|l| l.points()).collect(),
+            steps_per_level: vec![0; nl],
+            ..Default::default()
+        };
+        // Level 0: initial guess, or the previous solution with the initial condition renewed.
+        {
+            let dist = &self.dist;
+            let lvl = &mut self.levels[0];
+            if !self.initialized || !self.opts.warm_restart {
+                lvl.u = lvl.range.clone().map(|i| app.init(dist.time_index(i))).collect();
+                self.initialized = true;
+            } else if lvl.range.start == 0 && !lvl.range.is_empty() {
+                lvl.u[0] = app.init(dist.time_index(0));
+            }
+        }
+        let mut ctx = Ctx {
+            app,
+            comm,
+            dist: &self.dist,
+            opts: &self.opts,
+            stats: &mut stats,
+            t0: self.t0,
+            dt: self.dt,
+        };
+        if nl == 1 {
+            let t = Instant::now();
+            coarse_solve(&mut ctx, 0, &mut self.levels[0]);
+            ctx.stats.times.coarse_solve += t.elapsed();
+            ctx.stats.iterations = 1;
+            ctx.stats.converged = true;
+        } else {
+            let kind = if self.opts.fmg { Kind::F } else { Kind::V };
+            let mut st = CycleState { first: true, tol: None };
+            let verbose = self.opts.verbosity >= 2 && comm.rank() == 0;
+            for iter in 0..self.opts.max_iter {
+                let flow = cycle(&mut ctx, &mut self.levels, 0, kind, &mut st);
+                st.first = false;
+                ctx.stats.iterations = iter + 1;
+                let (res, done) = match flow {
+                    Flow::Continue(r) => (r, false),
+                    Flow::Converged(r) => (Some(r), true),
+                };
+                if let Some(r) = res {
+                    if verbose {
+                        let factor = ctx.stats.residuals.last().map(|p| r / p);
+                        match factor {
+                            Some(f) => println!("mgrit iter {iter:>3}  residual {r:.6e}  factor {f:.4}"),
+                            None => println!("mgrit iter {iter:>3}  residual {r:.6e}"),
+                        }
+                    }
+                    ctx.stats.residuals.push(r);
+                }
+                if done {
+                    ctx.stats.converged = true;
+                    break;
+                }
+            }
+        }
+        stats.wall = start.elapsed();
+        if self.opts.verbosity >= 1 && comm.rank() == 0 {
+            println!(
+                "mgrit: {} levels {:?}, {} iterations, last residual {:.3e}, {}",
+                nl,
+                stats.points_per_level,
+                stats.iterations,
+                stats.residuals.last().copied().unwrap_or(0.0),
+                if stats.converged { "converged" } else { "not converged" }
+            );
+        }
+        stats
+    }
+}
