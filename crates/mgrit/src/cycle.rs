@@ -190,3 +190,56 @@ impl<S: Clone> Solver<S> {
         stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::problems::ModelProblem;
+    use crate::{Options, SerialComm, Solver};
+
+    fn opts() -> Options {
+        Options { max_levels: 3, cfactor: vec![4], max_iter: 50, abs_tol: 1e-13, ..Options::default() }
+    }
+
+    #[test]
+    fn warm_restart_starts_from_the_previous_solution() {
+        let mut app = ModelProblem::linear(3);
+        let mut cold = Solver::new(64, 0.0, 0.5, opts(), 0, 1).unwrap();
+        let first = cold.solve(&mut app, &SerialComm);
+        assert!(first.converged && first.iterations > 2, "{first:?}");
+        let again = cold.solve(&mut app, &SerialComm);
+        assert_eq!(again.iterations, first.iterations, "without warm restart each solve starts over");
+        let mut warm = Solver::new(64, 0.0, 0.5, Options { warm_restart: true, skip: false, ..opts() }, 0, 1).unwrap();
+        warm.solve(&mut app, &SerialComm);
+        let second = warm.solve(&mut app, &SerialComm);
+        assert!(second.converged && second.iterations == 1, "{second:?}");
+    }
+
+    #[test]
+    fn a_fixed_iteration_count_needs_no_residual() {
+        let mut app = ModelProblem::cubic();
+        let mut s = Solver::new(100, 0.0, 0.5, Options { compute_residual: false, max_iter: 3, ..opts() }, 0, 1).unwrap();
+        let st = s.solve(&mut app, &SerialComm);
+        assert_eq!(st.iterations, 3);
+        assert!(st.residuals.is_empty());
+        assert_eq!(st.points_per_level, vec![101, 26, 7]);
+        assert!(st.steps_per_level.iter().all(|&n| n > 0));
+    }
+
+    #[test]
+    fn residuals_decrease_and_factors_are_reported() {
+        let mut app = ModelProblem::scalar(-5.0);
+        let mut s = Solver::new(128, 0.0, 1.0, Options { skip: false, ..opts() }, 0, 1).unwrap();
+        let st = s.solve(&mut app, &SerialComm);
+        assert!(st.converged);
+        let f = st.convergence_factors();
+        assert_eq!(f.len(), st.residuals.len() - 1);
+        assert!(f.iter().all(|&x| x < 0.5), "{f:?}");
+    }
+
+    #[test]
+    fn invalid_options_are_rejected() {
+        assert!(Solver::<Vec<f64>>::new(10, 0.0, 1.0, Options { cfactor: vec![1], ..opts() }, 0, 1).is_err());
+        assert!(Solver::<Vec<f64>>::new(0, 0.0, 1.0, opts(), 0, 1).is_err());
+        assert!(Solver::<Vec<f64>>::new(10, 0.0, 1.0, Options { c_weight: 3.0, ..opts() }, 0, 1).is_err());
+    }
+}
