@@ -67,10 +67,18 @@ pub struct ControlsConfig {
 pub struct MgritConfig {
     pub max_levels: usize,
     pub cfactor: usize,
+    pub cfactor_levels: Vec<usize>,
+    pub min_coarse: usize,
+    pub nrelax: usize,
+    pub nrelax_levels: Vec<usize>,
     pub max_iter: usize,
     pub tol: f64,
     pub adjoint_max_iter: usize,
     pub adjoint_tol: f64,
+    pub fmg: bool,
+    pub skip: bool,
+    pub warm_restart: bool,
+    pub print_level: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -138,10 +146,18 @@ impl Default for Config {
             mgrit: MgritConfig {
                 max_levels: 1,
                 cfactor: 2,
+                cfactor_levels: Vec::new(),
+                min_coarse: 2,
+                nrelax: 1,
+                nrelax_levels: Vec::new(),
                 max_iter: 2,
                 tol: 1e-9,
                 adjoint_max_iter: 2,
                 adjoint_tol: 1e-9,
+                fmg: false,
+                skip: true,
+                warm_restart: true,
+                print_level: 0,
             },
             optimizer: OptimizerConfig {
                 kind: "lbfgs".into(),
@@ -295,6 +311,31 @@ impl Config {
         })
     }
 
+    /// The MGRIT options of the forward and adjoint solves.
+    pub fn solver_settings(&self) -> crate::distributed::SolverSettings {
+        let m = &self.mgrit;
+        let base = mgrit::Options {
+            max_levels: m.max_levels,
+            cfactor: if m.cfactor_levels.is_empty() { vec![m.cfactor] } else { m.cfactor_levels.clone() },
+            min_coarse: m.min_coarse,
+            nrelax: if m.nrelax_levels.is_empty() { vec![m.nrelax] } else { m.nrelax_levels.clone() },
+            c_weight: 1.0,
+            max_iter: m.max_iter,
+            abs_tol: m.tol,
+            rel_tol: 0.0,
+            fmg: m.fmg,
+            skip: m.skip,
+            warm_restart: m.warm_restart,
+            compute_residual: true,
+            reverse: false,
+            verbosity: m.print_level,
+        };
+        crate::distributed::SolverSettings {
+            adjoint: mgrit::Options { max_iter: m.adjoint_max_iter, abs_tol: m.adjoint_tol, ..base.clone() },
+            forward: base,
+        }
+    }
+
     /// Checks every value's range and every choice; the first problem is the error.
     pub fn validate(&self) -> Result<()> {
         fn positive(key: &str, v: f64) -> Result<()> {
@@ -357,13 +398,11 @@ impl Config {
         at_least("controls.count", self.controls.count, self.controls.degree + 1)?;
         let m = &self.mgrit;
         at_least("mgrit.max_levels", m.max_levels, 1)?;
-        if m.max_levels > 1 {
-            bail!(
-                "config key `mgrit.max_levels` = {}: layer-parallel MGRIT is not available in this version; use 1 (the serial sweep)",
-                m.max_levels
-            );
-        }
         at_least("mgrit.cfactor", m.cfactor, 2)?;
+        if let Some(c) = m.cfactor_levels.iter().find(|&&c| c < 2) {
+            bail!("config key `mgrit.cfactor_levels` must hold factors ≥ 2, got {c}");
+        }
+        at_least("mgrit.min_coarse", m.min_coarse, 2)?;
         at_least("mgrit.max_iter", m.max_iter, 1)?;
         at_least("mgrit.adjoint_max_iter", m.adjoint_max_iter, 1)?;
         nonneg("mgrit.tol", m.tol)?;
@@ -435,6 +474,12 @@ fn conform(key: &str, value: toml::Value, reference: &toml::Value, origin: &str)
             Ok(V::Table(out))
         }
         (V::Float(_), V::Integer(i)) => Ok(V::Float(i as f64)),
+        (V::Array(_), V::Array(items)) => {
+            if let Some(bad) = items.iter().find(|v| !matches!(v, V::Integer(i) if *i >= 0)) {
+                bail!("config key `{key}` must be a list of integers ≥ 0, got {bad} (in {origin})");
+            }
+            Ok(V::Array(items))
+        }
         (V::Integer(_), V::Integer(i)) if i < 0 => {
             bail!("config key `{key}` must be ≥ 0, got {i} (in {origin})")
         }
@@ -586,7 +631,9 @@ mod tests {
             ("", &["network.depth=3"], "unknown config key `network.depth` in --set network.depth=3"),
             ("", &["optimizer.kind=newton"], "config key `optimizer.kind` must be one of"),
             ("", &["network.layers"], "expected section.key=value"),
-            ("", &["mgrit.max_levels=3"], "layer-parallel MGRIT is not available"),
+            ("", &["mgrit.cfactor=1"], "`mgrit.cfactor` must be ≥ 2, got 1"),
+            ("", &["mgrit.cfactor_levels=[4, 1]"], "`mgrit.cfactor_levels` must hold factors ≥ 2, got 1"),
+            ("", &["mgrit.fmg=yes"], "`mgrit.fmg` must be a boolean, got a string"),
             ("", &["optimizer.ls_factor=1.5"], "`optimizer.ls_factor` must lie in (0, 1)"),
             ("[data]\nkind = \"csv\"\n", &[], "`data.path` must name the data file"),
         ];

@@ -7,6 +7,7 @@
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod model;
 pub mod parallel;
 pub mod params_file;

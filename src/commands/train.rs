@@ -1,13 +1,15 @@
-//! `layerpar train`: trains the configured network; rank 0 prints, writes the history and
-//! the parameter files.
+//! `layerpar train`: trains the configured network across the ranks; rank 0 prints, writes
+//! the history and the parameter files.
 
 use super::agree;
 use crate::config::Config;
+use crate::distributed::DistNet;
 use crate::parallel::{fingerprint, Parallel};
 use crate::train::history::HistoryWriter;
 use crate::train::report::{format_row, Reporter};
 use crate::train::{train, Problem};
 use anyhow::{bail, Result};
+use mgrit::MpiComm;
 use std::path::PathBuf;
 
 pub struct TrainArgs {
@@ -18,6 +20,7 @@ pub struct TrainArgs {
 
 pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     let root = par.is_root();
+    let comm = MpiComm::new(par.world());
     // Setup: every input is checked before any file is written.
     let setup = (|| -> Result<(Config, Problem, Vec<f64>)> {
         let config = crate::config::load(args.config.as_deref(), &args.set)?;
@@ -29,13 +32,18 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         let theta = crate::model::initial_parameters(&config, &net);
         Ok((config, Problem { net, train: train_set, val: val_set }, theta))
     })();
-    let (config, problem, theta) = agree(par, setup)?;
+    let (config, problem, theta_global) = agree(par, setup)?;
+    let dist = DistNet::new(problem.net.clone(), &comm, config.solver_settings());
+    let mut dist = agree(par, dist)?;
+    let theta = dist.layout.extract(&problem.net, &dist.part, &theta_global);
+    drop(theta_global);
+
     let history_path = args
         .history
         .clone()
         .unwrap_or_else(|| PathBuf::from(&config.output.history));
     let ckpt_dir = PathBuf::from(&config.output.checkpoint_dir);
-    let writer = if root {
+    let mut writer = if root {
         let w = HistoryWriter::create(&history_path).and_then(|w| {
             std::fs::create_dir_all(&ckpt_dir)
                 .map_err(|e| anyhow::anyhow!("cannot create checkpoint_dir {}: {e}", ckpt_dir.display()))?;
@@ -46,10 +54,9 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         agree(par, Ok(()))?;
         None
     };
-    let mut writer = writer;
 
     let net = &problem.net;
-    let sh = net.shape();
+    let sh = *net.shape();
     let reporter = Reporter::new(config.progress()?, root, config.optimizer.max_iter, config.output.print_every);
     reporter.note(&format!(
         "layerpar {}: training on {} MPI rank{}",
@@ -74,6 +81,26 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         net.activation,
         net.num_params()
     ));
+    let m = &config.mgrit;
+    reporter.note(&format!(
+        "layers per rank: {}–{}; MGRIT: {}",
+        sh.layers / par.size(),
+        sh.layers.div_ceil(par.size()),
+        if dist.levels() == 1 {
+            "1 level (exact serial sweep, pipelined over the ranks)".to_string()
+        } else {
+            format!(
+                "{} levels, cf {}, {} forward / {} adjoint iterations (tol {:e} / {:e}){}",
+                dist.levels(),
+                if m.cfactor_levels.is_empty() { m.cfactor.to_string() } else { format!("{:?}", m.cfactor_levels) },
+                m.max_iter,
+                m.adjoint_max_iter,
+                m.tol,
+                m.adjoint_tol,
+                if m.fmg { ", F-cycles" } else { "" }
+            )
+        }
+    ));
     reporter.note(&format!(
         "optimizer: {}, {} iterations, batch {}",
         config.optimizer.kind,
@@ -82,12 +109,15 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     ));
 
     let every = config.output.checkpoint_every;
-    let outcome = train(&config, &problem, theta, &reporter, |row, theta| {
+    let outcome = train(&config, &problem, &mut dist, theta, &reporter, |row, theta| {
+        let due = every > 0 && row.iter > 0 && row.iter % every == 0;
+        // The gather is collective: every rank takes part, rank 0 writes.
+        let global = if due { Some(mgrit::Comm::all_gather(&comm, theta)) } else { None };
         if let Some(w) = writer.as_mut() {
             let written = w.push(row).and_then(|()| {
-                if every > 0 && row.iter > 0 && row.iter % every == 0 {
+                if let Some(g) = &global {
                     let p = ckpt_dir.join(format!("params_{:06}.h5", row.iter));
-                    crate::params_file::write(&p, &config, net, theta, row.iter as u64)?;
+                    crate::params_file::write(&p, &config, net, g, row.iter as u64)?;
                 }
                 Ok(())
             });
@@ -105,20 +135,17 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     reporter.finish();
     let outcome = outcome?;
 
-    // Every rank computed the same serial result: check that they agree bit for bit.
-    let fp = fingerprint(&outcome.theta);
-    let (lo, hi) = par.min_max(fp);
-    if lo != hi {
-        bail!("the ranks disagree on the trained parameters (fingerprints {lo:#x} … {hi:#x})");
-    }
+    let global = dist.gather(&outcome.theta);
+    let fp = fingerprint(&global);
     if root {
         let last = outcome.rows.last().expect("row 0 is always written");
         let final_path = ckpt_dir.join("final.h5");
-        crate::params_file::write(&final_path, &config, net, &outcome.theta, last.iter as u64)?;
+        crate::params_file::write(&final_path, &config, net, &global, last.iter as u64)?;
         println!("stopped: {}", outcome.stop);
         println!("final: {}", format_row(last));
         println!(
-            "ranks agree: {} rank{}, parameter fingerprint {fp:#018x}",
+            "parameters: {} on {} rank{}, fingerprint {fp:#018x}",
+            global.len(),
             par.size(),
             if par.size() == 1 { "" } else { "s" }
         );

@@ -53,6 +53,9 @@ fn correct<A: App, C: Comm>(ctx: &mut Ctx<A, C>, fine: &mut Level<A::State>, coa
 
 struct CycleState {
     first: bool,
+    /// Skip the first down-cycle: only when the solve started from `App::init` (a warm
+    /// restart keeps its information instead).
+    skip: bool,
     tol: Option<f64>,
 }
 
@@ -71,7 +74,7 @@ fn cycle<A: App, C: Comm>(
         return Flow::Continue(None);
     }
     // A skipped first down-cycle does no work on any level (see `Options::skip`).
-    let skipped = st.first && ctx.opts.skip;
+    let skipped = st.first && st.skip;
     let t = Instant::now();
     if !skipped {
         relax(ctx, l, &mut levels[l]);
@@ -123,10 +126,11 @@ impl<S: Clone> Solver<S> {
             ..Default::default()
         };
         // Level 0: initial guess, or the previous solution with the initial condition renewed.
+        let fresh = !self.initialized || !self.opts.warm_restart;
         {
             let dist = &self.dist;
             let lvl = &mut self.levels[0];
-            if !self.initialized || !self.opts.warm_restart {
+            if fresh {
                 lvl.u = lvl.range.clone().map(|i| app.init(dist.time_index(i))).collect();
                 self.initialized = true;
             } else if lvl.range.start == 0 && !lvl.range.is_empty() {
@@ -150,7 +154,7 @@ impl<S: Clone> Solver<S> {
             ctx.stats.converged = true;
         } else {
             let kind = if self.opts.fmg { Kind::F } else { Kind::V };
-            let mut st = CycleState { first: true, tol: None };
+            let mut st = CycleState { first: true, skip: fresh && self.opts.skip, tol: None };
             let verbose = self.opts.verbosity >= 2 && comm.rank() == 0;
             for iter in 0..self.opts.max_iter {
                 let flow = cycle(&mut ctx, &mut self.levels, 0, kind, &mut st);

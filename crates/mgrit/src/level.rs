@@ -18,6 +18,8 @@ pub(crate) struct Level<S> {
     pub u: Vec<S>,
     pub g: Option<Vec<S>>,
     pub v: Vec<S>,
+    /// Scratch states, kept between iterations so that cycles do not allocate.
+    pub scratch: Vec<S>,
 }
 
 impl<S> Level<S> {
@@ -35,6 +37,7 @@ impl<S> Level<S> {
             u: Vec::new(),
             g: None,
             v: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -71,11 +74,10 @@ pub(crate) struct Ctx<'a, A: App, C: Comm> {
 }
 
 impl<A: App, C: Comm> Ctx<'_, A, C> {
-    /// u ← Φ^l_i(u): the step of level `level` from point i−1 to point i.
-    pub fn step(&mut self, level: usize, shape: &LevelShape, i: usize, u: &mut A::State) {
+    fn info(&self, level: usize, shape: &LevelShape, i: usize) -> StepInfo {
         let from = self.dist.time_index((i - 1) * shape.stride);
         let to = self.dist.time_index(i * shape.stride);
-        let info = StepInfo {
+        StepInfo {
             level,
             from,
             to,
@@ -83,7 +85,19 @@ impl<A: App, C: Comm> Ctx<'_, A, C> {
             t_to: self.t0 + to as f64 * self.dt,
             fine_steps: shape.stride,
             dt: shape.stride as f64 * self.dt,
-        };
+        }
+    }
+
+    /// dst ← Φ^l_i(src).
+    pub fn step_from(&mut self, level: usize, shape: &LevelShape, i: usize, src: &A::State, dst: &mut A::State) {
+        let info = self.info(level, shape, i);
+        self.stats.steps_per_level[level] += 1;
+        self.app.step_from(src, dst, &info);
+    }
+
+    /// u ← Φ^l_i(u): the step of level `level` from point i−1 to point i.
+    pub fn step(&mut self, level: usize, shape: &LevelShape, i: usize, u: &mut A::State) {
+        let info = self.info(level, shape, i);
         self.stats.steps_per_level[level] += 1;
         self.app.step(u, &info);
     }
@@ -99,17 +113,40 @@ impl<A: App, C: Comm> Ctx<'_, A, C> {
         self.app.unpack(&buf)
     }
 
+    /// Makes `dst` a copy of `src`, reusing dst's storage when it has the right length.
+    pub fn assign_all(&self, src: &[A::State], dst: &mut Vec<A::State>) {
+        if dst.len() == src.len() {
+            for (d, s) in dst.iter_mut().zip(src) {
+                self.app.copy(s, d);
+            }
+        } else {
+            *dst = src.to_vec();
+        }
+    }
+
+    /// A scratch state holding a copy of `src` (taken from `pool`, or cloned when it is empty).
+    pub fn scratch_copy(&self, pool: &mut Vec<A::State>, src: &A::State) -> A::State {
+        match pool.pop() {
+            Some(mut s) => {
+                self.app.copy(src, &mut s);
+                s
+            }
+            None => src.clone(),
+        }
+    }
+
     /// u_i ← Φ^l_i(u_{i−1}) + g_i for an owned point i, with u_{i−1} from `prev` when the
     /// previous point is not owned (it came from the left neighbour).
     pub fn propagate(&mut self, level: usize, lvl: &mut Level<A::State>, i: usize, prev: Option<&A::State>) {
         let k = lvl.at(i);
         let (before, after) = lvl.u.split_at_mut(k);
         let dst = &mut after[0];
-        match prev {
-            Some(p) => self.app.copy(p, dst),
-            None => self.app.copy(&before[k - 1], dst),
-        }
-        self.step(level, &lvl.shape, i, dst);
+        let src = match prev {
+            Some(p) => p,
+            None => &before[k - 1],
+        };
+        let shape = lvl.shape.clone();
+        self.step_from(level, &shape, i, src, dst);
         if let Some(g) = &lvl.g {
             self.app.sum(1.0, &g[k], 1.0, dst);
         }

@@ -56,6 +56,13 @@ pub trait App {
     /// coarse step on coarser levels).
     fn step(&mut self, u: &mut Self::State, info: &StepInfo);
 
+    /// dst ← Φ(src) (the same step as [`App::step`], out of place). The default copies and
+    /// steps; an application with an out-of-place kernel saves the copy.
+    fn step_from(&mut self, src: &Self::State, dst: &mut Self::State, info: &StepInfo) {
+        self.copy(src, dst);
+        self.step(dst, info);
+    }
+
     /// The initial guess at time index `index`; at the first time index of the solve (0, or
     /// N in a reverse solve) this is the initial condition g_0.
     fn init(&mut self, index: usize) -> Self::State;
@@ -107,7 +114,7 @@ pub struct Options {
     /// Skip all work of the first down-cycle (as XBraid): the coarse levels start from the
     /// injected initial guess with a zero right-hand side, so the first cycle propagates the
     /// initial condition on the coarsest grid and interpolates it up. That iteration has no
-    /// residual.
+    /// residual. A warm-restarted solve never skips (it would discard the previous solution).
     pub skip: bool,
     /// Start each solve from the previous solution (one-shot training).
     pub warm_restart: bool,

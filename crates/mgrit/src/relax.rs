@@ -77,17 +77,12 @@ pub(crate) fn c_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
     };
     let omega = ctx.opts.c_weight;
     let mut c = shape.next_cpoint(lo.max(1));
-    let mut scratch: Option<A::State> = None;
+    let mut pool = std::mem::take(&mut lvl.scratch);
     while c < hi {
         let k = lvl.at(c);
         let prev = if c == lo { left.as_ref().expect("received") } else { &lvl.u[k - 1] };
-        let w = match scratch.as_mut() {
-            Some(w) => {
-                ctx.app.copy(prev, w);
-                w
-            }
-            None => scratch.insert(prev.clone()),
-        };
+        let mut wstate = ctx.scratch_copy(&mut pool, prev);
+        let w = &mut wstate;
         ctx.step(l, &shape, c, w);
         if let Some(g) = &lvl.g {
             ctx.app.sum(1.0, &g[k], 1.0, w);
@@ -97,8 +92,10 @@ pub(crate) fn c_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
         } else {
             ctx.app.sum(omega, w, 1.0 - omega, &mut lvl.u[k]);
         }
+        pool.push(wstate);
         c += shape.cf;
     }
+    lvl.scratch = pool;
     ctx.comm.wait_sends();
 }
 

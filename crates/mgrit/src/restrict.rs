@@ -20,10 +20,22 @@ pub(crate) fn restrict<A: App, C: Comm>(
     coarse: &mut Level<A::State>,
     injection_only: bool,
 ) -> Vec<f64> {
+    let cf = fine.shape.cf;
+    // v_I = u_{I·cf}: injection into the coarse level's storage.
+    {
+        let count = coarse.range.len();
+        let start = coarse.range.start;
+        if coarse.v.len() != count {
+            coarse.v = (0..count).map(|k| fine.u[fine.at((start + k) * cf)].clone()).collect();
+        } else {
+            for k in 0..count {
+                ctx.app.copy(&fine.u[fine.at((start + k) * cf)], &mut coarse.v[k]);
+            }
+        }
+    }
+    let v = std::mem::take(&mut coarse.v);
+    ctx.assign_all(&v, &mut coarse.u);
     if injection_only {
-        let cf = fine.shape.cf;
-        let v: Vec<A::State> = coarse.range.clone().map(|i| fine.u[fine.at(i * cf)].clone()).collect();
-        coarse.u = v.clone();
         coarse.v = v;
         coarse.g = None;
         return Vec::new();
@@ -40,30 +52,26 @@ pub(crate) fn restrict<A: App, C: Comm>(
     } else {
         None
     };
-    let mut v = Vec::with_capacity(coarse.range.len());
-    let mut r = Vec::with_capacity(coarse.range.len());
-    let mut norms = Vec::with_capacity(coarse.range.len());
-    let mut c = shape.next_cpoint(lo);
-    while c < hi {
-        let k = fine.at(c);
-        v.push(fine.u[k].clone());
-        if c >= 1 {
-            let prev = if c == lo { left.as_ref().expect("received") } else { &fine.u[k - 1] };
-            let mut res = prev.clone();
-            ctx.step(l, &shape, c, &mut res);
-            if let Some(g) = &fine.g {
-                ctx.app.sum(1.0, &g[k], 1.0, &mut res);
-            }
-            ctx.app.sum(-1.0, &fine.u[k], 1.0, &mut res);
-            let n = ctx.app.norm(&res);
-            norms.push(n * n);
-            r.push(Some(res));
-        } else {
-            r.push(None);
+    // g^{l+1}_I starts as the residual r_I (g_0 = v_0).
+    let mut g = coarse.g.take().filter(|g| g.len() == v.len()).unwrap_or_else(|| v.clone());
+    let mut norms = Vec::with_capacity(v.len());
+    let mut pool = std::mem::take(&mut fine.scratch);
+    for (k, gk) in g.iter_mut().enumerate() {
+        let c = (coarse.range.start + k) * cf;
+        let i = fine.at(c);
+        if c == 0 {
+            ctx.app.copy(&v[k], gk);
+            continue;
         }
-        c += shape.cf;
+        let prev = if c == lo { left.as_ref().expect("received") } else { &fine.u[i - 1] };
+        ctx.step_from(l, &shape, c, prev, gk);
+        if let Some(fg) = &fine.g {
+            ctx.app.sum(1.0, &fg[i], 1.0, gk);
+        }
+        ctx.app.sum(-1.0, &fine.u[i], 1.0, gk);
+        let n = ctx.app.norm(gk);
+        norms.push(n * n);
     }
-    debug_assert_eq!(v.len(), coarse.range.len(), "coarse points live with their fine C-points");
     ctx.comm.wait_sends();
 
     // Coarse right-hand side: needs v_{I−1} from the coarse left neighbour.
@@ -80,23 +88,29 @@ pub(crate) fn restrict<A: App, C: Comm>(
         None
     };
     let cshape = coarse.shape.clone();
-    let mut g = Vec::with_capacity(v.len());
-    for (k, (res, vi)) in r.into_iter().zip(&v).enumerate() {
+    let mut tmp: Option<A::State> = pool.pop();
+    for (k, gk) in g.iter_mut().enumerate() {
         let i = clo + k;
-        match res {
-            None => g.push(vi.clone()), // g_0 = v_0
-            Some(mut gi) => {
-                let vprev = if k == 0 { vleft.as_ref().expect("received") } else { &v[k - 1] };
-                let mut coarse_step = vprev.clone();
-                ctx.step(l + 1, &cshape, i, &mut coarse_step);
-                ctx.app.sum(1.0, vi, 1.0, &mut gi);
-                ctx.app.sum(-1.0, &coarse_step, 1.0, &mut gi);
-                g.push(gi);
-            }
+        if i == 0 {
+            continue;
         }
+        let vprev = if k == 0 { vleft.as_ref().expect("received") } else { &v[k - 1] };
+        let t = match tmp.as_mut() {
+            Some(t) => {
+                ctx.app.copy(vprev, t);
+                t
+            }
+            None => tmp.insert(vprev.clone()),
+        };
+        ctx.step(l + 1, &cshape, i, t);
+        ctx.app.sum(1.0, &v[k], 1.0, gk);
+        ctx.app.sum(-1.0, t, 1.0, gk);
     }
+    if let Some(t) = tmp {
+        pool.push(t);
+    }
+    fine.scratch = pool;
     ctx.comm.wait_sends();
-    coarse.u = v.clone();
     coarse.v = v;
     coarse.g = Some(g);
     norms

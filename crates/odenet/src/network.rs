@@ -7,6 +7,15 @@ use crate::linalg::{add_row_sums, broadcast_columns, dot, gemm};
 use crate::loss::{loss_sum, Loss};
 use crate::Activation;
 
+/// Σ of the values in order (the one summation order every rank count uses).
+pub fn ordered_sum(values: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for v in values {
+        s += v;
+    }
+    s
+}
+
 /// Weights of the regularization terms of J.
 ///
 /// J = loss + γ_tik/2 (‖W_in, b_in‖² + Σ_n ‖θ_n‖²) + γ_ddt/2 Σ_{n<N−1} ‖(θ_{n+1} − θ_n)/h‖²
@@ -169,48 +178,96 @@ impl Network {
         );
     }
 
-    /// The regularization terms of J at θ; adds their gradient into `grad` when given.
-    pub fn regularization(&self, theta: &[f64], grad: Option<&mut [f64]>) -> f64 {
-        let l = &self.layout;
+    /// γ_tik/2 ‖(W_in, b_in)‖², adding its gradient into `grad` (the opening block) when given.
+    pub fn opening_regularization(&self, open: &[f64], grad: Option<&mut [f64]>) -> f64 {
+        let t = self.regularization.tikhonov;
+        if let Some(g) = grad {
+            for (gi, &v) in g.iter_mut().zip(open) {
+                *gi += t * v;
+            }
+        }
+        0.5 * t * dot(open, open)
+    }
+
+    /// The terms of hidden layer n: γ_tik/2 ‖θ_n‖² + γ_ddt/2 ‖(θ_{n+1} − θ_n)/h‖² (the second
+    /// when θ_{n+1} exists). Adds into `grad` (θ_n's block) the derivative of every term that
+    /// involves θ_n, in the order: Tikhonov, the pair (θ_{n−1}, θ_n), the pair (θ_n, θ_{n+1}).
+    /// Serial and distributed evaluations both call this, so they agree bit for bit.
+    pub fn layer_regularization(
+        &self,
+        prev: Option<&[f64]>,
+        cur: &[f64],
+        next: Option<&[f64]>,
+        grad: Option<&mut [f64]>,
+    ) -> f64 {
         let r = &self.regularization;
         let h = self.step_size();
-        let mut value = 0.0;
-        let tik_ranges = [l.opening(), l.hidden()];
-        let class_range = l.classifier();
-        for range in &tik_ranges {
-            let v = &theta[range.clone()];
-            value += 0.5 * r.tikhonov * dot(v, v);
-        }
-        value += 0.5 * r.classifier * dot(&theta[class_range.clone()], &theta[class_range.clone()]);
-        let n = l.shape.layers;
         let inv_h2 = 1.0 / (h * h);
-        for i in 0..n.saturating_sub(1) {
-            let a = &theta[l.layer(i)];
-            let b = &theta[l.layer(i + 1)];
-            let d2: f64 = a.iter().zip(b).map(|(x, y)| (y - x) * (y - x)).sum();
+        let mut value = 0.5 * r.tikhonov * dot(cur, cur);
+        if let Some(nx) = next {
+            let d2: f64 = cur.iter().zip(nx).map(|(x, y)| (y - x) * (y - x)).sum();
             value += 0.5 * r.ddt * d2 * inv_h2;
         }
         if let Some(g) = grad {
-            for range in tik_ranges {
-                for i in range {
-                    g[i] += r.tikhonov * theta[i];
-                }
-            }
-            for i in class_range {
-                g[i] += r.classifier * theta[i];
+            for (gi, &v) in g.iter_mut().zip(cur) {
+                *gi += r.tikhonov * v;
             }
             if r.ddt != 0.0 {
-                for i in 0..n.saturating_sub(1) {
-                    let (ra, rb) = (l.layer(i), l.layer(i + 1));
-                    for (ia, ib) in ra.zip(rb) {
-                        let d = r.ddt * (theta[ib] - theta[ia]) * inv_h2;
-                        g[ib] += d;
-                        g[ia] -= d;
+                if let Some(pv) = prev {
+                    for ((gi, &c), &p) in g.iter_mut().zip(cur).zip(pv) {
+                        *gi += r.ddt * (c - p) * inv_h2;
+                    }
+                }
+                if let Some(nx) = next {
+                    for ((gi, &c), &n) in g.iter_mut().zip(cur).zip(nx) {
+                        *gi -= r.ddt * (n - c) * inv_h2;
                     }
                 }
             }
         }
         value
+    }
+
+    /// γ_class/2 ‖(W_c, b_c)‖², adding its gradient into `grad` (the classifier block).
+    pub fn classifier_regularization(&self, class: &[f64], grad: Option<&mut [f64]>) -> f64 {
+        let c = self.regularization.classifier;
+        if let Some(g) = grad {
+            for (gi, &v) in g.iter_mut().zip(class) {
+                *gi += c * v;
+            }
+        }
+        0.5 * c * dot(class, class)
+    }
+
+    /// The regularization terms in layer order: [opening, layer 0, …, layer N−1, classifier].
+    /// Adds their gradient into `grad` when given. Their sum, in this order, is the
+    /// regularization value.
+    pub fn regularization_terms(&self, theta: &[f64], mut grad: Option<&mut [f64]>) -> Vec<f64> {
+        let l = &self.layout;
+        let n = l.shape.layers;
+        let mut terms = Vec::with_capacity(n + 2);
+        terms.push(self.opening_regularization(&theta[l.opening()], grad.as_deref_mut().map(|g| &mut g[l.opening()])));
+        for i in 0..n {
+            let prev = (i > 0).then(|| &theta[l.layer(i - 1)]);
+            let next = (i + 1 < n).then(|| &theta[l.layer(i + 1)]);
+            terms.push(self.layer_regularization(
+                prev,
+                &theta[l.layer(i)],
+                next,
+                grad.as_deref_mut().map(|g| &mut g[l.layer(i)]),
+            ));
+        }
+        terms.push(self.classifier_regularization(
+            &theta[l.classifier()],
+            grad.as_deref_mut().map(|g| &mut g[l.classifier()]),
+        ));
+        terms
+    }
+
+    /// The regularization terms of J at θ (summed in layer order); adds their gradient into
+    /// `grad` when given.
+    pub fn regularization(&self, theta: &[f64], grad: Option<&mut [f64]>) -> f64 {
+        ordered_sum(&self.regularization_terms(theta, grad))
     }
 
     /// Forward propagation without keeping the states: returns (Σ loss_j, correct) on the batch.
