@@ -225,7 +225,10 @@ fn choice<T: Copy>(key: &str, value: &str, options: &[(&str, T)]) -> Result<T> {
         .map(|(_, v)| *v)
         .ok_or_else(|| {
             let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-            anyhow!("config key `{key}` must be one of {}, got \"{value}\"", names.join(", "))
+            anyhow!(
+                "config key `{key}` must be one of {}, got \"{value}\"",
+                names.join(", ")
+            )
         })
 }
 
@@ -246,7 +249,10 @@ impl Config {
         choice(
             "network.opening",
             &self.network.opening,
-            &[("activate", Opening::Activate), ("replicate", Opening::Replicate)],
+            &[
+                ("activate", Opening::Activate),
+                ("replicate", Opening::Replicate),
+            ],
         )
     }
 
@@ -274,7 +280,11 @@ impl Config {
         choice(
             "data.kind",
             &self.data.kind,
-            &[("peaks", DataKind::Peaks), ("csv", DataKind::Csv), ("hdf5", DataKind::Hdf5)],
+            &[
+                ("peaks", DataKind::Peaks),
+                ("csv", DataKind::Csv),
+                ("hdf5", DataKind::Hdf5),
+            ],
         )
     }
 
@@ -316,9 +326,17 @@ impl Config {
         let m = &self.mgrit;
         let base = mgrit::Options {
             max_levels: m.max_levels,
-            cfactor: if m.cfactor_levels.is_empty() { vec![m.cfactor] } else { m.cfactor_levels.clone() },
+            cfactor: if m.cfactor_levels.is_empty() {
+                vec![m.cfactor]
+            } else {
+                m.cfactor_levels.clone()
+            },
             min_coarse: m.min_coarse,
-            nrelax: if m.nrelax_levels.is_empty() { vec![m.nrelax] } else { m.nrelax_levels.clone() },
+            nrelax: if m.nrelax_levels.is_empty() {
+                vec![m.nrelax]
+            } else {
+                m.nrelax_levels.clone()
+            },
             c_weight: 1.0,
             max_iter: m.max_iter,
             abs_tol: m.tol,
@@ -331,7 +349,11 @@ impl Config {
             verbosity: m.print_level,
         };
         crate::distributed::SolverSettings {
-            adjoint: mgrit::Options { max_iter: m.adjoint_max_iter, abs_tol: m.adjoint_tol, ..base.clone() },
+            adjoint: mgrit::Options {
+                max_iter: m.adjoint_max_iter,
+                abs_tol: m.adjoint_tol,
+                ..base.clone()
+            },
             forward: base,
         }
     }
@@ -374,7 +396,10 @@ impl Config {
             at_least("data.train_size", d.train_size, 1)?;
             at_least("data.val_size", d.val_size, 1)?;
         } else if d.path.is_empty() {
-            bail!("config key `data.path` must name the data file when data.kind = \"{}\"", d.kind);
+            bail!(
+                "config key `data.path` must name the data file when data.kind = \"{}\"",
+                d.kind
+            );
         }
         open_unit("data.val_fraction", d.val_fraction)?;
         let n = &self.network;
@@ -395,7 +420,11 @@ impl Config {
             other => bail!("config key `controls.kind` must be one of \"layer\", \"spline\", got \"{other}\""),
         }
         at_least("controls.degree", self.controls.degree, 1)?;
-        at_least("controls.count", self.controls.count, self.controls.degree + 1)?;
+        at_least(
+            "controls.count",
+            self.controls.count,
+            self.controls.degree + 1,
+        )?;
         let m = &self.mgrit;
         at_least("mgrit.max_levels", m.max_levels, 1)?;
         at_least("mgrit.cfactor", m.cfactor, 2)?;
@@ -415,7 +444,10 @@ impl Config {
         open_unit("optimizer.ls_c", o.ls_c)?;
         at_least("optimizer.ls_max_iter", o.ls_max_iter, 1)?;
         if !(0.0..1.0).contains(&o.momentum) {
-            bail!("config key `optimizer.momentum` must lie in [0, 1), got {}", o.momentum);
+            bail!(
+                "config key `optimizer.momentum` must lie in [0, 1), got {}",
+                o.momentum
+            );
         }
         open_unit("optimizer.beta1", o.beta1)?;
         open_unit("optimizer.beta2", o.beta2)?;
@@ -459,13 +491,22 @@ fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
 
 /// Checks `value` for key `key` against the default `reference`: same type (an integer is
 /// accepted where a float is expected), no negative integers, tables recursively.
-fn conform(key: &str, value: toml::Value, reference: &toml::Value, origin: &str) -> Result<toml::Value> {
+fn conform(
+    key: &str,
+    value: toml::Value,
+    reference: &toml::Value,
+    origin: &str,
+) -> Result<toml::Value> {
     use toml::Value as V;
     match (reference, value) {
         (V::Table(rt), V::Table(t)) => {
             let mut out = rt.clone();
             for (k, v) in t {
-                let full = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                let full = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
                 let r = rt
                     .get(&k)
                     .ok_or_else(|| anyhow!("unknown config key `{full}` in {origin}"))?;
@@ -475,7 +516,10 @@ fn conform(key: &str, value: toml::Value, reference: &toml::Value, origin: &str)
         }
         (V::Float(_), V::Integer(i)) => Ok(V::Float(i as f64)),
         (V::Array(_), V::Array(items)) => {
-            if let Some(bad) = items.iter().find(|v| !matches!(v, V::Integer(i) if *i >= 0)) {
+            if let Some(bad) = items
+                .iter()
+                .find(|v| !matches!(v, V::Integer(i) if *i >= 0))
+            {
                 bail!("config key `{key}` must be a list of integers ≥ 0, got {bad} (in {origin})");
             }
             Ok(V::Array(items))
@@ -485,7 +529,11 @@ fn conform(key: &str, value: toml::Value, reference: &toml::Value, origin: &str)
         }
         (r, v) if std::mem::discriminant(r) == std::mem::discriminant(&v) => Ok(v),
         (r, v) => {
-            let what = if key.contains('.') || !matches!(r, V::Table(_)) { "config key" } else { "config section" };
+            let what = if key.contains('.') || !matches!(r, V::Table(_)) {
+                "config key"
+            } else {
+                "config section"
+            };
             bail!(
                 "{what} `{key}` must be {} {}, got {} {} (in {origin})",
                 article(r.type_str()),
@@ -534,9 +582,12 @@ fn load_table(file: toml::Table, sets: &[String], origin: &str) -> Result<Config
         }
         merged = conform("", nested, &merged, &format!("--set {set}"))?;
     }
-    let config: Config = merged
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow!("invalid configuration ({origin}): {}", e.message().trim().replace('\n', " ")))?;
+    let config: Config = merged.try_into().map_err(|e: toml::de::Error| {
+        anyhow!(
+            "invalid configuration ({origin}): {}",
+            e.message().trim().replace('\n', " ")
+        )
+    })?;
     config.validate()?;
     Ok(config)
 }
@@ -567,7 +618,11 @@ mod tests {
     fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
         if let toml::Value::Table(t) = v {
             for (k, v) in t {
-                let full = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let full = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 if v.is_table() {
                     keys(v, &full, out);
                 } else {
@@ -597,11 +652,27 @@ mod tests {
         let mut all = Vec::new();
         keys(&defaults_table(), "", &mut all);
         for k in [
-            "data.kind", "network.width", "network.layers", "network.final_time", "network.activation",
-            "controls.kind", "controls.degree", "controls.count", "mgrit.max_levels", "mgrit.cfactor",
-            "mgrit.max_iter", "mgrit.tol", "mgrit.adjoint_max_iter", "mgrit.adjoint_tol", "optimizer.kind",
-            "optimizer.max_iter", "optimizer.learning_rate", "optimizer.batch_size", "seed",
-            "output.checkpoint_every", "output.checkpoint_dir",
+            "data.kind",
+            "network.width",
+            "network.layers",
+            "network.final_time",
+            "network.activation",
+            "controls.kind",
+            "controls.degree",
+            "controls.count",
+            "mgrit.max_levels",
+            "mgrit.cfactor",
+            "mgrit.max_iter",
+            "mgrit.tol",
+            "mgrit.adjoint_max_iter",
+            "mgrit.adjoint_tol",
+            "optimizer.kind",
+            "optimizer.max_iter",
+            "optimizer.learning_rate",
+            "optimizer.batch_size",
+            "seed",
+            "output.checkpoint_every",
+            "output.checkpoint_dir",
         ] {
             assert!(all.iter().any(|a| a == k), "missing {k}");
         }
@@ -619,27 +690,86 @@ mod tests {
     #[test]
     fn errors_name_the_key_on_one_line() {
         let cases: &[(&str, &[&str], &str)] = &[
-            ("[network]\nwidht = 3\n", &[], "unknown config key `network.widht` in run.toml"),
+            (
+                "[network]\nwidht = 3\n",
+                &[],
+                "unknown config key `network.widht` in run.toml",
+            ),
             ("[netwrk]\nwidth = 3\n", &[], "unknown config key `netwrk`"),
-            ("[network]\nwidth = \"x\"\n", &[], "config key `network.width` must be an integer, got a string"),
-            ("[network]\nwidth = 0\n", &[], "config key `network.width` must be ≥ 1, got 0"),
-            ("[network]\nwidth = -3\n", &[], "config key `network.width` must be ≥ 0, got -3"),
-            ("[network]\nactivation = \"sigmoid\"\n", &[], "config key `network.activation` must be one of"),
-            ("[network]\nfinal_time = -1.0\n", &[], "`network.final_time` must be a positive number"),
-            ("network = 3\n", &[], "config section `network` must be a table, got an integer"),
+            (
+                "[network]\nwidth = \"x\"\n",
+                &[],
+                "config key `network.width` must be an integer, got a string",
+            ),
+            (
+                "[network]\nwidth = 0\n",
+                &[],
+                "config key `network.width` must be ≥ 1, got 0",
+            ),
+            (
+                "[network]\nwidth = -3\n",
+                &[],
+                "config key `network.width` must be ≥ 0, got -3",
+            ),
+            (
+                "[network]\nactivation = \"sigmoid\"\n",
+                &[],
+                "config key `network.activation` must be one of",
+            ),
+            (
+                "[network]\nfinal_time = -1.0\n",
+                &[],
+                "`network.final_time` must be a positive number",
+            ),
+            (
+                "network = 3\n",
+                &[],
+                "config section `network` must be a table, got an integer",
+            ),
             ("[network\n", &[], "run.toml is not valid TOML (line 1)"),
-            ("", &["network.depth=3"], "unknown config key `network.depth` in --set network.depth=3"),
-            ("", &["optimizer.kind=newton"], "config key `optimizer.kind` must be one of"),
+            (
+                "",
+                &["network.depth=3"],
+                "unknown config key `network.depth` in --set network.depth=3",
+            ),
+            (
+                "",
+                &["optimizer.kind=newton"],
+                "config key `optimizer.kind` must be one of",
+            ),
             ("", &["network.layers"], "expected section.key=value"),
-            ("", &["mgrit.cfactor=1"], "`mgrit.cfactor` must be ≥ 2, got 1"),
-            ("", &["mgrit.cfactor_levels=[4, 1]"], "`mgrit.cfactor_levels` must hold factors ≥ 2, got 1"),
-            ("", &["mgrit.fmg=yes"], "`mgrit.fmg` must be a boolean, got a string"),
-            ("", &["optimizer.ls_factor=1.5"], "`optimizer.ls_factor` must lie in (0, 1)"),
-            ("[data]\nkind = \"csv\"\n", &[], "`data.path` must name the data file"),
+            (
+                "",
+                &["mgrit.cfactor=1"],
+                "`mgrit.cfactor` must be ≥ 2, got 1",
+            ),
+            (
+                "",
+                &["mgrit.cfactor_levels=[4, 1]"],
+                "`mgrit.cfactor_levels` must hold factors ≥ 2, got 1",
+            ),
+            (
+                "",
+                &["mgrit.fmg=yes"],
+                "`mgrit.fmg` must be a boolean, got a string",
+            ),
+            (
+                "",
+                &["optimizer.ls_factor=1.5"],
+                "`optimizer.ls_factor` must lie in (0, 1)",
+            ),
+            (
+                "[data]\nkind = \"csv\"\n",
+                &[],
+                "`data.path` must name the data file",
+            ),
         ];
         for (text, sets, expect) in cases {
             let e = err(text, sets);
-            assert!(e.contains(expect), "for {text:?} {sets:?}: got `{e}`, want `{expect}`");
+            assert!(
+                e.contains(expect),
+                "for {text:?} {sets:?}: got `{e}`, want `{expect}`"
+            );
             assert!(!e.contains('\n'), "multi-line error: {e}");
         }
     }
@@ -647,7 +777,11 @@ mod tests {
     #[test]
     fn overrides_apply_in_order_and_floats_take_integers() {
         let t = parse_toml("[network]\nwidth = 4\nfinal_time = 2\n", "f").unwrap();
-        let sets = vec!["network.width=6".to_string(), "network.activation=tanh".to_string(), "seed=9".into()];
+        let sets = vec![
+            "network.width=6".to_string(),
+            "network.activation=tanh".to_string(),
+            "seed=9".into(),
+        ];
         let c = load_table(t, &sets, "f").unwrap();
         assert_eq!(c.network.width, 6);
         assert_eq!(c.network.final_time, 2.0);

@@ -21,7 +21,10 @@ pub fn load(config: &Config) -> Result<(Dataset, Dataset)> {
         None => {
             // Files are often sorted by class: shuffle before holding out the tail.
             let mut train = train;
-            train.shuffle(&mut layerpar_data::rng::generator(config.seed, 0x73706c6974)); // "split"
+            train.shuffle(&mut layerpar_data::rng::generator(
+                config.seed,
+                0x73706c6974,
+            )); // "split"
             let hold = ((train.len() as f64) * d.val_fraction).round() as usize;
             if hold == 0 || hold >= train.len() {
                 bail!(
@@ -35,7 +38,10 @@ pub fn load(config: &Config) -> Result<(Dataset, Dataset)> {
         }
     };
     if train.classes < 2 {
-        bail!("the training data has {} class(es); at least 2 are needed", train.classes);
+        bail!(
+            "the training data has {} class(es); at least 2 are needed",
+            train.classes
+        );
     }
     Ok((train, val))
 }

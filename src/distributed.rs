@@ -47,7 +47,14 @@ impl Partition {
         let dist = Distribution::new(layers, size, false);
         let points = dist.time_block(rank);
         let owned_layers = points.start..points.end.min(layers);
-        Ok(Partition { rank, size, layers, dist, points, owned_layers })
+        Ok(Partition {
+            rank,
+            size,
+            layers,
+            dist,
+            points,
+            owned_layers,
+        })
     }
 
     pub fn is_first(&self) -> bool {
@@ -79,10 +86,18 @@ pub struct LocalLayout {
 impl LocalLayout {
     pub fn new(net: &Network, part: &Partition) -> Self {
         let g = &net.layout;
-        let open_len = if part.is_first() { g.opening().len() } else { 0 };
+        let open_len = if part.is_first() {
+            g.opening().len()
+        } else {
+            0
+        };
         let nl = part.owned_layers.len();
         let layers = open_len..open_len + nl * g.layer_len;
-        let class_len = if part.is_last() { g.classifier().len() } else { 0 };
+        let class_len = if part.is_last() {
+            g.classifier().len()
+        } else {
+            0
+        };
         let classifier = layers.end..layers.end + class_len;
         LocalLayout {
             opening: 0..open_len,
@@ -143,7 +158,11 @@ pub struct DistSpace<'a> {
 
 impl optim::Space for DistSpace<'_> {
     fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
-        let partials: Vec<f64> = self.segments.iter().map(|r| dot(&a[r.clone()], &b[r.clone()])).collect();
+        let partials: Vec<f64> = self
+            .segments
+            .iter()
+            .map(|r| dot(&a[r.clone()], &b[r.clone()]))
+            .collect();
         ordered_sum(&self.comm.all_gather(&partials))
     }
 }
@@ -163,7 +182,9 @@ impl Controls<'_> {
         if self.owned.contains(&n) {
             &self.local[self.layout.layer(n)]
         } else {
-            self.ghosts.get(&n).unwrap_or_else(|| panic!("ghost control of layer {n} was not exchanged"))
+            self.ghosts
+                .get(&n)
+                .unwrap_or_else(|| panic!("ghost control of layer {n} was not exchanged"))
         }
     }
 
@@ -189,12 +210,29 @@ impl App for ForwardApp<'_> {
 
     fn step(&mut self, u: &mut Vec<f64>, info: &StepInfo) {
         let (k, b) = self.ctrl.kb(info.from);
-        step_forward_in_place(self.net.activation, info.dt, self.ctrl.width, k, b, u, &mut self.z);
+        step_forward_in_place(
+            self.net.activation,
+            info.dt,
+            self.ctrl.width,
+            k,
+            b,
+            u,
+            &mut self.z,
+        );
     }
 
     fn step_from(&mut self, src: &Vec<f64>, dst: &mut Vec<f64>, info: &StepInfo) {
         let (k, b) = self.ctrl.kb(info.from);
-        odenet::layer::step_forward(self.net.activation, info.dt, self.ctrl.width, k, b, src, &mut self.z, dst);
+        odenet::layer::step_forward(
+            self.net.activation,
+            info.dt,
+            self.ctrl.width,
+            k,
+            b,
+            src,
+            &mut self.z,
+            dst,
+        );
     }
 
     fn init(&mut self, index: usize) -> Vec<f64> {
@@ -246,13 +284,27 @@ impl App for AdjointApp<'_> {
     fn step(&mut self, lam: &mut Vec<f64>, info: &StepInfo) {
         let a = info.to;
         let (k, b) = self.ctrl.kb(a);
-        let u = self.forward.state(a).expect("the forward state of an adjoint step is local");
+        let u = self
+            .forward
+            .state(a)
+            .expect("the forward state of an adjoint step is local");
         let w = self.ctrl.width;
         let g = match (&mut self.grad, info.level) {
             (Some((g, layout)), 0) => Some(g[layout.layer(a)].split_at_mut(w * w)),
             _ => None,
         };
-        step_adjoint(self.net.activation, info.dt, w, k, b, u, lam, &mut self.z, &mut self.s, g);
+        step_adjoint(
+            self.net.activation,
+            info.dt,
+            w,
+            k,
+            b,
+            u,
+            lam,
+            &mut self.z,
+            &mut self.s,
+            g,
+        );
     }
 
     fn init(&mut self, index: usize) -> Vec<f64> {
@@ -352,7 +404,6 @@ pub struct DistNet<'c> {
     // Scratch, w × B or C × B.
     z: Vec<f64>,
     s: Vec<f64>,
-    lam: Vec<f64>,
     logits: Vec<f64>,
     seed: Vec<f64>,
     lambda_final: Vec<f64>,
@@ -362,16 +413,32 @@ const GHOST_TAG: i32 = 7001;
 const LAMBDA_TAG: i32 = 7002;
 
 impl<'c> DistNet<'c> {
-    pub fn new(net: Network, comm: &'c MpiComm<'c>, settings: SolverSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        net: Network,
+        comm: &'c MpiComm<'c>,
+        settings: SolverSettings,
+    ) -> anyhow::Result<Self> {
         let (rank, size) = (comm.rank(), comm.size());
         let n = net.layout.shape.layers;
         let part = Partition::new(n, rank, size)?;
         let layout = LocalLayout::new(&net, &part);
         let t = net.final_time;
-        let mk = |o: &Options| Solver::new(n, 0.0, t, o.clone(), rank, size).map_err(|e| anyhow::anyhow!("invalid MGRIT settings: {e}"));
+        let mk = |o: &Options| {
+            Solver::new(n, 0.0, t, o.clone(), rank, size)
+                .map_err(|e| anyhow::anyhow!("invalid MGRIT settings: {e}"))
+        };
         let forward = mk(&settings.forward)?;
-        let adjoint = mk(&Options { reverse: true, ..settings.adjoint.clone() })?;
-        let needs_of = |q: usize| ghost_needs(&net, &forward, &Partition::new(n, q, size).expect("size ≤ N"));
+        let adjoint = mk(&Options {
+            reverse: true,
+            ..settings.adjoint.clone()
+        })?;
+        let needs_of = |q: usize| {
+            ghost_needs(
+                &net,
+                &forward,
+                &Partition::new(n, q, size).expect("size ≤ N"),
+            )
+        };
         let needs = needs_of(rank);
         let mut sends = Vec::new();
         for q in 0..size {
@@ -398,7 +465,6 @@ impl<'c> DistNet<'c> {
             ghosts: BTreeMap::new(),
             z: Vec::new(),
             s: Vec::new(),
-            lam: Vec::new(),
             logits: Vec::new(),
             seed: Vec::new(),
             lambda_final: Vec::new(),
@@ -419,7 +485,10 @@ impl<'c> DistNet<'c> {
     fn exchange_ghosts(&mut self, theta: &[f64]) {
         let mut by_dest: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         for &(l, q) in &self.sends {
-            by_dest.entry(q).or_default().extend_from_slice(&theta[self.layout.layer(l)]);
+            by_dest
+                .entry(q)
+                .or_default()
+                .extend_from_slice(&theta[self.layout.layer(l)]);
         }
         for (q, buf) in by_dest {
             self.comm.send(q, GHOST_TAG, buf);
@@ -446,7 +515,7 @@ impl<'c> DistNet<'c> {
             self.batch = batch;
             self.forward.reset();
             self.adjoint.reset();
-            for v in [&mut self.z, &mut self.s, &mut self.lam] {
+            for v in [&mut self.z, &mut self.s] {
                 v.resize(sh.width * batch, 0.0);
             }
             self.logits.resize(sh.classes * batch, 0.0);
@@ -493,8 +562,22 @@ impl<'c> DistNet<'c> {
         let sweep = match self.sweeps.entry(batch) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                let o = Options { max_levels: 1, warm_restart: true, ..Options::default() };
-                e.insert(Solver::new(sh.layers, 0.0, self.net.final_time, o, self.part.rank, self.part.size).expect("valid"))
+                let o = Options {
+                    max_levels: 1,
+                    warm_restart: true,
+                    ..Options::default()
+                };
+                e.insert(
+                    Solver::new(
+                        sh.layers,
+                        0.0,
+                        self.net.final_time,
+                        o,
+                        self.part.rank,
+                        self.part.size,
+                    )
+                    .expect("valid"),
+                )
             }
         };
         sweep.solve(&mut app, self.comm);
@@ -502,7 +585,12 @@ impl<'c> DistNet<'c> {
         if self.part.is_last() {
             let mut logits = vec![0.0; sh.classes * batch];
             let u = sweep.state(sh.layers).expect("the last rank owns U_N");
-            classify_with(&self.net, &theta[self.layout.classifier.clone()], u, &mut logits);
+            classify_with(
+                &self.net,
+                &theta[self.layout.classifier.clone()],
+                u,
+                &mut logits,
+            );
             let (l, c) = loss_sum(self.net.loss, sh.classes, &logits, labels, None);
             out = [l / batch as f64, c as f64 / batch as f64];
         }
@@ -511,7 +599,13 @@ impl<'c> DistNet<'c> {
     }
 
     /// J(θ) on the batch and its gradient (this rank's part), with forward and adjoint MGRIT.
-    pub fn objective_gradient(&mut self, theta: &[f64], x: &[f64], labels: &[usize], grad: &mut [f64]) -> DistValue {
+    pub fn objective_gradient(
+        &mut self,
+        theta: &[f64],
+        x: &[f64],
+        labels: &[usize],
+        grad: &mut [f64],
+    ) -> DistValue {
         let sh = self.net.layout.shape;
         let (w, c, nl) = (sh.width, sh.classes, sh.layers);
         let batch = labels.len();
@@ -547,19 +641,39 @@ impl<'c> DistNet<'c> {
             let class = &theta[self.layout.classifier.clone()];
             classify_with(&self.net, class, u_n, &mut self.logits);
             let scale = 1.0 / batch as f64;
-            let (total, correct) = loss_sum(self.net.loss, c, &self.logits, labels, Some((&mut self.seed, scale)));
+            let (total, correct) = loss_sum(
+                self.net.loss,
+                c,
+                &self.logits,
+                labels,
+                Some((&mut self.seed, scale)),
+            );
             scalars = [total * scale, correct as f64];
             let (gw, gb) = grad[self.layout.classifier.clone()].split_at_mut(c * w);
             gemm(c, batch, w, 1.0, &self.seed, false, u_n, true, 1.0, gw);
             add_row_sums(c, &self.seed, gb);
-            gemm(w, c, batch, 1.0, &class[..c * w], true, &self.seed, false, 0.0, &mut self.lambda_final);
+            gemm(
+                w,
+                c,
+                batch,
+                1.0,
+                &class[..c * w],
+                true,
+                &self.seed,
+                false,
+                0.0,
+                &mut self.lambda_final,
+            );
         }
 
         // Adjoint solve (with one level, the fine steps also form the layer gradients).
         let fused = self.adjoint.grid().num_levels() == 1;
         let layer_grad = fused.then(|| &mut grad[self.layout.layers.clone()]);
         // The layout of the hidden-layer slice on its own.
-        let shifted = LocalLayout { layers: 0..self.layout.layers.len(), ..self.layout.clone() };
+        let shifted = LocalLayout {
+            layers: 0..self.layout.layers.len(),
+            ..self.layout.clone()
+        };
         let astats = {
             let mut app = AdjointApp {
                 net: &self.net,
@@ -589,7 +703,8 @@ impl<'c> DistNet<'c> {
         if !fused {
             if lo > 0 {
                 let lam_lo = self.adjoint.state(lo).expect("owned");
-                self.comm.send(self.part.rank - 1, LAMBDA_TAG, lam_lo.clone());
+                self.comm
+                    .send(self.part.rank - 1, LAMBDA_TAG, lam_lo.clone());
             }
             // Every rank but the last owns layer hi−1, whose λ_hi is the right neighbour's first.
             let lam_hi = if !self.part.is_last() {
@@ -599,13 +714,28 @@ impl<'c> DistNet<'c> {
             };
             let h = self.net.step_size();
             for n in self.part.owned_layers.clone() {
-                let next = if n + 1 < hi { self.adjoint.state(n + 1).expect("owned") } else { lam_hi.as_ref().expect("received λ") };
-                self.lam.copy_from_slice(next);
+                let next = if n + 1 < hi {
+                    self.adjoint.state(n + 1).expect("owned")
+                } else {
+                    lam_hi.as_ref().expect("received λ")
+                };
                 let range = self.layout.layer(n);
                 let (k, b) = theta[range.clone()].split_at(w * w);
                 let (gk, gb) = grad[range].split_at_mut(w * w);
                 let u = self.forward.state(n).expect("owned");
-                step_gradient(self.net.activation, h, w, k, b, u, &self.lam, &mut self.z, &mut self.s, gk, gb);
+                step_gradient(
+                    self.net.activation,
+                    h,
+                    w,
+                    k,
+                    b,
+                    u,
+                    next,
+                    &mut self.z,
+                    &mut self.s,
+                    gk,
+                    gb,
+                );
             }
             self.comm.wait_sends();
         }
@@ -628,7 +758,10 @@ impl<'c> DistNet<'c> {
         let mut terms = Vec::new();
         if self.part.is_first() {
             let r = self.layout.opening.clone();
-            terms.push(self.net.opening_regularization(&theta[r.clone()], Some(&mut grad[r])));
+            terms.push(
+                self.net
+                    .opening_regularization(&theta[r.clone()], Some(&mut grad[r])),
+            );
         }
         for n in self.part.owned_layers.clone() {
             let ctrl = Controls {
@@ -641,11 +774,19 @@ impl<'c> DistNet<'c> {
             let prev = (n > 0).then(|| ctrl.layer(n - 1));
             let next = (n + 1 < nl).then(|| ctrl.layer(n + 1));
             let r = self.layout.layer(n);
-            terms.push(self.net.layer_regularization(prev, &theta[r.clone()], next, Some(&mut grad[r])));
+            terms.push(self.net.layer_regularization(
+                prev,
+                &theta[r.clone()],
+                next,
+                Some(&mut grad[r]),
+            ));
         }
         if self.part.is_last() {
             let r = self.layout.classifier.clone();
-            terms.push(self.net.classifier_regularization(&theta[r.clone()], Some(&mut grad[r])));
+            terms.push(
+                self.net
+                    .classifier_regularization(&theta[r.clone()], Some(&mut grad[r])),
+            );
         }
         let reg = ordered_sum(&self.comm.all_gather(&terms));
         let s = self.from_last(&scalars);
@@ -666,15 +807,24 @@ impl<'c> DistNet<'c> {
         let ctrl = self.controls(theta);
         let mut terms = Vec::new();
         if self.part.is_first() {
-            terms.push(self.net.opening_regularization(&theta[self.layout.opening.clone()], None));
+            terms.push(
+                self.net
+                    .opening_regularization(&theta[self.layout.opening.clone()], None),
+            );
         }
         for n in self.part.owned_layers.clone() {
             let prev = (n > 0).then(|| ctrl.layer(n - 1));
             let next = (n + 1 < nl).then(|| ctrl.layer(n + 1));
-            terms.push(self.net.layer_regularization(prev, ctrl.layer(n), next, None));
+            terms.push(
+                self.net
+                    .layer_regularization(prev, ctrl.layer(n), next, None),
+            );
         }
         if self.part.is_last() {
-            terms.push(self.net.classifier_regularization(&theta[self.layout.classifier.clone()], None));
+            terms.push(
+                self.net
+                    .classifier_regularization(&theta[self.layout.classifier.clone()], None),
+            );
         }
         ordered_sum(&self.comm.all_gather(&terms))
     }
@@ -691,7 +841,9 @@ fn classify_with(net: &Network, class: &[f64], u: &[f64], logits: &mut [f64]) {
     let batch = u.len() / sh.width;
     let (w, b) = class.split_at(sh.classes * sh.width);
     odenet::linalg::broadcast_columns(b, logits);
-    gemm(sh.classes, sh.width, batch, 1.0, w, false, u, false, 1.0, logits);
+    gemm(
+        sh.classes, sh.width, batch, 1.0, w, false, u, false, 1.0, logits,
+    );
 }
 
 /// The hidden layers a rank needs but does not own: the control of the step into its first
@@ -702,7 +854,9 @@ fn ghost_needs(net: &Network, forward: &Solver<Vec<f64>>, part: &Partition) -> V
     let (lo, hi) = (part.points.start, part.points.end);
     let mut needs = std::collections::BTreeSet::new();
     for shape in &forward.grid().levels {
-        let r = part.dist.level_range(part.rank, shape.stride, shape.points());
+        let r = part
+            .dist
+            .level_range(part.rank, shape.stride, shape.points());
         if !r.is_empty() && r.start >= 1 {
             let l = (r.start - 1) * shape.stride;
             if l < lo {
@@ -717,5 +871,8 @@ fn ghost_needs(net: &Network, forward: &Solver<Vec<f64>>, part: &Partition) -> V
         needs.insert(hi);
     }
     let _ = net;
-    needs.into_iter().filter(|&l| !part.owned_layers.contains(&l)).collect()
+    needs
+        .into_iter()
+        .filter(|&l| !part.owned_layers.contains(&l))
+        .collect()
 }

@@ -84,11 +84,25 @@ fn report(e: &anyhow::Error) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Config { config, set, resolved } => commands::config::run(config, &set, resolved),
+        Command::Config {
+            config,
+            set,
+            resolved,
+        } => commands::config::run(config, &set, resolved),
         Command::Data {
-            kind: DataCommand::Peaks { out, train, val, seed },
+            kind:
+                DataCommand::Peaks {
+                    out,
+                    train,
+                    val,
+                    seed,
+                },
         } => commands::data::peaks(&out, train, val, seed),
-        Command::Train { config, set, history } => {
+        Command::Train {
+            config,
+            set,
+            history,
+        } => {
             let par = match Parallel::init() {
                 Ok(p) => p,
                 Err(e) => {
@@ -96,7 +110,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let args = commands::train::TrainArgs { config, set, history };
+            let args = commands::train::TrainArgs {
+                config,
+                set,
+                history,
+            };
             let r = commands::train::run(&par, &args);
             if let Err(e) = &r {
                 // Rank 0 speaks for errors every rank shares; other ranks stay quiet.

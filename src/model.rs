@@ -48,10 +48,22 @@ pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
         }
     };
     let n = &config.network;
-    fill(l.open_weight.clone(), n.init_open / (sh.input as f64).sqrt(), &mut g);
+    fill(
+        l.open_weight.clone(),
+        n.init_open / (sh.input as f64).sqrt(),
+        &mut g,
+    );
     for i in 0..sh.layers {
-        fill(l.layer_weight(i), n.init_hidden / (sh.width as f64).sqrt(), &mut g);
+        fill(
+            l.layer_weight(i),
+            n.init_hidden / (sh.width as f64).sqrt(),
+            &mut g,
+        );
     }
-    fill(l.class_weight.clone(), n.init_class / (sh.width as f64).sqrt(), &mut g);
+    fill(
+        l.class_weight.clone(),
+        n.init_class / (sh.width as f64).sqrt(),
+        &mut g,
+    );
     theta
 }

@@ -14,8 +14,8 @@ pub struct Parallel {
 impl Parallel {
     /// Initializes MPI (a plain start becomes an MPI singleton).
     pub fn init() -> anyhow::Result<Self> {
-        let universe = mpi::initialize()
-            .ok_or_else(|| anyhow::anyhow!("MPI was already initialized"))?;
+        let universe =
+            mpi::initialize().ok_or_else(|| anyhow::anyhow!("MPI was already initialized"))?;
         Ok(Parallel {
             world: universe.world(),
             _universe: universe,
@@ -49,8 +49,10 @@ impl Parallel {
     pub fn min_max(&self, v: u64) -> (u64, u64) {
         let mut lo = 0u64;
         let mut hi = 0u64;
-        self.world.all_reduce_into(&v, &mut lo, SystemOperation::min());
-        self.world.all_reduce_into(&v, &mut hi, SystemOperation::max());
+        self.world
+            .all_reduce_into(&v, &mut lo, SystemOperation::min());
+        self.world
+            .all_reduce_into(&v, &mut hi, SystemOperation::max());
         (lo, hi)
     }
 

@@ -25,7 +25,11 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
         }
         let net = crate::model::build_network(&config, file.input_dim, file.classes)?;
         if net.num_params() != file.theta.len() {
-            bail!("--set changed the network shape: the checkpoint has {} parameters, the network {}", file.theta.len(), net.num_params());
+            bail!(
+                "--set changed the network shape: the checkpoint has {} parameters, the network {}",
+                file.theta.len(),
+                net.num_params()
+            );
         }
         Ok((file, net, train, val))
     })();
@@ -34,9 +38,19 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
     let (tl, ta) = evaluate(&net, &file.theta, &train, &mut ws);
     let (vl, va) = evaluate(&net, &file.theta, &val, &mut ws);
     if par.is_root() {
-        println!("checkpoint {} (iteration {})", checkpoint.display(), file.iteration);
-        println!("train:      loss {tl:.6e}  accuracy {ta:.4}  ({} examples)", train.len());
-        println!("validation: loss {vl:.6e}  accuracy {va:.4}  ({} examples)", val.len());
+        println!(
+            "checkpoint {} (iteration {})",
+            checkpoint.display(),
+            file.iteration
+        );
+        println!(
+            "train:      loss {tl:.6e}  accuracy {ta:.4}  ({} examples)",
+            train.len()
+        );
+        println!(
+            "validation: loss {vl:.6e}  accuracy {va:.4}  ({} examples)",
+            val.len()
+        );
     }
     Ok(())
 }

@@ -34,7 +34,9 @@ pub fn agree<T>(par: &Parallel, result: anyhow::Result<T>) -> anyhow::Result<T> 
         Ok(v) if all_ok => Ok(v),
         Ok(_) => {
             if par.is_root() {
-                Err(anyhow::anyhow!("another rank failed (see its message above)"))
+                Err(anyhow::anyhow!(
+                    "another rank failed (see its message above)"
+                ))
             } else {
                 Err(AlreadyReported.into())
             }

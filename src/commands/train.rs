@@ -27,10 +27,22 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         let (train_set, val_set) = crate::data::load(&config)?;
         let net = crate::model::build_network(&config, train_set.dim, train_set.classes)?;
         if val_set.dim != train_set.dim {
-            bail!("training data has {} features but validation data {}", train_set.dim, val_set.dim);
+            bail!(
+                "training data has {} features but validation data {}",
+                train_set.dim,
+                val_set.dim
+            );
         }
         let theta = crate::model::initial_parameters(&config, &net);
-        Ok((config, Problem { net, train: train_set, val: val_set }, theta))
+        Ok((
+            config,
+            Problem {
+                net,
+                train: train_set,
+                val: val_set,
+            },
+            theta,
+        ))
     })();
     let (config, problem, theta_global) = agree(par, setup)?;
     let dist = DistNet::new(problem.net.clone(), &comm, config.solver_settings());
@@ -45,8 +57,9 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     let ckpt_dir = PathBuf::from(&config.output.checkpoint_dir);
     let mut writer = if root {
         let w = HistoryWriter::create(&history_path).and_then(|w| {
-            std::fs::create_dir_all(&ckpt_dir)
-                .map_err(|e| anyhow::anyhow!("cannot create checkpoint_dir {}: {e}", ckpt_dir.display()))?;
+            std::fs::create_dir_all(&ckpt_dir).map_err(|e| {
+                anyhow::anyhow!("cannot create checkpoint_dir {}: {e}", ckpt_dir.display())
+            })?;
             Ok(w)
         });
         Some(agree(par, w)?)
@@ -57,7 +70,12 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
 
     let net = &problem.net;
     let sh = *net.shape();
-    let reporter = Reporter::new(config.progress()?, root, config.optimizer.max_iter, config.output.print_every);
+    let reporter = Reporter::new(
+        config.progress()?,
+        root,
+        config.optimizer.max_iter,
+        config.output.print_every,
+    );
     reporter.note(&format!(
         "layerpar {}: training on {} MPI rank{}",
         env!("CARGO_PKG_VERSION"),
@@ -92,7 +110,11 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             format!(
                 "{} levels, cf {}, {} forward / {} adjoint iterations (tol {:e} / {:e}){}",
                 dist.levels(),
-                if m.cfactor_levels.is_empty() { m.cfactor.to_string() } else { format!("{:?}", m.cfactor_levels) },
+                if m.cfactor_levels.is_empty() {
+                    m.cfactor.to_string()
+                } else {
+                    format!("{:?}", m.cfactor_levels)
+                },
                 m.max_iter,
                 m.adjoint_max_iter,
                 m.tol,
@@ -105,33 +127,48 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         "optimizer: {}, {} iterations, batch {}",
         config.optimizer.kind,
         config.optimizer.max_iter,
-        if config.optimizer.batch_size == 0 { "full".to_string() } else { config.optimizer.batch_size.to_string() }
+        if config.optimizer.batch_size == 0 {
+            "full".to_string()
+        } else {
+            config.optimizer.batch_size.to_string()
+        }
     ));
 
     let every = config.output.checkpoint_every;
-    let outcome = train(&config, &problem, &mut dist, theta, &reporter, |row, theta| {
-        let due = every > 0 && row.iter > 0 && row.iter % every == 0;
-        // The gather is collective: every rank takes part, rank 0 writes.
-        let global = if due { Some(mgrit::Comm::all_gather(&comm, theta)) } else { None };
-        if let Some(w) = writer.as_mut() {
-            let written = w.push(row).and_then(|()| {
-                if let Some(g) = &global {
-                    let p = ckpt_dir.join(format!("params_{:06}.h5", row.iter));
-                    crate::params_file::write(&p, &config, net, g, row.iter as u64)?;
+    let outcome = train(
+        &config,
+        &problem,
+        &mut dist,
+        theta,
+        &reporter,
+        |row, theta| {
+            let due = every > 0 && row.iter > 0 && row.iter % every == 0;
+            // The gather is collective: every rank takes part, rank 0 writes.
+            let global = if due {
+                Some(mgrit::Comm::all_gather(&comm, theta))
+            } else {
+                None
+            };
+            if let Some(w) = writer.as_mut() {
+                let written = w.push(row).and_then(|()| {
+                    if let Some(g) = &global {
+                        let p = ckpt_dir.join(format!("params_{:06}.h5", row.iter));
+                        crate::params_file::write(&p, &config, net, g, row.iter as u64)?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    // Only rank 0 writes: the other ranks cannot know, so end the whole job.
+                    if par.size() > 1 {
+                        eprintln!("error: {e:#}");
+                        par.abort(1);
+                    }
+                    return Err(e);
                 }
-                Ok(())
-            });
-            if let Err(e) = written {
-                // Only rank 0 writes: the other ranks cannot know, so end the whole job.
-                if par.size() > 1 {
-                    eprintln!("error: {e:#}");
-                    par.abort(1);
-                }
-                return Err(e);
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     reporter.finish();
     let outcome = outcome?;
 
@@ -149,7 +186,11 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             par.size(),
             if par.size() == 1 { "" } else { "s" }
         );
-        println!("wrote {} and {}", history_path.display(), final_path.display());
+        println!(
+            "wrote {} and {}",
+            history_path.display(),
+            final_path.display()
+        );
     }
     Ok(())
 }

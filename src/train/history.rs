@@ -24,7 +24,8 @@ pub struct Row {
     pub step: f64,
 }
 
-pub const HEADER: &str = "iter,objective,loss,grad_norm,train_acc,val_acc,fwd_res,adj_res,time_s,step";
+pub const HEADER: &str =
+    "iter,objective,loss,grad_norm,train_acc,val_acc,fwd_res,adj_res,time_s,step";
 
 impl Row {
     pub fn csv(&self) -> String {

@@ -30,7 +30,11 @@ pub fn evaluate(net: &Network, theta: &[f64], data: &Dataset, ws: &mut Workspace
     let mut loss = 0.0;
     let mut correct = 0;
     let d = data.dim;
-    for (x, y) in data.features.chunks(CHUNK * d).zip(data.labels.chunks(CHUNK)) {
+    for (x, y) in data
+        .features
+        .chunks(CHUNK * d)
+        .zip(data.labels.chunks(CHUNK))
+    {
         let (l, c) = net.evaluate(theta, x, y, ws);
         loss += l;
         correct += c;
@@ -59,7 +63,11 @@ pub fn full_objective_gradient(
     let mut loss = 0.0;
     let mut correct = 0;
     let d = data.dim;
-    for (x, y) in data.features.chunks(CHUNK * d).zip(data.labels.chunks(CHUNK)) {
+    for (x, y) in data
+        .features
+        .chunks(CHUNK * d)
+        .zip(data.labels.chunks(CHUNK))
+    {
         let w = y.len() as f64 / n as f64;
         let v = data_net.objective_gradient(theta, x, y, ws, &mut part);
         optim::axpy(w, &part, grad);
@@ -108,9 +116,19 @@ pub fn train(
         Ok(())
     };
     let (theta, stop) = match config.optimizer_kind()? {
-        OptimizerKind::Lbfgs => lbfgs(config, problem, dist, theta, reporter, start, &mut |r, t| emit(r, t, &mut rows))?,
+        OptimizerKind::Lbfgs => lbfgs(
+            config,
+            problem,
+            dist,
+            theta,
+            reporter,
+            start,
+            &mut |r, t| emit(r, t, &mut rows),
+        )?,
         OptimizerKind::Adam | OptimizerKind::Sgd => {
-            stochastic(config, problem, dist, theta, start, &mut |r, t| emit(r, t, &mut rows))?
+            stochastic(config, problem, dist, theta, start, &mut |r, t| {
+                emit(r, t, &mut rows)
+            })?
         }
     };
     Ok(Outcome { theta, rows, stop })
@@ -133,28 +151,35 @@ fn lbfgs(
         max_trials: o.ls_max_iter,
     };
     let comm = dist.comm;
-    let space = DistSpace { comm, segments: dist.layout.segments() };
+    let space = DistSpace {
+        comm,
+        segments: dist.layout.segments(),
+    };
     let mut memory = Lbfgs::new(o.lbfgs_memory);
     let mut grad = vec![0.0; theta.len()];
     let (x, y) = (&p.train.features, &p.train.labels);
     let mut value = dist.objective_gradient(&theta, x, y, &mut grad);
     let ntrain = p.train.len() as f64;
-    let row = |dist: &mut DistNet, iter: usize, v: &DistValue, g: &[f64], theta: &[f64], step: f64| Row {
-        iter,
-        objective: v.objective,
-        loss: v.loss,
-        grad_norm: space.norm(g),
-        train_acc: v.correct as f64 / ntrain,
-        val_acc: dist.evaluate(theta, &p.val.features, &p.val.labels).1,
-        fwd_res: v.fwd_res,
-        adj_res: v.adj_res,
-        time_s: start.elapsed().as_secs_f64(),
-        step,
-    };
+    let row =
+        |dist: &mut DistNet, iter: usize, v: &DistValue, g: &[f64], theta: &[f64], step: f64| Row {
+            iter,
+            objective: v.objective,
+            loss: v.loss,
+            grad_norm: space.norm(g),
+            train_acc: v.correct as f64 / ntrain,
+            val_acc: dist.evaluate(theta, &p.val.features, &p.val.labels).1,
+            fwd_res: v.fwd_res,
+            adj_res: v.adj_res,
+            time_s: start.elapsed().as_secs_f64(),
+            step,
+        };
     emit(row(dist, 0, &value, &grad, &theta, 0.0), &theta)?;
     for iter in 1..=o.max_iter {
         if space.norm(&grad) <= o.gtol {
-            return Ok((theta, format!("gradient norm below optimizer.gtol = {:e}", o.gtol)));
+            return Ok((
+                theta,
+                format!("gradient norm below optimizer.gtol = {:e}", o.gtol),
+            ));
         }
         let accepted = loop {
             let d = memory.direction(&grad, &space);
@@ -172,13 +197,18 @@ fn lbfgs(
                     memory.reset();
                 }
                 LineSearch::Failed { reason, .. } => {
-                    reporter.note(&format!("iteration {iter}: line search failed along −∇J ({reason})"));
+                    reporter.note(&format!(
+                        "iteration {iter}: line search failed along −∇J ({reason})"
+                    ));
                     break None;
                 }
             }
         };
         let Some((step, x_new, (g, v))) = accepted else {
-            return Ok((theta, format!("line search failed at iteration {iter}; kept the last accepted iterate")));
+            return Ok((
+                theta,
+                format!("line search failed at iteration {iter}; kept the last accepted iterate"),
+            ));
         };
         let s: Vec<f64> = x_new.iter().zip(&theta).map(|(a, b)| a - b).collect();
         let yv: Vec<f64> = g.iter().zip(&grad).map(|(a, b)| a - b).collect();
@@ -188,7 +218,10 @@ fn lbfgs(
         value = v;
         emit(row(dist, iter, &value, &grad, &theta, step), &theta)?;
     }
-    Ok((theta, format!("reached optimizer.max_iter = {}", o.max_iter)))
+    Ok((
+        theta,
+        format!("reached optimizer.max_iter = {}", o.max_iter),
+    ))
 }
 
 fn stochastic(
@@ -204,14 +237,22 @@ fn stochastic(
     let schedule = config.schedule()?;
     let n = theta.len();
     let comm = dist.comm;
-    let space = DistSpace { comm, segments: dist.layout.segments() };
+    let space = DistSpace {
+        comm,
+        segments: dist.layout.segments(),
+    };
     let mut adam = Adam::new(n, o.beta1, o.beta2, o.epsilon);
     let mut sgd = Sgd::new(n, o.momentum);
     let mut batcher = Batcher::new(p.train.len(), o.batch_size, config.seed);
     let mut grad = vec![0.0; n];
     let mut gsum = vec![0.0; n];
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    let row = |dist: &mut DistNet, iter: usize, theta: &[f64], grad_norm: f64, step: f64, res: (Option<f64>, Option<f64>)| {
+    let row = |dist: &mut DistNet,
+               iter: usize,
+               theta: &[f64],
+               grad_norm: f64,
+               step: f64,
+               res: (Option<f64>, Option<f64>)| {
         let (loss, train_acc) = dist.evaluate(theta, &p.train.features, &p.train.labels);
         let reg = dist.regularization(theta);
         Row {
@@ -228,7 +269,14 @@ fn stochastic(
         }
     };
     let v0 = dist.objective_gradient(&theta, &p.train.features, &p.train.labels, &mut grad);
-    let r0 = row(dist, 0, &theta, space.norm(&grad), 0.0, (v0.fwd_res, v0.adj_res));
+    let r0 = row(
+        dist,
+        0,
+        &theta,
+        space.norm(&grad),
+        0.0,
+        (v0.fwd_res, v0.adj_res),
+    );
     emit(r0, &theta)?;
     for epoch in 1..=o.max_iter {
         let lr = schedule.rate(o.learning_rate, epoch - 1);
@@ -250,8 +298,14 @@ fn stochastic(
         let r = row(dist, epoch, &theta, gnorm, lr, res);
         emit(r, &theta)?;
         if gnorm <= o.gtol {
-            return Ok((theta, format!("mean gradient norm below optimizer.gtol = {:e}", o.gtol)));
+            return Ok((
+                theta,
+                format!("mean gradient norm below optimizer.gtol = {:e}", o.gtol),
+            ));
         }
     }
-    Ok((theta, format!("reached optimizer.max_iter = {} epochs", o.max_iter)))
+    Ok((
+        theta,
+        format!("reached optimizer.max_iter = {} epochs", o.max_iter),
+    ))
 }

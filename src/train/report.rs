@@ -41,8 +41,10 @@ impl Reporter {
         if bar {
             let pb = ProgressBar::new(total as u64);
             pb.set_style(
-                ProgressStyle::with_template("{bar:30.cyan/blue} {pos:>5}/{len} {elapsed_precise} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {pos:>5}/{len} {elapsed_precise} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             Reporter::Bar(pb)
         } else {

@@ -53,11 +53,19 @@ pub fn ok(o: &Output) -> String {
 /// and no panic.
 pub fn fails_with(o: &Output, expect: &str) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stdout:\n{}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stdout:\n{}",
+        stdout(o)
+    );
     assert!(!err.contains("panicked"), "the binary panicked:\n{err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(lines.len(), 1, "expected one error line, stderr:\n{err}");
-    assert!(lines[0].contains(expect), "error `{}` does not mention `{expect}`", lines[0]);
+    assert!(
+        lines[0].contains(expect),
+        "error `{}` does not mention `{expect}`",
+        lines[0]
+    );
 }
 
 /// Parses a history CSV into (header, rows of fields).
@@ -65,7 +73,9 @@ pub fn history(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).expect("history file exists");
     let mut lines = text.lines();
     let header = lines.next().unwrap().split(',').map(String::from).collect();
-    let rows = lines.map(|l| l.split(',').map(String::from).collect()).collect();
+    let rows = lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
     (header, rows)
 }
 

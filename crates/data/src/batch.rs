@@ -13,7 +13,11 @@ pub struct Batcher {
 impl Batcher {
     /// `count` examples in batches of `batch` (0 or ≥ count: one full batch, never shuffled).
     pub fn new(count: usize, batch: usize, seed: u64) -> Self {
-        let batch = if batch == 0 || batch > count { count } else { batch };
+        let batch = if batch == 0 || batch > count {
+            count
+        } else {
+            batch
+        };
         Batcher {
             order: (0..count).collect(),
             batch,

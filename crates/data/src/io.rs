@@ -93,7 +93,10 @@ fn check_labels(path: &Path, raw: &[i64], classes: Option<usize>) -> Result<Vec<
         if l < 0 || classes.is_some_and(|c| l as usize >= c) {
             return Err(malformed(
                 path,
-                format!("label {l} of example {i} is outside 0..{}", classes.unwrap_or(0)),
+                format!(
+                    "label {l} of example {i} is outside 0..{}",
+                    classes.unwrap_or(0)
+                ),
             ));
         }
         out.push(l as usize);
@@ -125,7 +128,10 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
             .map_err(|_| malformed(path, format!("group `{name}` has no dataset `features`")))?;
         let shape = fd.shape();
         if shape.len() != 2 || shape[1] == 0 {
-            return Err(malformed(path, format!("`{name}/features` must be 2-D (n × d), got shape {shape:?}")));
+            return Err(malformed(
+                path,
+                format!("`{name}/features` must be 2-D (n × d), got shape {shape:?}"),
+            ));
         }
         let features = fd.read_raw::<f64>().map_err(&e)?;
         let ld = g
@@ -135,35 +141,54 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
         if labels.len() != shape[0] {
             return Err(malformed(
                 path,
-                format!("`{name}` has {} feature rows but {} labels", shape[0], labels.len()),
+                format!(
+                    "`{name}` has {} feature rows but {} labels",
+                    shape[0],
+                    labels.len()
+                ),
             ));
         }
         Ok(Some((features, shape[1], labels)))
     };
     let train = read_group("train")?.ok_or_else(|| malformed(path, "no group `train`"))?;
     let val = read_group("val")?;
-    let max_label = train.2.iter().chain(val.iter().flat_map(|v| v.2.iter())).copied().max().unwrap_or(0);
+    let max_label = train
+        .2
+        .iter()
+        .chain(val.iter().flat_map(|v| v.2.iter()))
+        .copied()
+        .max()
+        .unwrap_or(0);
     let classes = classes.unwrap_or((max_label.max(0) + 1) as usize);
-    let make = |(features, dim, labels): (Vec<f64>, usize, Vec<i64>)| -> Result<Dataset, DataError> {
-        Ok(Dataset {
-            labels: check_labels(path, &labels, Some(classes))?,
-            features,
-            dim,
-            classes,
-        })
-    };
+    let make =
+        |(features, dim, labels): (Vec<f64>, usize, Vec<i64>)| -> Result<Dataset, DataError> {
+            Ok(Dataset {
+                labels: check_labels(path, &labels, Some(classes))?,
+                features,
+                dim,
+                classes,
+            })
+        };
     let t = make(train)?;
     let v = val.map(make).transpose()?;
     if let Some(v) = &v {
         if v.dim != t.dim {
-            return Err(malformed(path, format!("`train` has {} features but `val` has {}", t.dim, v.dim)));
+            return Err(malformed(
+                path,
+                format!("`train` has {} features but `val` has {}", t.dim, v.dim),
+            ));
         }
     }
     Ok((t, v))
 }
 
 /// Writes train and validation sets as one CSV file with columns `x0…, label, split`.
-pub fn write_csv(path: &Path, names: &[&str], train: &Dataset, val: &Dataset) -> Result<(), DataError> {
+pub fn write_csv(
+    path: &Path,
+    names: &[&str],
+    train: &Dataset,
+    val: &Dataset,
+) -> Result<(), DataError> {
     write_atomically(path, |tmp| {
         let werr = |error| DataError::Write {
             path: tmp.to_path_buf(),
@@ -172,7 +197,12 @@ pub fn write_csv(path: &Path, names: &[&str], train: &Dataset, val: &Dataset) ->
         let f = fs::File::create(tmp).map_err(werr)?;
         let mut w = std::io::BufWriter::new(f);
         let header: Vec<String> = (0..train.dim)
-            .map(|i| names.get(i).map(|s| s.to_string()).unwrap_or(format!("x{i}")))
+            .map(|i| {
+                names
+                    .get(i)
+                    .map(|s| s.to_string())
+                    .unwrap_or(format!("x{i}"))
+            })
             .collect();
         writeln!(w, "{},label,split", header.join(",")).map_err(werr)?;
         for (split, set) in [("train", train), ("val", val)] {
@@ -193,15 +223,22 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
         path: path.to_path_buf(),
         error,
     })?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| malformed(path, "the file is empty"))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| malformed(path, "the file is empty"))?;
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
     let label_col = cols
         .iter()
         .position(|c| *c == "label")
         .ok_or_else(|| malformed(path, "the header has no column `label`"))?;
     let split_col = cols.iter().position(|c| *c == "split");
-    let feature_cols: Vec<usize> = (0..cols.len()).filter(|&i| i != label_col && Some(i) != split_col).collect();
+    let feature_cols: Vec<usize> = (0..cols.len())
+        .filter(|&i| i != label_col && Some(i) != split_col)
+        .collect();
     if feature_cols.is_empty() {
         return Err(malformed(path, "the header has no feature columns"));
     }
@@ -212,31 +249,64 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
         if fields.len() != cols.len() {
             return Err(malformed(
                 path,
-                format!("line {} has {} fields, the header has {}", lineno + 1, fields.len(), cols.len()),
+                format!(
+                    "line {} has {} fields, the header has {}",
+                    lineno + 1,
+                    fields.len(),
+                    cols.len()
+                ),
             ));
         }
         let which = match split_col.map(|c| fields[c]) {
             None | Some("train") => 0,
             Some("val") | Some("validation") => 1,
             Some(other) => {
-                return Err(malformed(path, format!("line {}: unknown split `{other}` (expected train or val)", lineno + 1)))
+                return Err(malformed(
+                    path,
+                    format!(
+                        "line {}: unknown split `{other}` (expected train or val)",
+                        lineno + 1
+                    ),
+                ))
             }
         };
         for &c in &feature_cols {
             let v: f64 = fields[c].parse().map_err(|_| {
-                malformed(path, format!("line {}, column `{}`: `{}` is not a number", lineno + 1, cols[c], fields[c]))
+                malformed(
+                    path,
+                    format!(
+                        "line {}, column `{}`: `{}` is not a number",
+                        lineno + 1,
+                        cols[c],
+                        fields[c]
+                    ),
+                )
             })?;
             sets[which].0.push(v);
         }
         let l: i64 = fields[label_col].parse().map_err(|_| {
-            malformed(path, format!("line {}: label `{}` is not an integer", lineno + 1, fields[label_col]))
+            malformed(
+                path,
+                format!(
+                    "line {}: label `{}` is not an integer",
+                    lineno + 1,
+                    fields[label_col]
+                ),
+            )
         })?;
         sets[which].1.push(l);
     }
     if sets[0].1.is_empty() {
         return Err(malformed(path, "no training rows"));
     }
-    let classes = (sets.iter().flat_map(|s| s.1.iter()).copied().max().unwrap_or(0).max(0) + 1) as usize;
+    let classes = (sets
+        .iter()
+        .flat_map(|s| s.1.iter())
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(0)
+        + 1) as usize;
     let [(tf, tl), (vf, vl)] = sets;
     let train = Dataset {
         labels: check_labels(path, &tl, None)?,
@@ -287,7 +357,9 @@ mod tests {
     #[test]
     fn bad_files_give_one_line_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = read_csv(&dir.path().join("nope.csv")).unwrap_err().to_string();
+        let missing = read_csv(&dir.path().join("nope.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("nope.csv"), "{missing}");
         let p = dir.path().join("bad.csv");
         fs::write(&p, "x,y,label\n1,2,0\n1,zz,1\n").unwrap();
@@ -300,7 +372,10 @@ mod tests {
         fs::write(&h, b"this is not hdf5").unwrap();
         let e = read_hdf5(&h).unwrap_err().to_string();
         assert!(e.contains("bad.h5") && !e.contains('\n'), "{e}");
-        assert!(read_hdf5(&dir.path().join("nope.h5")).unwrap_err().to_string().contains("nope.h5"));
+        assert!(read_hdf5(&dir.path().join("nope.h5"))
+            .unwrap_err()
+            .to_string()
+            .contains("nope.h5"));
     }
 
     #[test]

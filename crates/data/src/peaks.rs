@@ -50,7 +50,9 @@ impl PeaksClasses {
 /// so each class gets ⌊count/C⌋ points (the first count mod C classes one more); then shuffles.
 fn sample(map: &PeaksClasses, count: usize, g: &mut crate::rng::Generator) -> Dataset {
     let c = map.classes;
-    let quota: Vec<usize> = (0..c).map(|k| count / c + usize::from(k < count % c)).collect();
+    let quota: Vec<usize> = (0..c)
+        .map(|k| count / c + usize::from(k < count % c))
+        .collect();
     let mut have = vec![0; c];
     let mut points: Vec<([f64; 2], usize)> = Vec::with_capacity(count);
     while points.len() < count {

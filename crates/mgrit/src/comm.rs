@@ -94,7 +94,10 @@ impl Comm for MpiComm<'_> {
     }
 
     fn recv(&self, from: usize, tag: i32) -> Vec<f64> {
-        let (data, _status) = self.world.process_at_rank(from as i32).receive_vec_with_tag::<f64>(tag);
+        let (data, _status) = self
+            .world
+            .process_at_rank(from as i32)
+            .receive_vec_with_tag::<f64>(tag);
         data
     }
 
@@ -110,7 +113,8 @@ impl Comm for MpiComm<'_> {
     fn all_gather(&self, local: &[f64]) -> Vec<f64> {
         let size = self.size();
         let mut counts = vec![0i32; size];
-        self.world.all_gather_into(&(local.len() as i32), &mut counts[..]);
+        self.world
+            .all_gather_into(&(local.len() as i32), &mut counts[..]);
         let displs: Vec<i32> = counts
             .iter()
             .scan(0, |acc, &c| {

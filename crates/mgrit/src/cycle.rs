@@ -42,7 +42,11 @@ fn coarse_solve<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut Level<
 }
 
 /// u^l_{I·cf} += u^{l+1}_I − v_I at every owned C-point.
-fn correct<A: App, C: Comm>(ctx: &mut Ctx<A, C>, fine: &mut Level<A::State>, coarse: &Level<A::State>) {
+fn correct<A: App, C: Comm>(
+    ctx: &mut Ctx<A, C>,
+    fine: &mut Level<A::State>,
+    coarse: &Level<A::State>,
+) {
     let cf = fine.shape.cf;
     for (k, i) in coarse.range.clone().enumerate() {
         let f = fine.at(i * cf);
@@ -92,7 +96,9 @@ fn cycle<A: App, C: Comm>(
         let norm = ctx.comm.ordered_sum(&norms).sqrt();
         ctx.stats.times.residual_norm += t.elapsed();
         residual = Some(norm);
-        let tol = *st.tol.get_or_insert(ctx.opts.abs_tol.max(ctx.opts.rel_tol * norm));
+        let tol = *st
+            .tol
+            .get_or_insert(ctx.opts.abs_tol.max(ctx.opts.rel_tol * norm));
         if norm <= tol {
             return Flow::Converged(norm);
         }
@@ -131,7 +137,11 @@ impl<S: Clone> Solver<S> {
             let dist = &self.dist;
             let lvl = &mut self.levels[0];
             if fresh {
-                lvl.u = lvl.range.clone().map(|i| app.init(dist.time_index(i))).collect();
+                lvl.u = lvl
+                    .range
+                    .clone()
+                    .map(|i| app.init(dist.time_index(i)))
+                    .collect();
                 self.initialized = true;
             } else if lvl.range.start == 0 && !lvl.range.is_empty() {
                 lvl.u[0] = app.init(dist.time_index(0));
@@ -154,7 +164,11 @@ impl<S: Clone> Solver<S> {
             ctx.stats.converged = true;
         } else {
             let kind = if self.opts.fmg { Kind::F } else { Kind::V };
-            let mut st = CycleState { first: true, skip: fresh && self.opts.skip, tol: None };
+            let mut st = CycleState {
+                first: true,
+                skip: fresh && self.opts.skip,
+                tol: None,
+            };
             let verbose = self.opts.verbosity >= 2 && comm.rank() == 0;
             for iter in 0..self.opts.max_iter {
                 let flow = cycle(&mut ctx, &mut self.levels, 0, kind, &mut st);
@@ -168,7 +182,9 @@ impl<S: Clone> Solver<S> {
                     if verbose {
                         let factor = ctx.stats.residuals.last().map(|p| r / p);
                         match factor {
-                            Some(f) => println!("mgrit iter {iter:>3}  residual {r:.6e}  factor {f:.4}"),
+                            Some(f) => {
+                                println!("mgrit iter {iter:>3}  residual {r:.6e}  factor {f:.4}")
+                            }
                             None => println!("mgrit iter {iter:>3}  residual {r:.6e}"),
                         }
                     }
@@ -188,7 +204,11 @@ impl<S: Clone> Solver<S> {
                 stats.points_per_level,
                 stats.iterations,
                 stats.residuals.last().copied().unwrap_or(0.0),
-                if stats.converged { "converged" } else { "not converged" }
+                if stats.converged {
+                    "converged"
+                } else {
+                    "not converged"
+                }
             );
         }
         stats
@@ -201,7 +221,13 @@ mod tests {
     use crate::{Options, SerialComm, Solver};
 
     fn opts() -> Options {
-        Options { max_levels: 3, cfactor: vec![4], max_iter: 50, abs_tol: 1e-13, ..Options::default() }
+        Options {
+            max_levels: 3,
+            cfactor: vec![4],
+            max_iter: 50,
+            abs_tol: 1e-13,
+            ..Options::default()
+        }
     }
 
     #[test]
@@ -211,8 +237,23 @@ mod tests {
         let first = cold.solve(&mut app, &SerialComm);
         assert!(first.converged && first.iterations > 2, "{first:?}");
         let again = cold.solve(&mut app, &SerialComm);
-        assert_eq!(again.iterations, first.iterations, "without warm restart each solve starts over");
-        let mut warm = Solver::new(64, 0.0, 0.5, Options { warm_restart: true, skip: false, ..opts() }, 0, 1).unwrap();
+        assert_eq!(
+            again.iterations, first.iterations,
+            "without warm restart each solve starts over"
+        );
+        let mut warm = Solver::new(
+            64,
+            0.0,
+            0.5,
+            Options {
+                warm_restart: true,
+                skip: false,
+                ..opts()
+            },
+            0,
+            1,
+        )
+        .unwrap();
         warm.solve(&mut app, &SerialComm);
         let second = warm.solve(&mut app, &SerialComm);
         assert!(second.converged && second.iterations == 1, "{second:?}");
@@ -221,7 +262,19 @@ mod tests {
     #[test]
     fn a_fixed_iteration_count_needs_no_residual() {
         let mut app = ModelProblem::cubic();
-        let mut s = Solver::new(100, 0.0, 0.5, Options { compute_residual: false, max_iter: 3, ..opts() }, 0, 1).unwrap();
+        let mut s = Solver::new(
+            100,
+            0.0,
+            0.5,
+            Options {
+                compute_residual: false,
+                max_iter: 3,
+                ..opts()
+            },
+            0,
+            1,
+        )
+        .unwrap();
         let st = s.solve(&mut app, &SerialComm);
         assert_eq!(st.iterations, 3);
         assert!(st.residuals.is_empty());
@@ -232,7 +285,18 @@ mod tests {
     #[test]
     fn residuals_decrease_and_factors_are_reported() {
         let mut app = ModelProblem::scalar(-5.0);
-        let mut s = Solver::new(128, 0.0, 1.0, Options { skip: false, ..opts() }, 0, 1).unwrap();
+        let mut s = Solver::new(
+            128,
+            0.0,
+            1.0,
+            Options {
+                skip: false,
+                ..opts()
+            },
+            0,
+            1,
+        )
+        .unwrap();
         let st = s.solve(&mut app, &SerialComm);
         assert!(st.converged);
         let f = st.convergence_factors();
@@ -242,8 +306,30 @@ mod tests {
 
     #[test]
     fn invalid_options_are_rejected() {
-        assert!(Solver::<Vec<f64>>::new(10, 0.0, 1.0, Options { cfactor: vec![1], ..opts() }, 0, 1).is_err());
+        assert!(Solver::<Vec<f64>>::new(
+            10,
+            0.0,
+            1.0,
+            Options {
+                cfactor: vec![1],
+                ..opts()
+            },
+            0,
+            1
+        )
+        .is_err());
         assert!(Solver::<Vec<f64>>::new(0, 0.0, 1.0, opts(), 0, 1).is_err());
-        assert!(Solver::<Vec<f64>>::new(10, 0.0, 1.0, Options { c_weight: 3.0, ..opts() }, 0, 1).is_err());
+        assert!(Solver::<Vec<f64>>::new(
+            10,
+            0.0,
+            1.0,
+            Options {
+                c_weight: 3.0,
+                ..opts()
+            },
+            0,
+            1
+        )
+        .is_err());
     }
 }

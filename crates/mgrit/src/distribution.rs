@@ -21,7 +21,11 @@ pub struct Distribution {
 impl Distribution {
     pub fn new(steps: usize, size: usize, reverse: bool) -> Self {
         assert!(size >= 1);
-        Distribution { steps, size, reverse }
+        Distribution {
+            steps,
+            size,
+            reverse,
+        }
     }
 
     /// The forward time indices owned by rank r: contiguous, sizes differing by at most one,
@@ -119,13 +123,19 @@ mod tests {
                 for i in r.fine_range(q) {
                     covered[i] += 1;
                     let n = r.time_index(i);
-                    assert_eq!(f.time_owner(n), r.real_rank(q), "steps {steps} size {size} i {i}");
+                    assert_eq!(
+                        f.time_owner(n),
+                        r.real_rank(q),
+                        "steps {steps} size {size} i {i}"
+                    );
                 }
             }
             assert!(covered.iter().all(|&c| c == 1));
             // Virtual ranks are in solver order.
             for q in 1..size {
-                assert!(r.fine_range(q - 1).end <= r.fine_range(q).start || r.fine_range(q).is_empty());
+                assert!(
+                    r.fine_range(q - 1).end <= r.fine_range(q).start || r.fine_range(q).is_empty()
+                );
             }
         }
     }

@@ -49,7 +49,10 @@ impl Grid {
     /// Coarsens by `cfactor[l]` (the last entry repeats) while fewer than `max_levels` levels
     /// exist and the next level would keep at least `min_coarse` points and one step.
     pub fn new(steps: usize, max_levels: usize, cfactor: &[usize], min_coarse: usize) -> Grid {
-        assert!(!cfactor.is_empty() && cfactor.iter().all(|&c| c >= 2), "cfactor ≥ 2");
+        assert!(
+            !cfactor.is_empty() && cfactor.iter().all(|&c| c >= 2),
+            "cfactor ≥ 2"
+        );
         let cf_at = |l: usize| cfactor[l.min(cfactor.len() - 1)];
         let mut levels = vec![LevelShape {
             steps,
@@ -103,7 +106,11 @@ mod tests {
 
     #[test]
     fn cpoints() {
-        let l = LevelShape { steps: 10, stride: 1, cf: 3 };
+        let l = LevelShape {
+            steps: 10,
+            stride: 1,
+            cf: 3,
+        };
         assert!(l.is_cpoint(0) && l.is_cpoint(9) && !l.is_cpoint(10));
         assert_eq!(l.next_cpoint(4), 6);
         assert_eq!(l.next_cpoint(6), 6);

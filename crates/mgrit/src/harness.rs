@@ -13,7 +13,8 @@ pub struct Report {
 
 impl Report {
     fn check(&mut self, ok: bool, what: String) {
-        self.lines.push(format!("{} {what}", if ok { "pass" } else { "FAIL" }));
+        self.lines
+            .push(format!("{} {what}", if ok { "pass" } else { "FAIL" }));
         self.passed &= ok;
     }
 }
@@ -24,29 +25,50 @@ impl Report {
 /// - sum: 2x − x = x, and 0·x + 1·y = y;
 /// - a step computed on one rank equals the same step computed on another rank from the
 ///   packed state (with one rank: on an unpacked copy). Collective over `comm`.
-pub fn check_app<A: App, C: Comm>(app: &mut A, comm: &C, index: usize, info: &StepInfo, tol: f64) -> Report {
-    let mut rep = Report { lines: Vec::new(), passed: true };
+pub fn check_app<A: App, C: Comm>(
+    app: &mut A,
+    comm: &C,
+    index: usize,
+    info: &StepInfo,
+    tol: f64,
+) -> Report {
+    let mut rep = Report {
+        lines: Vec::new(),
+        passed: true,
+    };
     let x = app.init(index);
     let nx = app.norm(&x);
     let mut buf = Vec::new();
     app.pack(&x, &mut buf);
     let mut y = app.unpack(&buf);
     app.sum(-1.0, &x, 1.0, &mut y);
-    rep.check(app.norm(&y) == 0.0, format!("pack/unpack round trip (difference {:e})", app.norm(&y)));
+    rep.check(
+        app.norm(&y) == 0.0,
+        format!("pack/unpack round trip (difference {:e})", app.norm(&y)),
+    );
 
     let mut z = x.clone();
     app.sum(-1.0, &x, 1.0, &mut z);
-    rep.check(nx >= 0.0 && app.norm(&z) == 0.0, format!("norm ≥ 0 and ‖x − x‖ = 0 (‖x‖ = {nx:e})"));
+    rep.check(
+        nx >= 0.0 && app.norm(&z) == 0.0,
+        format!("norm ≥ 0 and ‖x − x‖ = 0 (‖x‖ = {nx:e})"),
+    );
     let mut s = x.clone();
     app.sum(-3.0, &x, 0.0, &mut s);
     let err = (app.norm(&s) - 3.0 * nx).abs();
-    rep.check(err <= tol * nx.max(1e-300), format!("‖−3x‖ = 3‖x‖ (error {err:e})"));
+    rep.check(
+        err <= tol * nx.max(1e-300),
+        format!("‖−3x‖ = 3‖x‖ (error {err:e})"),
+    );
     let mut t = x.clone();
     app.sum(1.0, &x, 1.0, &mut t); // 2x
     app.sum(-1.0, &x, 1.0, &mut t); // x
     app.sum(-1.0, &x, 1.0, &mut t); // 0
     let err = app.norm(&t);
-    rep.check(err <= tol * nx.max(1e-300), format!("2x − x − x = 0 (norm {err:e})"));
+    rep.check(
+        err <= tol * nx.max(1e-300),
+        format!("2x − x − x = 0 (norm {err:e})"),
+    );
 
     // A step here and a step on the neighbour rank from the packed state.
     let mut here = x.clone();
@@ -78,7 +100,13 @@ pub fn check_app<A: App, C: Comm>(app: &mut A, comm: &C, index: usize, info: &St
     let mut d = there;
     app.sum(-1.0, &here, 1.0, &mut d);
     let err = app.norm(&d);
-    rep.check(err == 0.0, format!("step on rank 0 = step on rank {} (difference {err:e})", comm.size().min(2) - 1));
+    rep.check(
+        err == 0.0,
+        format!(
+            "step on rank 0 = step on rank {} (difference {err:e})",
+            comm.size().min(2) - 1
+        ),
+    );
     rep
 }
 
@@ -90,8 +118,20 @@ mod tests {
 
     #[test]
     fn model_problems_pass_and_a_broken_pack_fails() {
-        let info = StepInfo { level: 0, from: 0, to: 1, t_from: 0.0, t_to: 0.1, fine_steps: 1, dt: 0.1 };
-        for mut p in [ModelProblem::scalar(-1.0), ModelProblem::linear(4), ModelProblem::cubic()] {
+        let info = StepInfo {
+            level: 0,
+            from: 0,
+            to: 1,
+            t_from: 0.0,
+            t_to: 0.1,
+            fine_steps: 1,
+            dt: 0.1,
+        };
+        for mut p in [
+            ModelProblem::scalar(-1.0),
+            ModelProblem::linear(4),
+            ModelProblem::cubic(),
+        ] {
             let r = check_app(&mut p, &SerialComm, 0, &info, 1e-14);
             assert!(r.passed, "{:?}", r.lines);
         }
@@ -99,14 +139,29 @@ mod tests {
         struct Lossy(ModelProblem);
         impl App for Lossy {
             type State = Vec<f64>;
-            fn step(&mut self, u: &mut Vec<f64>, i: &StepInfo) { self.0.step(u, i) }
-            fn init(&mut self, i: usize) -> Vec<f64> { self.0.init(i) }
-            fn sum(&self, a: f64, x: &Vec<f64>, b: f64, y: &mut Vec<f64>) { self.0.sum(a, x, b, y) }
-            fn norm(&self, x: &Vec<f64>) -> f64 { self.0.norm(x) }
-            fn pack(&self, x: &Vec<f64>, buf: &mut Vec<f64>) { buf.extend(x.iter().map(|v| *v as f32 as f64)) }
-            fn unpack(&self, buf: &[f64]) -> Vec<f64> { buf.to_vec() }
+            fn step(&mut self, u: &mut Vec<f64>, i: &StepInfo) {
+                self.0.step(u, i)
+            }
+            fn init(&mut self, i: usize) -> Vec<f64> {
+                self.0.init(i)
+            }
+            fn sum(&self, a: f64, x: &Vec<f64>, b: f64, y: &mut Vec<f64>) {
+                self.0.sum(a, x, b, y)
+            }
+            fn norm(&self, x: &Vec<f64>) -> f64 {
+                self.0.norm(x)
+            }
+            fn pack(&self, x: &Vec<f64>, buf: &mut Vec<f64>) {
+                buf.extend(x.iter().map(|v| *v as f32 as f64))
+            }
+            fn unpack(&self, buf: &[f64]) -> Vec<f64> {
+                buf.to_vec()
+            }
         }
-        let mut p = Lossy(ModelProblem::new(crate::problems::Rhs::Cubic, vec![0.1, 0.3]));
+        let mut p = Lossy(ModelProblem::new(
+            crate::problems::Rhs::Cubic,
+            vec![0.1, 0.3],
+        ));
         let r = check_app(&mut p, &SerialComm, 0, &info, 1e-14);
         assert!(!r.passed);
         assert!(r.lines[0].starts_with("FAIL pack/unpack"), "{:?}", r.lines);

@@ -27,8 +27,13 @@ impl<S> Level<S> {
         let points = shape.points();
         let range_of = |q: usize| dist.level_range(q, shape.stride, points);
         let range = range_of(vrank);
-        let left = (0..vrank).rev().find(|&q| !range_of(q).is_empty()).map(|q| dist.real_rank(q));
-        let right = (vrank + 1..dist.size).find(|&q| !range_of(q).is_empty()).map(|q| dist.real_rank(q));
+        let left = (0..vrank)
+            .rev()
+            .find(|&q| !range_of(q).is_empty())
+            .map(|q| dist.real_rank(q));
+        let right = (vrank + 1..dist.size)
+            .find(|&q| !range_of(q).is_empty())
+            .map(|q| dist.real_rank(q));
         Level {
             shape,
             range,
@@ -89,17 +94,17 @@ impl<A: App, C: Comm> Ctx<'_, A, C> {
     }
 
     /// dst ← Φ^l_i(src).
-    pub fn step_from(&mut self, level: usize, shape: &LevelShape, i: usize, src: &A::State, dst: &mut A::State) {
+    pub fn step_from(
+        &mut self,
+        level: usize,
+        shape: &LevelShape,
+        i: usize,
+        src: &A::State,
+        dst: &mut A::State,
+    ) {
         let info = self.info(level, shape, i);
         self.stats.steps_per_level[level] += 1;
         self.app.step_from(src, dst, &info);
-    }
-
-    /// u ← Φ^l_i(u): the step of level `level` from point i−1 to point i.
-    pub fn step(&mut self, level: usize, shape: &LevelShape, i: usize, u: &mut A::State) {
-        let info = self.info(level, shape, i);
-        self.stats.steps_per_level[level] += 1;
-        self.app.step(u, &info);
     }
 
     pub fn send_state(&self, to: usize, tag: i32, u: &A::State) {
@@ -124,20 +129,15 @@ impl<A: App, C: Comm> Ctx<'_, A, C> {
         }
     }
 
-    /// A scratch state holding a copy of `src` (taken from `pool`, or cloned when it is empty).
-    pub fn scratch_copy(&self, pool: &mut Vec<A::State>, src: &A::State) -> A::State {
-        match pool.pop() {
-            Some(mut s) => {
-                self.app.copy(src, &mut s);
-                s
-            }
-            None => src.clone(),
-        }
-    }
-
     /// u_i ← Φ^l_i(u_{i−1}) + g_i for an owned point i, with u_{i−1} from `prev` when the
     /// previous point is not owned (it came from the left neighbour).
-    pub fn propagate(&mut self, level: usize, lvl: &mut Level<A::State>, i: usize, prev: Option<&A::State>) {
+    pub fn propagate(
+        &mut self,
+        level: usize,
+        lvl: &mut Level<A::State>,
+        i: usize,
+        prev: Option<&A::State>,
+    ) {
         let k = lvl.at(i);
         let (before, after) = lvl.u.split_at_mut(k);
         let dst = &mut after[0];

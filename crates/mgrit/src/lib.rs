@@ -208,12 +208,22 @@ pub struct Solver<S> {
 
 impl<S: Clone> Solver<S> {
     /// A solver for `steps` fine steps from t0 to tf, on rank `rank` of `size`.
-    pub fn new(steps: usize, t0: f64, tf: f64, opts: Options, rank: usize, size: usize) -> Result<Self, OptionsError> {
+    pub fn new(
+        steps: usize,
+        t0: f64,
+        tf: f64,
+        opts: Options,
+        rank: usize,
+        size: usize,
+    ) -> Result<Self, OptionsError> {
         if steps == 0 {
             return Err(OptionsError("MGRIT needs at least one time step".into()));
         }
         if opts.cfactor.is_empty() || opts.cfactor.iter().any(|&c| c < 2) {
-            return Err(OptionsError(format!("every coarsening factor must be ≥ 2, got {:?}", opts.cfactor)));
+            return Err(OptionsError(format!(
+                "every coarsening factor must be ≥ 2, got {:?}",
+                opts.cfactor
+            )));
         }
         if opts.nrelax.is_empty() {
             return Err(OptionsError("nrelax needs at least one entry".into()));
@@ -222,9 +232,17 @@ impl<S: Clone> Solver<S> {
             return Err(OptionsError("max_levels and max_iter must be ≥ 1".into()));
         }
         if !(opts.c_weight > 0.0 && opts.c_weight <= 2.0) {
-            return Err(OptionsError(format!("the C-relaxation weight must lie in (0, 2], got {}", opts.c_weight)));
+            return Err(OptionsError(format!(
+                "the C-relaxation weight must lie in (0, 2], got {}",
+                opts.c_weight
+            )));
         }
-        let grid = Grid::new(steps, opts.max_levels, &opts.cfactor, opts.min_coarse.max(2));
+        let grid = Grid::new(
+            steps,
+            opts.max_levels,
+            &opts.cfactor,
+            opts.min_coarse.max(2),
+        );
         let dist = Distribution::new(steps, size, opts.reverse);
         let vrank = dist.virtual_rank(rank);
         let levels = grid
@@ -276,7 +294,11 @@ impl<S: Clone> Solver<S> {
 
     /// The current fine-level value at time index `index`, if this rank owns it.
     pub fn state(&self, index: usize) -> Option<&S> {
-        let i = if self.dist.reverse { self.dist.steps.checked_sub(index)? } else { index };
+        let i = if self.dist.reverse {
+            self.dist.steps.checked_sub(index)?
+        } else {
+            index
+        };
         let l = &self.levels[0];
         if l.range.contains(&i) && !l.u.is_empty() {
             Some(&l.u[i - l.range.start])

@@ -150,5 +150,8 @@ pub fn two_level_bounds(lambda: f64, mu: f64, m: usize, coarse_steps: usize) -> 
             (1.0 - mu.abs().powi(k as i32)) / (1.0 - mu.abs())
         }
     };
-    (d * geo(coarse_steps), lm.abs() * d * geo(coarse_steps.saturating_sub(1)))
+    (
+        d * geo(coarse_steps),
+        lm.abs() * d * geo(coarse_steps.saturating_sub(1)),
+    )
 }

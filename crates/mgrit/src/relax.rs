@@ -27,7 +27,11 @@ pub(crate) fn f_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
             ctx.propagate(l, lvl, i, None);
         }
         if send_right {
-            ctx.send_state(lvl.right.expect("a right neighbour owns point hi"), t, &lvl.u[lvl.at(hi - 1)]);
+            ctx.send_state(
+                lvl.right.expect("a right neighbour owns point hi"),
+                t,
+                &lvl.u[lvl.at(hi - 1)],
+            );
         }
         // The intervals in between.
         let mut c = first_c;
@@ -53,7 +57,11 @@ pub(crate) fn f_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
             ctx.propagate(l, lvl, i, None);
         }
         if send_right {
-            ctx.send_state(lvl.right.expect("a right neighbour owns point hi"), t, &lvl.u[lvl.at(hi - 1)]);
+            ctx.send_state(
+                lvl.right.expect("a right neighbour owns point hi"),
+                t,
+                &lvl.u[lvl.at(hi - 1)],
+            );
         }
     }
     ctx.comm.wait_sends();
@@ -68,7 +76,11 @@ pub(crate) fn c_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
     let shape = lvl.shape.clone();
     let t = tag(l, Phase::CRelax);
     if hi < shape.points() && shape.is_cpoint(hi) {
-        ctx.send_state(lvl.right.expect("a right neighbour owns point hi"), t, &lvl.u[lvl.at(hi - 1)]);
+        ctx.send_state(
+            lvl.right.expect("a right neighbour owns point hi"),
+            t,
+            &lvl.u[lvl.at(hi - 1)],
+        );
     }
     let left = if lo > 0 && shape.is_cpoint(lo) {
         Some(ctx.recv_state(lvl.left.expect("a left neighbour owns point lo−1"), t))
@@ -80,19 +92,27 @@ pub(crate) fn c_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
     let mut pool = std::mem::take(&mut lvl.scratch);
     while c < hi {
         let k = lvl.at(c);
-        let prev = if c == lo { left.as_ref().expect("received") } else { &lvl.u[k - 1] };
-        let mut wstate = ctx.scratch_copy(&mut pool, prev);
-        let w = &mut wstate;
-        ctx.step(l, &shape, c, w);
+        let prev = if c == lo {
+            left.as_ref().expect("received")
+        } else {
+            &lvl.u[k - 1]
+        };
+        // w = Φ(u_{c−1}) + g_c, computed into a scratch state.
+        let mut w = match pool.pop() {
+            Some(s) => s,
+            None => prev.clone(),
+        };
+        ctx.step_from(l, &shape, c, prev, &mut w);
         if let Some(g) = &lvl.g {
-            ctx.app.sum(1.0, &g[k], 1.0, w);
+            ctx.app.sum(1.0, &g[k], 1.0, &mut w);
         }
         if omega == 1.0 {
-            ctx.app.copy(w, &mut lvl.u[k]);
+            // u_c ← w; the old u_c becomes the next scratch state.
+            std::mem::swap(&mut lvl.u[k], &mut w);
         } else {
-            ctx.app.sum(omega, w, 1.0 - omega, &mut lvl.u[k]);
+            ctx.app.sum(omega, &w, 1.0 - omega, &mut lvl.u[k]);
         }
-        pool.push(wstate);
+        pool.push(w);
         c += shape.cf;
     }
     lvl.scratch = pool;

@@ -26,10 +26,13 @@ pub(crate) fn restrict<A: App, C: Comm>(
         let count = coarse.range.len();
         let start = coarse.range.start;
         if coarse.v.len() != count {
-            coarse.v = (0..count).map(|k| fine.u[fine.at((start + k) * cf)].clone()).collect();
+            coarse.v = (0..count)
+                .map(|k| fine.u[fine.at((start + k) * cf)].clone())
+                .collect();
         } else {
             for k in 0..count {
-                ctx.app.copy(&fine.u[fine.at((start + k) * cf)], &mut coarse.v[k]);
+                ctx.app
+                    .copy(&fine.u[fine.at((start + k) * cf)], &mut coarse.v[k]);
             }
         }
     }
@@ -45,7 +48,11 @@ pub(crate) fn restrict<A: App, C: Comm>(
     let tu = tag(l, Phase::RestrictU);
     // The F-point before my first C-point may live on the left neighbour.
     if lo < hi && hi < shape.points() && shape.is_cpoint(hi) {
-        ctx.send_state(fine.right.expect("a right neighbour owns point hi"), tu, &fine.u[fine.at(hi - 1)]);
+        ctx.send_state(
+            fine.right.expect("a right neighbour owns point hi"),
+            tu,
+            &fine.u[fine.at(hi - 1)],
+        );
     }
     let left = if lo < hi && lo > 0 && shape.is_cpoint(lo) {
         Some(ctx.recv_state(fine.left.expect("a left neighbour owns point lo−1"), tu))
@@ -53,7 +60,11 @@ pub(crate) fn restrict<A: App, C: Comm>(
         None
     };
     // g^{l+1}_I starts as the residual r_I (g_0 = v_0).
-    let mut g = coarse.g.take().filter(|g| g.len() == v.len()).unwrap_or_else(|| v.clone());
+    let mut g = coarse
+        .g
+        .take()
+        .filter(|g| g.len() == v.len())
+        .unwrap_or_else(|| v.clone());
     let mut norms = Vec::with_capacity(v.len());
     let mut pool = std::mem::take(&mut fine.scratch);
     for (k, gk) in g.iter_mut().enumerate() {
@@ -63,7 +74,11 @@ pub(crate) fn restrict<A: App, C: Comm>(
             ctx.app.copy(&v[k], gk);
             continue;
         }
-        let prev = if c == lo { left.as_ref().expect("received") } else { &fine.u[i - 1] };
+        let prev = if c == lo {
+            left.as_ref().expect("received")
+        } else {
+            &fine.u[i - 1]
+        };
         ctx.step_from(l, &shape, c, prev, gk);
         if let Some(fg) = &fine.g {
             ctx.app.sum(1.0, &fg[i], 1.0, gk);
@@ -83,7 +98,14 @@ pub(crate) fn restrict<A: App, C: Comm>(
         }
     }
     let vleft = if clo < chi && clo > 0 {
-        Some(ctx.recv_state(coarse.left.expect("a coarse left neighbour owns point clo−1"), tv))
+        Some(
+            ctx.recv_state(
+                coarse
+                    .left
+                    .expect("a coarse left neighbour owns point clo−1"),
+                tv,
+            ),
+        )
     } else {
         None
     };
@@ -94,15 +116,13 @@ pub(crate) fn restrict<A: App, C: Comm>(
         if i == 0 {
             continue;
         }
-        let vprev = if k == 0 { vleft.as_ref().expect("received") } else { &v[k - 1] };
-        let t = match tmp.as_mut() {
-            Some(t) => {
-                ctx.app.copy(vprev, t);
-                t
-            }
-            None => tmp.insert(vprev.clone()),
+        let vprev = if k == 0 {
+            vleft.as_ref().expect("received")
+        } else {
+            &v[k - 1]
         };
-        ctx.step(l + 1, &cshape, i, t);
+        let t = tmp.get_or_insert_with(|| vprev.clone());
+        ctx.step_from(l + 1, &cshape, i, vprev, t);
         ctx.app.sum(1.0, &v[k], 1.0, gk);
         ctx.app.sum(-1.0, t, 1.0, gk);
     }

@@ -5,23 +5,42 @@ use std::process::Command;
 
 fn run(ranks: usize, mode: &str) -> String {
     let out = Command::new("mpirun")
-        .args(["--oversubscribe", "-n", &ranks.to_string(), env!("CARGO_BIN_EXE_mgrit-check"), mode])
+        .args([
+            "--oversubscribe",
+            "-n",
+            &ranks.to_string(),
+            env!("CARGO_BIN_EXE_mgrit-check"),
+            mode,
+        ])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .output()
         .expect("mpirun is installed (scripts/setup.sh installs OpenMPI)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{mode} on {ranks} ranks failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{mode} on {ranks} ranks failed:\n{stdout}\n{stderr}"
+    );
     // A launcher that does not match the MPI library starts separate one-rank jobs.
-    assert!(stdout.contains(&format!("mgrit-check {mode} on {ranks} ranks\n")), "wrong rank count:\n{stdout}");
-    assert_eq!(stdout.matches(" passed, ").count(), 1, "only rank 0 reports:\n{stdout}");
+    assert!(
+        stdout.contains(&format!("mgrit-check {mode} on {ranks} ranks\n")),
+        "wrong rank count:\n{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(" passed, ").count(),
+        1,
+        "only rank 0 reports:\n{stdout}"
+    );
     assert!(stdout.contains(" 0 failed"), "{stdout}");
     stdout
 }
 
 fn fingerprint(out: &str) -> String {
-    out.lines().find(|l| l.starts_with("solution fingerprint")).expect("fingerprint line").to_string()
+    out.lines()
+        .find(|l| l.starts_with("solution fingerprint"))
+        .expect("fingerprint line")
+        .to_string()
 }
 
 #[test]

@@ -16,10 +16,15 @@ impl Mix {
     }
 }
 
-fn setup(act: Activation, loss: Loss, opening: Opening) -> (Network, Vec<f64>, Vec<f64>, Vec<usize>) {
+fn setup(
+    act: Activation,
+    loss: Loss,
+    opening: Opening,
+    width: usize,
+) -> (Network, Vec<f64>, Vec<f64>, Vec<usize>) {
     let shape = Shape {
         input: 3,
-        width: 4,
+        width,
         classes: 3,
         layers: 5,
         opening,
@@ -39,7 +44,13 @@ fn setup(act: Activation, loss: Loss, opening: Opening) -> (Network, Vec<f64>, V
 }
 
 fn check(act: Activation, loss: Loss, opening: Opening) {
-    let (net, theta, x, labels) = setup(act, loss, opening);
+    for width in [4, 5] {
+        check_width(act, loss, opening, width);
+    }
+}
+
+fn check_width(act: Activation, loss: Loss, opening: Opening, width: usize) {
+    let (net, theta, x, labels) = setup(act, loss, opening, width);
     let mut ws = Workspace::default();
     let mut grad = vec![0.0; net.num_params()];
     let val = net.objective_gradient(&theta, &x, &labels, &mut ws, &mut grad);
@@ -54,7 +65,10 @@ fn check(act: Activation, loss: Loss, opening: Opening) {
         net.objective_gradient(t, &x, &labels, ws, &mut g).objective
     };
     let l = &net.layout;
-    let mut blocks = vec![("classifier W_c", l.class_weight.clone()), ("classifier b_c", l.class_bias.clone())];
+    let mut blocks = vec![
+        ("classifier W_c", l.class_weight.clone()),
+        ("classifier b_c", l.class_bias.clone()),
+    ];
     if opening == Opening::Activate {
         blocks.push(("opening W_in", l.open_weight.clone()));
         blocks.push(("opening b_in", l.open_bias.clone()));
@@ -79,7 +93,7 @@ fn check(act: Activation, loss: Loss, opening: Opening) {
         let rel = (num / den.max(1e-300)).sqrt();
         assert!(
             rel < 1e-6,
-            "{act:?} {loss:?} {opening:?} {name} {range:?}: relative error {rel:e}"
+            "{act:?} {loss:?} {opening:?} width {width} {name} {range:?}: relative error {rel:e}"
         );
     }
 }
@@ -102,16 +116,38 @@ fn gradient_matches_finite_differences_mse_and_replicate() {
 #[test]
 fn more_layers_with_same_controls_converge_to_the_ode() {
     // Forward Euler is first order: halving h roughly halves the change of the output.
-    let shape = |n| Shape { input: 2, width: 3, classes: 2, layers: n, opening: Opening::Activate };
+    let shape = |n| Shape {
+        input: 2,
+        width: 3,
+        classes: 2,
+        layers: n,
+        opening: Opening::Activate,
+    };
     let mut rng = Mix(3);
-    let base = Network::new(shape(1), Activation::Tanh, 1.0, Loss::Mse, Regularization::default());
-    let open: Vec<f64> = (0..base.layout.opening().len()).map(|_| rng.next()).collect();
+    let base = Network::new(
+        shape(1),
+        Activation::Tanh,
+        1.0,
+        Loss::Mse,
+        Regularization::default(),
+    );
+    let open: Vec<f64> = (0..base.layout.opening().len())
+        .map(|_| rng.next())
+        .collect();
     let layer: Vec<f64> = (0..base.layout.layer_len).map(|_| rng.next()).collect();
-    let class: Vec<f64> = (0..base.layout.classifier().len()).map(|_| rng.next()).collect();
+    let class: Vec<f64> = (0..base.layout.classifier().len())
+        .map(|_| rng.next())
+        .collect();
     let x = vec![0.3, -0.4];
     let mut outs = Vec::new();
     for n in [8, 16, 32, 64] {
-        let net = Network::new(shape(n), Activation::Tanh, 1.0, Loss::Mse, Regularization::default());
+        let net = Network::new(
+            shape(n),
+            Activation::Tanh,
+            1.0,
+            Loss::Mse,
+            Regularization::default(),
+        );
         let mut theta = open.clone();
         for _ in 0..n {
             theta.extend_from_slice(&layer);
@@ -121,7 +157,12 @@ fn more_layers_with_same_controls_converge_to_the_ode() {
         net.evaluate(&theta, &x, &[0], &mut ws);
         outs.push(ws.logits().to_vec());
     }
-    let diff = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let diff = |a: &Vec<f64>, b: &Vec<f64>| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
     let d1 = diff(&outs[0], &outs[1]);
     let d2 = diff(&outs[1], &outs[2]);
     let d3 = diff(&outs[2], &outs[3]);

@@ -246,7 +246,10 @@ impl Network {
         let l = &self.layout;
         let n = l.shape.layers;
         let mut terms = Vec::with_capacity(n + 2);
-        terms.push(self.opening_regularization(&theta[l.opening()], grad.as_deref_mut().map(|g| &mut g[l.opening()])));
+        terms.push(self.opening_regularization(
+            &theta[l.opening()],
+            grad.as_deref_mut().map(|g| &mut g[l.opening()]),
+        ));
         for i in 0..n {
             let prev = (i > 0).then(|| &theta[l.layer(i - 1)]);
             let next = (i + 1 < n).then(|| &theta[l.layer(i + 1)]);
@@ -350,7 +353,18 @@ impl Network {
         grad.fill(0.0);
         {
             let (gw, gb) = grad[l.classifier()].split_at_mut(c * w);
-            gemm(c, batch, w, 1.0, &ws.seed, false, &ws.states[nl], true, 1.0, gw);
+            gemm(
+                c,
+                batch,
+                w,
+                1.0,
+                &ws.seed,
+                false,
+                &ws.states[nl],
+                true,
+                1.0,
+                gw,
+            );
             add_row_sums(c, &ws.seed, gb);
         }
         gemm(

@@ -34,7 +34,9 @@ impl Lbfgs {
 
     /// Stored pairs, oldest first: (s, y).
     pub fn pairs(&self) -> impl Iterator<Item = (&[f64], &[f64])> {
-        self.pairs.iter().map(|(s, y, _)| (s.as_slice(), y.as_slice()))
+        self.pairs
+            .iter()
+            .map(|(s, y, _)| (s.as_slice(), y.as_slice()))
     }
 
     /// Stores the pair (s, y) if it satisfies the curvature condition yᵀs > ε‖s‖‖y‖;

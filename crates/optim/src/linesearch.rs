@@ -91,7 +91,10 @@ mod tests {
     fn rosenbrock(x: &[f64]) -> (f64, Vec<f64>) {
         let (a, b) = (x[0], x[1]);
         let f = (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2);
-        let g = vec![-2.0 * (1.0 - a) - 400.0 * a * (b - a * a), 200.0 * (b - a * a)];
+        let g = vec![
+            -2.0 * (1.0 - a) - 400.0 * a * (b - a * a),
+            200.0 * (b - a * a),
+        ];
         (f, g)
     }
 
@@ -105,7 +108,9 @@ mod tests {
         for _ in 0..1000 {
             let d = l.direction(&g, &Local);
             match backtracking(&x, f, &g, &d, &Armijo::default(), &Local, rosenbrock) {
-                LineSearch::Accepted { x: xn, value, data, .. } => {
+                LineSearch::Accepted {
+                    x: xn, value, data, ..
+                } => {
                     let s: Vec<f64> = xn.iter().zip(&x).map(|(a, b)| a - b).collect();
                     let y: Vec<f64> = data.iter().zip(&g).map(|(a, b)| a - b).collect();
                     l.push(s, y, &Local);
@@ -113,23 +118,34 @@ mod tests {
                     f = value;
                     g = data;
                 }
-                LineSearch::Failed { reason, .. } => panic!("{reason} at {x:?} with {} pairs", l.len()),
+                LineSearch::Failed { reason, .. } => {
+                    panic!("{reason} at {x:?} with {} pairs", l.len())
+                }
             }
             if Local.norm(&g) < 1e-10 {
                 break;
             }
         }
-        assert!((x[0] - 1.0).abs() < 1e-6 && (x[1] - 1.0).abs() < 1e-6, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-6 && (x[1] - 1.0).abs() < 1e-6,
+            "{x:?}"
+        );
     }
 
     #[test]
     fn rejects_an_ascent_direction_and_a_step_that_never_decreases() {
         let x = [1.0];
-        let r = backtracking(&x, 1.0, &[1.0], &[1.0], &Armijo::default(), &Local, |_| (0.0, ()));
+        let r = backtracking(&x, 1.0, &[1.0], &[1.0], &Armijo::default(), &Local, |_| {
+            (0.0, ())
+        });
         assert!(matches!(r, LineSearch::Failed { trials: 0, .. }));
-        let r = backtracking(&x, 1.0, &[1.0], &[-1.0], &Armijo::default(), &Local, |_| (2.0, ()));
+        let r = backtracking(&x, 1.0, &[1.0], &[-1.0], &Armijo::default(), &Local, |_| {
+            (2.0, ())
+        });
         assert!(matches!(r, LineSearch::Failed { trials: 20, .. }));
-        let r = backtracking(&x, 1.0, &[1.0], &[-1.0], &Armijo::default(), &Local, |_| (f64::NAN, ()));
+        let r = backtracking(&x, 1.0, &[1.0], &[-1.0], &Armijo::default(), &Local, |_| {
+            (f64::NAN, ())
+        });
         assert!(matches!(r, LineSearch::Failed { .. }));
     }
 

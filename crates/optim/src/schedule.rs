@@ -31,11 +31,17 @@ mod tests {
     #[test]
     fn schedules() {
         assert_eq!(Schedule::Constant.rate(0.1, 7), 0.1);
-        let s = Schedule::Step { every: 10, gamma: 0.5 };
+        let s = Schedule::Step {
+            every: 10,
+            gamma: 0.5,
+        };
         assert_eq!(s.rate(1.0, 9), 1.0);
         assert_eq!(s.rate(1.0, 10), 0.5);
         assert_eq!(s.rate(1.0, 25), 0.25);
-        let c = Schedule::Cosine { epochs: 10, min: 0.0 };
+        let c = Schedule::Cosine {
+            epochs: 10,
+            min: 0.0,
+        };
         assert_eq!(c.rate(1.0, 0), 1.0);
         assert!((c.rate(1.0, 5) - 0.5).abs() < 1e-15);
         assert!(c.rate(1.0, 10).abs() < 1e-15);

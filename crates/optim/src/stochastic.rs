@@ -77,7 +77,10 @@ mod tests {
             let g = grad(&x);
             o.step(&mut x, &g, 0.05);
         }
-        assert!((x[0] - 1.0).abs() < 1e-6 && (x[1] - 1.0).abs() < 1e-6, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-6 && (x[1] - 1.0).abs() < 1e-6,
+            "{x:?}"
+        );
     }
 
     #[test]
@@ -85,7 +88,10 @@ mod tests {
         let mut x = vec![0.0, 0.0];
         let mut o = Adam::new(2, 0.9, 0.999, 1e-12);
         o.step(&mut x, &[3.0, -0.1], 0.01);
-        assert!((x[0] + 0.01).abs() < 1e-9 && (x[1] - 0.01).abs() < 1e-9, "{x:?}");
+        assert!(
+            (x[0] + 0.01).abs() < 1e-9 && (x[1] - 0.01).abs() < 1e-9,
+            "{x:?}"
+        );
     }
 
     #[test]
@@ -96,6 +102,9 @@ mod tests {
             let g = grad(&x);
             o.step(&mut x, &g, 0.05 / (1.0 + k as f64 / 100.0));
         }
-        assert!((x[0] - 1.0).abs() < 1e-3 && (x[1] - 1.0).abs() < 1e-3, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-3 && (x[1] - 1.0).abs() < 1e-3,
+            "{x:?}"
+        );
     }
 }

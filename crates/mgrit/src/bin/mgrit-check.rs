@@ -51,11 +51,18 @@ fn gather(solver: &Solver<Vec<f64>>, comm: &MpiComm, dim: usize) -> Vec<Vec<f64>
     for n in solver.time_range() {
         local.extend_from_slice(solver.state(n).expect("owned"));
     }
-    comm.all_gather(&local).chunks(dim).map(|c| c.to_vec()).collect()
+    comm.all_gather(&local)
+        .chunks(dim)
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 fn max_rel_error(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
-    let scale = b.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    let scale = b
+        .iter()
+        .flatten()
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(1e-300);
     a.iter()
         .zip(b)
         .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
@@ -87,7 +94,8 @@ fn solve(
     if reverse {
         app.start_index = steps;
     }
-    let mut solver = Solver::new(steps, 0.0, T, opts, comm.rank(), comm.size()).expect("valid options");
+    let mut solver =
+        Solver::new(steps, 0.0, T, opts, comm.rank(), comm.size()).expect("valid options");
     let stats = solver.solve(&mut app, comm);
     let got = gather(&solver, comm, dim);
     let mut reference = problem(name).serial(steps, T / steps as f64);
@@ -142,9 +150,16 @@ fn bitwise(comm: &MpiComm, t: &mut Tally) {
     for name in ["scalar", "linear", "cubic"] {
         for steps in [1, 7, 64, 257] {
             for reverse in [false, true] {
-                let opts = Options { max_levels: 1, reverse, ..Options::default() };
+                let opts = Options {
+                    max_levels: 1,
+                    reverse,
+                    ..Options::default()
+                };
                 let (got, reference, _) = solve(name, steps, opts, comm);
-                t.record(got == reference, format!("bitwise {name} N={steps} reverse={reverse}"));
+                t.record(
+                    got == reference,
+                    format!("bitwise {name} N={steps} reverse={reverse}"),
+                );
             }
         }
     }
@@ -197,7 +212,12 @@ fn bound(comm: &MpiComm, t: &mut Tally) {
                 };
                 let (_, _, stats) = solve("stiff", steps, opts, comm);
                 let h = T / steps as f64;
-                let (bf, bfcf) = two_level_bounds(1.0 + h * lambda, 1.0 + cf as f64 * h * lambda, cf, steps / cf);
+                let (bf, bfcf) = two_level_bounds(
+                    1.0 + h * lambda,
+                    1.0 + cf as f64 * h * lambda,
+                    cf,
+                    steps / cf,
+                );
                 let b = if nrelax == 0 { bf } else { bfcf };
                 // Factors between residuals above the round-off floor.
                 let factors: Vec<f64> = stats
@@ -241,17 +261,43 @@ fn reverse(comm: &MpiComm, t: &mut Tally) {
     }
     // Every time point stays on its forward rank.
     let steps = 100;
-    let f = Solver::<Vec<f64>>::new(steps, 0.0, T, Options::default(), comm.rank(), comm.size()).unwrap();
-    let r = Solver::<Vec<f64>>::new(steps, 0.0, T, Options { reverse: true, ..Options::default() }, comm.rank(), comm.size()).unwrap();
-    t.record(f.time_range() == r.time_range(), format!("reverse ownership on rank {}", comm.rank()));
+    let f = Solver::<Vec<f64>>::new(steps, 0.0, T, Options::default(), comm.rank(), comm.size())
+        .unwrap();
+    let r = Solver::<Vec<f64>>::new(
+        steps,
+        0.0,
+        T,
+        Options {
+            reverse: true,
+            ..Options::default()
+        },
+        comm.rank(),
+        comm.size(),
+    )
+    .unwrap();
+    t.record(
+        f.time_range() == r.time_range(),
+        format!("reverse ownership on rank {}", comm.rank()),
+    );
 }
 
 fn harness(comm: &MpiComm, t: &mut Tally) {
-    let info = StepInfo { level: 1, from: 2, to: 4, t_from: 0.1, t_to: 0.2, fine_steps: 2, dt: 0.1 };
+    let info = StepInfo {
+        level: 1,
+        from: 2,
+        to: 4,
+        t_from: 0.1,
+        t_to: 0.2,
+        fine_steps: 2,
+        dt: 0.1,
+    };
     for name in ["scalar", "linear", "cubic"] {
         let mut app = problem(name);
         let rep = check_app(&mut app, comm, 0, &info, 1e-14);
-        t.record(rep.passed, format!("harness {name}: {}", rep.lines.join("; ")));
+        t.record(
+            rep.passed,
+            format!("harness {name}: {}", rep.lines.join("; ")),
+        );
     }
 }
 
@@ -302,7 +348,12 @@ fn main() {
     let world = universe.world();
     let comm = MpiComm::new(&world);
     let mode = std::env::args().nth(1).unwrap_or_else(|| "sweep".into());
-    let mut t = Tally { passed: 0, failed: 0, root: comm.rank() == 0, fingerprint: 0xcbf2_9ce4_8422_2325 };
+    let mut t = Tally {
+        passed: 0,
+        failed: 0,
+        root: comm.rank() == 0,
+        fingerprint: 0xcbf2_9ce4_8422_2325,
+    };
     if t.root {
         println!("mgrit-check {mode} on {} ranks", comm.size());
     }
@@ -323,7 +374,10 @@ fn main() {
     let failed: f64 = comm.all_gather(&[t.failed as f64]).iter().sum();
     if t.root {
         println!("solution fingerprint {:#018x}", t.fingerprint);
-        println!("mgrit-check {mode}: {} passed, {} failed", t.passed, failed as usize);
+        println!(
+            "mgrit-check {mode}: {} passed, {} failed",
+            t.passed, failed as usize
+        );
     }
     drop(comm);
     drop(universe);
