@@ -24,6 +24,22 @@ pub struct Config {
     pub mgrit: MgritConfig,
     pub optimizer: OptimizerConfig,
     pub output: OutputConfig,
+    pub nested: NestedConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NestedConfig {
+    /// Networks trained in turn; the last has network.layers layers, each earlier one
+    /// `refine` times fewer.
+    pub levels: usize,
+    pub refine: usize,
+    /// "constant" | "linear": how a deeper network's controls come from the shallower one.
+    pub interp: String,
+    /// Iterations per level (empty: optimizer.max_iter for each).
+    pub max_iter: Vec<usize>,
+    /// Validation accuracy at which a level stops early (empty: none).
+    pub target_acc: Vec<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +128,7 @@ pub struct OutputConfig {
     pub history: String,
     pub checkpoint_dir: String,
     pub checkpoint_every: usize,
+    pub keep_last: usize,
     pub print_every: usize,
     pub progress: String,
 }
@@ -185,8 +202,16 @@ impl Default for Config {
                 history: "runs/history.csv".into(),
                 checkpoint_dir: "runs".into(),
                 checkpoint_every: 0,
+                keep_last: 3,
                 print_every: 1,
                 progress: "auto".into(),
+            },
+            nested: NestedConfig {
+                levels: 1,
+                refine: 2,
+                interp: "constant".into(),
+                max_iter: Vec::new(),
+                target_acc: Vec::new(),
             },
         }
     }
@@ -319,6 +344,17 @@ impl Config {
                 min: o.lr_min,
             },
         })
+    }
+
+    pub fn interp(&self) -> Result<crate::checkpointing::Interp> {
+        choice(
+            "nested.interp",
+            &self.nested.interp,
+            &[
+                ("constant", crate::checkpointing::Interp::Constant),
+                ("linear", crate::checkpointing::Interp::Linear),
+            ],
+        )
     }
 
     /// The MGRIT options of the forward and adjoint solves.
@@ -459,6 +495,37 @@ impl Config {
         nonneg("optimizer.gamma_ddt", o.gamma_ddt)?;
         nonneg("optimizer.gamma_class", o.gamma_class)?;
         at_least("output.print_every", self.output.print_every, 1)?;
+        let nc = &self.nested;
+        at_least("nested.levels", nc.levels, 1)?;
+        at_least("nested.refine", nc.refine, 2)?;
+        self.interp()?;
+        let depth = nc
+            .refine
+            .checked_pow((nc.levels - 1) as u32)
+            .unwrap_or(usize::MAX);
+        if self.network.layers % depth != 0 {
+            bail!(
+                "config key `network.layers` = {} must be divisible by nested.refine^(nested.levels − 1) = {depth}",
+                self.network.layers
+            );
+        }
+        if !nc.max_iter.is_empty() && nc.max_iter.len() != nc.levels {
+            bail!(
+                "config key `nested.max_iter` must list one count per level ({}), got {}",
+                nc.levels,
+                nc.max_iter.len()
+            );
+        }
+        if !nc.target_acc.is_empty() && nc.target_acc.len() != nc.levels {
+            bail!(
+                "config key `nested.target_acc` must list one accuracy per level ({}), got {}",
+                nc.levels,
+                nc.target_acc.len()
+            );
+        }
+        if let Some(a) = nc.target_acc.iter().find(|a| !(0.0..=1.0).contains(*a)) {
+            bail!("config key `nested.target_acc` must hold fractions in [0, 1], got {a}");
+        }
         if self.output.history.is_empty() {
             bail!("config key `output.history` must name a file");
         }

@@ -27,10 +27,23 @@ enum Command {
         /// History CSV (overrides output.history).
         #[arg(long)]
         history: Option<PathBuf>,
+        /// Continue the run saved in this checkpoint (its configuration, parameters,
+        /// optimizer state and history); --set may change keys such as optimizer.max_iter.
+        #[arg(long, value_name = "CKPT")]
+        resume: Option<PathBuf>,
+        /// Start a new run from this checkpoint's parameters (a deeper or shallower network
+        /// gets its hidden controls interpolated in time, see nested.interp).
+        #[arg(long, value_name = "CKPT")]
+        init_from: Option<PathBuf>,
+    },
+    /// Print what a checkpoint holds (and verify its checksum).
+    Inspect {
+        /// Checkpoint file.
+        file: PathBuf,
     },
     /// Evaluate trained parameters on the training and validation data.
     Eval {
-        /// Parameter file written by `layerpar train` (e.g. runs/final.h5).
+        /// Checkpoint written by `layerpar train` (e.g. runs/final.h5).
         #[arg(long)]
         checkpoint: PathBuf,
         /// Override a key of the stored configuration (e.g. data.kind, data.path).
@@ -98,10 +111,13 @@ fn main() -> ExitCode {
                     seed,
                 },
         } => commands::data::peaks(&out, train, val, seed),
+        Command::Inspect { file } => commands::inspect::run(&file),
         Command::Train {
             config,
             set,
             history,
+            resume,
+            init_from,
         } => {
             let par = match Parallel::init() {
                 Ok(p) => p,
@@ -114,6 +130,8 @@ fn main() -> ExitCode {
                 config,
                 set,
                 history,
+                resume,
+                init_from,
             };
             let r = commands::train::run(&par, &args);
             if let Err(e) = &r {

@@ -154,11 +154,20 @@ fn bad_input_gets_one_clear_line_and_a_failing_exit() {
         ),
         (
             vec!["eval", "--checkpoint", "bad.h5"],
-            "cannot read parameter file bad.h5",
+            "cannot read checkpoint bad.h5",
         ),
         (
             vec!["eval", "--checkpoint", "none.h5"],
-            "none.h5 does not exist",
+            "checkpoint none.h5 does not exist",
+        ),
+        (vec!["inspect", "bad.h5"], "cannot read checkpoint bad.h5"),
+        (
+            vec!["train", "--resume", "none.h5"],
+            "checkpoint none.h5 does not exist",
+        ),
+        (
+            vec!["train", "--init-from", "bad.h5"],
+            "cannot read checkpoint bad.h5",
         ),
         (
             vec!["data", "peaks", "--out", "no/such/dir/p.h5"],
@@ -176,7 +185,7 @@ fn bad_input_gets_one_clear_line_and_a_failing_exit() {
 }
 
 #[test]
-fn a_corrupted_parameter_file_is_rejected() {
+fn a_corrupted_checkpoint_is_rejected() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     ok(&layerpar(
@@ -201,7 +210,13 @@ fn a_corrupted_parameter_file_is_rejected() {
     // One parameter changed on disk: the checksum catches it. Find the classifier bias bytes
     // by value and flip one.
     let out = std::process::Command::new("h5dump")
-        .args(["-d", "classifier_bias", "-m", "%.17g", "runs/final.h5"])
+        .args([
+            "-d",
+            "parameters/classifier_bias",
+            "-m",
+            "%.17g",
+            "runs/final.h5",
+        ])
         .current_dir(p)
         .output()
         .unwrap();

@@ -1,4 +1,5 @@
-//! `layerpar eval --checkpoint FILE`: loss and accuracy of trained parameters.
+//! `layerpar eval --checkpoint FILE`: loss and accuracy of a checkpoint's parameters on the
+//! training and validation data.
 
 use super::agree;
 use crate::parallel::Parallel;
@@ -9,39 +10,43 @@ use std::path::Path;
 
 pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
     let setup = (|| {
-        let file = crate::params_file::read(checkpoint)?;
+        let file = checkpoint::read(checkpoint)?;
         // Overrides apply on top of the stored configuration; the network shape must stay.
         let origin = format!("the configuration stored in {}", checkpoint.display());
-        let config = crate::config::load_str(&file.config.to_toml(), &origin, set)?;
+        let config = crate::config::load_str(&file.config, &origin, set)?;
         let (train, val) = crate::data::load(&config)?;
-        if train.dim != file.input_dim || train.classes != file.classes {
+        let sh = file.shape;
+        if train.dim != sh.input || train.classes != sh.classes {
             bail!(
                 "the data has {} features and {} classes, the checkpoint's network {} and {}",
                 train.dim,
                 train.classes,
-                file.input_dim,
-                file.classes
+                sh.input,
+                sh.classes
             );
         }
-        let net = crate::model::build_network(&config, file.input_dim, file.classes)?;
-        if net.num_params() != file.theta.len() {
+        let net = crate::model::build_network(&config, sh.input, sh.classes)?;
+        if crate::checkpointing::net_shape(&net) != sh {
             bail!(
-                "--set changed the network shape: the checkpoint has {} parameters, the network {}",
-                file.theta.len(),
-                net.num_params()
+                "--set changed the network: the checkpoint has {} layers of width {}, the configuration {} of width {}",
+                sh.layers,
+                sh.width,
+                net.layout.shape.layers,
+                net.layout.shape.width
             );
         }
         Ok((file, net, train, val))
     })();
     let (file, net, train, val) = agree(par, setup)?;
     let mut ws = Workspace::default();
-    let (tl, ta) = evaluate(&net, &file.theta, &train, &mut ws);
-    let (vl, va) = evaluate(&net, &file.theta, &val, &mut ws);
+    let (tl, ta) = evaluate(&net, &file.params, &train, &mut ws);
+    let (vl, va) = evaluate(&net, &file.params, &val, &mut ws);
     if par.is_root() {
         println!(
-            "checkpoint {} (iteration {})",
+            "checkpoint {} (iteration {}, level {})",
             checkpoint.display(),
-            file.iteration
+            file.iteration,
+            file.level
         );
         println!(
             "train:      loss {tl:.6e}  accuracy {ta:.4}  ({} examples)",

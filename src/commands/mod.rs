@@ -3,6 +3,7 @@
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod inspect;
 pub mod train;
 
 use crate::parallel::Parallel;

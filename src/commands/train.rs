@@ -1,54 +1,145 @@
 //! `layerpar train`: trains the configured network across the ranks; rank 0 prints, writes
-//! the history and the parameter files.
+//! the history and the checkpoints. With `--resume` a run continues from a checkpoint; with
+//! `--init-from` a new run starts from a checkpoint's parameters; with `[nested] levels > 1`
+//! networks of growing depth are trained in turn (nested iteration).
 
 use super::agree;
+use crate::checkpointing::{gather, net_shape, resume, transfer};
 use crate::config::Config;
 use crate::distributed::DistNet;
 use crate::parallel::{fingerprint, Parallel};
-use crate::train::history::HistoryWriter;
+use crate::train::history::{HistoryWriter, Row};
 use crate::train::report::{format_row, Reporter};
-use crate::train::{train, Problem};
-use anyhow::{bail, Result};
+use crate::train::{train, Problem, Start};
+use anyhow::{bail, Context, Result};
+use checkpoint::Checkpoint;
 use mgrit::MpiComm;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub struct TrainArgs {
     pub config: Option<PathBuf>,
     pub set: Vec<String>,
     pub history: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
+    pub init_from: Option<PathBuf>,
+}
+
+/// Everything checked before any file is written.
+struct Setup {
+    config: Config,
+    train: layerpar_data::Dataset,
+    val: layerpar_data::Dataset,
+    resume: Option<Checkpoint>,
+    init: Option<Checkpoint>,
+}
+
+fn setup(par: &Parallel, args: &TrainArgs) -> Result<Setup> {
+    if args.resume.is_some() && args.init_from.is_some() {
+        bail!("--resume continues a run and --init-from starts a new one: give one of them");
+    }
+    if args.resume.is_some() && args.config.is_some() {
+        bail!("--resume takes its configuration from the checkpoint; change keys with --set");
+    }
+    let resume = args.resume.as_deref().map(checkpoint::read).transpose()?;
+    let init = args
+        .init_from
+        .as_deref()
+        .map(checkpoint::read)
+        .transpose()?;
+    let config = match &resume {
+        Some(c) => {
+            let origin = format!(
+                "the configuration stored in {}",
+                args.resume.as_ref().unwrap().display()
+            );
+            crate::config::load_str(&c.config, &origin, &args.set)?
+        }
+        None => crate::config::load(args.config.as_deref(), &args.set)?,
+    };
+    let (train, val) = crate::data::load(&config)?;
+    if val.dim != train.dim {
+        bail!(
+            "training data has {} features but validation data {}",
+            train.dim,
+            val.dim
+        );
+    }
+    let coarsest = level_layers(&config, 0);
+    if par.size() > coarsest {
+        bail!(
+            "{} ranks for {coarsest} hidden layers{}: layer-parallel training needs at most one rank per layer (network.layers ≥ ranks)",
+            par.size(),
+            if config.nested.levels > 1 { " on the first nested level" } else { "" }
+        );
+    }
+    if let Some(c) = &resume {
+        if c.level as usize >= config.nested.levels {
+            bail!(
+                "the checkpoint is from nested level {}, but nested.levels = {}",
+                c.level,
+                config.nested.levels
+            );
+        }
+    }
+    Ok(Setup {
+        config,
+        train,
+        val,
+        resume,
+        init,
+    })
+}
+
+/// Hidden layers of nested level ℓ: network.layers / refine^(levels − 1 − ℓ).
+fn level_layers(config: &Config, level: usize) -> usize {
+    let n = &config.nested;
+    config.network.layers / n.refine.pow((n.levels - 1 - level) as u32)
+}
+
+/// Writes a checkpoint on rank 0, ending the job if that fails on a multi-rank run (the other
+/// ranks could not know).
+fn write_or_abort(par: &Parallel, path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    if !par.is_root() {
+        return Ok(());
+    }
+    if let Err(e) = checkpoint::write(path, ckpt) {
+        if par.size() > 1 {
+            eprintln!("error: {e}");
+            par.abort(1);
+        }
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Deletes all but the newest `keep` files named `prefix…h5` in `dir` (0 keeps all).
+fn prune(dir: &Path, prefix: &str, keep: usize) {
+    if keep == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut names: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".h5"))
+        })
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep);
+    for p in &names[..excess] {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     let root = par.is_root();
     let comm = MpiComm::new(par.world());
-    // Setup: every input is checked before any file is written.
-    let setup = (|| -> Result<(Config, Problem, Vec<f64>)> {
-        let config = crate::config::load(args.config.as_deref(), &args.set)?;
-        let (train_set, val_set) = crate::data::load(&config)?;
-        let net = crate::model::build_network(&config, train_set.dim, train_set.classes)?;
-        if val_set.dim != train_set.dim {
-            bail!(
-                "training data has {} features but validation data {}",
-                train_set.dim,
-                val_set.dim
-            );
-        }
-        let theta = crate::model::initial_parameters(&config, &net);
-        Ok((
-            config,
-            Problem {
-                net,
-                train: train_set,
-                val: val_set,
-            },
-            theta,
-        ))
-    })();
-    let (config, problem, theta_global) = agree(par, setup)?;
-    let dist = DistNet::new(problem.net.clone(), &comm, config.solver_settings());
-    let mut dist = agree(par, dist)?;
-    let theta = dist.layout.extract(&problem.net, &dist.part, &theta_global);
-    drop(theta_global);
+    let s = agree(par, setup(par, args))?;
+    let config = &s.config;
 
     let history_path = args
         .history
@@ -56,109 +147,160 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(&config.output.history));
     let ckpt_dir = PathBuf::from(&config.output.checkpoint_dir);
     let mut writer = if root {
-        let w = HistoryWriter::create(&history_path).and_then(|w| {
-            std::fs::create_dir_all(&ckpt_dir).map_err(|e| {
-                anyhow::anyhow!("cannot create checkpoint_dir {}: {e}", ckpt_dir.display())
-            })?;
+        let w = (|| {
+            std::fs::create_dir_all(&ckpt_dir)
+                .with_context(|| format!("cannot create checkpoint_dir {}", ckpt_dir.display()))?;
+            let mut w = HistoryWriter::create(&history_path)?;
+            // A resumed run continues the same history.
+            for r in s.resume.iter().flat_map(|c| {
+                c.history
+                    .rows
+                    .iter()
+                    .map(|v| Row::from_values(&c.history.columns, v))
+            }) {
+                w.push(&r)?;
+            }
             Ok(w)
-        });
+        })();
         Some(agree(par, w)?)
     } else {
         agree(par, Ok(()))?;
         None
     };
 
-    let net = &problem.net;
-    let sh = *net.shape();
     let reporter = Reporter::new(
         config.progress()?,
         root,
         config.optimizer.max_iter,
         config.output.print_every,
     );
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
     reporter.note(&format!(
         "layerpar {}: training on {} MPI rank{}",
         env!("CARGO_PKG_VERSION"),
         par.size(),
-        if par.size() == 1 { "" } else { "s" }
+        plural(par.size())
     ));
     reporter.note(&format!(
         "data: {}, {} training / {} validation examples, {} features, {} classes",
         config.data.kind,
-        problem.train.len(),
-        problem.val.len(),
-        sh.input,
-        sh.classes
+        s.train.len(),
+        s.val.len(),
+        s.train.dim,
+        s.train.classes
     ));
-    reporter.note(&format!(
-        "network: width {}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters",
-        sh.width,
-        sh.layers,
-        net.final_time,
-        net.step_size(),
-        net.activation,
-        net.num_params()
-    ));
-    let m = &config.mgrit;
-    reporter.note(&format!(
-        "layers per rank: {}–{}; MGRIT: {}",
-        sh.layers / par.size(),
-        sh.layers.div_ceil(par.size()),
-        if dist.levels() == 1 {
-            "1 level (exact serial sweep, pipelined over the ranks)".to_string()
-        } else {
-            format!(
-                "{} levels, cf {}, {} forward / {} adjoint iterations (tol {:e} / {:e}){}",
-                dist.levels(),
-                if m.cfactor_levels.is_empty() {
-                    m.cfactor.to_string()
-                } else {
-                    format!("{:?}", m.cfactor_levels)
-                },
-                m.max_iter,
-                m.adjoint_max_iter,
-                m.tol,
-                m.adjoint_tol,
-                if m.fmg { ", F-cycles" } else { "" }
-            )
-        }
-    ));
-    reporter.note(&format!(
-        "optimizer: {}, {} iterations, batch {}",
-        config.optimizer.kind,
-        config.optimizer.max_iter,
-        if config.optimizer.batch_size == 0 {
-            "full".to_string()
-        } else {
-            config.optimizer.batch_size.to_string()
-        }
-    ));
+    if let Some(c) = &s.resume {
+        reporter.note(&format!(
+            "resuming {} at iteration {} (nested level {})",
+            args.resume.as_ref().unwrap().display(),
+            c.iteration,
+            c.level
+        ));
+    }
 
-    let every = config.output.checkpoint_every;
-    let outcome = train(
-        &config,
-        &problem,
-        &mut dist,
-        theta,
-        &reporter,
-        |row, theta| {
-            let due = every > 0 && row.iter > 0 && row.iter % every == 0;
-            // The gather is collective: every rank takes part, rank 0 writes.
-            let global = if due {
-                Some(mgrit::Comm::all_gather(&comm, theta))
+    let nested = &config.nested;
+    let first_level = s.resume.as_ref().map(|c| c.level as usize).unwrap_or(0);
+    let mut carried: Option<(Vec<f64>, checkpoint::NetShape)> =
+        s.init.as_ref().map(|c| (c.params.clone(), c.shape));
+    let mut all_rows: Vec<Row> = Vec::new();
+    let mut last: Option<(Vec<f64>, Row, String)> = None;
+    let mut problem = Problem {
+        net: crate::model::build_network(config, s.train.dim, s.train.classes)?,
+        train: s.train,
+        val: s.val,
+    };
+    for level in first_level..nested.levels {
+        // This level's configuration: its depth and iteration budget.
+        let mut cfg = config.clone();
+        cfg.network.layers = level_layers(config, level);
+        if let Some(&m) = nested.max_iter.get(level) {
+            cfg.optimizer.max_iter = m;
+        }
+        let net = crate::model::build_network(&cfg, problem.train.dim, problem.train.classes)?;
+        problem.net = net.clone();
+        let mut dist = agree(par, DistNet::new(net.clone(), &comm, cfg.solver_settings()))?;
+        let sh = *net.shape();
+        if nested.levels > 1 {
+            reporter.note(&format!(
+                "nested level {level} of {}: {} hidden layers",
+                nested.levels, sh.layers
+            ));
+        }
+        reporter.note(&format!(
+            "network: width {}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters",
+            sh.width,
+            sh.layers,
+            net.final_time,
+            net.step_size(),
+            net.activation,
+            net.num_params()
+        ));
+        let m = &cfg.mgrit;
+        reporter.note(&format!(
+            "layers per rank: {}–{}; MGRIT: {}",
+            sh.layers / par.size(),
+            sh.layers.div_ceil(par.size()),
+            if dist.levels() == 1 {
+                "1 level (exact serial sweep, pipelined over the ranks)".to_string()
             } else {
-                None
-            };
+                format!(
+                    "{} levels, cf {}, {} forward / {} adjoint iterations (tol {:e} / {:e}){}",
+                    dist.levels(),
+                    if m.cfactor_levels.is_empty() {
+                        m.cfactor.to_string()
+                    } else {
+                        format!("{:?}", m.cfactor_levels)
+                    },
+                    m.max_iter,
+                    m.adjoint_max_iter,
+                    m.tol,
+                    m.adjoint_tol,
+                    if m.fmg { ", F-cycles" } else { "" }
+                )
+            }
+        ));
+        reporter.note(&format!(
+            "optimizer: {}, {} iterations, batch {}",
+            cfg.optimizer.kind,
+            cfg.optimizer.max_iter,
+            if cfg.optimizer.batch_size == 0 {
+                "full".to_string()
+            } else {
+                cfg.optimizer.batch_size.to_string()
+            }
+        ));
+
+        // Where this level starts.
+        let (theta, mut start) = match (&s.resume, &carried) {
+            (Some(c), _) if level == first_level => agree(par, resume(c, &dist, &cfg))?,
+            (_, Some((params, shape))) => {
+                let global = agree(par, transfer(params, *shape, &net, cfg.interp()?))?;
+                (
+                    dist.layout.extract(&net, &dist.part, &global),
+                    Start::default(),
+                )
+            }
+            _ => {
+                let global = crate::model::initial_parameters(&cfg, &net);
+                (
+                    dist.layout.extract(&net, &dist.part, &global),
+                    Start::default(),
+                )
+            }
+        };
+        start.level = level;
+        start.target_val_acc = nested.target_acc.get(level).copied();
+        let prefix = if nested.levels > 1 {
+            format!("ckpt_L{level}_")
+        } else {
+            "ckpt_".to_string()
+        };
+        let every = cfg.output.checkpoint_every;
+        let mut rows: Vec<Row> = start.rows.clone();
+        let outcome = train(&cfg, &problem, &mut dist, theta, start, &reporter, |snap| {
+            rows.push(snap.row.clone());
             if let Some(w) = writer.as_mut() {
-                let written = w.push(row).and_then(|()| {
-                    if let Some(g) = &global {
-                        let p = ckpt_dir.join(format!("params_{:06}.h5", row.iter));
-                        crate::params_file::write(&p, &config, net, g, row.iter as u64)?;
-                    }
-                    Ok(())
-                });
-                if let Err(e) = written {
-                    // Only rank 0 writes: the other ranks cannot know, so end the whole job.
+                if let Err(e) = w.push(snap.row) {
                     if par.size() > 1 {
                         eprintln!("error: {e:#}");
                         par.abort(1);
@@ -166,30 +308,50 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
                     return Err(e);
                 }
             }
+            if every > 0 && snap.row.iter > 0 && snap.row.iter % every == 0 {
+                // Collective gather; rank 0 writes.
+                let ckpt = gather(&comm, &net, &cfg, snap, &rows, level);
+                let path = ckpt_dir.join(format!("{prefix}{:06}.h5", snap.row.iter));
+                write_or_abort(par, &path, &ckpt)?;
+                if root {
+                    prune(&ckpt_dir, &prefix, cfg.output.keep_last);
+                }
+            }
             Ok(())
-        },
-    );
-    reporter.finish();
-    let outcome = outcome?;
-
-    let global = dist.gather(&outcome.theta);
-    let fp = fingerprint(&global);
+        });
+        reporter.finish();
+        let outcome = outcome?;
+        let final_ckpt = gather(&comm, &net, &cfg, &outcome.snapshot(), &outcome.rows, level);
+        if nested.levels > 1 {
+            write_or_abort(par, &ckpt_dir.join(format!("level{level}.h5")), &final_ckpt)?;
+        }
+        all_rows.extend(outcome.rows.iter().cloned());
+        let global = final_ckpt.params.clone();
+        carried = Some((global.clone(), net_shape(&net)));
+        last = Some((
+            global,
+            outcome.rows.last().cloned().expect("a row"),
+            outcome.stop.clone(),
+        ));
+        if level + 1 == nested.levels {
+            write_or_abort(par, &ckpt_dir.join("final.h5"), &final_ckpt)?;
+        }
+    }
+    let (global, last_row, stop) = last.expect("at least one level ran");
     if root {
-        let last = outcome.rows.last().expect("row 0 is always written");
-        let final_path = ckpt_dir.join("final.h5");
-        crate::params_file::write(&final_path, &config, net, &global, last.iter as u64)?;
-        println!("stopped: {}", outcome.stop);
-        println!("final: {}", format_row(last));
+        println!("stopped: {stop}");
+        println!("final: {}", format_row(&last_row));
         println!(
-            "parameters: {} on {} rank{}, fingerprint {fp:#018x}",
+            "parameters: {} on {} rank{}, fingerprint {:#018x}",
             global.len(),
             par.size(),
-            if par.size() == 1 { "" } else { "s" }
+            plural(par.size()),
+            fingerprint(&global)
         );
         println!(
             "wrote {} and {}",
             history_path.display(),
-            final_path.display()
+            ckpt_dir.join("final.h5").display()
         );
     }
     Ok(())

@@ -1,8 +1,9 @@
 //! The training history: one row per optimization iteration, written as CSV by rank 0.
 //!
 //! Columns (a contract that job scripts rely on): `iter,objective,loss,grad_norm,train_acc,
-//! val_acc,fwd_res,adj_res,time_s`, then `step` (the accepted step or learning rate).
-//! Residual columns are empty when no MGRIT residual was computed.
+//! val_acc,fwd_res,adj_res,time_s`, then `step` (the accepted step or learning rate) and
+//! `level` (the nested-iteration level). Residual columns are empty when no MGRIT residual
+//! was computed.
 
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -22,16 +23,64 @@ pub struct Row {
     pub adj_res: Option<f64>,
     pub time_s: f64,
     pub step: f64,
+    pub level: usize,
 }
 
 pub const HEADER: &str =
-    "iter,objective,loss,grad_norm,train_acc,val_acc,fwd_res,adj_res,time_s,step";
+    "iter,objective,loss,grad_norm,train_acc,val_acc,fwd_res,adj_res,time_s,step,level";
+
+/// The column names of [`HEADER`].
+pub fn columns() -> Vec<String> {
+    HEADER.split(',').map(String::from).collect()
+}
 
 impl Row {
+    /// The row as numbers in [`HEADER`] order (NaN for an empty residual).
+    pub fn values(&self) -> Vec<f64> {
+        vec![
+            self.iter as f64,
+            self.objective,
+            self.loss,
+            self.grad_norm,
+            self.train_acc,
+            self.val_acc,
+            self.fwd_res.unwrap_or(f64::NAN),
+            self.adj_res.unwrap_or(f64::NAN),
+            self.time_s,
+            self.step,
+            self.level as f64,
+        ]
+    }
+
+    /// A row from [`Row::values`] under `columns` (missing columns read as 0 / empty).
+    pub fn from_values(columns: &[String], v: &[f64]) -> Row {
+        let get = |name: &str| {
+            columns
+                .iter()
+                .position(|c| c == name)
+                .and_then(|i| v.get(i).copied())
+        };
+        let num = |name: &str| get(name).unwrap_or(0.0);
+        let opt = |name: &str| get(name).filter(|x| !x.is_nan());
+        Row {
+            iter: num("iter") as usize,
+            objective: num("objective"),
+            loss: num("loss"),
+            grad_norm: num("grad_norm"),
+            train_acc: num("train_acc"),
+            val_acc: num("val_acc"),
+            fwd_res: opt("fwd_res"),
+            adj_res: opt("adj_res"),
+            time_s: num("time_s"),
+            step: num("step"),
+            level: num("level") as usize,
+        }
+    }
+
     pub fn csv(&self) -> String {
         let opt = |v: Option<f64>| v.map(|x| format!("{x:.17e}")).unwrap_or_default();
         format!(
-            "{},{:.17e},{:.17e},{:.17e},{:.17e},{:.17e},{},{},{:.6},{:.17e}",
+            "{},{:.17e},{:.17e},{:.17e},{:.17e},{:.17e},{},{},{:.6},{:.17e},{}",
             self.iter,
             self.objective,
             self.loss,
@@ -41,7 +90,8 @@ impl Row {
             opt(self.fwd_res),
             opt(self.adj_res),
             self.time_s,
-            self.step
+            self.step,
+            self.level
         )
     }
 }

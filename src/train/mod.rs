@@ -83,66 +83,132 @@ pub fn full_objective_gradient(
     }
 }
 
-/// How training ended. `theta` is this rank's part of the parameters.
-#[derive(Clone, Debug, PartialEq)]
+/// Where training starts. `Default` is a fresh start; a resumed run fills in the iteration,
+/// the rows so far and the optimizer's state (this rank's parts of every vector).
+#[derive(Clone, Debug, Default)]
+pub struct Start {
+    pub iteration: usize,
+    pub rows: Vec<Row>,
+    /// L-BFGS pairs (s, y), oldest first.
+    pub lbfgs_pairs: Vec<(Vec<f64>, Vec<f64>)>,
+    /// Adam (m, v, t).
+    pub adam: Option<(Vec<f64>, Vec<f64>, u64)>,
+    /// SGD velocity.
+    pub sgd: Option<Vec<f64>>,
+    /// Mini-batch order and generator.
+    pub batcher: Option<(Vec<usize>, layerpar_data::rng::Generator)>,
+    /// Wall time already spent (added to `time_s`).
+    pub time_offset: f64,
+    /// Nested-iteration level written into the rows.
+    pub level: usize,
+    /// Stop once the validation accuracy reaches this.
+    pub target_val_acc: Option<f64>,
+}
+
+/// The optimizer's state after an iteration (this rank's parts), for checkpoints.
+pub struct Snapshot<'a> {
+    pub row: &'a Row,
+    pub theta: &'a [f64],
+    pub lbfgs: Option<&'a Lbfgs>,
+    pub adam: Option<&'a Adam>,
+    pub sgd: Option<&'a Sgd>,
+    pub batcher: Option<&'a Batcher>,
+}
+
+/// How training ended: this rank's parameters and optimizer state, and every row.
+#[derive(Clone, Debug)]
 pub struct Outcome {
     pub theta: Vec<f64>,
     pub rows: Vec<Row>,
     pub stop: String,
+    pub lbfgs: Option<Lbfgs>,
+    pub adam: Option<Adam>,
+    pub sgd: Option<Sgd>,
+    pub batcher: Option<Batcher>,
 }
 
-/// Trains this rank's part `theta` with the configured optimizer. Each finished row goes to
-/// `on_row` (on every rank, with the local parameters) before the next iteration starts.
+impl Outcome {
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            row: self.rows.last().expect("row 0 is always there"),
+            theta: &self.theta,
+            lbfgs: self.lbfgs.as_ref(),
+            adam: self.adam.as_ref(),
+            sgd: self.sgd.as_ref(),
+            batcher: self.batcher.as_ref(),
+        }
+    }
+}
+
+type Emit<'e> = dyn FnMut(Row, &Snapshot) -> Result<()> + 'e;
+
+/// Trains this rank's part `theta` with the configured optimizer from `start`. Each
+/// finished row goes to `on_row` (on every rank) with a snapshot of the optimizer state,
+/// before the next iteration starts.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     config: &Config,
     problem: &Problem,
     dist: &mut DistNet,
     theta: Vec<f64>,
+    start: Start,
     reporter: &Reporter,
-    mut on_row: impl FnMut(&Row, &[f64]) -> Result<()>,
+    mut on_row: impl FnMut(&Snapshot) -> Result<()>,
 ) -> Result<Outcome> {
-    let start = Instant::now();
-    let mut rows = Vec::new();
-    let mut emit = |row: Row, theta: &[f64], rows: &mut Vec<Row>| -> Result<()> {
+    let mut rows = start.rows.clone();
+    let target = start.target_val_acc;
+    let mut reached = false;
+    let mut emit = |row: Row, snap: &Snapshot| -> Result<()> {
         if !row.objective.is_finite() {
             bail!(
                 "the objective is not finite at iteration {} (try a smaller optimizer.learning_rate)",
                 row.iter
             );
         }
-        on_row(&row, theta)?;
+        reached |= target.is_some_and(|t| row.val_acc >= t);
+        let s = Snapshot { row: &row, ..*snap };
+        on_row(&s)?;
         reporter.row(&row);
         rows.push(row);
         Ok(())
     };
-    let (theta, stop) = match config.optimizer_kind()? {
+    let mut outcome = match config.optimizer_kind()? {
         OptimizerKind::Lbfgs => lbfgs(
             config,
             problem,
             dist,
             theta,
+            &start,
             reporter,
-            start,
-            &mut |r, t| emit(r, t, &mut rows),
+            &mut emit,
+            &|| false,
         )?,
         OptimizerKind::Adam | OptimizerKind::Sgd => {
-            stochastic(config, problem, dist, theta, start, &mut |r, t| {
-                emit(r, t, &mut rows)
-            })?
+            stochastic(config, problem, dist, theta, &start, &mut emit)?
         }
     };
-    Ok(Outcome { theta, rows, stop })
+    let _ = reached;
+    outcome.rows = rows;
+    Ok(outcome)
 }
 
+fn timer(start: &Start) -> impl Fn() -> f64 {
+    let t0 = Instant::now();
+    let offset = start.time_offset;
+    move || offset + t0.elapsed().as_secs_f64()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn lbfgs(
     config: &Config,
     p: &Problem,
     dist: &mut DistNet,
     mut theta: Vec<f64>,
+    start: &Start,
     reporter: &Reporter,
-    start: Instant,
-    emit: &mut dyn FnMut(Row, &[f64]) -> Result<()>,
-) -> Result<(Vec<f64>, String)> {
+    emit: &mut Emit,
+    _stop: &dyn Fn() -> bool,
+) -> Result<Outcome> {
     let o = &config.optimizer;
     let armijo = Armijo {
         initial: o.learning_rate,
@@ -156,6 +222,12 @@ fn lbfgs(
         segments: dist.layout.segments(),
     };
     let mut memory = Lbfgs::new(o.lbfgs_memory);
+    for (s, y) in &start.lbfgs_pairs {
+        memory.push(s.clone(), y.clone(), &space);
+    }
+    let clock = timer(start);
+    let level = start.level;
+    let target = start.target_val_acc;
     let mut grad = vec![0.0; theta.len()];
     let (x, y) = (&p.train.features, &p.train.labels);
     let mut value = dist.objective_gradient(&theta, x, y, &mut grad);
@@ -170,14 +242,45 @@ fn lbfgs(
             val_acc: dist.evaluate(theta, &p.val.features, &p.val.labels).1,
             fwd_res: v.fwd_res,
             adj_res: v.adj_res,
-            time_s: start.elapsed().as_secs_f64(),
+            time_s: clock(),
             step,
+            level,
         };
-    emit(row(dist, 0, &value, &grad, &theta, 0.0), &theta)?;
-    for iter in 1..=o.max_iter {
-        if space.norm(&grad) <= o.gtol {
-            return Ok((
+    let done = |theta: Vec<f64>, memory: Lbfgs, stop: String| Outcome {
+        theta,
+        rows: Vec::new(),
+        stop,
+        lbfgs: Some(memory),
+        adam: None,
+        sgd: None,
+        batcher: None,
+    };
+    let mut last_val = start.rows.last().map(|r| r.val_acc).unwrap_or(0.0);
+    if start.iteration == 0 {
+        let r = row(dist, 0, &value, &grad, &theta, 0.0);
+        last_val = r.val_acc;
+        let snap = Snapshot {
+            row: &r,
+            theta: &theta,
+            lbfgs: Some(&memory),
+            adam: None,
+            sgd: None,
+            batcher: None,
+        };
+        emit(r.clone(), &snap)?;
+    }
+    for iter in start.iteration + 1..=o.max_iter {
+        if target.is_some_and(|t| last_val >= t) {
+            return Ok(done(
                 theta,
+                memory,
+                format!("validation accuracy reached {:.4}", target.unwrap_or(0.0)),
+            ));
+        }
+        if space.norm(&grad) <= o.gtol {
+            return Ok(done(
+                theta,
+                memory,
                 format!("gradient norm below optimizer.gtol = {:e}", o.gtol),
             ));
         }
@@ -205,10 +308,9 @@ fn lbfgs(
             }
         };
         let Some((step, x_new, (g, v))) = accepted else {
-            return Ok((
-                theta,
-                format!("line search failed at iteration {iter}; kept the last accepted iterate"),
-            ));
+            let msg =
+                format!("line search failed at iteration {iter}; kept the last accepted iterate");
+            return Ok(done(theta, memory, msg));
         };
         let s: Vec<f64> = x_new.iter().zip(&theta).map(|(a, b)| a - b).collect();
         let yv: Vec<f64> = g.iter().zip(&grad).map(|(a, b)| a - b).collect();
@@ -216,10 +318,21 @@ fn lbfgs(
         theta = x_new;
         grad = g;
         value = v;
-        emit(row(dist, iter, &value, &grad, &theta, step), &theta)?;
+        let r = row(dist, iter, &value, &grad, &theta, step);
+        last_val = r.val_acc;
+        let snap = Snapshot {
+            row: &r,
+            theta: &theta,
+            lbfgs: Some(&memory),
+            adam: None,
+            sgd: None,
+            batcher: None,
+        };
+        emit(r.clone(), &snap)?;
     }
-    Ok((
+    Ok(done(
         theta,
+        memory,
         format!("reached optimizer.max_iter = {}", o.max_iter),
     ))
 }
@@ -229,9 +342,9 @@ fn stochastic(
     p: &Problem,
     dist: &mut DistNet,
     mut theta: Vec<f64>,
-    start: Instant,
-    emit: &mut dyn FnMut(Row, &[f64]) -> Result<()>,
-) -> Result<(Vec<f64>, String)> {
+    start: &Start,
+    emit: &mut Emit,
+) -> Result<Outcome> {
     let o = &config.optimizer;
     let kind = config.optimizer_kind()?;
     let schedule = config.schedule()?;
@@ -242,8 +355,24 @@ fn stochastic(
         segments: dist.layout.segments(),
     };
     let mut adam = Adam::new(n, o.beta1, o.beta2, o.epsilon);
+    if let Some((m, v, t)) = &start.adam {
+        adam.m.clone_from(m);
+        adam.v.clone_from(v);
+        adam.t = *t;
+    }
     let mut sgd = Sgd::new(n, o.momentum);
+    if let Some(v) = &start.sgd {
+        sgd.velocity.clone_from(v);
+    }
     let mut batcher = Batcher::new(p.train.len(), o.batch_size, config.seed);
+    if let Some((order, rng)) = &start.batcher {
+        batcher
+            .restore(order.clone(), rng.clone())
+            .map_err(anyhow::Error::msg)?;
+    }
+    let clock = timer(start);
+    let level = start.level;
+    let target = start.target_val_acc;
     let mut grad = vec![0.0; n];
     let mut gsum = vec![0.0; n];
     let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -264,21 +393,48 @@ fn stochastic(
             val_acc: dist.evaluate(theta, &p.val.features, &p.val.labels).1,
             fwd_res: res.0,
             adj_res: res.1,
-            time_s: start.elapsed().as_secs_f64(),
+            time_s: clock(),
             step,
+            level,
         }
     };
-    let v0 = dist.objective_gradient(&theta, &p.train.features, &p.train.labels, &mut grad);
-    let r0 = row(
-        dist,
-        0,
-        &theta,
-        space.norm(&grad),
-        0.0,
-        (v0.fwd_res, v0.adj_res),
-    );
-    emit(r0, &theta)?;
-    for epoch in 1..=o.max_iter {
+    let is_adam = kind == OptimizerKind::Adam;
+    let finish = |theta: Vec<f64>, adam: Adam, sgd: Sgd, batcher: Batcher, stop: String| Outcome {
+        theta,
+        rows: Vec::new(),
+        stop,
+        lbfgs: None,
+        adam: is_adam.then_some(adam.clone()),
+        sgd: (!is_adam).then_some(sgd),
+        batcher: Some(batcher),
+    };
+    let mut last_val = start.rows.last().map(|r| r.val_acc).unwrap_or(0.0);
+    if start.iteration == 0 {
+        let v0 = dist.objective_gradient(&theta, &p.train.features, &p.train.labels, &mut grad);
+        let r0 = row(
+            dist,
+            0,
+            &theta,
+            space.norm(&grad),
+            0.0,
+            (v0.fwd_res, v0.adj_res),
+        );
+        last_val = r0.val_acc;
+        let snap = Snapshot {
+            row: &r0,
+            theta: &theta,
+            lbfgs: None,
+            adam: is_adam.then_some(&adam),
+            sgd: (!is_adam).then_some(&sgd),
+            batcher: Some(&batcher),
+        };
+        emit(r0.clone(), &snap)?;
+    }
+    for epoch in start.iteration + 1..=o.max_iter {
+        if target.is_some_and(|t| last_val >= t) {
+            let msg = format!("validation accuracy reached {:.4}", target.unwrap_or(0.0));
+            return Ok(finish(theta, adam, sgd, batcher, msg));
+        }
         let lr = schedule.rate(o.learning_rate, epoch - 1);
         batcher.shuffle();
         gsum.fill(0.0);
@@ -288,24 +444,30 @@ fn stochastic(
             p.train.gather(batcher.batch(b), &mut x, &mut y);
             let v = dist.objective_gradient(&theta, &x, &y, &mut grad);
             res = (v.fwd_res, v.adj_res);
-            match kind {
-                OptimizerKind::Adam => adam.step(&mut theta, &grad, lr),
-                _ => sgd.step(&mut theta, &grad, lr),
+            if is_adam {
+                adam.step(&mut theta, &grad, lr);
+            } else {
+                sgd.step(&mut theta, &grad, lr);
             }
             optim::axpy(1.0, &grad, &mut gsum);
         }
         let gnorm = space.norm(&gsum) / nb as f64;
         let r = row(dist, epoch, &theta, gnorm, lr, res);
-        emit(r, &theta)?;
+        last_val = r.val_acc;
+        let snap = Snapshot {
+            row: &r,
+            theta: &theta,
+            lbfgs: None,
+            adam: is_adam.then_some(&adam),
+            sgd: (!is_adam).then_some(&sgd),
+            batcher: Some(&batcher),
+        };
+        emit(r.clone(), &snap)?;
         if gnorm <= o.gtol {
-            return Ok((
-                theta,
-                format!("mean gradient norm below optimizer.gtol = {:e}", o.gtol),
-            ));
+            let msg = format!("mean gradient norm below optimizer.gtol = {:e}", o.gtol);
+            return Ok(finish(theta, adam, sgd, batcher, msg));
         }
     }
-    Ok((
-        theta,
-        format!("reached optimizer.max_iter = {} epochs", o.max_iter),
-    ))
+    let msg = format!("reached optimizer.max_iter = {} epochs", o.max_iter);
+    Ok(finish(theta, adam, sgd, batcher, msg))
 }

@@ -52,6 +52,30 @@ impl Batcher {
     pub fn rng(&self) -> &Generator {
         &self.rng
     }
+
+    /// The current order of the examples, for checkpoints.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// Restores a saved order and generator (from [`Batcher::order`] and [`Batcher::rng`]).
+    /// Fails if the order is not a permutation of the examples.
+    pub fn restore(&mut self, order: Vec<usize>, rng: Generator) -> Result<(), String> {
+        let mut seen = vec![false; self.order.len()];
+        if order.len() != seen.len()
+            || !order
+                .iter()
+                .all(|&i| i < seen.len() && !std::mem::replace(&mut seen[i], true))
+        {
+            return Err(format!(
+                "the saved batch order is not a permutation of {} examples",
+                seen.len()
+            ));
+        }
+        self.order = order;
+        self.rng = rng;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -69,6 +93,18 @@ mod tests {
             all.sort();
             assert_eq!(all, (0..10).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn restoring_the_state_continues_the_same_sequence() {
+        let mut a = Batcher::new(20, 5, 3);
+        a.shuffle();
+        let mut b = Batcher::new(20, 5, 99);
+        b.restore(a.order().to_vec(), a.rng().clone()).unwrap();
+        a.shuffle();
+        b.shuffle();
+        assert_eq!(a.order(), b.order());
+        assert!(b.restore(vec![0; 20], a.rng().clone()).is_err());
     }
 
     #[test]

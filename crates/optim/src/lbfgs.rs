@@ -27,6 +27,11 @@ impl Lbfgs {
         self.pairs.is_empty()
     }
 
+    /// Memory m.
+    pub fn memory(&self) -> usize {
+        self.memory
+    }
+
     /// Forgets every pair (the next direction is steepest descent).
     pub fn reset(&mut self) {
         self.pairs.clear();

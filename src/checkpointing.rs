@@ -1,0 +1,288 @@
+//! Between the distributed training state and checkpoint files: gathering every rank's part
+//! into whole arrays (so a file does not depend on the rank count), extracting a rank's part
+//! when a run resumes, and moving parameters to a network of another depth (nested
+//! iteration, `--init-from`).
+
+use crate::config::Config;
+use crate::distributed::DistNet;
+use crate::train::history::{columns, Row};
+use crate::train::{Snapshot, Start};
+use anyhow::{bail, Result};
+use checkpoint::{Checkpoint, History, NetShape, OptimizerState, RngState};
+use mgrit::{Comm, MpiComm};
+use odenet::{Network, Opening};
+
+/// How a deeper (or shallower) network's hidden controls are made from another's, with T
+/// fixed: fine layer i sits at t_i = i·h.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interp {
+    /// θ(t) of the coarse layer whose interval holds t: layer ⌊i·N_c/N_f⌋.
+    Constant,
+    /// Linear in t between the coarse layers around t (constant after the last one).
+    Linear,
+}
+
+impl std::str::FromStr for Interp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "constant" => Ok(Interp::Constant),
+            "linear" => Ok(Interp::Linear),
+            _ => Err(format!(
+                "unknown interpolation \"{s}\" (expected \"constant\" or \"linear\")"
+            )),
+        }
+    }
+}
+
+/// The shape record of a network.
+pub fn net_shape(net: &Network) -> NetShape {
+    let s = net.layout.shape;
+    NetShape {
+        input: s.input,
+        width: s.width,
+        classes: s.classes,
+        layers: s.layers,
+        opening_params: s.opening == Opening::Activate,
+    }
+}
+
+/// Parameters of a network of shape `src` carried over to `dst`: the opening and classifier
+/// copied, the hidden controls interpolated in time when the depths differ. The other
+/// sizes must agree.
+pub fn transfer(params: &[f64], src: NetShape, dst: &Network, interp: Interp) -> Result<Vec<f64>> {
+    let d = net_shape(dst);
+    let mut diffs = Vec::new();
+    if src.input != d.input {
+        diffs.push(format!(
+            "{} input features (the run has {})",
+            src.input, d.input
+        ));
+    }
+    if src.width != d.width {
+        diffs.push(format!("width {} (the run has {})", src.width, d.width));
+    }
+    if src.classes != d.classes {
+        diffs.push(format!(
+            "{} classes (the run has {})",
+            src.classes, d.classes
+        ));
+    }
+    if src.opening_params != d.opening_params {
+        diffs.push("a different opening layer".to_string());
+    }
+    if !diffs.is_empty() {
+        bail!(
+            "the checkpoint's network does not fit: it has {}",
+            diffs.join(", ")
+        );
+    }
+    let sl = src.layout();
+    let dl = &dst.layout;
+    let mut out = vec![0.0; dl.len];
+    out[dl.opening()].copy_from_slice(&params[sl.opening()]);
+    out[dl.classifier()].copy_from_slice(&params[sl.classifier()]);
+    let (nc, nf) = (src.layers, d.layers);
+    for i in 0..nf {
+        let dst_block = dl.layer(i);
+        match interp {
+            Interp::Constant => {
+                let j = (i * nc / nf).min(nc - 1);
+                out[dst_block].copy_from_slice(&params[sl.layer(j)]);
+            }
+            Interp::Linear => {
+                // t_i / h_c = i·N_c/N_f: between coarse layers j and j+1.
+                let pos = i as f64 * nc as f64 / nf as f64;
+                let j = (pos.floor() as usize).min(nc - 1);
+                let w = pos - j as f64;
+                if j + 1 < nc && w > 0.0 {
+                    let (a, b) = (&params[sl.layer(j)], &params[sl.layer(j + 1)]);
+                    for (o, (x, y)) in out[dst_block].iter_mut().zip(a.iter().zip(b)) {
+                        *o = (1.0 - w) * x + w * y;
+                    }
+                } else {
+                    out[dst_block].copy_from_slice(&params[sl.layer(j)]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Gathers the state of `snap` into a checkpoint (collective: every rank calls it; the
+/// result is complete on every rank).
+pub fn gather(
+    comm: &MpiComm,
+    net: &Network,
+    config: &Config,
+    snap: &Snapshot,
+    rows: &[Row],
+    level: usize,
+) -> Checkpoint {
+    let all = |v: &[f64]| comm.all_gather(v);
+    let params = all(snap.theta);
+    let mut opt = OptimizerState {
+        kind: config.optimizer.kind.clone(),
+        ..Default::default()
+    };
+    if let Some(l) = snap.lbfgs {
+        for (s, y) in l.pairs() {
+            opt.lbfgs_s.push(all(s));
+            opt.lbfgs_y.push(all(y));
+        }
+    }
+    if let Some(a) = snap.adam {
+        opt.adam_m = all(&a.m);
+        opt.adam_v = all(&a.v);
+        opt.adam_t = a.t;
+    }
+    if let Some(s) = snap.sgd {
+        opt.sgd_velocity = all(&s.velocity);
+    }
+    let mut rng = RngState::default();
+    if let Some(b) = snap.batcher {
+        let (seed, stream, word_pos) = layerpar_data::rng::state(b.rng());
+        rng = RngState {
+            seed,
+            stream,
+            word_pos,
+            batch_order: b.order().iter().map(|&i| i as u64).collect(),
+        };
+    }
+    Checkpoint {
+        config: config.to_toml(),
+        iteration: snap.row.iter as u64,
+        level: level as u64,
+        shape: net_shape(net),
+        params,
+        optimizer: opt,
+        rng,
+        history: History {
+            columns: columns(),
+            rows: rows.iter().map(Row::values).collect(),
+        },
+    }
+}
+
+/// This rank's parameters and the optimizer state to resume from a checkpoint of the same
+/// network.
+pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec<f64>, Start)> {
+    let net = &dist.net;
+    if ckpt.shape != net_shape(net) {
+        bail!(
+            "the checkpoint's network ({} layers, width {}) differs from the configured one ({} layers, width {}); use --init-from to start a different network from it",
+            ckpt.shape.layers,
+            ckpt.shape.width,
+            net.layout.shape.layers,
+            net.layout.shape.width
+        );
+    }
+    let local = |v: &[f64]| dist.layout.extract(net, &dist.part, v);
+    let mut start = Start {
+        iteration: ckpt.iteration as usize,
+        rows: ckpt
+            .history
+            .rows
+            .iter()
+            .map(|r| Row::from_values(&ckpt.history.columns, r))
+            .collect(),
+        level: ckpt.level as usize,
+        ..Default::default()
+    };
+    start.time_offset = start.rows.last().map(|r| r.time_s).unwrap_or(0.0);
+    let same_kind = ckpt.optimizer.kind == config.optimizer.kind;
+    let o = &ckpt.optimizer;
+    if same_kind {
+        start.lbfgs_pairs = o
+            .lbfgs_s
+            .iter()
+            .zip(&o.lbfgs_y)
+            .map(|(s, y)| (local(s), local(y)))
+            .collect();
+        if !o.adam_m.is_empty() {
+            start.adam = Some((local(&o.adam_m), local(&o.adam_v), o.adam_t));
+        }
+        if !o.sgd_velocity.is_empty() {
+            start.sgd = Some(local(&o.sgd_velocity));
+        }
+    }
+    if !ckpt.rng.batch_order.is_empty() {
+        let r = &ckpt.rng;
+        let g = layerpar_data::rng::from_state(r.seed, r.stream, r.word_pos);
+        start.batcher = Some((r.batch_order.iter().map(|&i| i as usize).collect(), g));
+    }
+    Ok((local(&ckpt.params), start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use odenet::{Activation, Loss, Regularization, Shape};
+
+    fn net(layers: usize) -> Network {
+        let shape = Shape {
+            input: 2,
+            width: 2,
+            classes: 3,
+            layers,
+            opening: Opening::Activate,
+        };
+        Network::new(
+            shape,
+            Activation::Tanh,
+            1.0,
+            Loss::CrossEntropy,
+            Regularization::default(),
+        )
+    }
+
+    #[test]
+    fn refining_by_two_copies_or_interpolates_layers() {
+        let c = net(3);
+        let p: Vec<f64> = (0..c.num_params()).map(|i| i as f64).collect();
+        let f = net(6);
+        let k = transfer(&p, net_shape(&c), &f, Interp::Constant).unwrap();
+        for i in 0..6 {
+            assert_eq!(&k[f.layout.layer(i)], &p[c.layout.layer(i / 2)]);
+        }
+        assert_eq!(&k[f.layout.classifier()], &p[c.layout.classifier()]);
+        assert_eq!(&k[f.layout.opening()], &p[c.layout.opening()]);
+        let l = transfer(&p, net_shape(&c), &f, Interp::Linear).unwrap();
+        for i in 0..5 {
+            let (a, b) = (
+                &p[c.layout.layer(i / 2)],
+                &p[c.layout.layer((i / 2 + 1).min(2))],
+            );
+            let w = if i % 2 == 1 { 0.5 } else { 0.0 };
+            for (k, v) in f.layout.layer(i).enumerate() {
+                assert!((l[v] - ((1.0 - w) * a[k] + w * b[k])).abs() < 1e-12);
+            }
+        }
+        // The same depth copies everything.
+        assert_eq!(transfer(&p, net_shape(&c), &c, Interp::Linear).unwrap(), p);
+    }
+
+    #[test]
+    fn other_widths_are_refused_with_the_difference_named() {
+        let c = net(3);
+        let p = vec![0.0; c.num_params()];
+        let shape = Shape {
+            input: 2,
+            width: 4,
+            classes: 3,
+            layers: 3,
+            opening: Opening::Activate,
+        };
+        let wide = Network::new(
+            shape,
+            Activation::Tanh,
+            1.0,
+            Loss::CrossEntropy,
+            Regularization::default(),
+        );
+        let e = transfer(&p, net_shape(&c), &wide, Interp::Constant)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("width 2 (the run has 4)"), "{e}");
+    }
+}

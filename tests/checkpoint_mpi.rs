@@ -1,0 +1,357 @@
+//! Checkpoints end to end: exact restart (L-BFGS and Adam, across rank counts), a process
+//! killed while writing, files that h5dump reads, nested iteration and --init-from.
+
+mod common;
+use common::*;
+use std::fs;
+use std::path::Path;
+
+const SMALL: &[&str] = &[
+    "--set",
+    "data.train_size=300",
+    "--set",
+    "data.val_size=50",
+    "--set",
+    "network.layers=7",
+    "--set",
+    "output.progress=none",
+];
+
+const ADAM: &[&str] = &[
+    "--set",
+    "optimizer.kind=adam",
+    "--set",
+    "optimizer.learning_rate=0.01",
+    "--set",
+    "optimizer.batch_size=64",
+];
+
+/// The history without the wall-time column.
+fn rows(path: &Path) -> Vec<Vec<String>> {
+    let (h, rows) = history(path);
+    let t = h.iter().position(|c| c == "time_s").unwrap();
+    rows.into_iter()
+        .map(|mut r| {
+            r.remove(t);
+            r
+        })
+        .collect()
+}
+
+fn run(d: &Path, ranks: usize, args: &[&str]) -> String {
+    if ranks == 0 {
+        ok(&layerpar(d, args))
+    } else {
+        ok(&mpirun(d, ranks, args))
+    }
+}
+
+/// 20 iterations straight equal 10 + resume + 10, bit for bit; the resumed part may run on
+/// another number of ranks.
+fn exact_restart(extra: &[&str], first: usize, second: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let straight = [
+        &[
+            "train",
+            "--history",
+            "a.csv",
+            "--set",
+            "output.checkpoint_dir=a",
+            "--set",
+            "optimizer.max_iter=20",
+        ][..],
+        SMALL,
+        extra,
+    ]
+    .concat();
+    run(d, 1, &straight);
+    let part = [
+        &[
+            "train",
+            "--history",
+            "b.csv",
+            "--set",
+            "output.checkpoint_dir=b",
+            "--set",
+            "optimizer.max_iter=10",
+        ][..],
+        SMALL,
+        extra,
+    ]
+    .concat();
+    run(d, first, &part);
+    let resumed = [
+        "train",
+        "--resume",
+        "b/final.h5",
+        "--set",
+        "optimizer.max_iter=20",
+        "--history",
+        "b.csv",
+        "--set",
+        "output.checkpoint_dir=c",
+    ];
+    let out = run(
+        d,
+        second,
+        &[&resumed[..], &["--set", "output.progress=lines"]].concat(),
+    );
+    assert!(out.contains("resuming b/final.h5 at iteration 10"), "{out}");
+    let (a, b) = (rows(&d.join("a.csv")), rows(&d.join("b.csv")));
+    assert_eq!(a.len(), 21);
+    assert_eq!(a, b, "first on {first} ranks, resumed on {second}");
+}
+
+#[test]
+fn lbfgs_restart_is_exact_on_one_and_two_ranks() {
+    exact_restart(&[], 1, 1);
+    exact_restart(&[], 2, 2);
+}
+
+#[test]
+fn adam_restart_is_exact_on_one_and_two_ranks() {
+    exact_restart(ADAM, 1, 1);
+    exact_restart(ADAM, 2, 2);
+}
+
+#[test]
+fn a_two_rank_checkpoint_resumes_on_one_and_three_ranks() {
+    exact_restart(&[], 2, 1);
+    exact_restart(ADAM, 2, 3);
+}
+
+#[test]
+fn periodic_checkpoints_keep_the_newest_and_h5dump_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        &[
+            "train",
+            "--set",
+            "optimizer.max_iter=9",
+            "--set",
+            "output.checkpoint_every=2",
+            "--set",
+            "output.keep_last=2",
+        ][..],
+        SMALL,
+    ]
+    .concat();
+    run(d, 2, &args);
+    let mut names: Vec<String> = fs::read_dir(d.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ckpt_000006.h5",
+            "ckpt_000008.h5",
+            "final.h5",
+            "history.csv"
+        ]
+    );
+    let dump = std::process::Command::new("h5dump")
+        .args(["-H", "runs/ckpt_000008.h5"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let text = stdout(&dump);
+    assert!(dump.status.success());
+    for item in [
+        "hidden_weight",
+        "lbfgs_s",
+        "batch_order",
+        "\"history\"",
+        "\"config\"",
+        "checksum",
+        "( 7, 8, 8 )",
+    ] {
+        assert!(text.contains(item), "h5dump lacks {item}:\n{text}");
+    }
+    let out = ok(&layerpar(d, &["inspect", "runs/ckpt_000008.h5"]));
+    assert!(
+        out.contains("iteration 8") && out.contains("(verified)") && out.contains("8 L-BFGS pairs"),
+        "{out}"
+    );
+}
+
+/// SIGKILL at several moments of a run that checkpoints every iteration: every checkpoint
+/// left behind is complete and loads; partial writes exist only under temporary names.
+#[test]
+fn killing_the_process_during_checkpoint_writes_leaves_loadable_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (k, delay_ms) in [700u64, 1100, 1500, 1900].into_iter().enumerate() {
+        let ck = format!("output.checkpoint_dir=k{k}");
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "train",
+                "--set",
+                "network.width=32",
+                "--set",
+                "network.layers=48",
+                "--set",
+                "data.train_size=300",
+                "--set",
+                "optimizer.max_iter=1000",
+                "--set",
+                "output.checkpoint_every=1",
+                "--set",
+                "output.keep_last=0",
+                "--set",
+                "output.progress=none",
+                "--set",
+                &ck,
+                "--history",
+                &format!("k{k}.csv"),
+            ])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let dir = d.join(format!("k{k}"));
+        let mut complete = 0;
+        for e in fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".h5") {
+                let out = layerpar(&dir, &["inspect", &name]);
+                assert!(
+                    out.status.success(),
+                    "{name} does not load after SIGKILL: {}",
+                    stderr(&out)
+                );
+                complete += 1;
+            } else {
+                assert!(name.contains(".h5.tmp"), "unexpected file {name}");
+            }
+        }
+        assert!(
+            complete >= 1,
+            "no checkpoint was written within {delay_ms} ms"
+        );
+    }
+}
+
+#[test]
+fn nested_iteration_trains_deeper_networks_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run(
+        d,
+        2,
+        &[
+            "train",
+            "--set",
+            "network.layers=16",
+            "--set",
+            "nested.levels=3",
+            "--set",
+            "nested.max_iter=[6,4,3]",
+            "--set",
+            "nested.interp=linear",
+            "--set",
+            "data.train_size=300",
+            "--set",
+            "output.progress=lines",
+        ],
+    );
+    for l in [
+        "nested level 0 of 3: 4 hidden layers",
+        "nested level 1 of 3: 8 hidden layers",
+        "nested level 2 of 3: 16 hidden layers",
+    ] {
+        assert!(out.contains(l), "{out}");
+    }
+    for f in ["level0.h5", "level1.h5", "level2.h5", "final.h5"] {
+        assert!(d.join("runs").join(f).exists(), "{f}");
+    }
+    let (_, rows) = history(&d.join("runs/history.csv"));
+    let levels: Vec<&str> = rows.iter().map(|r| r[10].as_str()).collect();
+    assert_eq!(levels.len(), 7 + 5 + 4);
+    assert_eq!(levels.iter().filter(|l| **l == "2").count(), 4);
+    // A level starts where the previous one ended: the first loss of level 1 is far below
+    // the first loss of level 0.
+    let loss = column(&d.join("runs/history.csv"), "loss");
+    assert!(loss[7] < 0.95 * loss[0], "{loss:?}");
+    let e = ok(&layerpar(d, &["eval", "--checkpoint", "runs/level1.h5"]));
+    assert!(e.contains("level 1"), "{e}");
+}
+
+#[test]
+fn init_from_starts_a_deeper_network_and_mismatches_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(
+        d,
+        0,
+        &[&["train", "--set", "optimizer.max_iter=15"][..], SMALL].concat(),
+    );
+    let out = run(
+        d,
+        2,
+        &[
+            &[
+                "train",
+                "--init-from",
+                "runs/final.h5",
+                "--set",
+                "network.layers=14",
+                "--set",
+                "optimizer.max_iter=2",
+                "--set",
+                "output.checkpoint_dir=deep",
+                "--history",
+                "deep.csv",
+            ][..],
+            &SMALL[..4],
+        ]
+        .concat(),
+    );
+    assert!(out.contains("parameters: 1077 on 2 ranks"), "{out}");
+    assert!(ok(&layerpar(d, &["inspect", "deep/final.h5"])).contains("14 hidden layers"));
+    let coarse = column(&d.join("runs/history.csv"), "loss");
+    let deep = column(&d.join("deep.csv"), "loss");
+    assert!(
+        deep[0] < 0.9 * coarse[0],
+        "the deeper network starts from the trained one: {deep:?} vs {coarse:?}"
+    );
+    fails_with(
+        &layerpar(
+            d,
+            &[
+                "train",
+                "--init-from",
+                "runs/final.h5",
+                "--set",
+                "network.width=5",
+            ],
+        ),
+        "width 8 (the run has 5)",
+    );
+    fails_with(
+        &layerpar(
+            d,
+            &[
+                "train",
+                "--resume",
+                "runs/final.h5",
+                "--set",
+                "network.layers=9",
+            ],
+        ),
+        "use --init-from",
+    );
+    fails_with(
+        &layerpar(
+            d,
+            &["train", "--resume", "runs/final.h5", "--config", "x.toml"],
+        ),
+        "change keys with --set",
+    );
+}
