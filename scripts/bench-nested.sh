@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Nested iteration vs training from scratch on Peaks (issue: checkpoints and nested iteration).
 # Scratch: 64 hidden layers, 130 L-BFGS iterations. Nested: 8 → 16 → 32 → 64 layers with
-# 60/30/20/20 iterations. 5 seeds each; prints final validation accuracy and wall time
+# 50/40/40/40 iterations. 5 seeds each; prints final validation accuracy and wall time
 # (mean, min, max). Usage: scripts/bench-nested.sh [path/to/layerpar] [ranks]
 set -euo pipefail
 BIN=$(realpath "${1:-target/release/layerpar}")
@@ -15,7 +15,7 @@ for seed in 1 2 3 4 5; do
   mpirun --oversubscribe -n "$RANKS" "$BIN" train "${common[@]}" --set optimizer.max_iter=130 \
     --set output.checkpoint_dir=s$seed --history scratch$seed.csv > /dev/null
   mpirun --oversubscribe -n "$RANKS" "$BIN" train "${common[@]}" --set nested.levels=4 \
-    --set "nested.max_iter=[60,30,20,20]" --set output.checkpoint_dir=n$seed --history nested$seed.csv > /dev/null
+    --set "nested.max_iter=[50,40,40,40]" --set output.checkpoint_dir=n$seed --history nested$seed.csv > /dev/null
 done
 summary() { # name files...
   local name=$1; shift
