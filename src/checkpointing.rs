@@ -35,8 +35,9 @@ impl std::str::FromStr for Interp {
     }
 }
 
-/// The shape record of a network.
-pub fn net_shape(net: &Network) -> NetShape {
+/// The shape record of a network whose parameter vector has `hidden_sets` hidden sets (its
+/// layers, or its spline coefficient sets).
+pub fn net_shape(net: &Network, hidden_sets: usize) -> NetShape {
     let s = net.layout.shape;
     NetShape {
         input: s.input,
@@ -44,14 +45,25 @@ pub fn net_shape(net: &Network) -> NetShape {
         classes: s.classes,
         layers: s.layers,
         opening_params: s.opening == Opening::Activate,
+        hidden_sets,
     }
 }
 
 /// Parameters of a network of shape `src` carried over to `dst`: the opening and classifier
 /// copied, the hidden controls interpolated in time when the depths differ. The other
 /// sizes must agree.
-pub fn transfer(params: &[f64], src: NetShape, dst: &Network, interp: Interp) -> Result<Vec<f64>> {
-    let d = net_shape(dst);
+///
+/// Spline controls (`spline`) keep their coefficients: only N changes, so the coefficient
+/// counts must agree.
+pub fn transfer(
+    params: &[f64],
+    src: NetShape,
+    dst: &Network,
+    dst_sets: usize,
+    spline: bool,
+    interp: Interp,
+) -> Result<Vec<f64>> {
+    let d = net_shape(dst, dst_sets);
     let mut diffs = Vec::new();
     if src.input != d.input {
         diffs.push(format!(
@@ -71,11 +83,24 @@ pub fn transfer(params: &[f64], src: NetShape, dst: &Network, interp: Interp) ->
     if src.opening_params != d.opening_params {
         diffs.push("a different opening layer".to_string());
     }
+    if !spline && src.hidden_sets != src.layers {
+        diffs.push("spline controls (the run has per-layer controls)".to_string());
+    }
+    if spline && src.hidden_sets != dst_sets {
+        diffs.push(format!(
+            "{} hidden parameter sets (the run has {dst_sets} spline coefficient sets)",
+            src.hidden_sets
+        ));
+    }
     if !diffs.is_empty() {
         bail!(
             "the checkpoint's network does not fit: it has {}",
             diffs.join(", ")
         );
+    }
+    if spline {
+        // Spline coefficients do not depend on N: keep them.
+        return Ok(params.to_vec());
     }
     let sl = src.layout();
     let dl = &dst.layout;
@@ -113,13 +138,15 @@ pub fn transfer(params: &[f64], src: NetShape, dst: &Network, interp: Interp) ->
 /// result is complete on every rank).
 pub fn gather(
     comm: &MpiComm,
+    layout: &crate::distributed::LocalLayout,
     net: &Network,
     config: &Config,
     snap: &Snapshot,
     rows: &[Row],
     level: usize,
 ) -> Checkpoint {
-    let all = |v: &[f64]| comm.all_gather(v);
+    // Replicated spline coefficients are taken from rank 0 only.
+    let all = |v: &[f64]| comm.all_gather(&layout.unique(v));
     let params = all(snap.theta);
     let mut opt = OptimizerState {
         kind: config.optimizer.kind.clone(),
@@ -153,7 +180,7 @@ pub fn gather(
         config: config.to_toml(),
         iteration: snap.row.iter as u64,
         level: level as u64,
-        shape: net_shape(net),
+        shape: net_shape(net, crate::model::hidden_sets(config, net)),
         params,
         optimizer: opt,
         rng,
@@ -168,7 +195,7 @@ pub fn gather(
 /// network.
 pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec<f64>, Start)> {
     let net = &dist.net;
-    if ckpt.shape != net_shape(net) {
+    if ckpt.shape != net_shape(net, crate::model::hidden_sets(config, net)) {
         bail!(
             "the checkpoint's network ({} layers, width {}) differs from the configured one ({} layers, width {}); use --init-from to start a different network from it",
             ckpt.shape.layers,
@@ -241,13 +268,13 @@ mod tests {
         let c = net(3);
         let p: Vec<f64> = (0..c.num_params()).map(|i| i as f64).collect();
         let f = net(6);
-        let k = transfer(&p, net_shape(&c), &f, Interp::Constant).unwrap();
+        let k = transfer(&p, net_shape(&c, 3), &f, 6, false, Interp::Constant).unwrap();
         for i in 0..6 {
             assert_eq!(&k[f.layout.layer(i)], &p[c.layout.layer(i / 2)]);
         }
         assert_eq!(&k[f.layout.classifier()], &p[c.layout.classifier()]);
         assert_eq!(&k[f.layout.opening()], &p[c.layout.opening()]);
-        let l = transfer(&p, net_shape(&c), &f, Interp::Linear).unwrap();
+        let l = transfer(&p, net_shape(&c, 3), &f, 6, false, Interp::Linear).unwrap();
         for i in 0..5 {
             let (a, b) = (
                 &p[c.layout.layer(i / 2)],
@@ -259,7 +286,10 @@ mod tests {
             }
         }
         // The same depth copies everything.
-        assert_eq!(transfer(&p, net_shape(&c), &c, Interp::Linear).unwrap(), p);
+        assert_eq!(
+            transfer(&p, net_shape(&c, 3), &c, 3, false, Interp::Linear).unwrap(),
+            p
+        );
     }
 
     #[test]

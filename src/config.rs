@@ -76,6 +76,7 @@ pub struct ControlsConfig {
     pub kind: String,
     pub degree: usize,
     pub count: usize,
+    pub knots: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +160,7 @@ impl Default for Config {
                 kind: "layer".into(),
                 degree: 3,
                 count: 8,
+                knots: "clamped".into(),
             },
             mgrit: MgritConfig {
                 max_levels: 1,
@@ -346,6 +348,30 @@ impl Config {
         })
     }
 
+    /// The B-spline basis of spline controls (None for per-layer controls).
+    pub fn spline_basis(&self) -> Result<Option<bspline::Basis>> {
+        let spline = choice(
+            "controls.kind",
+            &self.controls.kind,
+            &[("layer", false), ("spline", true)],
+        )?;
+        let knots = choice(
+            "controls.knots",
+            &self.controls.knots,
+            &[
+                ("clamped", bspline::KnotKind::Clamped),
+                ("uniform", bspline::KnotKind::Uniform),
+            ],
+        )?;
+        if !spline {
+            return Ok(None);
+        }
+        let c = &self.controls;
+        bspline::Basis::uniform(knots, c.degree, c.count, self.network.final_time)
+            .map(Some)
+            .map_err(|e| anyhow!("config keys `controls.count` and `controls.degree`: {e}"))
+    }
+
     pub fn interp(&self) -> Result<crate::checkpointing::Interp> {
         choice(
             "nested.interp",
@@ -448,13 +474,7 @@ impl Config {
         if opening == Opening::Replicate && kind == DataKind::Peaks && n.width < 2 {
             bail!("config key `network.width` must be ≥ the 2 Peaks features with network.opening = \"replicate\", got {}", n.width);
         }
-        match self.controls.kind.as_str() {
-            "layer" => {}
-            "spline" => bail!(
-                "config key `controls.kind`: \"spline\" controls are not available in this version; use \"layer\""
-            ),
-            other => bail!("config key `controls.kind` must be one of \"layer\", \"spline\", got \"{other}\""),
-        }
+        self.spline_basis()?;
         at_least("controls.degree", self.controls.degree, 1)?;
         at_least(
             "controls.count",

@@ -71,8 +71,10 @@ impl Partition {
     }
 }
 
-/// Layout of this rank's part of θ: [opening (rank 0)] [owned layers] [classifier (last rank)].
-/// Concatenated in rank order, the parts are the global θ.
+/// Layout of this rank's part of a parameter vector: [opening (rank 0)] [hidden] [classifier
+/// (last rank)], where hidden is the owned layers' controls (per-layer) or every B-spline
+/// coefficient (spline controls, replicated on every rank). The unique parts, concatenated in
+/// rank order, are the global vector.
 #[derive(Clone, Debug)]
 pub struct LocalLayout {
     pub opening: Range<usize>,
@@ -81,18 +83,31 @@ pub struct LocalLayout {
     pub layer_len: usize,
     pub first_layer: usize,
     pub len: usize,
+    /// The hidden block holds all M spline coefficients, the same on every rank.
+    pub replicated: bool,
+    /// This rank is rank 0 (which alone counts replicated blocks in dot products).
+    pub first_rank: bool,
 }
 
 impl LocalLayout {
+    /// Per-layer controls: the owned layers.
     pub fn new(net: &Network, part: &Partition) -> Self {
+        Self::with_hidden(net, part, part.owned_layers.len(), false)
+    }
+
+    /// Spline controls: all `count` coefficient sets on every rank.
+    pub fn spline(net: &Network, part: &Partition, count: usize) -> Self {
+        Self::with_hidden(net, part, count, true)
+    }
+
+    fn with_hidden(net: &Network, part: &Partition, sets: usize, replicated: bool) -> Self {
         let g = &net.layout;
         let open_len = if part.is_first() {
             g.opening().len()
         } else {
             0
         };
-        let nl = part.owned_layers.len();
-        let layers = open_len..open_len + nl * g.layer_len;
+        let layers = open_len..open_len + sets * g.layer_len;
         let class_len = if part.is_last() {
             g.classifier().len()
         } else {
@@ -105,26 +120,35 @@ impl LocalLayout {
             layers,
             classifier,
             layer_len: g.layer_len,
-            first_layer: part.owned_layers.start,
+            first_layer: if replicated {
+                0
+            } else {
+                part.owned_layers.start
+            },
+            replicated,
+            first_rank: part.is_first(),
         }
     }
 
-    /// The block of owned layer n.
+    /// The block of owned layer n (or coefficient set n).
     pub fn layer(&self, n: usize) -> Range<usize> {
         let s = self.layers.start + (n - self.first_layer) * self.layer_len;
         s..s + self.layer_len
     }
 
-    /// The blocks in layer order: the segments whose partial dot products are summed in order.
+    /// The blocks in layer order whose partial dot products are summed in order; replicated
+    /// coefficients count on rank 0 only.
     pub fn segments(&self) -> Vec<Range<usize>> {
         let mut s = Vec::new();
         if !self.opening.is_empty() {
             s.push(self.opening.clone());
         }
-        let mut start = self.layers.start;
-        while start < self.layers.end {
-            s.push(start..start + self.layer_len);
-            start += self.layer_len;
+        if !self.replicated || self.first_rank {
+            let mut start = self.layers.start;
+            while start < self.layers.end {
+                s.push(start..start + self.layer_len);
+                start += self.layer_len;
+            }
         }
         if !self.classifier.is_empty() {
             s.push(self.classifier.clone());
@@ -132,20 +156,104 @@ impl LocalLayout {
         s
     }
 
-    /// This rank's part of a global θ.
+    /// This rank's part of a global vector (global layout: opening, hidden sets, classifier).
     pub fn extract(&self, net: &Network, part: &Partition, global: &[f64]) -> Vec<f64> {
         let g = &net.layout;
+        let open = g.opening().len();
+        let class = g.classifier().len();
         let mut local = Vec::with_capacity(self.len);
         if part.is_first() {
-            local.extend_from_slice(&global[g.opening()]);
+            local.extend_from_slice(&global[..open]);
         }
-        for n in part.owned_layers.clone() {
-            local.extend_from_slice(&global[g.layer(n)]);
+        if self.replicated {
+            local.extend_from_slice(&global[open..global.len() - class]);
+        } else {
+            for n in part.owned_layers.clone() {
+                local.extend_from_slice(&global[g.layer(n)]);
+            }
         }
         if part.is_last() {
-            local.extend_from_slice(&global[g.classifier()]);
+            local.extend_from_slice(&global[global.len() - class..]);
         }
         local
+    }
+
+    /// The part of a local vector that no other rank holds (what a gather concatenates).
+    pub fn unique<'a>(&self, local: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
+        if !self.replicated || self.first_rank {
+            return std::borrow::Cow::Borrowed(local);
+        }
+        let mut v = local[self.opening.clone()].to_vec();
+        v.extend_from_slice(&local[self.classifier.clone()]);
+        std::borrow::Cow::Owned(v)
+    }
+}
+
+/// B-spline controls: the basis and, for every layer n, its non-zero functions at t_n = n·h.
+pub struct SplineControls {
+    pub basis: bspline::Basis,
+    pub count: usize,
+    at_layer: Vec<(usize, Vec<f64>)>,
+}
+
+impl SplineControls {
+    pub fn new(basis: bspline::Basis, layers: usize) -> Self {
+        let h = basis.t_end / layers as f64;
+        let at_layer = (0..layers).map(|n| basis.eval(n as f64 * h)).collect();
+        SplineControls {
+            count: basis.count(),
+            basis,
+            at_layer,
+        }
+    }
+
+    /// θ_n = Σ_i c_i B_i(t_n) into `out` (one layer's length).
+    pub fn layer(&self, coef: &[f64], n: usize, out: &mut [f64]) {
+        let len = out.len();
+        let (i0, b) = &self.at_layer[n];
+        out.fill(0.0);
+        for (r, &br) in b.iter().enumerate() {
+            for (o, &c) in out
+                .iter_mut()
+                .zip(&coef[(i0 + r) * len..(i0 + r + 1) * len])
+            {
+                *o += br * c;
+            }
+        }
+    }
+
+    /// acc[i] += B_i(t_n) g for the functions non-zero at t_n.
+    pub fn add_gradient(&self, n: usize, g: &[f64], acc: &mut [f64]) {
+        let len = g.len();
+        let (i0, b) = &self.at_layer[n];
+        for (r, &br) in b.iter().enumerate() {
+            for (a, &x) in acc[(i0 + r) * len..(i0 + r + 1) * len].iter_mut().zip(g) {
+                *a += br * x;
+            }
+        }
+    }
+
+    /// γ_tik/2 Σ‖c_i‖² + γ_ddt/2 ∫_0^T ‖θ'(t)‖² dt and its gradient (added into `grad`).
+    pub fn regularization(
+        &self,
+        coef: &[f64],
+        len: usize,
+        tik: f64,
+        ddt: f64,
+        grad: &mut [f64],
+    ) -> f64 {
+        let mut v = 0.5 * tik * dot(coef, coef);
+        for (g, &c) in grad.iter_mut().zip(coef) {
+            *g += tik * c;
+        }
+        if ddt != 0.0 {
+            v += 0.5
+                * ddt
+                * self
+                    .basis
+                    .derivative_energy(coef, len, 0.5 * ddt, Some(grad));
+        }
+        v
     }
 }
 
@@ -389,7 +497,13 @@ pub struct DistValue {
 pub struct DistNet<'c> {
     pub net: Network,
     pub part: Partition,
+    /// Layout of this rank's part of the optimizer's vector (per-layer: the same as
+    /// `model_layout`; spline: opening, all coefficients, classifier).
     pub layout: LocalLayout,
+    /// Layout of this rank's per-layer controls θ_n (what the propagation uses).
+    pub model_layout: LocalLayout,
+    /// B-spline controls: θ_n = Σ_i c_i B_i(t_n).
+    spline: Option<SplineControls>,
     pub comm: &'c MpiComm<'c>,
     settings: SolverSettings,
     forward: Solver<Vec<f64>>,
@@ -413,15 +527,31 @@ const GHOST_TAG: i32 = 7001;
 const LAMBDA_TAG: i32 = 7002;
 
 impl<'c> DistNet<'c> {
+    /// Per-layer controls.
     pub fn new(
         net: Network,
         comm: &'c MpiComm<'c>,
         settings: SolverSettings,
     ) -> anyhow::Result<Self> {
+        Self::with_controls(net, comm, settings, None)
+    }
+
+    /// Per-layer controls, or spline controls with the given basis.
+    pub fn with_controls(
+        net: Network,
+        comm: &'c MpiComm<'c>,
+        settings: SolverSettings,
+        spline: Option<bspline::Basis>,
+    ) -> anyhow::Result<Self> {
         let (rank, size) = (comm.rank(), comm.size());
         let n = net.layout.shape.layers;
         let part = Partition::new(n, rank, size)?;
-        let layout = LocalLayout::new(&net, &part);
+        let model_layout = LocalLayout::new(&net, &part);
+        let spline = spline.map(|b| SplineControls::new(b, n));
+        let layout = match &spline {
+            Some(sp) => LocalLayout::spline(&net, &part, sp.count),
+            None => model_layout.clone(),
+        };
         let t = net.final_time;
         let mk = |o: &Options| {
             Solver::new(n, 0.0, t, o.clone(), rank, size)
@@ -441,7 +571,8 @@ impl<'c> DistNet<'c> {
         };
         let needs = needs_of(rank);
         let mut sends = Vec::new();
-        for q in 0..size {
+        // Spline controls are computed locally from the replicated coefficients.
+        for q in (0..size).filter(|_| spline.is_none()) {
             if q != rank {
                 for l in needs_of(q) {
                     if part.layer_owner(l) == rank {
@@ -454,6 +585,8 @@ impl<'c> DistNet<'c> {
             net,
             part,
             layout,
+            model_layout,
+            spline,
             comm,
             settings,
             forward,
@@ -483,12 +616,15 @@ impl<'c> DistNet<'c> {
     /// Sends the owned controls other ranks need and receives this rank's ghosts: one message
     /// per pair of ranks, layers in increasing order.
     fn exchange_ghosts(&mut self, theta: &[f64]) {
+        if self.spline.is_some() {
+            return; // filled by `spline_model`
+        }
         let mut by_dest: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         for &(l, q) in &self.sends {
             by_dest
                 .entry(q)
                 .or_default()
-                .extend_from_slice(&theta[self.layout.layer(l)]);
+                .extend_from_slice(&theta[self.model_layout.layer(l)]);
         }
         for (q, buf) in by_dest {
             self.comm.send(q, GHOST_TAG, buf);
@@ -498,7 +634,7 @@ impl<'c> DistNet<'c> {
             by_src.entry(self.part.layer_owner(l)).or_default().push(l);
         }
         self.ghosts.clear();
-        let len = self.layout.layer_len;
+        let len = self.model_layout.layer_len;
         for (src, layers) in by_src {
             let buf = self.comm.recv(src, GHOST_TAG);
             assert_eq!(buf.len(), layers.len() * len, "ghost message size");
@@ -527,7 +663,7 @@ impl<'c> DistNet<'c> {
     fn controls<'a>(&'a self, theta: &'a [f64]) -> Controls<'a> {
         Controls {
             local: theta,
-            layout: &self.layout,
+            layout: &self.model_layout,
             owned: self.part.owned_layers.clone(),
             ghosts: &self.ghosts,
             width: self.net.layout.shape.width,
@@ -541,7 +677,15 @@ impl<'c> DistNet<'c> {
     }
 
     /// Loss and accuracy of θ on (x, labels) by an exact forward sweep (pipelined over ranks).
-    pub fn evaluate(&mut self, theta: &[f64], x: &[f64], labels: &[usize]) -> (f64, f64) {
+    pub fn evaluate(&mut self, params: &[f64], x: &[f64], labels: &[usize]) -> (f64, f64) {
+        if self.spline.is_some() {
+            let theta = self.spline_model(params);
+            return self.model_evaluate(&theta, x, labels);
+        }
+        self.model_evaluate(params, x, labels)
+    }
+
+    fn model_evaluate(&mut self, theta: &[f64], x: &[f64], labels: &[usize]) -> (f64, f64) {
         let batch = labels.len();
         self.exchange_ghosts(theta);
         let sh = self.net.layout.shape;
@@ -549,12 +693,12 @@ impl<'c> DistNet<'c> {
             net: &self.net,
             ctrl: Controls {
                 local: theta,
-                layout: &self.layout,
+                layout: &self.model_layout,
                 owned: self.part.owned_layers.clone(),
                 ghosts: &self.ghosts,
                 width: sh.width,
             },
-            open: &theta[self.layout.opening.clone()],
+            open: &theta[self.model_layout.opening.clone()],
             x,
             batch,
             z: vec![0.0; sh.width * batch],
@@ -587,7 +731,7 @@ impl<'c> DistNet<'c> {
             let u = sweep.state(sh.layers).expect("the last rank owns U_N");
             classify_with(
                 &self.net,
-                &theta[self.layout.classifier.clone()],
+                &theta[self.model_layout.classifier.clone()],
                 u,
                 &mut logits,
             );
@@ -598,13 +742,101 @@ impl<'c> DistNet<'c> {
         (v[0], v[1])
     }
 
-    /// J(θ) on the batch and its gradient (this rank's part), with forward and adjoint MGRIT.
+    /// The per-layer θ of this rank (and its ghost layers) from spline coefficients.
+    fn spline_model(&mut self, params: &[f64]) -> Vec<f64> {
+        let sp = self.spline.as_ref().expect("spline controls");
+        let coef = &params[self.layout.layers.clone()];
+        let ml = &self.model_layout;
+        let mut theta = vec![0.0; ml.len];
+        theta[ml.opening.clone()].copy_from_slice(&params[self.layout.opening.clone()]);
+        theta[ml.classifier.clone()].copy_from_slice(&params[self.layout.classifier.clone()]);
+        for n in self.part.owned_layers.clone() {
+            sp.layer(coef, n, &mut theta[ml.layer(n)]);
+        }
+        self.ghosts.clear();
+        for &l in &self.needs {
+            let mut v = vec![0.0; ml.layer_len];
+            sp.layer(coef, l, &mut v);
+            self.ghosts.insert(l, v);
+        }
+        theta
+    }
+
+    /// dJ/dc_i = Σ_n B_i(t_n) dJ/dθ_n, summed in layer order along a chain of ranks (rank r
+    /// adds its layers to the running sum from rank r−1), so the grouping is the serial one
+    /// for every rank count; the last rank's total goes to every rank.
+    fn coefficient_gradient(&self, grad_model: &[f64]) -> Vec<f64> {
+        const CHAIN_TAG: i32 = 7003;
+        let sp = self.spline.as_ref().expect("spline controls");
+        let len = self.model_layout.layer_len;
+        let mut acc = if self.part.is_first() {
+            vec![0.0; sp.count * len]
+        } else {
+            self.comm.recv(self.part.rank - 1, CHAIN_TAG)
+        };
+        for n in self.part.owned_layers.clone() {
+            sp.add_gradient(n, &grad_model[self.model_layout.layer(n)], &mut acc);
+        }
+        if !self.part.is_last() {
+            self.comm.send(self.part.rank + 1, CHAIN_TAG, acc.clone());
+            self.comm.wait_sends();
+        }
+        self.from_last(&acc)
+    }
+
+    /// J at the optimizer's parameters (per-layer controls or spline coefficients) on the
+    /// batch, and its gradient (this rank's part), with forward and adjoint MGRIT.
     pub fn objective_gradient(
+        &mut self,
+        params: &[f64],
+        x: &[f64],
+        labels: &[usize],
+        grad: &mut [f64],
+    ) -> DistValue {
+        if self.spline.is_none() {
+            return self.model_objective_gradient(params, x, labels, grad, true, None);
+        }
+        let theta = self.spline_model(params);
+        let len = self.model_layout.layer_len;
+        let r = self.net.regularization;
+        let coef = &params[self.layout.layers.clone()];
+        let mut reg_grad = vec![0.0; coef.len()];
+        let creg = self.spline.as_ref().expect("spline").regularization(
+            coef,
+            len,
+            r.tikhonov,
+            r.ddt,
+            &mut reg_grad,
+        );
+        let mut gm = vec![0.0; self.model_layout.len];
+        let extra = self.part.is_first().then_some(creg);
+        let v = self.model_objective_gradient(&theta, x, labels, &mut gm, false, extra);
+        grad.fill(0.0);
+        grad[self.layout.opening.clone()].copy_from_slice(&gm[self.model_layout.opening.clone()]);
+        grad[self.layout.classifier.clone()]
+            .copy_from_slice(&gm[self.model_layout.classifier.clone()]);
+        let gc = self.coefficient_gradient(&gm);
+        for ((g, a), b) in grad[self.layout.layers.clone()]
+            .iter_mut()
+            .zip(&gc)
+            .zip(&reg_grad)
+        {
+            *g = a + b;
+        }
+        v
+    }
+
+    /// J(θ) for per-layer controls θ (this rank's part) and its gradient. `hidden_reg`
+    /// includes the per-layer regularization of the hidden layers; `extra` is a term rank 0
+    /// adds after the opening layer's (the spline coefficients' regularization).
+    fn model_objective_gradient(
         &mut self,
         theta: &[f64],
         x: &[f64],
         labels: &[usize],
         grad: &mut [f64],
+        hidden_reg: bool,
+        extra: Option<f64>,
     ) -> DistValue {
         let sh = self.net.layout.shape;
         let (w, c, nl) = (sh.width, sh.classes, sh.layers);
@@ -619,12 +851,12 @@ impl<'c> DistNet<'c> {
                 net: &self.net,
                 ctrl: Controls {
                     local: theta,
-                    layout: &self.layout,
+                    layout: &self.model_layout,
                     owned: self.part.owned_layers.clone(),
                     ghosts: &self.ghosts,
                     width: w,
                 },
-                open: &theta[self.layout.opening.clone()],
+                open: &theta[self.model_layout.opening.clone()],
                 x,
                 batch,
                 z: std::mem::take(&mut self.z),
@@ -638,7 +870,7 @@ impl<'c> DistNet<'c> {
         let mut scalars = [0.0, 0.0];
         if self.part.is_last() {
             let u_n = self.forward.state(nl).expect("the last rank owns U_N");
-            let class = &theta[self.layout.classifier.clone()];
+            let class = &theta[self.model_layout.classifier.clone()];
             classify_with(&self.net, class, u_n, &mut self.logits);
             let scale = 1.0 / batch as f64;
             let (total, correct) = loss_sum(
@@ -649,7 +881,7 @@ impl<'c> DistNet<'c> {
                 Some((&mut self.seed, scale)),
             );
             scalars = [total * scale, correct as f64];
-            let (gw, gb) = grad[self.layout.classifier.clone()].split_at_mut(c * w);
+            let (gw, gb) = grad[self.model_layout.classifier.clone()].split_at_mut(c * w);
             gemm(c, batch, w, 1.0, &self.seed, false, u_n, true, 1.0, gw);
             add_row_sums(c, &self.seed, gb);
             gemm(
@@ -668,18 +900,18 @@ impl<'c> DistNet<'c> {
 
         // Adjoint solve (with one level, the fine steps also form the layer gradients).
         let fused = self.adjoint.grid().num_levels() == 1;
-        let layer_grad = fused.then(|| &mut grad[self.layout.layers.clone()]);
+        let layer_grad = fused.then(|| &mut grad[self.model_layout.layers.clone()]);
         // The layout of the hidden-layer slice on its own.
         let shifted = LocalLayout {
-            layers: 0..self.layout.layers.len(),
-            ..self.layout.clone()
+            layers: 0..self.model_layout.layers.len(),
+            ..self.model_layout.clone()
         };
         let astats = {
             let mut app = AdjointApp {
                 net: &self.net,
                 ctrl: Controls {
                     local: theta,
-                    layout: &self.layout,
+                    layout: &self.model_layout,
                     owned: self.part.owned_layers.clone(),
                     ghosts: &self.ghosts,
                     width: w,
@@ -719,7 +951,7 @@ impl<'c> DistNet<'c> {
                 } else {
                     lam_hi.as_ref().expect("received λ")
                 };
-                let range = self.layout.layer(n);
+                let range = self.model_layout.layer(n);
                 let (k, b) = theta[range.clone()].split_at(w * w);
                 let (gk, gb) = grad[range].split_at_mut(w * w);
                 let u = self.forward.state(n).expect("owned");
@@ -742,14 +974,14 @@ impl<'c> DistNet<'c> {
 
         // Opening gradient on rank 0: (σ'(A) ⊙ Λ_0) Xᵀ and row sums.
         if self.part.is_first() && sh.opening == Opening::Activate {
-            let open = &theta[self.layout.opening.clone()];
+            let open = &theta[self.model_layout.opening.clone()];
             let mut u0 = vec![0.0; w * batch];
             open_with(&self.net, open, x, &mut u0, &mut self.z);
             let lam0 = self.adjoint.state(0).expect("rank 0 owns λ_0");
             for (s, (&a, &l)) in self.s.iter_mut().zip(self.z.iter().zip(lam0)) {
                 *s = self.net.activation.derivative(a) * l;
             }
-            let (gw, gb) = grad[self.layout.opening.clone()].split_at_mut(w * sh.input);
+            let (gw, gb) = grad[self.model_layout.opening.clone()].split_at_mut(w * sh.input);
             gemm(w, batch, sh.input, 1.0, &self.s, false, x, true, 1.0, gw);
             add_row_sums(w, &self.s, gb);
         }
@@ -757,23 +989,24 @@ impl<'c> DistNet<'c> {
         // Regularization, per block in layer order.
         let mut terms = Vec::new();
         if self.part.is_first() {
-            let r = self.layout.opening.clone();
+            let r = self.model_layout.opening.clone();
             terms.push(
                 self.net
                     .opening_regularization(&theta[r.clone()], Some(&mut grad[r])),
             );
         }
-        for n in self.part.owned_layers.clone() {
+        terms.extend(extra);
+        for n in self.part.owned_layers.clone().filter(|_| hidden_reg) {
             let ctrl = Controls {
                 local: theta,
-                layout: &self.layout,
+                layout: &self.model_layout,
                 owned: self.part.owned_layers.clone(),
                 ghosts: &self.ghosts,
                 width: w,
             };
             let prev = (n > 0).then(|| ctrl.layer(n - 1));
             let next = (n + 1 < nl).then(|| ctrl.layer(n + 1));
-            let r = self.layout.layer(n);
+            let r = self.model_layout.layer(n);
             terms.push(self.net.layer_regularization(
                 prev,
                 &theta[r.clone()],
@@ -782,7 +1015,7 @@ impl<'c> DistNet<'c> {
             ));
         }
         if self.part.is_last() {
-            let r = self.layout.classifier.clone();
+            let r = self.model_layout.classifier.clone();
             terms.push(
                 self.net
                     .classifier_regularization(&theta[r.clone()], Some(&mut grad[r])),
@@ -800,8 +1033,30 @@ impl<'c> DistNet<'c> {
         }
     }
 
-    /// The regularization value at θ (ghost controls exchanged for the time-derivative term).
-    pub fn regularization(&mut self, theta: &[f64]) -> f64 {
+    /// The regularization value at the optimizer's parameters.
+    pub fn regularization(&mut self, params: &[f64]) -> f64 {
+        if self.spline.is_none() {
+            return self.model_regularization(params, true, None);
+        }
+        let theta = self.spline_model(params);
+        let r = self.net.regularization;
+        let coef = &params[self.layout.layers.clone()];
+        let mut scratch = vec![0.0; coef.len()];
+        let len = self.model_layout.layer_len;
+        let creg = self.spline.as_ref().expect("spline").regularization(
+            coef,
+            len,
+            r.tikhonov,
+            r.ddt,
+            &mut scratch,
+        );
+        let extra = self.part.is_first().then_some(creg);
+        self.model_regularization(&theta, false, extra)
+    }
+
+    /// The regularization value at per-layer θ (ghost controls exchanged for the
+    /// time-derivative term).
+    fn model_regularization(&mut self, theta: &[f64], hidden_reg: bool, extra: Option<f64>) -> f64 {
         self.exchange_ghosts(theta);
         let nl = self.part.layers;
         let ctrl = self.controls(theta);
@@ -809,10 +1064,11 @@ impl<'c> DistNet<'c> {
         if self.part.is_first() {
             terms.push(
                 self.net
-                    .opening_regularization(&theta[self.layout.opening.clone()], None),
+                    .opening_regularization(&theta[self.model_layout.opening.clone()], None),
             );
         }
-        for n in self.part.owned_layers.clone() {
+        terms.extend(extra);
+        for n in self.part.owned_layers.clone().filter(|_| hidden_reg) {
             let prev = (n > 0).then(|| ctrl.layer(n - 1));
             let next = (n + 1 < nl).then(|| ctrl.layer(n + 1));
             terms.push(
@@ -823,15 +1079,20 @@ impl<'c> DistNet<'c> {
         if self.part.is_last() {
             terms.push(
                 self.net
-                    .classifier_regularization(&theta[self.layout.classifier.clone()], None),
+                    .classifier_regularization(&theta[self.model_layout.classifier.clone()], None),
             );
         }
         ordered_sum(&self.comm.all_gather(&terms))
     }
 
-    /// The global θ (layer order) on every rank.
-    pub fn gather(&self, theta: &[f64]) -> Vec<f64> {
-        self.comm.all_gather(theta)
+    /// The global parameter vector (opening, hidden sets in order, classifier) on every rank.
+    pub fn gather(&self, params: &[f64]) -> Vec<f64> {
+        self.comm.all_gather(&self.layout.unique(params))
+    }
+
+    /// Whether the hidden controls are B-splines.
+    pub fn is_spline(&self) -> bool {
+        self.spline.is_some()
     }
 }
 

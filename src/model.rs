@@ -36,8 +36,30 @@ pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Ne
     ))
 }
 
-/// Initial θ: weights uniform in [−s, s] with s = init_* / √fan_in, biases 0; seeded.
+/// The optimizer's parameter vector's shape: the network itself for per-layer controls; for
+/// spline controls the same network with M hidden "layers" (the coefficient sets).
+pub fn parameter_network(config: &Config, net: &Network) -> Network {
+    match config.controls.kind.as_str() {
+        "spline" => {
+            let mut shape = *net.shape();
+            shape.layers = config.controls.count;
+            Network::new(
+                shape,
+                net.activation,
+                net.final_time,
+                net.loss,
+                net.regularization,
+            )
+        }
+        _ => net.clone(),
+    }
+}
+
+/// Initial parameters: weights uniform in [−s, s] with s = init_* / √fan_in, biases 0;
+/// seeded. For spline controls the M coefficient sets are drawn like M layers.
 pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
+    let pnet = parameter_network(config, net);
+    let net = &pnet;
     let l = &net.layout;
     let sh = l.shape;
     let mut theta = vec![0.0; l.len];
@@ -66,4 +88,32 @@ pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
         &mut g,
     );
     theta
+}
+
+/// The per-layer controls of `net` from a parameter vector (spline coefficients evaluated at
+/// t_n = n·h; per-layer parameters returned as they are).
+pub fn layer_parameters(config: &Config, net: &Network, params: &[f64]) -> Result<Vec<f64>> {
+    let Some(basis) = config.spline_basis()? else {
+        return Ok(params.to_vec());
+    };
+    let l = &net.layout;
+    let pl = parameter_network(config, net).layout;
+    let mut theta = vec![0.0; l.len];
+    theta[l.opening()].copy_from_slice(&params[pl.opening()]);
+    theta[l.classifier()].copy_from_slice(&params[pl.classifier()]);
+    let h = net.step_size();
+    for n in 0..l.shape.layers {
+        basis.value(
+            &params[pl.hidden()],
+            l.layer_len,
+            n as f64 * h,
+            &mut theta[l.layer(n)],
+        );
+    }
+    Ok(theta)
+}
+
+/// Hidden parameter sets of the optimizer's vector: N layers, or M spline coefficient sets.
+pub fn hidden_sets(config: &Config, net: &Network) -> usize {
+    parameter_network(config, net).layout.shape.layers
 }

@@ -26,27 +26,37 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             );
         }
         let net = crate::model::build_network(&config, sh.input, sh.classes)?;
-        if crate::checkpointing::net_shape(&net) != sh {
+        let sets = crate::model::hidden_sets(&config, &net);
+        let mut want = crate::checkpointing::net_shape(&net, sets);
+        // Spline controls run with any number of layers: N is free.
+        if config.spline_basis()?.is_some() {
+            want.layers = sh.layers;
+        }
+        if want != sh {
             bail!(
-                "--set changed the network: the checkpoint has {} layers of width {}, the configuration {} of width {}",
+                "--set changed the network: the checkpoint has {} layers of width {} ({} hidden sets), the configuration {} of width {} ({})",
                 sh.layers,
                 sh.width,
+                sh.hidden_sets,
                 net.layout.shape.layers,
-                net.layout.shape.width
+                net.layout.shape.width,
+                sets
             );
         }
-        Ok((file, net, train, val))
+        let theta = crate::model::layer_parameters(&config, &net, &file.params)?;
+        Ok((file, theta, net, train, val))
     })();
-    let (file, net, train, val) = agree(par, setup)?;
+    let (file, theta, net, train, val) = agree(par, setup)?;
     let mut ws = Workspace::default();
-    let (tl, ta) = evaluate(&net, &file.params, &train, &mut ws);
-    let (vl, va) = evaluate(&net, &file.params, &val, &mut ws);
+    let (tl, ta) = evaluate(&net, &theta, &train, &mut ws);
+    let (vl, va) = evaluate(&net, &theta, &val, &mut ws);
     if par.is_root() {
         println!(
-            "checkpoint {} (iteration {}, level {})",
+            "checkpoint {} (iteration {}, level {}), evaluated with {} hidden layers",
             checkpoint.display(),
             file.iteration,
-            file.level
+            file.level,
+            net.layout.shape.layers
         );
         println!(
             "train:      loss {tl:.6e}  accuracy {ta:.4}  ({} examples)",

@@ -218,7 +218,13 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         }
         let net = crate::model::build_network(&cfg, problem.train.dim, problem.train.classes)?;
         problem.net = net.clone();
-        let mut dist = agree(par, DistNet::new(net.clone(), &comm, cfg.solver_settings()))?;
+        let basis = cfg.spline_basis()?;
+        let spline = basis.is_some();
+        let sets = crate::model::hidden_sets(&cfg, &net);
+        let mut dist = agree(
+            par,
+            DistNet::with_controls(net.clone(), &comm, cfg.solver_settings(), basis),
+        )?;
         let sh = *net.shape();
         if nested.levels > 1 {
             reporter.note(&format!(
@@ -227,13 +233,21 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             ));
         }
         reporter.note(&format!(
-            "network: width {}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters",
+            "network: width {}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters{}",
             sh.width,
             sh.layers,
             net.final_time,
             net.step_size(),
             net.activation,
-            net.num_params()
+            crate::model::parameter_network(&cfg, &net).num_params(),
+            if spline {
+                format!(
+                    " ({} B-spline coefficient sets of degree {}, {} knots)",
+                    sets, cfg.controls.degree, cfg.controls.knots
+                )
+            } else {
+                String::new()
+            }
         ));
         let m = &cfg.mgrit;
         reporter.note(&format!(
@@ -274,7 +288,10 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         let (theta, mut start) = match (&s.resume, &carried) {
             (Some(c), _) if level == first_level => agree(par, resume(c, &dist, &cfg))?,
             (_, Some((params, shape))) => {
-                let global = agree(par, transfer(params, *shape, &net, cfg.interp()?))?;
+                let global = agree(
+                    par,
+                    transfer(params, *shape, &net, sets, spline, cfg.interp()?),
+                )?;
                 (
                     dist.layout.extract(&net, &dist.part, &global),
                     Start::default(),
@@ -290,6 +307,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         };
         start.level = level;
         start.target_val_acc = nested.target_acc.get(level).copied();
+        let layout = dist.layout.clone();
         let prefix = if nested.levels > 1 {
             format!("ckpt_L{level}_")
         } else {
@@ -310,7 +328,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             }
             if every > 0 && snap.row.iter > 0 && snap.row.iter % every == 0 {
                 // Collective gather; rank 0 writes.
-                let ckpt = gather(&comm, &net, &cfg, snap, &rows, level);
+                let ckpt = gather(&comm, &layout, &net, &cfg, snap, &rows, level);
                 let path = ckpt_dir.join(format!("{prefix}{:06}.h5", snap.row.iter));
                 write_or_abort(par, &path, &ckpt)?;
                 if root {
@@ -321,13 +339,21 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         });
         reporter.finish();
         let outcome = outcome?;
-        let final_ckpt = gather(&comm, &net, &cfg, &outcome.snapshot(), &outcome.rows, level);
+        let final_ckpt = gather(
+            &comm,
+            &dist.layout,
+            &net,
+            &cfg,
+            &outcome.snapshot(),
+            &outcome.rows,
+            level,
+        );
         if nested.levels > 1 {
             write_or_abort(par, &ckpt_dir.join(format!("level{level}.h5")), &final_ckpt)?;
         }
         all_rows.extend(outcome.rows.iter().cloned());
         let global = final_ckpt.params.clone();
-        carried = Some((global.clone(), net_shape(&net)));
+        carried = Some((global.clone(), net_shape(&net, sets)));
         last = Some((
             global,
             outcome.rows.last().cloned().expect("a row"),

@@ -6,7 +6,7 @@
 //! | where | what |
 //! |---|---|
 //! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `config` (resolved TOML), `optimizer`, `checksum` |
-//! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (N × w × w), `hidden_bias` (N × w), `classifier_weight` (C × w), `classifier_bias` (C), row-major as the math writes them |
+//! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (S × w × w), `hidden_bias` (S × w), `classifier_weight` (C × w), `classifier_bias` (C), row-major as the math writes them; S = `hidden_sets` (N layers, or M spline coefficient sets) |
 //! | `optimizer/` | `lbfgs_s`, `lbfgs_y` (pairs × n), `adam_m`, `adam_v`, `sgd_velocity` (n), attribute `adam_t` — vectors in the global parameter order |
 //! | `rng/` | `seed` (32 bytes), `stream`, `word_pos` (2 × u64: high, low), `batch_order` |
 //! | `history/` | `values` (rows × columns, NaN for an empty cell), attribute `columns` |
@@ -48,6 +48,9 @@ pub struct NetShape {
     pub layers: usize,
     /// Whether the opening layer has parameters (the `activate` opening).
     pub opening_params: bool,
+    /// Hidden parameter sets: `layers` for per-layer controls, the number of B-spline
+    /// coefficient sets for spline controls.
+    pub hidden_sets: usize,
 }
 
 impl NetShape {
@@ -56,7 +59,7 @@ impl NetShape {
             input: self.input,
             width: self.width,
             classes: self.classes,
-            layers: self.layers,
+            layers: self.hidden_sets,
             opening: if self.opening_params {
                 Opening::Activate
             } else {
@@ -238,7 +241,7 @@ fn write_file(tmp: &Path, c: &Checkpoint) -> hdf5::Result<()> {
     let f = hdf5::File::create(tmp)?;
     let s = c.shape;
     let layout = s.layout();
-    let (w, d, k, n) = (s.width, s.input, s.classes, s.layers);
+    let (w, d, k, n) = (s.width, s.input, s.classes, s.hidden_sets);
     let attr_u64 = |loc: &hdf5::Location, name: &str, v: u64| -> hdf5::Result<()> {
         loc.new_attr::<u64>()
             .shape(())
@@ -259,7 +262,8 @@ fn write_file(tmp: &Path, c: &Checkpoint) -> hdf5::Result<()> {
     attr_u64(&f, "input_dim", d as u64)?;
     attr_u64(&f, "width", w as u64)?;
     attr_u64(&f, "classes", k as u64)?;
-    attr_u64(&f, "layers", n as u64)?;
+    attr_u64(&f, "layers", s.layers as u64)?;
+    attr_u64(&f, "hidden_sets", n as u64)?;
     attr_u64(&f, "opening_params", s.opening_params as u64)?;
     attr_str(&f, "config", &c.config)?;
     attr_str(&f, "optimizer", &c.optimizer.kind)?;
@@ -397,8 +401,14 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         classes: u64_attr(&f, "classes")? as usize,
         layers: u64_attr(&f, "layers")? as usize,
         opening_params: u64_attr(&f, "opening_params")? != 0,
+        hidden_sets: u64_attr(&f, "hidden_sets")? as usize,
     };
-    if shape.width == 0 || shape.classes == 0 || shape.layers == 0 || shape.input == 0 {
+    if shape.width == 0
+        || shape.classes == 0
+        || shape.layers == 0
+        || shape.input == 0
+        || shape.hidden_sets == 0
+    {
         return Err(corrupt(format!("impossible network shape {shape:?}")));
     }
     let get = |g: &hdf5::Group,
@@ -426,7 +436,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             .map_err(|_| corrupt(format!("group `{name}` is missing")))
     };
     let layout = shape.layout();
-    let (w, d, k, n) = (shape.width, shape.input, shape.classes, shape.layers);
+    let (w, d, k, n) = (shape.width, shape.input, shape.classes, shape.hidden_sets);
     let p = group("parameters")?;
     let mut params = vec![0.0; layout.len];
     let open_rows = if shape.opening_params { w } else { 0 };
