@@ -310,7 +310,7 @@ mod tests {
             Loss::CrossEntropy,
             Regularization::default(),
         );
-        let e = transfer(&p, net_shape(&c), &wide, Interp::Constant)
+        let e = transfer(&p, net_shape(&c, 3), &wide, 3, false, Interp::Constant)
             .unwrap_err()
             .to_string();
         assert!(e.contains("width 2 (the run has 4)"), "{e}");

@@ -566,6 +566,7 @@ mod tests {
             classes: 4,
             layers: 5,
             opening_params: true,
+            hidden_sets: 5,
         };
         let len = shape.layout().len;
         let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
