@@ -762,6 +762,17 @@ impl<'c> DistNet<'c> {
         theta
     }
 
+    /// Debug builds: the replicated coefficients are bit-for-bit the same on every rank.
+    fn check_replicated(&self, coef: &[f64]) {
+        let fp = crate::parallel::fingerprint(coef);
+        let halves = [(fp >> 32) as f64, (fp & 0xffff_ffff) as f64];
+        let all = self.comm.all_gather(&halves);
+        assert!(
+            all.chunks(2).all(|c| c == halves),
+            "spline coefficients differ between ranks"
+        );
+    }
+
     /// dJ/dc_i = Σ_n B_i(t_n) dJ/dθ_n, summed in layer order along a chain of ranks (rank r
     /// adds its layers to the running sum from rank r−1), so the grouping is the serial one
     /// for every rank count; the last rank's total goes to every rank.
@@ -795,6 +806,9 @@ impl<'c> DistNet<'c> {
     ) -> DistValue {
         if self.spline.is_none() {
             return self.model_objective_gradient(params, x, labels, grad, true, None);
+        }
+        if cfg!(debug_assertions) {
+            self.check_replicated(&params[self.layout.layers.clone()]);
         }
         let theta = self.spline_model(params);
         let len = self.model_layout.layer_len;
