@@ -20,6 +20,11 @@ pub enum Interp {
     Constant,
     /// Linear in t between the coarse layers around t (constant after the last one).
     Linear,
+    /// Spline controls: keep the coefficients (only N changes).
+    Keep,
+    /// Spline controls on clamped knots: insert the midpoint of every knot interval (Boehm),
+    /// which leaves θ(t) unchanged and gives 2M − d coefficient sets.
+    Knots,
 }
 
 impl std::str::FromStr for Interp {
@@ -28,8 +33,10 @@ impl std::str::FromStr for Interp {
         match s {
             "constant" => Ok(Interp::Constant),
             "linear" => Ok(Interp::Linear),
+            "keep" => Ok(Interp::Keep),
+            "knots" => Ok(Interp::Knots),
             _ => Err(format!(
-                "unknown interpolation \"{s}\" (expected \"constant\" or \"linear\")"
+                "unknown interpolation \"{s}\" (expected \"constant\", \"linear\", \"keep\" or \"knots\")"
             )),
         }
     }
@@ -86,6 +93,9 @@ pub fn transfer(
     if !spline && src.hidden_sets != src.layers {
         diffs.push("spline controls (the run has per-layer controls)".to_string());
     }
+    if spline && interp == Interp::Knots {
+        return refine_knots(params, src, dst, dst_sets);
+    }
     if spline && src.hidden_sets != dst_sets {
         diffs.push(format!(
             "{} hidden parameter sets (the run has {dst_sets} spline coefficient sets)",
@@ -111,7 +121,8 @@ pub fn transfer(
     for i in 0..nf {
         let dst_block = dl.layer(i);
         match interp {
-            Interp::Constant => {
+            // (Keep and Knots are spline choices; per-layer controls treat them as Constant.)
+            Interp::Constant | Interp::Keep | Interp::Knots => {
                 let j = (i * nc / nf).min(nc - 1);
                 out[dst_block].copy_from_slice(&params[sl.layer(j)]);
             }
@@ -134,13 +145,39 @@ pub fn transfer(
     Ok(out)
 }
 
+/// Spline coefficients refined by midpoint knot insertion on clamped uniform knots:
+/// M → 2M − d sets with θ(t) unchanged.
+fn refine_knots(params: &[f64], src: NetShape, dst: &Network, dst_sets: usize) -> Result<Vec<f64>> {
+    let sl = src.layout();
+    let len = sl.layer_len;
+    let m = src.hidden_sets;
+    // The degree follows from the counts: 2M − d = M' ⇒ d = 2M − M'.
+    let Some(degree) = (2 * m).checked_sub(dst_sets).filter(|&d| d >= 1 && d < m) else {
+        bail!(
+            "knot refinement turns {m} coefficient sets into 2M − d; the run has {dst_sets} (set controls.count accordingly)"
+        );
+    };
+    let mut basis = bspline::Basis::uniform(bspline::KnotKind::Clamped, degree, m, dst.final_time)
+        .map_err(anyhow::Error::msg)?;
+    let mut coef = params[sl.hidden()].to_vec();
+    basis.refine_uniformly(&mut coef, len);
+    let dl = crate::distributed::spline_layout(dst, dst_sets);
+    let mut out = vec![0.0; dl.len];
+    out[dl.opening()].copy_from_slice(&params[sl.opening()]);
+    out[dl.hidden()].copy_from_slice(&coef);
+    out[dl.classifier()].copy_from_slice(&params[sl.classifier()]);
+    Ok(out)
+}
+
 /// Gathers the state of `snap` into a checkpoint (collective: every rank calls it; the
-/// result is complete on every rank).
+/// result is complete on every rank). `config` is the level's configuration, `base` the run's
+/// (stored in the file: a resumed nested run derives every level from it).
 pub fn gather(
     comm: &MpiComm,
     layout: &crate::distributed::LocalLayout,
     net: &Network,
     config: &Config,
+    base: &Config,
     snap: &Snapshot,
     rows: &[Row],
     level: usize,
@@ -177,7 +214,7 @@ pub fn gather(
         };
     }
     Checkpoint {
-        config: config.to_toml(),
+        config: base.to_toml(),
         iteration: snap.row.iter as u64,
         level: level as u64,
         shape: net_shape(net, crate::model::hidden_sets(config, net)),

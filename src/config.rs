@@ -40,6 +40,8 @@ pub struct NestedConfig {
     pub max_iter: Vec<usize>,
     /// Validation accuracy at which a level stops early (empty: none).
     pub target_acc: Vec<f64>,
+    /// MGRIT levels per nested level (empty: mgrit.max_levels for each).
+    pub mgrit_levels: Vec<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -214,6 +216,7 @@ impl Default for Config {
                 interp: "constant".into(),
                 max_iter: Vec::new(),
                 target_acc: Vec::new(),
+                mgrit_levels: Vec::new(),
             },
         }
     }
@@ -372,15 +375,32 @@ impl Config {
             .map_err(|e| anyhow!("config keys `controls.count` and `controls.degree`: {e}"))
     }
 
+    /// How nested levels and --init-from carry controls over: "constant" | "linear" for
+    /// per-layer controls, "keep" | "knots" for splines (spline runs treat "constant" and
+    /// "linear", the defaults, as "keep").
     pub fn interp(&self) -> Result<crate::checkpointing::Interp> {
-        choice(
+        use crate::checkpointing::Interp;
+        let i = choice(
             "nested.interp",
             &self.nested.interp,
             &[
-                ("constant", crate::checkpointing::Interp::Constant),
-                ("linear", crate::checkpointing::Interp::Linear),
+                ("constant", Interp::Constant),
+                ("linear", Interp::Linear),
+                ("keep", Interp::Keep),
+                ("knots", Interp::Knots),
             ],
-        )
+        )?;
+        let spline = self.controls.kind == "spline";
+        match (spline, i) {
+            (false, Interp::Keep | Interp::Knots) => {
+                bail!("config key `nested.interp` = \"{}\" applies to spline controls; per-layer controls take \"constant\" or \"linear\"", self.nested.interp)
+            }
+            (true, Interp::Knots) if self.controls.knots != "clamped" => {
+                bail!("config key `nested.interp` = \"knots\" needs controls.knots = \"clamped\"")
+            }
+            (true, Interp::Constant | Interp::Linear) => Ok(Interp::Keep),
+            _ => Ok(i),
+        }
     }
 
     /// The MGRIT options of the forward and adjoint solves.
@@ -542,6 +562,12 @@ impl Config {
                 nc.levels,
                 nc.target_acc.len()
             );
+        }
+        if !nc.mgrit_levels.is_empty() && nc.mgrit_levels.len() != nc.levels {
+            bail!("config key `nested.mgrit_levels` must list one MGRIT level count per nested level ({}), got {}", nc.levels, nc.mgrit_levels.len());
+        }
+        if nc.mgrit_levels.contains(&0) {
+            bail!("config key `nested.mgrit_levels` must hold counts ≥ 1");
         }
         if let Some(a) = nc.target_acc.iter().find(|a| !(0.0..=1.0).contains(*a)) {
             bail!("config key `nested.target_acc` must hold fractions in [0, 1], got {a}");

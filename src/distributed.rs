@@ -189,6 +189,15 @@ impl LocalLayout {
     }
 }
 
+/// The global parameter layout of `net` with `sets` hidden parameter sets (its layers, or
+/// spline coefficient sets).
+pub fn spline_layout(net: &Network, sets: usize) -> odenet::Layout {
+    odenet::Layout::new(odenet::Shape {
+        layers: sets,
+        ..net.layout.shape
+    })
+}
+
 /// B-spline controls: the basis and, for every layer n, its non-zero functions at t_n = n·h.
 pub struct SplineControls {
     pub basis: bspline::Basis,

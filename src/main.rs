@@ -95,6 +95,12 @@ fn report(e: &anyhow::Error) {
 }
 
 fn main() -> ExitCode {
+    // Behave like other command-line tools when the reader of stdout goes away
+    // (`layerpar inspect FILE | head`): end quietly instead of failing to print.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Config {

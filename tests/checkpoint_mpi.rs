@@ -355,3 +355,98 @@ fn init_from_starts_a_deeper_network_and_mismatches_are_explained() {
         "change keys with --set",
     );
 }
+
+/// A nested run resumed from a mid-level checkpoint, on another rank count, continues the
+/// same history (all levels) bit for bit.
+#[test]
+fn nested_runs_resume_mid_level_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = [
+        "train",
+        "--set",
+        "network.layers=16",
+        "--set",
+        "nested.levels=3",
+        "--set",
+        "nested.max_iter=[6,6,6]",
+        "--set",
+        "data.train_size=300",
+        "--set",
+        "output.checkpoint_every=3",
+        "--set",
+        "output.keep_last=0",
+        "--set",
+        "output.progress=none",
+        "--history",
+        "a.csv",
+        "--set",
+        "output.checkpoint_dir=a",
+    ];
+    run(d, 1, &args);
+    run(
+        d,
+        2,
+        &[
+            "train",
+            "--resume",
+            "a/ckpt_L1_000003.h5",
+            "--history",
+            "b.csv",
+            "--set",
+            "output.checkpoint_dir=b",
+        ],
+    );
+    let (a, b) = (rows(&d.join("a.csv")), rows(&d.join("b.csv")));
+    assert_eq!(a.len(), 21);
+    assert_eq!(a, b);
+}
+
+/// Spline nested iteration with knot refinement: 5 → 7 → 11 coefficient sets, θ(t) carried
+/// over exactly (the first loss of a level equals the last of the level before, up to the
+/// change of depth).
+#[test]
+fn spline_nested_iteration_refines_knots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(
+        d,
+        2,
+        &[
+            "train",
+            "--set",
+            "controls.kind=spline",
+            "--set",
+            "controls.count=5",
+            "--set",
+            "network.layers=16",
+            "--set",
+            "nested.levels=3",
+            "--set",
+            "nested.interp=knots",
+            "--set",
+            "nested.max_iter=[8,4,4]",
+            "--set",
+            "nested.mgrit_levels=[1,2,2]",
+            "--set",
+            "data.train_size=300",
+            "--set",
+            "output.progress=none",
+        ],
+    );
+    for (f, sets) in [("level0.h5", 5), ("level1.h5", 7), ("level2.h5", 11)] {
+        let out = ok(&layerpar(d, &["inspect", &format!("runs/{f}")]));
+        let params = 2 * 8 + 8 + sets * (8 * 8 + 8) + 5 * 8 + 5;
+        assert!(
+            out.contains(&format!("; {params} parameters")),
+            "{f}: {out}"
+        );
+    }
+    let loss = column(&d.join("runs/history.csv"), "loss");
+    // Level 1 starts from level 0's θ(t) on a twice finer grid: close to where level 0 ended.
+    assert!((loss[9] - loss[8]).abs() < 0.1 * loss[8], "{loss:?}");
+    fails_with(
+        &layerpar(d, &["train", "--set", "nested.interp=knots"]),
+        "applies to spline controls",
+    );
+}

@@ -13,7 +13,14 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
         let file = checkpoint::read(checkpoint)?;
         // Overrides apply on top of the stored configuration; the network shape must stay.
         let origin = format!("the configuration stored in {}", checkpoint.display());
-        let config = crate::config::load_str(&file.config, &origin, set)?;
+        // The stored configuration is the run's; a nested level's network has its own depth
+        // (and spline coefficient count): take them from the file unless --set says otherwise.
+        let mut sets = vec![format!("network.layers={}", file.shape.layers)];
+        if file.shape.hidden_sets != file.shape.layers {
+            sets.push(format!("controls.count={}", file.shape.hidden_sets));
+        }
+        sets.extend(set.iter().cloned());
+        let config = crate::config::load_str(&file.config, &origin, &sets)?;
         let (train, val) = crate::data::load(&config)?;
         let sh = file.shape;
         if train.dim != sh.input || train.classes != sh.classes {

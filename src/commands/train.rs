@@ -216,6 +216,15 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         if let Some(&m) = nested.max_iter.get(level) {
             cfg.optimizer.max_iter = m;
         }
+        if let Some(&m) = nested.mgrit_levels.get(level) {
+            cfg.mgrit.max_levels = m;
+        }
+        // Knot refinement doubles the spline's intervals on every level after the first.
+        if cfg.controls.kind == "spline" && cfg.interp()? == crate::checkpointing::Interp::Knots {
+            for _ in 0..level {
+                cfg.controls.count = 2 * cfg.controls.count - cfg.controls.degree;
+            }
+        }
         let net = crate::model::build_network(&cfg, problem.train.dim, problem.train.classes)?;
         problem.net = net.clone();
         let basis = cfg.spline_basis()?;
@@ -306,6 +315,9 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             }
         };
         start.level = level;
+        // A resumed checkpoint's history holds the earlier levels too.
+        all_rows.extend(start.rows.iter().filter(|r| r.level < level).cloned());
+        start.rows.retain(|r| r.level == level);
         start.target_val_acc = nested.target_acc.get(level).copied();
         let layout = dist.layout.clone();
         let prefix = if nested.levels > 1 {
@@ -314,7 +326,8 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             "ckpt_".to_string()
         };
         let every = cfg.output.checkpoint_every;
-        let mut rows: Vec<Row> = start.rows.clone();
+        // Checkpoints carry the whole history: earlier levels, then this one's rows.
+        let mut rows: Vec<Row> = all_rows.iter().chain(&start.rows).cloned().collect();
         let outcome = train(&cfg, &problem, &mut dist, theta, start, &reporter, |snap| {
             rows.push(snap.row.clone());
             if let Some(w) = writer.as_mut() {
@@ -328,7 +341,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             }
             if every > 0 && snap.row.iter > 0 && snap.row.iter % every == 0 {
                 // Collective gather; rank 0 writes.
-                let ckpt = gather(&comm, &layout, &net, &cfg, snap, &rows, level);
+                let ckpt = gather(&comm, &layout, &net, &cfg, config, snap, &rows, level);
                 let path = ckpt_dir.join(format!("{prefix}{:06}.h5", snap.row.iter));
                 write_or_abort(par, &path, &ckpt)?;
                 if root {
@@ -339,13 +352,15 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         });
         reporter.finish();
         let outcome = outcome?;
+        let history: Vec<Row> = all_rows.iter().chain(&outcome.rows).cloned().collect();
         let final_ckpt = gather(
             &comm,
             &dist.layout,
             &net,
             &cfg,
+            config,
             &outcome.snapshot(),
-            &outcome.rows,
+            &history,
             level,
         );
         if nested.levels > 1 {
