@@ -11,4 +11,5 @@ pub mod data;
 pub mod distributed;
 pub mod model;
 pub mod parallel;
+pub mod signals;
 pub mod train;

@@ -140,6 +140,13 @@ fn main() -> ExitCode {
                 init_from,
             };
             let r = commands::train::run(&par, &args);
+            if let Some(i) = r.as_ref().err().and_then(|e| e.downcast_ref::<layerpar::signals::Interrupted>()) {
+                if par.is_root() {
+                    eprintln!("{i}");
+                }
+                drop(par);
+                return ExitCode::from(layerpar::signals::REQUEUE_EXIT_CODE);
+            }
             if let Err(e) = &r {
                 // Rank 0 speaks for errors every rank shares; other ranks stay quiet.
                 if par.is_root() {

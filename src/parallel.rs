@@ -56,6 +56,12 @@ impl Parallel {
         (lo, hi)
     }
 
+    /// Whether any rank has `flag` set (a logical or).
+    pub fn any(&self, flag: bool) -> bool {
+        let (_, hi) = self.min_max(u64::from(flag));
+        hi == 1
+    }
+
     /// Whether every rank passed `ok` (a logical and).
     pub fn all(&self, ok: bool) -> bool {
         let (lo, _) = self.min_max(u64::from(ok));

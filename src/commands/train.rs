@@ -137,6 +137,7 @@ fn prune(dir: &Path, prefix: &str, keep: usize) {
 
 pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     let root = par.is_root();
+    crate::signals::install();
     let comm = MpiComm::new(par.world());
     let s = agree(par, setup(par, args))?;
     let config = &s.config;
@@ -339,13 +340,18 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
                     return Err(e);
                 }
             }
-            if every > 0 && snap.row.iter > 0 && snap.row.iter % every == 0 {
+            // A stop signal on any rank: checkpoint this iteration and leave (collectively).
+            let stop = par.any(crate::signals::requested());
+            if stop || (every > 0 && snap.row.iter > 0 && snap.row.iter % every == 0) {
                 // Collective gather; rank 0 writes.
                 let ckpt = gather(&comm, &layout, &net, &cfg, config, snap, &rows, level);
                 let path = ckpt_dir.join(format!("{prefix}{:06}.h5", snap.row.iter));
                 write_or_abort(par, &path, &ckpt)?;
                 if root {
                     prune(&ckpt_dir, &prefix, cfg.output.keep_last);
+                }
+                if stop {
+                    return Err(crate::signals::Interrupted { iteration: snap.row.iter, checkpoint: path }.into());
                 }
             }
             Ok(())
