@@ -7,7 +7,8 @@ set -euo pipefail
 # command (or file) that proves the package is present  ->  Debian package
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang-dev clang; do
+# slurm-wlm and munge: the job scripts' test runs them on a throwaway single-node cluster.
+for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang-dev clang slurm-wlm munge; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 

@@ -140,7 +140,11 @@ fn main() -> ExitCode {
                 init_from,
             };
             let r = commands::train::run(&par, &args);
-            if let Some(i) = r.as_ref().err().and_then(|e| e.downcast_ref::<layerpar::signals::Interrupted>()) {
+            if let Some(i) = r
+                .as_ref()
+                .err()
+                .and_then(|e| e.downcast_ref::<layerpar::signals::Interrupted>())
+            {
                 if par.is_root() {
                     eprintln!("{i}");
                 }

@@ -458,11 +458,31 @@ fn spline_nested_iteration_refines_knots() {
 fn a_signal_stops_with_a_checkpoint_and_the_resumed_history_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let args = ["--set", "network.layers=48", "--set", "network.width=16", "--set", "data.train_size=2000",
-                "--set", "output.progress=none", "--set", "optimizer.max_iter=400"];
+    let args = [
+        "--set",
+        "network.layers=48",
+        "--set",
+        "network.width=16",
+        "--set",
+        "data.train_size=2000",
+        "--set",
+        "output.progress=none",
+        "--set",
+        "optimizer.max_iter=400",
+    ];
     // Uninterrupted reference is computed after the interrupted run, to the same iteration.
-    let mut child = std::process::Command::new("mpirun")
-        .args(["--oversubscribe", "-n", "2", BIN, "train", "--history", "sig.csv", "--set", "output.checkpoint_dir=sig"])
+    let child = std::process::Command::new("mpirun")
+        .args([
+            "--oversubscribe",
+            "-n",
+            "2",
+            BIN,
+            "train",
+            "--history",
+            "sig.csv",
+            "--set",
+            "output.checkpoint_dir=sig",
+        ])
         .args(args)
         .current_dir(d)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -478,13 +498,49 @@ fn a_signal_stops_with_a_checkpoint_and_the_resumed_history_is_exact() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(75), "stderr:\n{err}");
     assert!(err.contains("stopped by a signal after iteration"), "{err}");
-    let ckpts: Vec<String> = fs::read_dir(d.join("sig")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let ckpts: Vec<String> = fs::read_dir(d.join("sig"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(ckpts.len(), 1, "{ckpts:?}");
-    let stopped: usize = ckpts[0].trim_start_matches("ckpt_").trim_end_matches(".h5").parse().unwrap();
+    let stopped: usize = ckpts[0]
+        .trim_start_matches("ckpt_")
+        .trim_end_matches(".h5")
+        .parse()
+        .unwrap();
     assert!(stopped < 400, "the signal arrived before the end");
     // Resume on 3 ranks to a few iterations past the stop; compare with a straight run.
     let target = format!("optimizer.max_iter={}", stopped + 3);
-    run(d, 3, &["train", "--resume", &format!("sig/{}", ckpts[0]), "--history", "sig.csv", "--set", &target, "--set", "output.checkpoint_dir=sig2"]);
-    run(d, 1, &[&["train", "--history", "ref.csv", "--set", "output.checkpoint_dir=ref"][..], &args[..args.len() - 2], &["--set", &target]].concat());
+    run(
+        d,
+        3,
+        &[
+            "train",
+            "--resume",
+            &format!("sig/{}", ckpts[0]),
+            "--history",
+            "sig.csv",
+            "--set",
+            &target,
+            "--set",
+            "output.checkpoint_dir=sig2",
+        ],
+    );
+    run(
+        d,
+        1,
+        &[
+            &[
+                "train",
+                "--history",
+                "ref.csv",
+                "--set",
+                "output.checkpoint_dir=ref",
+            ][..],
+            &args[..args.len() - 2],
+            &["--set", &target],
+        ]
+        .concat(),
+    );
     assert_eq!(rows(&d.join("sig.csv")), rows(&d.join("ref.csv")));
 }

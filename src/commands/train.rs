@@ -351,7 +351,11 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
                     prune(&ckpt_dir, &prefix, cfg.output.keep_last);
                 }
                 if stop {
-                    return Err(crate::signals::Interrupted { iteration: snap.row.iter, checkpoint: path }.into());
+                    return Err(crate::signals::Interrupted {
+                        iteration: snap.row.iter,
+                        checkpoint: path,
+                    }
+                    .into());
                 }
             }
             Ok(())

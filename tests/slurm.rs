@@ -1,0 +1,281 @@
+//! The job scripts on a real (single-node, loopback) Slurm: munged, slurmctld and slurmd are
+//! started for the test from `tests/slurm/cluster.sh` with their configuration in a temporary
+//! directory, and stopped at the end. The scripts in `jobscripts/` are submitted with
+//! `sbatch`; a long run is signalled with USR1, checkpoints, requeues itself and resumes, and
+//! its history must equal an uninterrupted run's.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    conf: String,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(script("cluster.sh"))
+            .args(["start", dir.path().to_str().unwrap()])
+            .output()
+            .expect("bash runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let cluster = Cluster {
+            conf: stdout
+                .trim()
+                .trim_start_matches("export SLURM_CONF=")
+                .to_string(),
+            dir,
+        };
+        assert!(
+            out.status.success(),
+            "slurm did not start (scripts/setup.sh installs slurm-wlm and munge):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    /// Submits a job script from `workdir` with the given environment; returns the job id.
+    fn sbatch(
+        &self,
+        workdir: &Path,
+        script: &Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> String {
+        let mut c = self.cmd("sbatch");
+        c.args(["--parsable", "--export=ALL"])
+            .args(extra)
+            .arg(script)
+            .current_dir(workdir)
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            // More slots are declared than the machine has cores: let waiting ranks yield.
+            .env("OMPI_MCA_mpi_yield_when_idle", "1")
+            .env("OMPI_MCA_hwloc_base_binding_policy", "none")
+            .env("LAYERPAR", BIN);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("sbatch runs");
+        assert!(
+            out.status.success(),
+            "sbatch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The job's state, or None once it has left the queue.
+    fn state(&self, job: &str) -> Option<String> {
+        let out = self
+            .cmd("squeue")
+            .args(["-h", "-j", job, "-o", "%T"])
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!s.is_empty()).then_some(s)
+    }
+
+    fn wait(&self, job: &str, limit: Duration) {
+        let t = Instant::now();
+        while self.state(job).is_some() {
+            assert!(
+                t.elapsed() < limit,
+                "job {job} still queued after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script("cluster.sh"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .status();
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/slurm")
+        .join(name)
+}
+
+fn jobscript(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("jobscripts")
+        .join(name)
+}
+
+fn output(dir: &Path, prefix: &str, job: &str) -> String {
+    let p = dir.join(format!("{prefix}-{job}.out"));
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn strip_time(path: &Path) -> Vec<Vec<String>> {
+    let (h, rows) = history(path);
+    let t = h.iter().position(|c| c == "time_s").unwrap();
+    rows.into_iter()
+        .map(|mut r| {
+            r.remove(t);
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let minute = Duration::from_secs(240);
+
+    // (a) A training run on 4 ranks.
+    let sets = "--set optimizer.max_iter=5 --set data.train_size=500 --set output.progress=lines"
+        .to_string();
+    let job = cluster.sbatch(
+        w,
+        &jobscript("train.sbatch"),
+        &[],
+        &[("SETS", sets.clone()), ("RUN_DIR", "train".into())],
+    );
+    cluster.wait(&job, minute);
+    let out = output(w, "layerpar-train", &job);
+    println!("--- train.sbatch (job {job}) ---\n{out}");
+    assert!(
+        out.contains("training on 4 MPI ranks")
+            && out.contains("stopped: reached optimizer.max_iter = 5"),
+        "{out}"
+    );
+    assert!(w.join("train/final.h5").exists());
+
+    // (b) Nested iteration.
+    let job = cluster.sbatch(
+        w,
+        &jobscript("nested.sbatch"),
+        &["--ntasks=2"],
+        &[
+            ("LAYERS", "16".into()),
+            ("LEVELS", "3".into()),
+            ("ITERS", "[4,3,3]".into()),
+            ("RUN_DIR", "nested".into()),
+        ],
+    );
+    cluster.wait(&job, minute);
+    let out = output(w, "layerpar-nested", &job);
+    println!("--- nested.sbatch (job {job}) ---\n{out}");
+    for f in ["level0.h5", "level1.h5", "level2.h5"] {
+        assert!(out.contains(&format!("nested/{f}")), "{out}");
+    }
+
+    // (d) A scaling sweep over 1, 2, 4 ranks.
+    let job = cluster.sbatch(
+        w,
+        &jobscript("scaling.sbatch"),
+        &["--ntasks=4"],
+        &[
+            (
+                "SETS",
+                "--set network.layers=32 --set optimizer.max_iter=3 --set data.train_size=500"
+                    .into(),
+            ),
+            ("RUN_DIR", "scaling".into()),
+        ],
+    );
+    cluster.wait(&job, minute);
+    let out = output(w, "layerpar-scaling", &job);
+    println!("--- scaling.sbatch (job {job}) ---\n{out}");
+    let ranks: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ranks, ["1", "2", "4"], "{out}");
+
+    // (c) A long run, signalled (as Slurm does before the time limit), requeued and resumed.
+    let long = "--set network.layers=48 --set network.width=16 --set data.train_size=2000 --set optimizer.max_iter=150 \
+                --set output.progress=lines --set output.print_every=50";
+    let job = cluster.sbatch(
+        w,
+        &jobscript("requeue.sbatch"),
+        &[],
+        &[
+            ("SETS", long.to_string()),
+            ("RUN_DIR", "long".into()),
+            ("EVERY", "20".into()),
+        ],
+    );
+    let t = Instant::now();
+    let hist = w.join("long/history.csv");
+    while std::fs::read_to_string(&hist)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 25
+    {
+        assert!(t.elapsed() < minute, "the long run did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let sig = cluster
+        .cmd("scancel")
+        .args(["--signal=USR1", "--batch", &job])
+        .status()
+        .unwrap();
+    assert!(sig.success());
+    let t = Instant::now();
+    while !w.join("long/final.h5").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "the requeued run did not finish"
+        );
+        // A requeued job waits for a begin time; let it start now.
+        if cluster.state(&job).as_deref() == Some("PENDING") {
+            let _ = cluster
+                .cmd("scontrol")
+                .args(["update", &format!("JobId={job}"), "StartTime=now"])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    cluster.wait(&job, minute);
+    let out = output(w, "layerpar-long", &job);
+    println!("--- requeue.sbatch (job {job}) ---\n{out}");
+    assert!(
+        out.contains("forwarding USR1")
+            && out.contains("requeueing job")
+            && out.contains("(restart 1)"),
+        "{out}"
+    );
+    // The resumed history is the uninterrupted one, bit for bit (wall time aside).
+    let reference = [
+        &[
+            "train",
+            "--history",
+            "ref.csv",
+            "--set",
+            "output.checkpoint_dir=ref",
+        ][..],
+        &long.split_whitespace().collect::<Vec<_>>(),
+    ]
+    .concat();
+    ok(&layerpar(w, &reference));
+    assert_eq!(strip_time(&hist), strip_time(&w.join("ref.csv")));
+    drop(cluster);
+}
