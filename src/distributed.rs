@@ -530,6 +530,9 @@ pub struct DistNet<'c> {
     logits: Vec<f64>,
     seed: Vec<f64>,
     lambda_final: Vec<f64>,
+    /// Step calls of this rank per MGRIT level, forward and adjoint, since the last reset.
+    pub fwd_steps: Vec<u64>,
+    pub adj_steps: Vec<u64>,
 }
 
 const GHOST_TAG: i32 = 7001;
@@ -610,11 +613,18 @@ impl<'c> DistNet<'c> {
             logits: Vec::new(),
             seed: Vec::new(),
             lambda_final: Vec::new(),
+            fwd_steps: Vec::new(),
+            adj_steps: Vec::new(),
         })
     }
 
     pub fn settings(&self) -> &SolverSettings {
         &self.settings
+    }
+
+    /// The forward solver's level hierarchy.
+    pub fn grid(&self) -> &mgrit::Grid {
+        self.forward.grid()
     }
 
     /// Number of MGRIT levels of the forward solve.
@@ -1046,6 +1056,15 @@ impl<'c> DistNet<'c> {
         }
         let reg = ordered_sum(&self.comm.all_gather(&terms));
         let s = self.from_last(&scalars);
+        for (acc, st) in [
+            (&mut self.fwd_steps, &fstats),
+            (&mut self.adj_steps, &astats),
+        ] {
+            acc.resize(st.steps_per_level.len().max(acc.len()), 0);
+            for (a, s) in acc.iter_mut().zip(&st.steps_per_level) {
+                *a += s;
+            }
+        }
         DistValue {
             objective: s[0] + reg,
             loss: s[0],

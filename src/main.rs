@@ -36,6 +36,28 @@ enum Command {
         #[arg(long, value_name = "CKPT")]
         init_from: Option<PathBuf>,
     },
+    /// Predict time per evaluation, speedup and efficiency for P = 1, 2, 4, … ranks from a
+    /// model calibrated on this run (run it under mpirun -n P to validate at P).
+    Scaling {
+        /// Configuration file (TOML).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override one key (repeatable).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+        /// Objective evaluations to measure.
+        #[arg(long, default_value_t = 3)]
+        evaluations: usize,
+        /// Largest rank count in the table.
+        #[arg(long, default_value_t = 1024)]
+        max_ranks: usize,
+        /// Save the calibrated model to this file.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Predict with this saved model (to validate it at this rank count).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Print what a checkpoint holds (and verify its checksum).
     Inspect {
         /// Checkpoint file.
@@ -118,6 +140,37 @@ fn main() -> ExitCode {
                 },
         } => commands::data::peaks(&out, train, val, seed),
         Command::Inspect { file } => commands::inspect::run(&file),
+        Command::Scaling {
+            config,
+            set,
+            evaluations,
+            max_ranks,
+            save,
+            model,
+        } => {
+            let par = match Parallel::init() {
+                Ok(p) => p,
+                Err(e) => {
+                    report(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let args = commands::scaling::ScalingArgs {
+                config,
+                set,
+                evaluations,
+                max_ranks,
+                save,
+                model,
+            };
+            let r = commands::scaling::run(&par, &args);
+            if let Err(e) = &r {
+                if par.is_root() {
+                    report(e);
+                }
+            }
+            r.map_err(|_| anyhow::Error::new(AlreadyReported))
+        }
         Command::Train {
             config,
             set,

@@ -232,3 +232,74 @@ fn one_shot_peaks_on_two_ranks_reaches_87_percent() {
     assert_eq!(val.len(), 131);
     assert!(val[130] >= 0.87, "validation accuracy {}: {out}", val[130]);
 }
+
+/// `layerpar scaling`: calibrate on one rank, save the model, validate it on two ranks: the
+/// predicted step counts per level match the measured ones.
+#[test]
+fn the_scaling_model_predicts_step_counts_at_another_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = [
+        "--set",
+        "network.layers=256",
+        "--set",
+        "mgrit.max_levels=3",
+        "--set",
+        "mgrit.cfactor=4",
+        "--set",
+        "data.train_size=200",
+        "--evaluations",
+        "2",
+    ];
+    let cal = ok(&layerpar(
+        d,
+        &[
+            &["scaling", "--save", "model.toml", "--max-ranks", "64"][..],
+            &s,
+        ]
+        .concat(),
+    ));
+    assert!(
+        cal.contains("model calibrated on 1 rank") && cal.contains("    64 "),
+        "{cal}"
+    );
+    // (Per-point step rates are calibrated once; rank boundaries shift a few steps.)
+    let val = ok(&mpirun(
+        d,
+        2,
+        &[
+            &["scaling", "--model", "model.toml", "--max-ranks", "2"][..],
+            &s,
+        ]
+        .concat(),
+    ));
+    assert!(
+        val.contains("read from model.toml") && val.contains("time per evaluation on 2 ranks"),
+        "{val}"
+    );
+    for line in val.lines().filter(|l| l.trim_start().starts_with("level ")) {
+        // "level l: forward M → P, adjoint M → P": predicted within 2 % (+2 steps) of measured.
+        let nums: Vec<f64> = line
+            .split(|c: char| !c.is_ascii_digit() && c != '.')
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let (mf, pf, ma, pa) = (nums[1], nums[2], nums[3], nums[4]);
+        assert!(
+            (mf - pf).abs() <= 0.02 * mf + 2.0 && (ma - pa).abs() <= 0.02 * ma + 2.0,
+            "{line}"
+        );
+    }
+    fails_with(
+        &layerpar(
+            d,
+            &[
+                "scaling",
+                "--model",
+                "model.toml",
+                "--set",
+                "network.layers=32",
+            ],
+        ),
+        "calibrated for 256 layers",
+    );
+}

@@ -4,6 +4,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod inspect;
+pub mod scaling;
 pub mod train;
 
 use crate::parallel::Parallel;
