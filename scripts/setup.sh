@@ -7,8 +7,9 @@ set -euo pipefail
 # command (or file) that proves the package is present  ->  Debian package
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-# slurm-wlm and munge: the job scripts' test runs them on a throwaway single-node cluster.
-for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang-dev clang slurm-wlm munge; do
+# slurm-wlm and munge: the job scripts' test runs them on a throwaway single-node cluster;
+# iproute2: the multi-host test joins network namespaces.
+for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang-dev clang slurm-wlm munge iproute2; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 
