@@ -116,6 +116,37 @@ fn report(e: &anyhow::Error) {
     }
 }
 
+/// Runs an MPI command: initializes MPI, lets rank 0 speak for errors every rank shares
+/// (other ranks stay quiet), finalizes MPI, and maps a signal-triggered stop to the
+/// requeue status.
+fn with_mpi(command: impl FnOnce(&Parallel) -> anyhow::Result<()>) -> ExitCode {
+    let par = match Parallel::init() {
+        Ok(p) => p,
+        Err(e) => {
+            report(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = command(&par);
+    let root = par.is_root();
+    drop(par);
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(i) = e.downcast_ref::<layerpar::signals::Interrupted>() {
+                if root {
+                    eprintln!("{i}");
+                }
+                return ExitCode::from(layerpar::signals::REQUEUE_EXIT_CODE);
+            }
+            if root {
+                report(&e);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Behave like other command-line tools when the reader of stdout goes away
     // (`layerpar inspect FILE | head`): end quietly instead of failing to print.
@@ -148,13 +179,6 @@ fn main() -> ExitCode {
             save,
             model,
         } => {
-            let par = match Parallel::init() {
-                Ok(p) => p,
-                Err(e) => {
-                    report(&e);
-                    return ExitCode::FAILURE;
-                }
-            };
             let args = commands::scaling::ScalingArgs {
                 config,
                 set,
@@ -163,13 +187,7 @@ fn main() -> ExitCode {
                 save,
                 model,
             };
-            let r = commands::scaling::run(&par, &args);
-            if let Err(e) = &r {
-                if par.is_root() {
-                    report(e);
-                }
-            }
-            r.map_err(|_| anyhow::Error::new(AlreadyReported))
+            return with_mpi(|par| commands::scaling::run(par, &args));
         }
         Command::Train {
             config,
@@ -178,13 +196,6 @@ fn main() -> ExitCode {
             resume,
             init_from,
         } => {
-            let par = match Parallel::init() {
-                Ok(p) => p,
-                Err(e) => {
-                    report(&e);
-                    return ExitCode::FAILURE;
-                }
-            };
             let args = commands::train::TrainArgs {
                 config,
                 set,
@@ -192,41 +203,10 @@ fn main() -> ExitCode {
                 resume,
                 init_from,
             };
-            let r = commands::train::run(&par, &args);
-            if let Some(i) = r
-                .as_ref()
-                .err()
-                .and_then(|e| e.downcast_ref::<layerpar::signals::Interrupted>())
-            {
-                if par.is_root() {
-                    eprintln!("{i}");
-                }
-                drop(par);
-                return ExitCode::from(layerpar::signals::REQUEUE_EXIT_CODE);
-            }
-            if let Err(e) = &r {
-                // Rank 0 speaks for errors every rank shares; other ranks stay quiet.
-                if par.is_root() {
-                    report(e);
-                }
-            }
-            r.map_err(|_| anyhow::Error::new(AlreadyReported))
+            return with_mpi(|par| commands::train::run(par, &args));
         }
         Command::Eval { checkpoint, set } => {
-            let par = match Parallel::init() {
-                Ok(p) => p,
-                Err(e) => {
-                    report(&e);
-                    return ExitCode::FAILURE;
-                }
-            };
-            let r = commands::eval::run(&par, &checkpoint, &set);
-            if let Err(e) = &r {
-                if par.is_root() {
-                    report(e);
-                }
-            }
-            r.map_err(|_| anyhow::Error::new(AlreadyReported))
+            return with_mpi(|par| commands::eval::run(par, &checkpoint, &set));
         }
     };
     match result {

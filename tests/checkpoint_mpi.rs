@@ -26,16 +26,8 @@ const ADAM: &[&str] = &[
     "optimizer.batch_size=64",
 ];
 
-/// The history without the wall-time column.
 fn rows(path: &Path) -> Vec<Vec<String>> {
-    let (h, rows) = history(path);
-    let t = h.iter().position(|c| c == "time_s").unwrap();
-    rows.into_iter()
-        .map(|mut r| {
-            r.remove(t);
-            r
-        })
-        .collect()
+    rows_without_time(path)
 }
 
 fn run(d: &Path, ranks: usize, args: &[&str]) -> String {

@@ -2,39 +2,16 @@
 //! the serial one with one level on 1–4 ranks, within 1e-9 of it with converged MGRIT on 2–4
 //! levels, and correct against finite differences when computed in parallel.
 
-use std::process::Command;
+mod common;
+use common::{line, mpirun_check};
 
 fn check(ranks: usize, args: &[&str]) -> String {
-    let out = Command::new("mpirun")
-        .args([
-            "--oversubscribe",
-            "-n",
-            &ranks.to_string(),
-            env!("CARGO_BIN_EXE_layerpar-check"),
-        ])
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .output()
-        .expect("mpirun is installed (scripts/setup.sh installs OpenMPI)");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?} on {ranks} ranks failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!("layerpar-check on {ranks} ranks")),
-        "wrong rank count:\n{stdout}"
-    );
-    assert!(stdout.contains(" 0 failed"), "{stdout}");
-    stdout
-}
-
-fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.starts_with(prefix))
-        .expect("line present")
+    mpirun_check(
+        env!("CARGO_BIN_EXE_layerpar-check"),
+        ranks,
+        args,
+        "layerpar-check",
+    )
 }
 
 #[test]

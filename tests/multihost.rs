@@ -206,16 +206,7 @@ fn training_across_two_namespaced_hosts_equals_the_single_host_run() {
         ]
         .concat(),
     ));
-    let strip = |p: &str| {
-        let (h, rows) = history(&d.join(p));
-        let t = h.iter().position(|c| c == "time_s").unwrap();
-        rows.into_iter()
-            .map(|mut r| {
-                r.remove(t);
-                r
-            })
-            .collect::<Vec<_>>()
-    };
+    let strip = |p: &str| rows_without_time(&d.join(p));
     assert_eq!(strip("multi2.csv"), strip("single.csv"));
     assert_eq!(strip("multi4.csv"), strip("single.csv"));
 }

@@ -131,14 +131,7 @@ fn output(dir: &Path, prefix: &str, job: &str) -> String {
 }
 
 fn strip_time(path: &Path) -> Vec<Vec<String>> {
-    let (h, rows) = history(path);
-    let t = h.iter().position(|c| c == "time_s").unwrap();
-    rows.into_iter()
-        .map(|mut r| {
-            r.remove(t);
-            r
-        })
-        .collect()
+    rows_without_time(path)
 }
 
 #[test]

@@ -2,36 +2,14 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 
 fn check(ranks: usize, args: &[&str]) -> String {
-    let out = Command::new("mpirun")
-        .args([
-            "--oversubscribe",
-            "-n",
-            &ranks.to_string(),
-            env!("CARGO_BIN_EXE_layerpar-check"),
-        ])
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .output()
-        .expect("mpirun is installed");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?} on {ranks} ranks:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(&format!("layerpar-check on {ranks} ranks")),
-        "{stdout}"
-    );
-    stdout
-}
-
-fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
-    out.lines().find(|l| l.starts_with(prefix)).expect("line")
+    mpirun_check(
+        env!("CARGO_BIN_EXE_layerpar-check"),
+        ranks,
+        args,
+        "layerpar-check",
+    )
 }
 
 /// Finite differences of the coefficient gradient, converged MGRIT (2–4 levels) against the
@@ -188,16 +166,7 @@ fn peaks_splinet_on_two_ranks_and_evaluation_at_other_depths() {
             "output.checkpoint_dir=c",
         ],
     ));
-    let strip = |p: &str| {
-        let (h, rows) = history(&d.join(p));
-        let t = h.iter().position(|c| c == "time_s").unwrap();
-        rows.into_iter()
-            .map(|mut r| {
-                r.remove(t);
-                r
-            })
-            .collect::<Vec<_>>()
-    };
+    let strip = |p: &str| rows_without_time(&d.join(p));
     assert_eq!(strip("a.csv"), strip("b.csv"));
 }
 

@@ -25,14 +25,7 @@ fn fingerprint(out: &str) -> String {
 }
 
 fn history_without_time(path: &std::path::Path) -> Vec<Vec<String>> {
-    let (h, rows) = history(path);
-    let t = h.iter().position(|c| c == "time_s").unwrap();
-    rows.into_iter()
-        .map(|mut r| {
-            r.remove(t);
-            r
-        })
-        .collect()
+    rows_without_time(path)
 }
 
 #[test]

@@ -85,3 +85,46 @@ pub fn column(path: &Path, name: &str) -> Vec<f64> {
     let i = h.iter().position(|c| c == name).expect("column exists");
     rows.iter().map(|r| r[i].parse().unwrap()).collect()
 }
+
+/// The history's rows without the wall-time column (which differs between runs).
+pub fn rows_without_time(path: &Path) -> Vec<Vec<String>> {
+    let (h, rows) = history(path);
+    let t = h.iter().position(|c| c == "time_s").unwrap();
+    rows.into_iter()
+        .map(|mut r| {
+            r.remove(t);
+            r
+        })
+        .collect()
+}
+
+/// `mpirun -n P <check binary> ARGS`: asserts success, the rank count and no failed check.
+pub fn mpirun_check(binary: &str, ranks: usize, args: &[&str], banner: &str) -> String {
+    let out = Command::new("mpirun")
+        .args(["--oversubscribe", "-n", &ranks.to_string(), binary])
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .output()
+        .expect("mpirun is installed (scripts/setup.sh installs OpenMPI)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?} on {ranks} ranks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A launcher that does not match the MPI library starts separate one-rank jobs.
+    assert!(
+        stdout.contains(&format!("{banner} on {ranks} ranks")),
+        "wrong rank count:\n{stdout}"
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    stdout
+}
+
+/// The first line of `out` that starts with `prefix`.
+pub fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(prefix))
+        .expect("line present")
+}

@@ -119,26 +119,7 @@ impl Basis {
     /// The non-zero basis functions at t: (first index i0 = μ − d, values B_{i0} … B_{i0+d}).
     /// Cox–de Boor, in the triangular form of Piegl & Tiller.
     pub fn eval(&self, t: f64) -> (usize, Vec<f64>) {
-        let d = self.degree;
-        let mu = self.span(t);
-        let k = &self.knots;
-        let mut n = vec![0.0; d + 1];
-        let mut left = vec![0.0; d + 1];
-        let mut right = vec![0.0; d + 1];
-        n[0] = 1.0;
-        for j in 1..=d {
-            left[j] = t - k[mu + 1 - j];
-            right[j] = k[mu + j] - t;
-            let mut saved = 0.0;
-            for r in 0..j {
-                let denom = right[r + 1] + left[j - r];
-                let temp = if denom == 0.0 { 0.0 } else { n[r] / denom };
-                n[r] = saved + right[r + 1] * temp;
-                saved = left[j - r] * temp;
-            }
-            n[j] = saved;
-        }
-        (mu - d, n)
+        self.eval_at_span(t, self.span(t))
     }
 
     /// Derivatives dB_i/dt of the non-zero basis functions at t: (i0, values).
