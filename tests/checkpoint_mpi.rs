@@ -176,7 +176,7 @@ fn periodic_checkpoints_keep_the_newest_and_h5dump_reads_them() {
 fn killing_the_process_during_checkpoint_writes_leaves_loadable_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for (k, delay_ms) in [700u64, 1100, 1500, 1900].into_iter().enumerate() {
+    for (k, delay_ms) in [1200u64, 1700, 2200, 2700].into_iter().enumerate() {
         let ck = format!("output.checkpoint_dir=k{k}");
         let mut child = std::process::Command::new(BIN)
             .args([
