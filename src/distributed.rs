@@ -294,7 +294,25 @@ struct Controls<'a> {
     width: usize,
 }
 
-impl Controls<'_> {
+impl<'a> Controls<'a> {
+    /// The controls of θ for a rank with this layout, partition and ghost copies (taking
+    /// the fields, not the `DistNet`, so the solvers can be borrowed mutably alongside).
+    fn new(
+        local: &'a [f64],
+        layout: &'a LocalLayout,
+        part: &Partition,
+        ghosts: &'a BTreeMap<usize, Vec<f64>>,
+        width: usize,
+    ) -> Self {
+        Controls {
+            local,
+            layout,
+            owned: part.owned_layers.clone(),
+            ghosts,
+            width,
+        }
+    }
+
     fn layer(&self, n: usize) -> &[f64] {
         if self.owned.contains(&n) {
             &self.local[self.layout.layer(n)]
@@ -680,13 +698,13 @@ impl<'c> DistNet<'c> {
     }
 
     fn controls<'a>(&'a self, theta: &'a [f64]) -> Controls<'a> {
-        Controls {
-            local: theta,
-            layout: &self.model_layout,
-            owned: self.part.owned_layers.clone(),
-            ghosts: &self.ghosts,
-            width: self.net.layout.shape.width,
-        }
+        Controls::new(
+            theta,
+            &self.model_layout,
+            &self.part,
+            &self.ghosts,
+            self.net.layout.shape.width,
+        )
     }
 
     /// Broadcasts values known on the last rank (the owner of U_N) to every rank.
@@ -710,13 +728,13 @@ impl<'c> DistNet<'c> {
         let sh = self.net.layout.shape;
         let mut app = ForwardApp {
             net: &self.net,
-            ctrl: Controls {
-                local: theta,
-                layout: &self.model_layout,
-                owned: self.part.owned_layers.clone(),
-                ghosts: &self.ghosts,
-                width: sh.width,
-            },
+            ctrl: Controls::new(
+                theta,
+                &self.model_layout,
+                &self.part,
+                &self.ghosts,
+                sh.width,
+            ),
             open: &theta[self.model_layout.opening.clone()],
             x,
             batch,
@@ -882,13 +900,7 @@ impl<'c> DistNet<'c> {
         let fstats = {
             let mut app = ForwardApp {
                 net: &self.net,
-                ctrl: Controls {
-                    local: theta,
-                    layout: &self.model_layout,
-                    owned: self.part.owned_layers.clone(),
-                    ghosts: &self.ghosts,
-                    width: w,
-                },
+                ctrl: Controls::new(theta, &self.model_layout, &self.part, &self.ghosts, w),
                 open: &theta[self.model_layout.opening.clone()],
                 x,
                 batch,
@@ -942,13 +954,7 @@ impl<'c> DistNet<'c> {
         let astats = {
             let mut app = AdjointApp {
                 net: &self.net,
-                ctrl: Controls {
-                    local: theta,
-                    layout: &self.model_layout,
-                    owned: self.part.owned_layers.clone(),
-                    ghosts: &self.ghosts,
-                    width: w,
-                },
+                ctrl: Controls::new(theta, &self.model_layout, &self.part, &self.ghosts, w),
                 forward: &self.forward,
                 lambda_final: &self.lambda_final,
                 batch,
@@ -1029,14 +1035,8 @@ impl<'c> DistNet<'c> {
             );
         }
         terms.extend(extra);
+        let ctrl = Controls::new(theta, &self.model_layout, &self.part, &self.ghosts, w);
         for n in self.part.owned_layers.clone().filter(|_| hidden_reg) {
-            let ctrl = Controls {
-                local: theta,
-                layout: &self.model_layout,
-                owned: self.part.owned_layers.clone(),
-                ghosts: &self.ghosts,
-                width: w,
-            };
             let prev = (n > 0).then(|| ctrl.layer(n - 1));
             let next = (n + 1 < nl).then(|| ctrl.layer(n + 1));
             let r = self.model_layout.layer(n);

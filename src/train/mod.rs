@@ -140,7 +140,7 @@ impl Outcome {
     }
 }
 
-type Emit<'e> = dyn FnMut(Row, &Snapshot) -> Result<()> + 'e;
+type Emit<'e> = dyn FnMut(&Snapshot) -> Result<()> + 'e;
 
 /// Trains this rank's part `theta` with the configured optimizer from `start`. Each
 /// finished row goes to `on_row` (on every rank) with a snapshot of the optimizer state,
@@ -156,38 +156,25 @@ pub fn train(
     mut on_row: impl FnMut(&Snapshot) -> Result<()>,
 ) -> Result<Outcome> {
     let mut rows = start.rows.clone();
-    let target = start.target_val_acc;
-    let mut reached = false;
-    let mut emit = |row: Row, snap: &Snapshot| -> Result<()> {
+    let mut emit = |snap: &Snapshot| -> Result<()> {
+        let row = snap.row;
         if !row.objective.is_finite() {
             bail!(
                 "the objective is not finite at iteration {} (try a smaller optimizer.learning_rate)",
                 row.iter
             );
         }
-        reached |= target.is_some_and(|t| row.val_acc >= t);
-        let s = Snapshot { row: &row, ..*snap };
-        on_row(&s)?;
-        reporter.row(&row);
-        rows.push(row);
+        on_row(snap)?;
+        reporter.row(row);
+        rows.push(row.clone());
         Ok(())
     };
     let mut outcome = match config.optimizer_kind()? {
-        OptimizerKind::Lbfgs => lbfgs(
-            config,
-            problem,
-            dist,
-            theta,
-            &start,
-            reporter,
-            &mut emit,
-            &|| false,
-        )?,
+        OptimizerKind::Lbfgs => lbfgs(config, problem, dist, theta, &start, reporter, &mut emit)?,
         OptimizerKind::Adam | OptimizerKind::Sgd => {
             stochastic(config, problem, dist, theta, &start, &mut emit)?
         }
     };
-    let _ = reached;
     outcome.rows = rows;
     Ok(outcome)
 }
@@ -207,7 +194,6 @@ fn lbfgs(
     start: &Start,
     reporter: &Reporter,
     emit: &mut Emit,
-    _stop: &dyn Fn() -> bool,
 ) -> Result<Outcome> {
     let o = &config.optimizer;
     let armijo = Armijo {
@@ -267,7 +253,7 @@ fn lbfgs(
             sgd: None,
             batcher: None,
         };
-        emit(r.clone(), &snap)?;
+        emit(&snap)?;
     }
     for iter in start.iteration + 1..=o.max_iter {
         if target.is_some_and(|t| last_val >= t) {
@@ -328,7 +314,7 @@ fn lbfgs(
             sgd: None,
             batcher: None,
         };
-        emit(r.clone(), &snap)?;
+        emit(&snap)?;
     }
     Ok(done(
         theta,
@@ -428,7 +414,7 @@ fn stochastic(
             sgd: (!is_adam).then_some(&sgd),
             batcher: Some(&batcher),
         };
-        emit(r0.clone(), &snap)?;
+        emit(&snap)?;
     }
     for epoch in start.iteration + 1..=o.max_iter {
         if target.is_some_and(|t| last_val >= t) {
@@ -462,7 +448,7 @@ fn stochastic(
             sgd: (!is_adam).then_some(&sgd),
             batcher: Some(&batcher),
         };
-        emit(r.clone(), &snap)?;
+        emit(&snap)?;
         if gnorm <= o.gtol {
             let msg = format!("mean gradient norm below optimizer.gtol = {:e}", o.gtol);
             return Ok(finish(theta, adam, sgd, batcher, msg));
