@@ -13,6 +13,7 @@ use crate::train::report::{format_row, Reporter};
 use crate::train::{train, Problem, Start};
 use anyhow::{bail, Context, Result};
 use checkpoint::Checkpoint;
+use mpi::collective::CommunicatorCollectives;
 use mgrit::MpiComm;
 use std::path::{Path, PathBuf};
 
@@ -351,6 +352,9 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
                     prune(&ckpt_dir, &prefix, cfg.output.keep_last);
                 }
                 if stop {
+                    // No rank leaves before the checkpoint is on disk: a launcher ends the
+                    // whole job when the first rank exits with a non-zero status.
+                    par.world().barrier();
                     return Err(crate::signals::Interrupted {
                         iteration: snap.row.iter,
                         checkpoint: path,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway single-node Slurm on loopback for tests: munged, slurmctld and slurmd with all
 # configuration, state and logs under DIR (nothing in /etc), more CPUs declared than the
-# machine has so that 4-rank jobs fit, no accounting.
+# machine has so that 4-rank jobs fit, no accounting. A requeued job may start again after
+# cred_expire seconds (Slurm's default is 120; here 10): starting it sooner is refused by
+# slurmd ("Job credential revoked") while the first run's credential is still revoked.
 #   cluster.sh start DIR    -> prints "export SLURM_CONF=…" once the node is idle
 #   cluster.sh stop DIR     -> stops every daemon it started
 set -euo pipefail
@@ -23,7 +25,7 @@ SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 AuthType=auth/munge
-AuthInfo=socket=$DIR/munge/socket
+AuthInfo=socket=$DIR/munge/socket,cred_expire=10
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
