@@ -13,3 +13,12 @@ pub mod model;
 pub mod parallel;
 pub mod signals;
 pub mod train;
+
+/// Writes `error: MESSAGE` as one line to stderr in a single `write` call, so that under
+/// `mpirun` (which forwards each rank's stderr) the line is never interleaved with the
+/// launcher's own messages. Newlines inside the message become spaces.
+pub fn print_error_line(message: &str) {
+    use std::io::Write;
+    let line = format!("error: {}\n", message.replace('\n', " "));
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}

@@ -112,7 +112,7 @@ enum DataCommand {
 
 fn report(e: &anyhow::Error) {
     if e.downcast_ref::<AlreadyReported>().is_none() {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        layerpar::print_error_line(&format!("{e:#}"));
     }
 }
 
@@ -128,23 +128,26 @@ fn with_mpi(command: impl FnOnce(&Parallel) -> anyhow::Result<()>) -> ExitCode {
         }
     };
     let r = command(&par);
-    let root = par.is_root();
-    drop(par);
-    match r {
+    // Rank 0 speaks before MPI is finalized: finalizing waits for every rank, so no rank can
+    // exit (and make the launcher end the job) before the message is out.
+    let code = match &r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(i) = e.downcast_ref::<layerpar::signals::Interrupted>() {
-                if root {
+                if par.is_root() {
                     eprintln!("{i}");
                 }
-                return ExitCode::from(layerpar::signals::REQUEUE_EXIT_CODE);
+                ExitCode::from(layerpar::signals::REQUEUE_EXIT_CODE)
+            } else {
+                if par.is_root() {
+                    report(e);
+                }
+                ExitCode::FAILURE
             }
-            if root {
-                report(&e);
-            }
-            ExitCode::FAILURE
         }
-    }
+    };
+    drop(par);
+    code
 }
 
 fn main() -> ExitCode {

@@ -48,7 +48,7 @@ pub fn agree<T>(par: &Parallel, result: anyhow::Result<T>) -> anyhow::Result<T> 
                 Err(e)
             } else {
                 if root_failed == 0 {
-                    eprintln!("error (rank {}): {e:#}", par.rank());
+                    crate::print_error_line(&format!("(rank {}) {e:#}", par.rank()));
                 }
                 Err(AlreadyReported.into())
             }

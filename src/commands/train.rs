@@ -13,8 +13,8 @@ use crate::train::report::{format_row, Reporter};
 use crate::train::{train, Problem, Start};
 use anyhow::{bail, Context, Result};
 use checkpoint::Checkpoint;
-use mpi::collective::CommunicatorCollectives;
 use mgrit::MpiComm;
+use mpi::collective::CommunicatorCollectives;
 use std::path::{Path, PathBuf};
 
 pub struct TrainArgs {
@@ -105,7 +105,7 @@ fn write_or_abort(par: &Parallel, path: &Path, ckpt: &Checkpoint) -> Result<()> 
     }
     if let Err(e) = checkpoint::write(path, ckpt) {
         if par.size() > 1 {
-            eprintln!("error: {e}");
+            crate::print_error_line(&e.to_string());
             par.abort(1);
         }
         return Err(e.into());
@@ -335,7 +335,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             if let Some(w) = writer.as_mut() {
                 if let Err(e) = w.push(snap.row) {
                     if par.size() > 1 {
-                        eprintln!("error: {e:#}");
+                        crate::print_error_line(&format!("{e:#}"));
                         par.abort(1);
                     }
                     return Err(e);
