@@ -1,5 +1,5 @@
 //! One dense hidden layer: forward Euler step plus its adjoint with parameter gradients,
-//! for widths 8, 64, 256, 512 and batch 1024. Throughput is reported in FLOP (8 w² B per
+//! for widths 4, 8, 16, 64, 256, 512 and batch 1024. Throughput is reported in FLOP (8 w² B per
 //! step and adjoint), so criterion's "elem/s" reads as FLOP/s; a GFLOP/s line is printed too.
 //!
 //! `layer` is the library kernel; `gemm` is the same step written out as four GEMMs, a
@@ -162,7 +162,7 @@ fn best_time(mut f: impl FnMut(), reps: usize) -> f64 {
 fn bench(c: &mut Criterion) {
     let batch = 1024;
     let mut group = c.benchmark_group("dense_step_forward_adjoint");
-    for width in [8usize, 64, 256, 512] {
+    for width in [4usize, 8, 16, 64, 256, 512] {
         let flops = step_flops(width, batch);
         let reps = (2e8 / flops).clamp(2.0, 2000.0) as usize;
         let mut case = Case::new(width, batch);

@@ -9,6 +9,7 @@
 //! state U is w × B and a dense step is one GEMM.
 
 pub mod activation;
+pub mod fused;
 pub mod layer;
 pub mod layout;
 pub mod linalg;

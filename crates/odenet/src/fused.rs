@@ -1,0 +1,410 @@
+//! Fused one-pass kernels for narrow layers (w = 4, 8 or 16) on x86-64 with AVX2 and FMA.
+//!
+//! For a narrow layer the step is memory-bound: a GEMM packs U, writes Z = K U + b 1ᵀ, and an
+//! elementwise pass reads Z and U again. These kernels keep K (and Kᵀ) in registers and treat
+//! one example (one column u_j of the w × B state, contiguous in memory) at a time:
+//!
+//! - forward:  z_j = b + Σ_l K(:, l) u_j(l),  u⁺_j = u_j + h σ(z_j);
+//! - adjoint:  s_j = σ'(z_j) ⊙ (h λ⁺_j),  λ_j = λ⁺_j + Σ_r Kᵀ(:, r) s_j(r);
+//! - gradient: ∂J/∂K += Σ_j s_j u_jᵀ and ∂J/∂b += Σ_j s_j, summed over j in order in local
+//!   accumulators and added to the output once.
+//!
+//! Every sum is taken in a fixed order with fused multiply-adds, so a column gives the same bits
+//! wherever it is computed. [`crate::layer`] calls these when [`supported`] says so.
+
+use crate::activation::SMOOTH_RELU_ETA;
+use crate::Activation;
+
+/// An activation as a type, so that each kernel is compiled for one σ.
+trait Sigma {
+    const ACT: Activation;
+}
+struct Tanh;
+struct Relu;
+struct SmoothRelu;
+impl Sigma for Tanh {
+    const ACT: Activation = Activation::Tanh;
+}
+impl Sigma for Relu {
+    const ACT: Activation = Activation::Relu;
+}
+impl Sigma for SmoothRelu {
+    const ACT: Activation = Activation::SmoothRelu;
+}
+
+/// Widths with a fused kernel.
+const WIDTHS: [usize; 3] = [4, 8, 16];
+
+/// Whether the fused kernels serve this width on this machine.
+#[inline]
+pub fn supported(width: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        WIDTHS.contains(&width)
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = width;
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! AVX2 + FMA: a column of W values is NV = W/4 vectors of four doubles.
+    use super::{Activation, Sigma, SMOOTH_RELU_ETA};
+    use std::arch::x86_64::*;
+
+    /// σ on four lanes; the same operations, in the same order, as [`Activation::value`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn value<S: Sigma>(x: __m256d) -> __m256d {
+        match S::ACT {
+            Activation::Relu => _mm256_max_pd(x, _mm256_setzero_pd()),
+            Activation::SmoothRelu => {
+                let eta = _mm256_set1_pd(SMOOTH_RELU_ETA);
+                let t = _mm256_add_pd(_mm256_max_pd(x, _mm256_set1_pd(-SMOOTH_RELU_ETA)), eta);
+                let quad =
+                    _mm256_mul_pd(_mm256_mul_pd(t, t), _mm256_set1_pd(0.25 / SMOOTH_RELU_ETA));
+                _mm256_blendv_pd(quad, x, _mm256_cmp_pd::<_CMP_GE_OQ>(x, eta))
+            }
+            Activation::Tanh => lanes(x, |v| Activation::Tanh.value(v)),
+        }
+    }
+
+    /// σ' on four lanes; the same operations as [`Activation::derivative`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn derivative<S: Sigma>(x: __m256d) -> __m256d {
+        match S::ACT {
+            Activation::Relu => _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GT_OQ>(x, _mm256_setzero_pd()),
+                _mm256_set1_pd(1.0),
+            ),
+            Activation::SmoothRelu => {
+                let eta = _mm256_set1_pd(SMOOTH_RELU_ETA);
+                let t = _mm256_add_pd(_mm256_max_pd(x, _mm256_set1_pd(-SMOOTH_RELU_ETA)), eta);
+                let lin = _mm256_mul_pd(t, _mm256_set1_pd(0.5 / SMOOTH_RELU_ETA));
+                _mm256_blendv_pd(
+                    lin,
+                    _mm256_set1_pd(1.0),
+                    _mm256_cmp_pd::<_CMP_GE_OQ>(x, eta),
+                )
+            }
+            Activation::Tanh => lanes(x, |v| Activation::Tanh.derivative(v)),
+        }
+    }
+
+    /// A scalar function applied lane by lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn lanes(x: __m256d, f: impl Fn(f64) -> f64) -> __m256d {
+        let mut a = [0.0; 4];
+        // SAFETY: `a` holds four doubles.
+        unsafe { _mm256_storeu_pd(a.as_mut_ptr(), x) };
+        for v in &mut a {
+            *v = f(*v);
+        }
+        // SAFETY: as above.
+        unsafe { _mm256_loadu_pd(a.as_ptr()) }
+    }
+
+    /// Loads `NV` vectors from `p[0..4 NV]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load<const NV: usize>(p: &[f64]) -> [__m256d; NV] {
+        assert!(p.len() >= 4 * NV);
+        // SAFETY: the assertion bounds every four-double read.
+        std::array::from_fn(|v| unsafe { _mm256_loadu_pd(p.as_ptr().add(4 * v)) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn store<const NV: usize>(p: &mut [f64], x: &[__m256d; NV]) {
+        assert!(p.len() >= 4 * NV);
+        for (v, xv) in x.iter().enumerate() {
+            // SAFETY: bounded by the assertion.
+            unsafe { _mm256_storeu_pd(p.as_mut_ptr().add(4 * v), *xv) };
+        }
+    }
+
+    /// K (column-major W × W) as W columns of NV vectors, and Kᵀ likewise.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn matrix<const W: usize, const NV: usize>(k: &[f64], transpose: bool) -> [[__m256d; NV]; W] {
+        assert!(W == 4 * NV && k.len() >= W * W);
+        let mut col = [0.0; W];
+        std::array::from_fn(|l| {
+            for (i, c) in col.iter_mut().enumerate() {
+                *c = if transpose {
+                    k[l + i * W]
+                } else {
+                    k[i + l * W]
+                };
+            }
+            load::<NV>(&col)
+        })
+    }
+
+    /// z = b + Σ_l K(:, l) u(l), accumulated in l order with fused multiply-adds.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn pre_activation<const W: usize, const NV: usize>(
+        k: &[[__m256d; NV]; W],
+        b: &[__m256d; NV],
+        u: &[f64],
+    ) -> [__m256d; NV] {
+        let mut z = *b;
+        for (col, &ul) in k.iter().zip(u) {
+            let ul = _mm256_set1_pd(ul);
+            for (zv, kv) in z.iter_mut().zip(col) {
+                *zv = _mm256_fmadd_pd(*kv, ul, *zv);
+            }
+        }
+        z
+    }
+
+    /// s = (σ'(K u + b) · h) ⊙ λ⁺ for one column.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sensitivity<const W: usize, const NV: usize, S: Sigma>(
+        k: &[[__m256d; NV]; W],
+        b: &[__m256d; NV],
+        h: __m256d,
+        u: &[f64],
+        lam_next: &[f64],
+    ) -> [__m256d; NV] {
+        let z = pre_activation(k, b, u);
+        let l = load::<NV>(lam_next);
+        std::array::from_fn(|v| _mm256_mul_pd(_mm256_mul_pd(derivative::<S>(z[v]), h), l[v]))
+    }
+
+    /// gk += s uᵀ, gb += s (local accumulators).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn accumulate<const W: usize, const NV: usize>(
+        gk: &mut [[__m256d; NV]; W],
+        gb: &mut [__m256d; NV],
+        s: &[__m256d; NV],
+        u: &[f64],
+    ) {
+        for (gcol, &ul) in gk.iter_mut().zip(u) {
+            let ul = _mm256_set1_pd(ul);
+            for (g, sv) in gcol.iter_mut().zip(s) {
+                *g = _mm256_fmadd_pd(*sv, ul, *g);
+            }
+        }
+        for (g, sv) in gb.iter_mut().zip(s) {
+            *g = _mm256_add_pd(*g, *sv);
+        }
+    }
+
+    /// Adds the accumulators into the caller's gradient blocks.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn flush<const W: usize, const NV: usize>(
+        gk: &[[__m256d; NV]; W],
+        gb: &[__m256d; NV],
+        gk_out: &mut [f64],
+        gb_out: &mut [f64],
+    ) {
+        for (l, gcol) in gk.iter().enumerate() {
+            let out = &mut gk_out[l * W..(l + 1) * W];
+            let cur = load::<NV>(out);
+            store::<NV>(
+                out,
+                &std::array::from_fn(|v| _mm256_add_pd(cur[v], gcol[v])),
+            );
+        }
+        let cur = load::<NV>(gb_out);
+        store::<NV>(
+            gb_out,
+            &std::array::from_fn(|v| _mm256_add_pd(cur[v], gb[v])),
+        );
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn forward<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &[f64],
+        u_next: &mut [f64],
+    ) {
+        let (kc, bv, hv) = (matrix::<W, NV>(k, false), load::<NV>(b), _mm256_set1_pd(h));
+        for (un, uj) in u_next.chunks_exact_mut(W).zip(u.chunks_exact(W)) {
+            let z = pre_activation(&kc, &bv, uj);
+            let x = load::<NV>(uj);
+            store::<NV>(
+                un,
+                &std::array::from_fn(|v| _mm256_fmadd_pd(hv, value::<S>(z[v]), x[v])),
+            );
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn forward_in_place<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &mut [f64],
+    ) {
+        let (kc, bv, hv) = (matrix::<W, NV>(k, false), load::<NV>(b), _mm256_set1_pd(h));
+        for uj in u.chunks_exact_mut(W) {
+            let z = pre_activation(&kc, &bv, uj);
+            let x = load::<NV>(uj);
+            store::<NV>(
+                uj,
+                &std::array::from_fn(|v| _mm256_fmadd_pd(hv, value::<S>(z[v]), x[v])),
+            );
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn adjoint<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &[f64],
+        lam: &mut [f64],
+        grad: Option<(&mut [f64], &mut [f64])>,
+    ) {
+        let (kc, kt) = (matrix::<W, NV>(k, false), matrix::<W, NV>(k, true));
+        let (bv, hv) = (load::<NV>(b), _mm256_set1_pd(h));
+        let zero = _mm256_setzero_pd();
+        let (mut gk, mut gb) = ([[zero; NV]; W], [zero; NV]);
+        let with_grad = grad.is_some();
+        let mut sa = [0.0; W];
+        for (lj, uj) in lam.chunks_exact_mut(W).zip(u.chunks_exact(W)) {
+            let s = sensitivity::<W, NV, S>(&kc, &bv, hv, uj, lj);
+            if with_grad {
+                accumulate(&mut gk, &mut gb, &s, uj);
+            }
+            // λ = λ⁺ + Σ_r Kᵀ(:, r) s(r)
+            store(&mut sa, &s);
+            let mut out = load::<NV>(lj);
+            for (col, &sr) in kt.iter().zip(&sa) {
+                let sr = _mm256_set1_pd(sr);
+                for (o, kv) in out.iter_mut().zip(col) {
+                    *o = _mm256_fmadd_pd(*kv, sr, *o);
+                }
+            }
+            store(lj, &out);
+        }
+        if let Some((gk_out, gb_out)) = grad {
+            flush(&gk, &gb, gk_out, gb_out);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn gradient<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &[f64],
+        lam_next: &[f64],
+        gk_out: &mut [f64],
+        gb_out: &mut [f64],
+    ) {
+        let (kc, bv, hv) = (matrix::<W, NV>(k, false), load::<NV>(b), _mm256_set1_pd(h));
+        let zero = _mm256_setzero_pd();
+        let (mut gk, mut gb) = ([[zero; NV]; W], [zero; NV]);
+        for (lj, uj) in lam_next.chunks_exact(W).zip(u.chunks_exact(W)) {
+            let s = sensitivity::<W, NV, S>(&kc, &bv, hv, uj, lj);
+            accumulate(&mut gk, &mut gb, &s, uj);
+        }
+        flush(&gk, &gb, gk_out, gb_out);
+    }
+}
+
+/// Calls `$f::<W, S>(args)` for the runtime width and activation.
+#[cfg(target_arch = "x86_64")]
+macro_rules! dispatch {
+    ($width:expr, $act:expr, $f:ident($($arg:expr),*)) => {{
+        macro_rules! with_sigma {
+            ($w:literal) => {
+                // SAFETY: `supported` checked that the CPU has AVX2 and FMA.
+                unsafe {
+                    match $act {
+                        Activation::Tanh => x86::$f::<$w, { $w / 4 }, Tanh>($($arg),*),
+                        Activation::Relu => x86::$f::<$w, { $w / 4 }, Relu>($($arg),*),
+                        Activation::SmoothRelu => x86::$f::<$w, { $w / 4 }, SmoothRelu>($($arg),*),
+                    }
+                }
+            };
+        }
+        match $width {
+            4 => with_sigma!(4),
+            8 => with_sigma!(8),
+            16 => with_sigma!(16),
+            w => unreachable!("no fused kernel for width {w}"),
+        }
+    }};
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! dispatch {
+    ($width:expr, $act:expr, $f:ident($($arg:expr),*)) => {{
+        let _ = ($width, $act, $($arg),*);
+        unreachable!("no fused kernels on this architecture")
+    }};
+}
+
+/// U⁺ = U + h σ(K U + b 1ᵀ) (requires [`supported`]`(width)`).
+pub fn forward(
+    act: Activation,
+    h: f64,
+    width: usize,
+    k: &[f64],
+    b: &[f64],
+    u: &[f64],
+    u_next: &mut [f64],
+) {
+    dispatch!(width, act, forward(h, k, b, u, u_next))
+}
+
+/// U ← U + h σ(K U + b 1ᵀ) (requires [`supported`]`(width)`).
+pub fn forward_in_place(
+    act: Activation,
+    h: f64,
+    width: usize,
+    k: &[f64],
+    b: &[f64],
+    u: &mut [f64],
+) {
+    dispatch!(width, act, forward_in_place(h, k, b, u))
+}
+
+/// λ ← λ + Kᵀ S with S = σ'(K U + b 1ᵀ) ⊙ (h λ), and ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 when `grad`
+/// is given (requires [`supported`]`(width)`).
+#[allow(clippy::too_many_arguments)]
+pub fn adjoint(
+    act: Activation,
+    h: f64,
+    width: usize,
+    k: &[f64],
+    b: &[f64],
+    u: &[f64],
+    lam: &mut [f64],
+    grad: Option<(&mut [f64], &mut [f64])>,
+) {
+    dispatch!(width, act, adjoint(h, k, b, u, lam, grad))
+}
+
+/// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 with S = σ'(K U + b 1ᵀ) ⊙ (h λ⁺); the same bits as the
+/// gradient of [`adjoint`] (requires [`supported`]`(width)`).
+#[allow(clippy::too_many_arguments)]
+pub fn gradient(
+    act: Activation,
+    h: f64,
+    width: usize,
+    k: &[f64],
+    b: &[f64],
+    u: &[f64],
+    lam_next: &[f64],
+    gk: &mut [f64],
+    gb: &mut [f64],
+) {
+    dispatch!(width, act, gradient(h, k, b, u, lam_next, gk, gb))
+}
