@@ -15,7 +15,7 @@
 //! number of ranks.
 
 use mgrit::{App, Comm, Distribution, MpiComm, Options, Solver, StepInfo};
-use odenet::layer::{step_adjoint, step_forward_in_place, step_gradient};
+use odenet::layer::{step_adjoint, step_adjoint_from, step_forward_in_place, step_gradient};
 use odenet::linalg::{add_row_sums, dot, gemm};
 use odenet::loss::loss_sum;
 use odenet::network::ordered_sum;
@@ -413,33 +413,38 @@ struct AdjointApp<'a> {
     grad: Option<(&'a mut [f64], &'a LocalLayout)>,
 }
 
-impl App for AdjointApp<'_> {
-    type State = Vec<f64>;
-
-    fn step(&mut self, lam: &mut Vec<f64>, info: &StepInfo) {
+impl AdjointApp<'_> {
+    /// The adjoint step of `info` into `lam`: in place, or from `lam_next` when given.
+    fn adjoint_step(&mut self, lam_next: Option<&[f64]>, lam: &mut [f64], info: &StepInfo) {
         let a = info.to;
         let (k, b) = self.ctrl.kb(a);
         let u = self
             .forward
             .state(a)
             .expect("the forward state of an adjoint step is local");
-        let w = self.ctrl.width;
+        let (act, w) = (self.net.activation, self.ctrl.width);
         let g = match (&mut self.grad, info.level) {
             (Some((g, layout)), 0) => Some(g[layout.layer(a)].split_at_mut(w * w)),
             _ => None,
         };
-        step_adjoint(
-            self.net.activation,
-            info.dt,
-            w,
-            k,
-            b,
-            u,
-            lam,
-            &mut self.z,
-            &mut self.s,
-            g,
-        );
+        let (z, s) = (&mut self.z, &mut self.s);
+        match lam_next {
+            None => step_adjoint(act, info.dt, w, k, b, u, lam, z, s, g),
+            Some(next) => step_adjoint_from(act, info.dt, w, k, b, u, next, lam, z, s, g),
+        }
+    }
+}
+
+impl App for AdjointApp<'_> {
+    type State = Vec<f64>;
+
+    fn step(&mut self, lam: &mut Vec<f64>, info: &StepInfo) {
+        self.adjoint_step(None, lam, info);
+    }
+
+    fn step_from(&mut self, lam_next: &Vec<f64>, lam: &mut Vec<f64>, info: &StepInfo) {
+        lam.resize(lam_next.len(), 0.0);
+        self.adjoint_step(Some(lam_next), lam, info);
     }
 
     fn init(&mut self, index: usize) -> Vec<f64> {

@@ -262,6 +262,37 @@ mod x86 {
         }
     }
 
+    /// One column of the adjoint step: returns λ_j = λ⁺_j + Σ_r Kᵀ(:, r) s(r) and, with
+    /// `with_grad`, adds s uᵀ and s to the accumulators.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn adjoint_column<const W: usize, const NV: usize, S: Sigma>(
+        kc: &[[__m256d; NV]; W],
+        kt: &[[__m256d; NV]; W],
+        bv: &[__m256d; NV],
+        hv: __m256d,
+        uj: &[f64],
+        lam_next: &[f64],
+        acc: Option<(&mut [[__m256d; NV]; W], &mut [__m256d; NV])>,
+    ) -> [__m256d; NV] {
+        let s = sensitivity::<W, NV, S>(kc, bv, hv, uj, lam_next);
+        if let Some((gk, gb)) = acc {
+            accumulate(gk, gb, &s, uj);
+        }
+        let mut sa = [0.0; W];
+        store::<NV>(&mut sa, &s);
+        let mut out = load::<NV>(lam_next);
+        for (col, &sr) in kt.iter().zip(&sa) {
+            let sr = _mm256_set1_pd(sr);
+            for (o, kv) in out.iter_mut().zip(col) {
+                *o = _mm256_fmadd_pd(*kv, sr, *o);
+            }
+        }
+        out
+    }
+
+    /// The adjoint step in place: λ⁺ is read from and λ written to `lam`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn adjoint<const W: usize, const NV: usize, S: Sigma>(
         h: f64,
@@ -276,22 +307,38 @@ mod x86 {
         let zero = _mm256_setzero_pd();
         let (mut gk, mut gb) = ([[zero; NV]; W], [zero; NV]);
         let with_grad = grad.is_some();
-        let mut sa = [0.0; W];
         for (lj, uj) in lam.chunks_exact_mut(W).zip(u.chunks_exact(W)) {
-            let s = sensitivity::<W, NV, S>(&kc, &bv, hv, uj, lj);
-            if with_grad {
-                accumulate(&mut gk, &mut gb, &s, uj);
-            }
-            // λ = λ⁺ + Σ_r Kᵀ(:, r) s(r)
-            store(&mut sa, &s);
-            let mut out = load::<NV>(lj);
-            for (col, &sr) in kt.iter().zip(&sa) {
-                let sr = _mm256_set1_pd(sr);
-                for (o, kv) in out.iter_mut().zip(col) {
-                    *o = _mm256_fmadd_pd(*kv, sr, *o);
-                }
-            }
-            store(lj, &out);
+            let acc = with_grad.then_some((&mut gk, &mut gb));
+            let out = adjoint_column::<W, NV, S>(&kc, &kt, &bv, hv, uj, lj, acc);
+            store::<NV>(lj, &out);
+        }
+        if let Some((gk_out, gb_out)) = grad {
+            flush(&gk, &gb, gk_out, gb_out);
+        }
+    }
+
+    /// The adjoint step out of place: λ⁺ from `lam_next`, λ into `lam_out`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn adjoint_from<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &[f64],
+        lam_next: &[f64],
+        lam_out: &mut [f64],
+        grad: Option<(&mut [f64], &mut [f64])>,
+    ) {
+        let (kc, kt) = (matrix::<W, NV>(k, false), matrix::<W, NV>(k, true));
+        let (bv, hv) = (load::<NV>(b), _mm256_set1_pd(h));
+        let zero = _mm256_setzero_pd();
+        let (mut gk, mut gb) = ([[zero; NV]; W], [zero; NV]);
+        let with_grad = grad.is_some();
+        let cols = lam_next.chunks_exact(W).zip(u.chunks_exact(W));
+        for (oj, (lj, uj)) in lam_out.chunks_exact_mut(W).zip(cols) {
+            let acc = with_grad.then_some((&mut gk, &mut gb));
+            let out = adjoint_column::<W, NV, S>(&kc, &kt, &bv, hv, uj, lj, acc);
+            store::<NV>(oj, &out);
         }
         if let Some((gk_out, gb_out)) = grad {
             flush(&gk, &gb, gk_out, gb_out);
@@ -390,6 +437,27 @@ pub fn adjoint(
     grad: Option<(&mut [f64], &mut [f64])>,
 ) {
     dispatch!(width, act, adjoint(h, k, b, u, lam, grad))
+}
+
+/// The adjoint step out of place: λ = λ⁺ + Kᵀ S from `lam_next` into `lam_out`, the same bits
+/// as [`adjoint`] (requires [`supported`]`(width)`).
+#[allow(clippy::too_many_arguments)]
+pub fn adjoint_from(
+    act: Activation,
+    h: f64,
+    width: usize,
+    k: &[f64],
+    b: &[f64],
+    u: &[f64],
+    lam_next: &[f64],
+    lam_out: &mut [f64],
+    grad: Option<(&mut [f64], &mut [f64])>,
+) {
+    dispatch!(
+        width,
+        act,
+        adjoint_from(h, k, b, u, lam_next, lam_out, grad)
+    )
 }
 
 /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 with S = σ'(K U + b 1ᵀ) ⊙ (h λ⁺); the same bits as the

@@ -99,6 +99,30 @@ pub fn step_adjoint(
     gemm(width, width, batch, 1.0, k, true, s, false, 1.0, lam);
 }
 
+/// The adjoint step of [`step_adjoint`] out of place: λ = λ⁺ + Kᵀ S with λ⁺ read from
+/// `lam_next` and λ written to `lam_out`; the same bits as the in-place step.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn step_adjoint_from(
+    act: Activation,
+    h: f64,
+    width: usize,
+    k: &[f64],
+    b: &[f64],
+    u: &[f64],
+    lam_next: &[f64],
+    lam_out: &mut [f64],
+    z: &mut [f64],
+    s: &mut [f64],
+    grad: Option<(&mut [f64], &mut [f64])>,
+) {
+    if fused::supported(width) {
+        return fused::adjoint_from(act, h, width, k, b, u, lam_next, lam_out, grad);
+    }
+    lam_out.copy_from_slice(lam_next);
+    step_adjoint(act, h, width, k, b, u, lam_out, z, s, grad);
+}
+
 /// The parameter gradient of one step without the adjoint update:
 /// S = σ'(K U + b 1ᵀ) ⊙ (h Λ⁺), ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 (`z`, `s` are w × B scratch).
 /// Gives the same bits as the gradient part of [`step_adjoint`].
@@ -258,6 +282,23 @@ mod tests {
                 );
                 assert_eq!(gk, gk2);
                 assert_eq!(gb, gb2);
+                let mut lam3 = vec![0.0; width * batch];
+                let (mut gk3, mut gb3) = (vec![0.0; width * width], vec![0.0; width]);
+                step_adjoint_from(
+                    act,
+                    h,
+                    width,
+                    &k,
+                    &b,
+                    &u,
+                    &lam0,
+                    &mut lam3,
+                    &mut scratch,
+                    &mut s,
+                    Some((&mut gk3, &mut gb3)),
+                );
+                assert_eq!(lam3, lam, "out-of-place adjoint w={width} {act}");
+                assert_eq!((gk3, gb3), (gk, gb));
             }
         }
     }
