@@ -41,7 +41,9 @@ fn coarse_solve<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut Level<
     ctx.comm.wait_sends();
 }
 
-/// u^l_{I·cf} += u^{l+1}_I − v_I at every owned C-point.
+/// The coarse-grid correction at every owned C-point: u^l_{I·cf} += u^{l+1}_I − v_I. Since
+/// v_I is the injected u^l_{I·cf} and the coarse cycle leaves level l untouched, this is
+/// u^l_{I·cf} ← u^{l+1}_I, which is what is computed (one copy instead of two passes).
 fn correct<A: App, C: Comm>(
     ctx: &mut Ctx<A, C>,
     fine: &mut Level<A::State>,
@@ -50,8 +52,7 @@ fn correct<A: App, C: Comm>(
     let cf = fine.shape.cf;
     for (k, i) in coarse.range.clone().enumerate() {
         let f = fine.at(i * cf);
-        ctx.app.sum(1.0, &coarse.u[k], 1.0, &mut fine.u[f]);
-        ctx.app.sum(-1.0, &coarse.v[k], 1.0, &mut fine.u[f]);
+        ctx.app.copy(&coarse.u[k], &mut fine.u[f]);
     }
 }
 

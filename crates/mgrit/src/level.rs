@@ -6,8 +6,8 @@ use crate::grid::LevelShape;
 use crate::{App, Options, Stats, StepInfo};
 use std::ops::Range;
 
-/// This rank's points of a level: values u, right-hand side g (coarse levels only; level 0 has
-/// g_i = 0 for i ≥ 1), and the restricted values v the coarse correction is measured from.
+/// This rank's points of a level: values u and right-hand side g (coarse levels only; level 0
+/// has g_i = 0 for i ≥ 1).
 pub(crate) struct Level<S> {
     pub shape: LevelShape,
     /// Owned points of this level.
@@ -17,7 +17,6 @@ pub(crate) struct Level<S> {
     pub right: Option<usize>,
     pub u: Vec<S>,
     pub g: Option<Vec<S>>,
-    pub v: Vec<S>,
     /// Scratch states, kept between iterations so that cycles do not allocate.
     pub scratch: Vec<S>,
 }
@@ -41,7 +40,6 @@ impl<S> Level<S> {
             right,
             u: Vec::new(),
             g: None,
-            v: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -116,17 +114,6 @@ impl<A: App, C: Comm> Ctx<'_, A, C> {
     pub fn recv_state(&self, from: usize, tag: i32) -> A::State {
         let buf = self.comm.recv(from, tag);
         self.app.unpack(&buf)
-    }
-
-    /// Makes `dst` a copy of `src`, reusing dst's storage when it has the right length.
-    pub fn assign_all(&self, src: &[A::State], dst: &mut Vec<A::State>) {
-        if dst.len() == src.len() {
-            for (d, s) in dst.iter_mut().zip(src) {
-                self.app.copy(s, d);
-            }
-        } else {
-            *dst = src.to_vec();
-        }
     }
 
     /// u_i ← Φ^l_i(u_{i−1}) + g_i for an owned point i, with u_{i−1} from `prev` when the

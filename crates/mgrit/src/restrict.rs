@@ -3,6 +3,10 @@
 //!
 //!   v_I = u_{I·cf},   r_I = g_{I·cf} − (u_{I·cf} − Φ^l(u_{I·cf−1})),
 //!   g^{l+1}_I = r_I + v_I − Φ^{l+1}_I(v_{I−1})  (g^{l+1}_0 = v_0),   u^{l+1} = v.
+//!
+//! v is not stored apart: it is u^{l+1} until the coarse level is solved, and it stays equal
+//! to the fine C-point values, which nothing changes before the correction (see
+//! `cycle::correct`).
 
 use crate::comm::Comm;
 use crate::level::{tag, Ctx, Level, Phase};
@@ -21,28 +25,26 @@ pub(crate) fn restrict<A: App, C: Comm>(
     injection_only: bool,
 ) -> Vec<f64> {
     let cf = fine.shape.cf;
-    // v_I = u_{I·cf}: injection into the coarse level's storage.
+    // u^{l+1}_I = v_I = u_{I·cf}: injection into the coarse level's storage.
     {
         let count = coarse.range.len();
         let start = coarse.range.start;
-        if coarse.v.len() != count {
-            coarse.v = (0..count)
+        if coarse.u.len() != count {
+            coarse.u = (0..count)
                 .map(|k| fine.u[fine.at((start + k) * cf)].clone())
                 .collect();
         } else {
             for k in 0..count {
                 ctx.app
-                    .copy(&fine.u[fine.at((start + k) * cf)], &mut coarse.v[k]);
+                    .copy(&fine.u[fine.at((start + k) * cf)], &mut coarse.u[k]);
             }
         }
     }
-    let v = std::mem::take(&mut coarse.v);
-    ctx.assign_all(&v, &mut coarse.u);
     if injection_only {
-        coarse.v = v;
         coarse.g = None;
         return Vec::new();
     }
+    let v = &coarse.u;
     let shape = fine.shape.clone();
     let (lo, hi) = (fine.range.start, fine.range.end);
     let tu = tag(l, Phase::RestrictU);
@@ -131,7 +133,6 @@ pub(crate) fn restrict<A: App, C: Comm>(
     }
     fine.scratch = pool;
     ctx.comm.wait_sends();
-    coarse.v = v;
     coarse.g = Some(g);
     norms
 }
