@@ -372,8 +372,11 @@ fn main() {
     }
     // Failures anywhere count: every rank's tally is summed.
     let failed: f64 = comm.all_gather(&[t.failed as f64]).iter().sum();
+    // Modes that check solutions mix them in; the benchmark computes none to print.
     if t.root {
-        println!("solution fingerprint {:#018x}", t.fingerprint);
+        if t.fingerprint != 0xcbf2_9ce4_8422_2325 {
+            println!("solution fingerprint {:#018x}", t.fingerprint);
+        }
         println!(
             "mgrit-check {mode}: {} passed, {} failed",
             t.passed, failed as usize
