@@ -2,17 +2,20 @@
 # Robustness of per-layer vs spline controls (the SpliNet paper's claim): final validation
 # accuracy of Adam over a grid of learning rates and depths N, 3 seeds each, on Peaks.
 # Spline runs use M = 8 cubic B-splines. Usage: scripts/study-robustness.sh [layerpar] [ranks]
+# The grid: DEPTHS="16 64 256" RATES="0.001 0.01 0.1 0.3 1" (environment, space-separated).
 set -euo pipefail
 BIN=$(realpath "${1:-target/release/layerpar}")
 RANKS=${2:-1}
+DEPTHS=${DEPTHS:-16 64 256}
+RATES=${RATES:-0.001 0.01 0.1 0.3 1}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 printf "%-7s %5s %8s   %s\n" controls N lr "val_acc per seed -> mean"
 for kind in layer spline; do
-  for n in 16 64; do
-    for lr in 0.001 0.01 0.1; do
+  for n in $DEPTHS; do
+    for lr in $RATES; do
       accs=()
       for seed in 1 2 3; do
         mpirun --oversubscribe -n "$RANKS" "$BIN" train --set seed=$seed --set controls.kind=$kind \
