@@ -229,8 +229,9 @@ fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
     assert_eq!(ranks, ["1", "2", "4"], "{out}");
 
     // (c) A long run, signalled (as Slurm does before the time limit), requeued and resumed.
-    let long = "--set network.layers=48 --set network.width=16 --set data.train_size=2000 --set optimizer.max_iter=150 \
-                --set output.progress=lines --set output.print_every=50";
+    // Long enough (several seconds) that the signal lands well before the end.
+    let long = "--set network.layers=48 --set network.width=16 --set data.train_size=2000 --set optimizer.max_iter=400 \
+                --set output.progress=lines --set output.print_every=100";
     let job = cluster.sbatch(
         w,
         &jobscript("requeue.sbatch"),
