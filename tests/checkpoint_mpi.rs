@@ -176,7 +176,9 @@ fn periodic_checkpoints_keep_the_newest_and_h5dump_reads_them() {
 fn killing_the_process_during_checkpoint_writes_leaves_loadable_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for (k, delay_ms) in [1200u64, 1700, 2200, 2700].into_iter().enumerate() {
+    // Each run is killed a different time after its first complete checkpoint, so that the
+    // kills land at different moments of the writes that follow (one per iteration).
+    for (k, delay_ms) in [0u64, 170, 340, 510].into_iter().enumerate() {
         let ck = format!("output.checkpoint_dir=k{k}");
         let mut child = std::process::Command::new(BIN)
             .args([
@@ -204,6 +206,19 @@ fn killing_the_process_during_checkpoint_writes_leaves_loadable_checkpoints() {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let first = std::time::Instant::now();
+        let has_checkpoint = || {
+            fs::read_dir(d.join(format!("k{k}"))).is_ok_and(|mut it| {
+                it.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".h5")))
+            })
+        };
+        while !has_checkpoint() {
+            assert!(
+                first.elapsed() < std::time::Duration::from_secs(120),
+                "no checkpoint was written within two minutes"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -223,10 +238,7 @@ fn killing_the_process_during_checkpoint_writes_leaves_loadable_checkpoints() {
                 assert!(name.contains(".h5.tmp"), "unexpected file {name}");
             }
         }
-        assert!(
-            complete >= 1,
-            "no checkpoint was written within {delay_ms} ms"
-        );
+        assert!(complete >= 1, "the first checkpoint is gone");
     }
 }
 
@@ -483,7 +495,15 @@ fn a_signal_stops_with_a_checkpoint_and_the_resumed_history_is_exact() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2000));
+    // Signal once a few iterations are done (the handlers are installed before the first).
+    let begun = std::time::Instant::now();
+    while fs::read_to_string(d.join("sig.csv")).map_or(0, |s| s.lines().count()) < 6 {
+        assert!(
+            begun.elapsed() < std::time::Duration::from_secs(120),
+            "the run did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
     let out = child.wait_with_output().unwrap();
