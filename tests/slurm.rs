@@ -159,6 +159,75 @@ fn strip_time(path: &Path) -> Vec<Vec<String>> {
     rows_without_time(path)
 }
 
+/// Submits requeue.sbatch with `launcher`, signals it with USR1 once it has run 24 iterations,
+/// waits for the requeued job to finish, checks its output, and returns its history file.
+fn signalled_run_requeues(cluster: &Cluster, w: &Path, sets: &str, launcher: &str) -> PathBuf {
+    let run_dir = format!("long-{launcher}");
+    let job = cluster.sbatch(
+        w,
+        &jobscript("requeue.sbatch"),
+        &[],
+        &[
+            ("SETS", sets.to_string()),
+            ("RUN_DIR", run_dir.clone()),
+            ("EVERY", "20".into()),
+            ("LAUNCHER", launcher.to_string()),
+        ],
+    );
+    let t = Instant::now();
+    let hist = w.join(&run_dir).join("history.csv");
+    while std::fs::read_to_string(&hist)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 25
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "the long run ({launcher}) did not start\n{}",
+            cluster.diagnose(&job)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let sig = cluster
+        .cmd("scancel")
+        .args(["--signal=USR1", "--batch", &job])
+        .status()
+        .unwrap();
+    assert!(sig.success());
+    // The requeued job waits in PENDING until Slurm's credential lifetime has passed (set to
+    // 10 s by cluster.sh), then resumes; any other outcome fails at once, with Slurm's view.
+    let t = Instant::now();
+    let done = || w.join(&run_dir).join("final.h5").exists();
+    while !done() {
+        let state = cluster.state(&job);
+        let alive = matches!(
+            state.as_deref(),
+            Some("PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "REQUEUED" | "UNREACHABLE")
+        );
+        if !done() && (!alive || t.elapsed() > Duration::from_secs(240)) {
+            let out = std::fs::read_to_string(w.join(format!("layerpar-long-{job}.out")))
+                .unwrap_or_default();
+            panic!(
+                "the requeued run ({launcher}) did not finish (state {state:?} after {:?})\n{out}\n{}",
+                t.elapsed(),
+                cluster.diagnose(&job)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    cluster.wait(&job, Duration::from_secs(240));
+    let out = output(w, "layerpar-long", &job);
+    println!("--- requeue.sbatch, LAUNCHER={launcher} (job {job}) ---\n{out}");
+    assert!(
+        out.contains("training on 4 MPI ranks")
+            && out.contains("forwarding USR1")
+            && out.contains("requeueing job")
+            && out.contains("(restart 1)"),
+        "{out}"
+    );
+    hist
+}
+
 #[test]
 fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
     let cluster = Cluster::start();
@@ -184,6 +253,29 @@ fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
         "{out}"
     );
     assert!(w.join("train/final.h5").exists());
+
+    // (a') The same run launched by srun (PMIx) instead of mpirun: same ranks, same result.
+    let job = cluster.sbatch(
+        w,
+        &jobscript("train.sbatch"),
+        &[],
+        &[
+            ("SETS", sets.clone()),
+            ("RUN_DIR", "train-srun".into()),
+            ("LAUNCHER", "srun".into()),
+        ],
+    );
+    cluster.wait(&job, minute);
+    let out_srun = output(w, "layerpar-train", &job);
+    println!("--- train.sbatch, LAUNCHER=srun (job {job}) ---\n{out_srun}");
+    let fingerprint = |o: &str| {
+        o.lines()
+            .find(|l| l.starts_with("parameters:"))
+            .map(String::from)
+    };
+    assert!(out_srun.contains("training on 4 MPI ranks"), "{out_srun}");
+    assert_eq!(fingerprint(&out_srun), fingerprint(&out), "{out_srun}");
+    assert!(fingerprint(&out).is_some());
 
     // (b) Nested iteration.
     let job = cluster.sbatch(
@@ -228,67 +320,16 @@ fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
         .collect();
     assert_eq!(ranks, ["1", "2", "4"], "{out}");
 
-    // (c) A long run, signalled (as Slurm does before the time limit), requeued and resumed.
-    // Long enough (several seconds) that the signal lands well before the end.
+    // (c) A long run, signalled (as Slurm does before the time limit), requeued and resumed,
+    // launched by mpirun and by srun (PMIx). Long enough (several seconds) that the signal
+    // lands well before the end.
     let long = "--set network.layers=48 --set network.width=16 --set data.train_size=2000 --set optimizer.max_iter=400 \
                 --set output.progress=lines --set output.print_every=100";
-    let job = cluster.sbatch(
-        w,
-        &jobscript("requeue.sbatch"),
-        &[],
-        &[
-            ("SETS", long.to_string()),
-            ("RUN_DIR", "long".into()),
-            ("EVERY", "20".into()),
-        ],
-    );
-    let t = Instant::now();
-    let hist = w.join("long/history.csv");
-    while std::fs::read_to_string(&hist)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-        < 25
-    {
-        assert!(t.elapsed() < minute, "the long run did not start");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let sig = cluster
-        .cmd("scancel")
-        .args(["--signal=USR1", "--batch", &job])
-        .status()
-        .unwrap();
-    assert!(sig.success());
-    // The requeued job waits in PENDING until Slurm's credential lifetime has passed (set to
-    // 10 s by cluster.sh), then resumes; any other outcome fails at once, with Slurm's view.
-    let t = Instant::now();
-    let done = || w.join("long/final.h5").exists();
-    while !done() {
-        let state = cluster.state(&job);
-        let alive = matches!(
-            state.as_deref(),
-            Some("PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "REQUEUED" | "UNREACHABLE")
-        );
-        if !done() && (!alive || t.elapsed() > Duration::from_secs(240)) {
-            let out = std::fs::read_to_string(w.join(format!("layerpar-long-{job}.out")))
-                .unwrap_or_default();
-            panic!(
-                "the requeued run did not finish (state {state:?} after {:?})\n{out}\n{}",
-                t.elapsed(),
-                cluster.diagnose(&job)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    cluster.wait(&job, minute);
-    let out = output(w, "layerpar-long", &job);
-    println!("--- requeue.sbatch (job {job}) ---\n{out}");
-    assert!(
-        out.contains("forwarding USR1")
-            && out.contains("requeueing job")
-            && out.contains("(restart 1)"),
-        "{out}"
-    );
-    // The resumed history is the uninterrupted one, bit for bit (wall time aside).
+    let histories: Vec<PathBuf> = ["mpirun", "srun"]
+        .iter()
+        .map(|launcher| signalled_run_requeues(&cluster, w, long, launcher))
+        .collect();
+    // The resumed histories are the uninterrupted one, bit for bit (wall time aside).
     let reference = [
         &[
             "train",
@@ -301,6 +342,13 @@ fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
     ]
     .concat();
     ok(&layerpar(w, &reference));
-    assert_eq!(strip_time(&hist), strip_time(&w.join("ref.csv")));
+    for hist in &histories {
+        assert_eq!(
+            strip_time(hist),
+            strip_time(&w.join("ref.csv")),
+            "{}",
+            hist.display()
+        );
+    }
     drop(cluster);
 }
