@@ -43,16 +43,13 @@ fn coarse_solve<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut Level<
 
 /// The coarse-grid correction at every owned C-point: u^l_{I·cf} += u^{l+1}_I − v_I. Since
 /// v_I is the injected u^l_{I·cf} and the coarse cycle leaves level l untouched, this is
-/// u^l_{I·cf} ← u^{l+1}_I, which is what is computed (one copy instead of two passes).
-fn correct<A: App, C: Comm>(
-    ctx: &mut Ctx<A, C>,
-    fine: &mut Level<A::State>,
-    coarse: &Level<A::State>,
-) {
+/// u^l_{I·cf} ← u^{l+1}_I. The values are swapped rather than copied: the coarse level's u is
+/// not read again before the next restriction overwrites it.
+fn correct<S>(fine: &mut Level<S>, coarse: &mut Level<S>) {
     let cf = fine.shape.cf;
     for (k, i) in coarse.range.clone().enumerate() {
         let f = fine.at(i * cf);
-        ctx.app.copy(&coarse.u[k], &mut fine.u[f]);
+        std::mem::swap(&mut coarse.u[k], &mut fine.u[f]);
     }
 }
 
@@ -111,7 +108,7 @@ fn cycle<A: App, C: Comm>(
     let t = Instant::now();
     {
         let (a, b) = levels.split_at_mut(l + 1);
-        correct(ctx, &mut a[l], &b[0]);
+        correct(&mut a[l], &mut b[0]);
     }
     ctx.stats.times.correct += t.elapsed();
     let t = Instant::now();
