@@ -148,81 +148,122 @@ mod x86 {
         })
     }
 
-    /// z = b + Σ_l K(:, l) u(l), accumulated in l order with fused multiply-adds.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn pre_activation<const W: usize, const NV: usize>(
-        k: &[[__m256d; NV]; W],
-        b: &[__m256d; NV],
-        u: &[f64],
-    ) -> [__m256d; NV] {
-        let mut z = *b;
-        for (col, &ul) in k.iter().zip(u) {
-            let ul = _mm256_set1_pd(ul);
-            for (zv, kv) in z.iter_mut().zip(col) {
-                *zv = _mm256_fmadd_pd(*kv, ul, *zv);
-            }
-        }
-        z
-    }
-
-    /// s = (σ'(K u + b) · h) ⊙ λ⁺ for one column.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn sensitivity<const W: usize, const NV: usize, S: Sigma>(
-        k: &[[__m256d; NV]; W],
-        b: &[__m256d; NV],
+    /// One layer held in vectors for the column kernels: K, Kᵀ (adjoint only), b and h, and
+    /// the gradient accumulators Σ_j s_j u_jᵀ and Σ_j s_j.
+    struct Layer<const W: usize, const NV: usize> {
+        k: [[__m256d; NV]; W],
+        kt: [[__m256d; NV]; W],
+        b: [__m256d; NV],
         h: __m256d,
-        u: &[f64],
-        lam_next: &[f64],
-    ) -> [__m256d; NV] {
-        let z = pre_activation(k, b, u);
-        let l = load::<NV>(lam_next);
-        std::array::from_fn(|v| _mm256_mul_pd(_mm256_mul_pd(derivative::<S>(z[v]), h), l[v]))
+        gk: [[__m256d; NV]; W],
+        gb: [__m256d; NV],
     }
 
-    /// gk += s uᵀ, gb += s (local accumulators).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn accumulate<const W: usize, const NV: usize>(
-        gk: &mut [[__m256d; NV]; W],
-        gb: &mut [__m256d; NV],
-        s: &[__m256d; NV],
-        u: &[f64],
-    ) {
-        for (gcol, &ul) in gk.iter_mut().zip(u) {
-            let ul = _mm256_set1_pd(ul);
-            for (g, sv) in gcol.iter_mut().zip(s) {
-                *g = _mm256_fmadd_pd(*sv, ul, *g);
+    impl<const W: usize, const NV: usize> Layer<W, NV> {
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn new(k: &[f64], b: &[f64], h: f64, adjoint: bool) -> Self {
+            let zero = _mm256_setzero_pd();
+            Layer {
+                k: matrix::<W, NV>(k, false),
+                kt: if adjoint {
+                    matrix::<W, NV>(k, true)
+                } else {
+                    [[zero; NV]; W]
+                },
+                b: load::<NV>(b),
+                h: _mm256_set1_pd(h),
+                gk: [[zero; NV]; W],
+                gb: [zero; NV],
             }
         }
-        for (g, sv) in gb.iter_mut().zip(s) {
-            *g = _mm256_add_pd(*g, *sv);
-        }
-    }
 
-    /// Adds the accumulators into the caller's gradient blocks.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn flush<const W: usize, const NV: usize>(
-        gk: &[[__m256d; NV]; W],
-        gb: &[__m256d; NV],
-        gk_out: &mut [f64],
-        gb_out: &mut [f64],
-    ) {
-        for (l, gcol) in gk.iter().enumerate() {
-            let out = &mut gk_out[l * W..(l + 1) * W];
-            let cur = load::<NV>(out);
+        /// z = b + Σ_l K(:, l) u(l), accumulated in l order with fused multiply-adds.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn pre_activation(&self, u: &[f64]) -> [__m256d; NV] {
+            let mut z = self.b;
+            for (col, &ul) in self.k.iter().zip(u) {
+                let ul = _mm256_set1_pd(ul);
+                for (zv, kv) in z.iter_mut().zip(col) {
+                    *zv = _mm256_fmadd_pd(*kv, ul, *zv);
+                }
+            }
+            z
+        }
+
+        /// u⁺ = u + h σ(K u + b) for one column.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn forward<S: Sigma>(&self, u: &[f64]) -> [__m256d; NV] {
+            let z = self.pre_activation(u);
+            let x = load::<NV>(u);
+            std::array::from_fn(|v| _mm256_fmadd_pd(self.h, value::<S>(z[v]), x[v]))
+        }
+
+        /// s = (σ'(K u + b) · h) ⊙ λ⁺ for one column; with `grad`, gk += s uᵀ and gb += s.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn sensitivity<S: Sigma>(
+            &mut self,
+            u: &[f64],
+            lam_next: &[f64],
+            grad: bool,
+        ) -> [__m256d; NV] {
+            let z = self.pre_activation(u);
+            let l = load::<NV>(lam_next);
+            let s: [__m256d; NV] = std::array::from_fn(|v| {
+                _mm256_mul_pd(_mm256_mul_pd(derivative::<S>(z[v]), self.h), l[v])
+            });
+            if grad {
+                for (gcol, &ul) in self.gk.iter_mut().zip(u) {
+                    let ul = _mm256_set1_pd(ul);
+                    for (g, sv) in gcol.iter_mut().zip(&s) {
+                        *g = _mm256_fmadd_pd(*sv, ul, *g);
+                    }
+                }
+                for (g, sv) in self.gb.iter_mut().zip(&s) {
+                    *g = _mm256_add_pd(*g, *sv);
+                }
+            }
+            s
+        }
+
+        /// λ = λ⁺ + Σ_r Kᵀ(:, r) s(r) for one column (and the gradient terms with `grad`).
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn adjoint<S: Sigma>(&mut self, u: &[f64], lam_next: &[f64], grad: bool) -> [__m256d; NV] {
+            let s = self.sensitivity::<S>(u, lam_next, grad);
+            let mut sa = [0.0; W];
+            store::<NV>(&mut sa, &s);
+            let mut out = load::<NV>(lam_next);
+            for (col, &sr) in self.kt.iter().zip(&sa) {
+                let sr = _mm256_set1_pd(sr);
+                for (o, kv) in out.iter_mut().zip(col) {
+                    *o = _mm256_fmadd_pd(*kv, sr, *o);
+                }
+            }
+            out
+        }
+
+        /// Adds the accumulated gradient into the caller's blocks.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn flush(&self, gk_out: &mut [f64], gb_out: &mut [f64]) {
+            for (l, gcol) in self.gk.iter().enumerate() {
+                let out = &mut gk_out[l * W..(l + 1) * W];
+                let cur = load::<NV>(out);
+                store::<NV>(
+                    out,
+                    &std::array::from_fn(|v| _mm256_add_pd(cur[v], gcol[v])),
+                );
+            }
+            let cur = load::<NV>(gb_out);
             store::<NV>(
-                out,
-                &std::array::from_fn(|v| _mm256_add_pd(cur[v], gcol[v])),
+                gb_out,
+                &std::array::from_fn(|v| _mm256_add_pd(cur[v], self.gb[v])),
             );
         }
-        let cur = load::<NV>(gb_out);
-        store::<NV>(
-            gb_out,
-            &std::array::from_fn(|v| _mm256_add_pd(cur[v], gb[v])),
-        );
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -233,14 +274,9 @@ mod x86 {
         u: &[f64],
         u_next: &mut [f64],
     ) {
-        let (kc, bv, hv) = (matrix::<W, NV>(k, false), load::<NV>(b), _mm256_set1_pd(h));
+        let layer = Layer::<W, NV>::new(k, b, h, false);
         for (un, uj) in u_next.chunks_exact_mut(W).zip(u.chunks_exact(W)) {
-            let z = pre_activation(&kc, &bv, uj);
-            let x = load::<NV>(uj);
-            store::<NV>(
-                un,
-                &std::array::from_fn(|v| _mm256_fmadd_pd(hv, value::<S>(z[v]), x[v])),
-            );
+            store::<NV>(un, &layer.forward::<S>(uj));
         }
     }
 
@@ -251,45 +287,11 @@ mod x86 {
         b: &[f64],
         u: &mut [f64],
     ) {
-        let (kc, bv, hv) = (matrix::<W, NV>(k, false), load::<NV>(b), _mm256_set1_pd(h));
+        let layer = Layer::<W, NV>::new(k, b, h, false);
         for uj in u.chunks_exact_mut(W) {
-            let z = pre_activation(&kc, &bv, uj);
-            let x = load::<NV>(uj);
-            store::<NV>(
-                uj,
-                &std::array::from_fn(|v| _mm256_fmadd_pd(hv, value::<S>(z[v]), x[v])),
-            );
+            let out = layer.forward::<S>(uj);
+            store::<NV>(uj, &out);
         }
-    }
-
-    /// One column of the adjoint step: returns λ_j = λ⁺_j + Σ_r Kᵀ(:, r) s(r) and, with
-    /// `with_grad`, adds s uᵀ and s to the accumulators.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn adjoint_column<const W: usize, const NV: usize, S: Sigma>(
-        kc: &[[__m256d; NV]; W],
-        kt: &[[__m256d; NV]; W],
-        bv: &[__m256d; NV],
-        hv: __m256d,
-        uj: &[f64],
-        lam_next: &[f64],
-        acc: Option<(&mut [[__m256d; NV]; W], &mut [__m256d; NV])>,
-    ) -> [__m256d; NV] {
-        let s = sensitivity::<W, NV, S>(kc, bv, hv, uj, lam_next);
-        if let Some((gk, gb)) = acc {
-            accumulate(gk, gb, &s, uj);
-        }
-        let mut sa = [0.0; W];
-        store::<NV>(&mut sa, &s);
-        let mut out = load::<NV>(lam_next);
-        for (col, &sr) in kt.iter().zip(&sa) {
-            let sr = _mm256_set1_pd(sr);
-            for (o, kv) in out.iter_mut().zip(col) {
-                *o = _mm256_fmadd_pd(*kv, sr, *o);
-            }
-        }
-        out
     }
 
     /// The adjoint step in place: λ⁺ is read from and λ written to `lam`.
@@ -302,18 +304,13 @@ mod x86 {
         lam: &mut [f64],
         grad: Option<(&mut [f64], &mut [f64])>,
     ) {
-        let (kc, kt) = (matrix::<W, NV>(k, false), matrix::<W, NV>(k, true));
-        let (bv, hv) = (load::<NV>(b), _mm256_set1_pd(h));
-        let zero = _mm256_setzero_pd();
-        let (mut gk, mut gb) = ([[zero; NV]; W], [zero; NV]);
-        let with_grad = grad.is_some();
+        let mut layer = Layer::<W, NV>::new(k, b, h, true);
         for (lj, uj) in lam.chunks_exact_mut(W).zip(u.chunks_exact(W)) {
-            let acc = with_grad.then_some((&mut gk, &mut gb));
-            let out = adjoint_column::<W, NV, S>(&kc, &kt, &bv, hv, uj, lj, acc);
+            let out = layer.adjoint::<S>(uj, lj, grad.is_some());
             store::<NV>(lj, &out);
         }
-        if let Some((gk_out, gb_out)) = grad {
-            flush(&gk, &gb, gk_out, gb_out);
+        if let Some((gk, gb)) = grad {
+            layer.flush(gk, gb);
         }
     }
 
@@ -329,22 +326,18 @@ mod x86 {
         lam_out: &mut [f64],
         grad: Option<(&mut [f64], &mut [f64])>,
     ) {
-        let (kc, kt) = (matrix::<W, NV>(k, false), matrix::<W, NV>(k, true));
-        let (bv, hv) = (load::<NV>(b), _mm256_set1_pd(h));
-        let zero = _mm256_setzero_pd();
-        let (mut gk, mut gb) = ([[zero; NV]; W], [zero; NV]);
-        let with_grad = grad.is_some();
+        let mut layer = Layer::<W, NV>::new(k, b, h, true);
         let cols = lam_next.chunks_exact(W).zip(u.chunks_exact(W));
         for (oj, (lj, uj)) in lam_out.chunks_exact_mut(W).zip(cols) {
-            let acc = with_grad.then_some((&mut gk, &mut gb));
-            let out = adjoint_column::<W, NV, S>(&kc, &kt, &bv, hv, uj, lj, acc);
-            store::<NV>(oj, &out);
+            store::<NV>(oj, &layer.adjoint::<S>(uj, lj, grad.is_some()));
         }
-        if let Some((gk_out, gb_out)) = grad {
-            flush(&gk, &gb, gk_out, gb_out);
+        if let Some((gk, gb)) = grad {
+            layer.flush(gk, gb);
         }
     }
 
+    /// The gradient terms of the adjoint step alone (λ is not updated).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn gradient<const W: usize, const NV: usize, S: Sigma>(
         h: f64,
@@ -352,17 +345,14 @@ mod x86 {
         b: &[f64],
         u: &[f64],
         lam_next: &[f64],
-        gk_out: &mut [f64],
-        gb_out: &mut [f64],
+        gk: &mut [f64],
+        gb: &mut [f64],
     ) {
-        let (kc, bv, hv) = (matrix::<W, NV>(k, false), load::<NV>(b), _mm256_set1_pd(h));
-        let zero = _mm256_setzero_pd();
-        let (mut gk, mut gb) = ([[zero; NV]; W], [zero; NV]);
+        let mut layer = Layer::<W, NV>::new(k, b, h, false);
         for (lj, uj) in lam_next.chunks_exact(W).zip(u.chunks_exact(W)) {
-            let s = sensitivity::<W, NV, S>(&kc, &bv, hv, uj, lj);
-            accumulate(&mut gk, &mut gb, &s, uj);
+            layer.sensitivity::<S>(uj, lj, true);
         }
-        flush(&gk, &gb, gk_out, gb_out);
+        layer.flush(gk, gb);
     }
 }
 
