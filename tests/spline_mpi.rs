@@ -92,7 +92,7 @@ fn peaks_splinet_on_two_ranks_and_evaluation_at_other_depths() {
         ],
     ));
     assert!(
-        e.contains(&format!("validation: loss"))
+        e.contains(&"validation: loss".to_string())
             && e.contains(&format!("accuracy {:.4}", val[130])),
         "{e}"
     );

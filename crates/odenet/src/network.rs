@@ -262,7 +262,7 @@ impl Network {
         }
         terms.push(self.classifier_regularization(
             &theta[l.classifier()],
-            grad.as_deref_mut().map(|g| &mut g[l.classifier()]),
+            grad.map(|g| &mut g[l.classifier()]),
         ));
         terms
     }

@@ -170,7 +170,7 @@ fn exact(comm: &MpiComm, t: &mut Tally) {
         for steps in [64, 100, 257] {
             for cf in [2, 3, 4] {
                 // ⌈N/cf⌉ iterations; the last C-point is ⌊N/cf⌋, after which F-points follow.
-                let iters = (steps as usize).div_ceil(cf);
+                let iters = steps.div_ceil(cf);
                 let run = |k: usize| {
                     let opts = Options {
                         max_levels: 2,
