@@ -167,7 +167,7 @@ fn bitwise(comm: &MpiComm, t: &mut Tally) {
 
 fn exact(comm: &MpiComm, t: &mut Tally) {
     for name in ["growth", "stiff", "linear", "cubic"] {
-        for steps in [64, 100, 257] {
+        for steps in [64usize, 100, 257] {
             for cf in [2, 3, 4] {
                 // ⌈N/cf⌉ iterations; the last C-point is ⌊N/cf⌋, after which F-points follow.
                 let iters = steps.div_ceil(cf);
