@@ -57,6 +57,9 @@ enum Command {
         /// Predict with this saved model (to validate it at this rank count).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Draw the predicted speedup and the measured point as an SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
     },
     /// Print what a checkpoint holds (and verify its checksum).
     Inspect {
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
             max_ranks,
             save,
             model,
+            plot,
         } => {
             let args = commands::scaling::ScalingArgs {
                 config,
@@ -189,6 +193,7 @@ fn main() -> ExitCode {
                 max_ranks,
                 save,
                 model,
+                plot,
             };
             return with_mpi(|par| commands::scaling::run(par, &args));
         }

@@ -261,11 +261,29 @@ fn the_scaling_model_predicts_step_counts_at_another_rank_count() {
         d,
         2,
         &[
-            &["scaling", "--model", "model.toml", "--max-ranks", "2"][..],
+            &[
+                "scaling",
+                "--model",
+                "model.toml",
+                "--max-ranks",
+                "2",
+                "--plot",
+                "speedup.svg",
+            ][..],
             &s,
         ]
         .concat(),
     ));
+    // The plot: an SVG with the model curve, the ideal line and the measured point.
+    let svg = std::fs::read_to_string(d.join("speedup.svg")).expect("the plot is written");
+    assert!(
+        svg.starts_with("<svg")
+            && svg.trim_end().ends_with("</svg>")
+            && ["model", "ideal (P)", "measured", "MPI ranks P"]
+                .iter()
+                .all(|t| svg.contains(t)),
+        "{svg}"
+    );
     assert!(
         val.contains("read from model.toml") && val.contains("time per evaluation on 2 ranks"),
         "{val}"
@@ -294,5 +312,12 @@ fn the_scaling_model_predicts_step_counts_at_another_rank_count() {
             ],
         ),
         "calibrated for 256 layers",
+    );
+    fails_with(
+        &layerpar(
+            d,
+            &[&["scaling", "--plot", "no/such/dir/p.svg"][..], &s].concat(),
+        ),
+        "output directory no/such/dir does not exist",
     );
 }

@@ -21,15 +21,21 @@ pub fn output_paths(out: &Path) -> (PathBuf, PathBuf) {
     (with("h5"), with("csv"))
 }
 
-pub fn peaks(out: &Path, train: usize, val: usize, seed: u64) -> Result<()> {
-    if train == 0 || val == 0 {
-        bail!("--train and --val must be ≥ 1");
-    }
+/// Fails with a one-line error when the directory an output file goes to does not exist.
+pub fn require_output_dir(out: &Path) -> Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
             bail!("output directory {} does not exist", dir.display());
         }
     }
+    Ok(())
+}
+
+pub fn peaks(out: &Path, train: usize, val: usize, seed: u64) -> Result<()> {
+    if train == 0 || val == 0 {
+        bail!("--train and --val must be ≥ 1");
+    }
+    require_output_dir(out)?;
     let (h5, csv) = output_paths(out);
     let (t, v) = generate_peaks(train, val, seed);
     write_hdf5(&h5, &t, &v)?;

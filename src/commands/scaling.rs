@@ -23,7 +23,7 @@ use crate::parallel::Parallel;
 use anyhow::Result;
 use mgrit::{Comm, Distribution, MpiComm};
 use odenet::layer::{step_adjoint, step_forward};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub struct ScalingArgs {
@@ -35,6 +35,8 @@ pub struct ScalingArgs {
     pub save: Option<PathBuf>,
     /// Use this saved model instead of calibrating (validation at another rank count).
     pub model: Option<PathBuf>,
+    /// Draw the predicted speedup (and the measured point) as an SVG file here.
+    pub plot: Option<PathBuf>,
 }
 
 /// The calibrated model (what `--save` writes and `--model` reads).
@@ -82,6 +84,9 @@ fn max_points(steps: usize, p: usize, stride: usize, points: usize) -> usize {
 pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let comm = MpiComm::new(par.world());
     let setup = (|| -> Result<_> {
+        for out in args.save.iter().chain(&args.plot) {
+            super::data::require_output_dir(out)?;
+        }
         let config = crate::config::load(args.config.as_deref(), &args.set)?;
         let (train, _) = crate::data::load(&config)?;
         let net = crate::model::build_network(&config, train.dim, train.classes)?;
@@ -254,7 +259,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let model = |q: usize| model_used.overhead * raw(&model_used, q);
     let serial = model_used.overhead * n as f64 * (model_used.t_forward + model_used.t_adjoint);
     if let (Some(path), true) = (&args.save, par.is_root()) {
-        std::fs::write(path, toml::to_string(&cal)?)
+        checkpoint::replace_file(path, toml::to_string(&cal)?.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     let (c_f, c_a) = (&model_used.c_forward, &model_used.c_adjoint);
@@ -318,6 +323,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
             "ranks", "s/evaluation", "speedup", "efficiency"
         );
         let mut q = 1;
+        let mut curve = Vec::new();
         while q <= args.max_ranks.min(n) {
             let t = model(q);
             println!(
@@ -325,8 +331,92 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
                 serial / t,
                 100.0 * serial / t / q as f64
             );
+            curve.push((q as f64, serial / t));
             q *= 2;
+        }
+        if let Some(path) = &args.plot {
+            let title = format!(
+                "{n} layers, width {w}, {nl} MGRIT level(s), calibrated on {} rank(s)",
+                model_used.calibrated_ranks
+            );
+            plot_speedup(path, &title, &curve, (p as f64, serial / measured))?;
+            println!("wrote {}", path.display());
         }
     }
     Ok(())
+}
+
+/// Draws the model's speedup over the serial sweep against the rank count (both axes
+/// logarithmic), the ideal speedup P, and the measured point, as SVG. The file is written
+/// whole under a temporary name and renamed, so a failed run leaves no partial plot.
+fn plot_speedup(
+    path: &Path,
+    title: &str,
+    curve: &[(f64, f64)],
+    measured: (f64, f64),
+) -> Result<()> {
+    use plotters::prelude::*;
+    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw {}: {e}", path.display());
+    let x_max = curve.last().map_or(2.0, |c| c.0).max(2.0);
+    let y_values = curve.iter().map(|c| c.1).chain([measured.1, x_max]);
+    let y_max = y_values.clone().fold(1.0_f64, f64::max) * 1.5;
+    let y_min = y_values.fold(1.0_f64, f64::min).max(1e-4) / 1.5;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .margin_right(28)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d((1.0..x_max).log_scale(), (y_min..y_max).log_scale())
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| {
+                if *y >= 1.0 {
+                    format!("{y:.0}")
+                } else {
+                    format!("{y:.2}")
+                }
+            })
+            .x_desc("MPI ranks P")
+            .y_desc("speedup over the serial sweep")
+            .draw()
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(LineSeries::new(
+                [(1.0, 1.0), (x_max, x_max)],
+                BLACK.mix(0.4),
+            ))
+            .map_err(|e| fail(&e))?
+            .label("ideal (P)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.4)));
+        chart
+            .draw_series(LineSeries::new(curve.iter().copied(), BLUE.stroke_width(2)))
+            .map_err(|e| fail(&e))?
+            .label("model")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+        chart
+            .draw_series(curve.iter().map(|&c| Circle::new(c, 3, BLUE.filled())))
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series([Circle::new(measured, 6, RED.filled())])
+            .map_err(|e| fail(&e))?
+            .label("measured")
+            .legend(|(x, y)| Circle::new((x + 10, y), 5, RED.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    checkpoint::replace_file(path, svg.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }

@@ -209,6 +209,21 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Replaces `path` with `bytes` atomically (a temporary file beside it, fsync, rename): readers
+/// see the old file or the whole new one; on failure `path` is untouched. For small outputs
+/// such as plots and models.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = temporary_path(path);
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Writes `ckpt` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
 /// directory. On failure the temporary file is removed and `path` is untouched.
 pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
