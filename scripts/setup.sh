@@ -8,8 +8,9 @@ set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # slurm-wlm and munge: the job scripts' test runs them on a throwaway single-node cluster;
-# iproute2: the multi-host test joins network namespaces.
-for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang-dev clang slurm-wlm munge iproute2; do
+# iproute2: the multi-host test joins network namespaces; python3-h5py: a test reads a
+# checkpoint from Python.
+for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang-dev clang slurm-wlm munge iproute2 python3-h5py; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 

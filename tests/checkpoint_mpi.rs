@@ -1,5 +1,5 @@
 //! Checkpoints end to end: exact restart (L-BFGS and Adam, across rank counts), a process
-//! killed while writing, files that h5dump reads, nested iteration and --init-from.
+//! killed while writing, files that h5dump and h5py read, nested iteration and --init-from.
 
 mod common;
 use common::*;
@@ -114,7 +114,7 @@ fn a_two_rank_checkpoint_resumes_on_one_and_three_ranks() {
 }
 
 #[test]
-fn periodic_checkpoints_keep_the_newest_and_h5dump_reads_them() {
+fn periodic_checkpoints_keep_the_newest_and_h5dump_and_h5py_read_them() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let args = [
@@ -168,6 +168,38 @@ fn periodic_checkpoints_keep_the_newest_and_h5dump_reads_them() {
         out.contains("iteration 8") && out.contains("(verified)") && out.contains("8 L-BFGS pairs"),
         "{out}"
     );
+    // Python's h5py reads the same file: the parameter norm equals what `inspect` prints.
+    let script = "import h5py, math, sys\n\
+                  f = h5py.File(sys.argv[1], 'r')\n\
+                  p = f['parameters']\n\
+                  norm = math.sqrt(sum(float((p[k][...] ** 2).sum()) for k in p))\n\
+                  print(f'{norm:.6e}', int(f.attrs['iteration']), f['history/values'].shape[0],\n\
+                        '[network]' in f.attrs['config'])\n";
+    let py = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script, "runs/ckpt_000008.h5"])
+        .current_dir(d)
+        .output()
+        .expect("/usr/bin/python3 runs (scripts/setup.sh installs python3-h5py)");
+    assert!(
+        py.status.success(),
+        "h5py cannot read the checkpoint (scripts/setup.sh installs python3-h5py): {}",
+        stderr(&py)
+    );
+    let fields: Vec<String> = stdout(&py).split_whitespace().map(String::from).collect();
+    let norm_line = out
+        .lines()
+        .find(|l| l.starts_with("parameter norm"))
+        .expect("inspect prints the parameter norm");
+    let printed: f64 = norm_line
+        .trim_start_matches("parameter norm ")
+        .parse()
+        .unwrap();
+    let read: f64 = fields[0].parse().unwrap();
+    assert!(
+        (read - printed).abs() <= 1e-5 * printed,
+        "h5py {read} vs inspect {printed}"
+    );
+    assert_eq!(fields[1..], ["8", "9", "True"], "{fields:?}");
 }
 
 /// SIGKILL at several moments of a run that checkpoints every iteration: every checkpoint
