@@ -10,7 +10,7 @@
 use layerpar::distributed::{DistNet, SolverSettings};
 use layerpar::parallel::fingerprint;
 use layerpar_data::generate_peaks;
-use layerpar_data::rng::{generator, uniform};
+use layerpar_data::rng::{generator, uniform, Generator};
 use mgrit::{Comm, MpiComm, Options};
 use odenet::{Activation, Loss, Network, Opening, Regularization, Shape, Workspace};
 
@@ -20,6 +20,110 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The network every check uses: Peaks-shaped (2 inputs, 5 classes), T = 2, cross-entropy,
+/// activated opening, Tikhonov and classifier weight 1e-3 and the given ddt weight.
+fn check_network(shape: Shape, act: Activation, ddt: f64) -> Network {
+    let reg = Regularization {
+        tikhonov: 1e-3,
+        ddt,
+        classifier: 1e-3,
+    };
+    Network::new(shape, act, 2.0, Loss::CrossEntropy, reg)
+}
+
+fn peaks_shape(width: usize, layers: usize) -> Shape {
+    Shape {
+        input: 2,
+        width,
+        classes: 5,
+        layers,
+        opening: Opening::Activate,
+    }
+}
+
+/// n parameters uniform in [−0.8, 0.8].
+fn random_parameters(g: &mut Generator, n: usize) -> Vec<f64> {
+    (0..n).map(|_| 0.8 * (2.0 * uniform(g) - 1.0)).collect()
+}
+
+/// The same MGRIT options forward and adjoint: one level is a single sweep, more levels
+/// iterate to the absolute tolerance `tol`.
+fn settings(levels: usize, cf: usize, tol: f64) -> SolverSettings {
+    let o = Options {
+        max_levels: levels,
+        cfactor: vec![cf],
+        max_iter: if levels == 1 { 1 } else { 200 },
+        abs_tol: tol,
+        ..Options::default()
+    };
+    SolverSettings {
+        forward: o.clone(),
+        adjoint: o,
+    }
+}
+
+/// ‖a − b‖ / ‖b‖.
+fn relative_difference(a: &[f64], b: &[f64]) -> f64 {
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    norm(&mut a.iter().zip(b).map(|(x, y)| x - y)) / norm(&mut b.iter().copied())
+}
+
+/// The worst relative error, over `coords`, of central differences (step 1e-6) of
+/// `objective` at `x` against `grad` (errors relative to max(|∂J|, 1e-8)).
+fn worst_fd_error(
+    coords: &[usize],
+    x: &[f64],
+    grad: &[f64],
+    mut objective: impl FnMut(&[f64]) -> f64,
+) -> f64 {
+    let eps = 1e-6;
+    let mut worst: f64 = 0.0;
+    for &i in coords {
+        let mut j = [0.0; 2];
+        for (s, sign) in [(0, 1.0), (1, -1.0)] {
+            let mut t = x.to_vec();
+            t[i] += sign * eps;
+            j[s] = objective(&t);
+        }
+        let fdv = (j[0] - j[1]) / (2.0 * eps);
+        worst = worst.max((fdv - grad[i]).abs() / grad[i].abs().max(1e-8));
+    }
+    worst
+}
+
+/// Counts checks, prints each as `ok …` or `FAIL …` on rank 0, and ends with the failures
+/// summed over all ranks.
+struct Tally {
+    passed: usize,
+    failed: usize,
+    root: bool,
+}
+
+impl Tally {
+    fn check(&mut self, ok: bool, line: String) {
+        if ok {
+            self.passed += 1
+        } else {
+            self.failed += 1
+        }
+        if self.root {
+            println!("{} {line}", if ok { "ok" } else { "FAIL" });
+        }
+    }
+
+    /// Prints `check: N passed, M failed` (rank 0); true when any rank failed a check.
+    fn finish(&self, comm: &MpiComm) -> bool {
+        let failed_all: f64 = comm.all_gather(&[self.failed as f64]).iter().sum();
+        if self.root {
+            println!(
+                "check: {} passed, {} failed",
+                self.passed, failed_all as usize
+            );
+        }
+        failed_all > 0.0
+    }
 }
 
 fn main() {
@@ -48,30 +152,13 @@ fn main() {
         std::process::exit(code);
     }
 
-    let shape = Shape {
-        input: 2,
-        width,
-        classes: 5,
-        layers,
-        opening: Opening::Activate,
-    };
-    let reg = Regularization {
-        tikhonov: 1e-3,
-        ddt: 1e-4,
-        classifier: 1e-3,
-    };
-    let net = Network::new(
-        shape,
+    let net = check_network(
+        peaks_shape(width, layers),
         act.parse::<Activation>().expect("activation"),
-        2.0,
-        Loss::CrossEntropy,
-        reg,
+        1e-4,
     );
     let (data, _) = generate_peaks(37, 5, 3);
-    let mut g = generator(11, 1);
-    let theta: Vec<f64> = (0..net.num_params())
-        .map(|_| 0.8 * (2.0 * uniform(&mut g) - 1.0))
-        .collect();
+    let theta = random_parameters(&mut generator(11, 1), net.num_params());
 
     // Serial reference on every rank.
     let mut ws = Workspace::default();
@@ -84,37 +171,18 @@ fn main() {
         &mut grad_serial,
     );
 
-    let opts = Options {
-        max_levels: levels,
-        cfactor: vec![cf],
-        max_iter: if levels == 1 { 1 } else { 200 },
-        abs_tol: tol,
-        ..Options::default()
-    };
-    let settings = SolverSettings {
-        forward: opts.clone(),
-        adjoint: opts,
-    };
-    let mut dist = DistNet::new(net.clone(), &comm, settings).expect("setup");
+    let mut dist = DistNet::new(net.clone(), &comm, settings(levels, cf, tol)).expect("setup");
     let local = dist.layout.extract(&net, &dist.part, &theta);
     let mut grad_local = vec![0.0; local.len()];
     let v = dist.objective_gradient(&local, &data.features, &data.labels, &mut grad_local);
     let grad = dist.gather(&grad_local);
 
-    let (mut passed, mut failed) = (0, 0);
-    let mut check = |ok: bool, line: String| {
-        if ok {
-            passed += 1
-        } else {
-            failed += 1
-        }
-        if root {
-            println!("{} {line}", if ok { "ok" } else { "FAIL" });
-        }
+    let mut tally = Tally {
+        passed: 0,
+        failed: 0,
+        root,
     };
-    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let diff: Vec<f64> = grad.iter().zip(&grad_serial).map(|(a, b)| a - b).collect();
-    let grad_err = norm(&diff) / norm(&grad_serial);
+    let grad_err = relative_difference(&grad, &grad_serial);
     let j_err = (v.objective - serial.objective).abs() / serial.objective.abs();
     let limit = if levels == 1 { 0.0 } else { 1e-9 };
     if root {
@@ -127,11 +195,11 @@ fn main() {
         println!("gradient fingerprint {:#018x}", fingerprint(&grad));
         println!("fwd residual {:?}, adj residual {:?}", v.fwd_res, v.adj_res);
     }
-    check(
+    tally.check(
         j_err <= limit,
         format!("objective vs serial: relative difference {j_err:.3e} (limit {limit:e})"),
     );
-    check(
+    tally.check(
         grad_err <= limit,
         format!("gradient vs serial: relative difference {grad_err:.3e} (limit {limit:e})"),
     );
@@ -146,36 +214,22 @@ fn main() {
         }
         coords.push(l.class_weight.start + 2);
         coords.push(l.class_bias.end - 1);
-        let eps = 1e-6;
-        let mut worst: f64 = 0.0;
-        for &i in &coords {
-            let mut j = [0.0; 2];
-            for (s, sign) in [(0, 1.0), (1, -1.0)] {
-                let mut t = theta.clone();
-                t[i] += sign * eps;
-                let tl = dist.layout.extract(&net, &dist.part, &t);
-                let mut gl = vec![0.0; tl.len()];
-                j[s] = dist
-                    .objective_gradient(&tl, &data.features, &data.labels, &mut gl)
-                    .objective;
-            }
-            let fdv = (j[0] - j[1]) / (2.0 * eps);
-            let rel = (fdv - grad[i]).abs() / grad[i].abs().max(1e-8);
-            worst = worst.max(rel);
-        }
-        check(
+        let worst = worst_fd_error(&coords, &theta, &grad, |t| {
+            let tl = dist.layout.extract(&net, &dist.part, t);
+            let mut gl = vec![0.0; tl.len()];
+            dist.objective_gradient(&tl, &data.features, &data.labels, &mut gl)
+                .objective
+        });
+        tally.check(
             worst < 1e-6,
             format!("finite differences of the parallel J at {} coordinates: worst relative error {worst:.3e}", coords.len()),
         );
     }
-    let failed_all: f64 = comm.all_gather(&[failed as f64]).iter().sum();
-    if root {
-        println!("check: {passed} passed, {} failed", failed_all as usize);
-    }
+    let any_failed = tally.finish(&comm);
     drop(dist);
     drop(comm);
     drop(universe);
-    if failed_all > 0.0 {
+    if any_failed {
         std::process::exit(1);
     }
 }
@@ -197,46 +251,15 @@ fn spline_check(
 ) -> i32 {
     use bspline::{Basis, KnotKind};
     let root = comm.rank() == 0;
-    let shape = Shape {
-        input: 2,
-        width,
-        classes: 5,
-        layers,
-        opening: Opening::Activate,
-    };
-    let reg = Regularization {
-        tikhonov: 1e-3,
-        ddt: 1e-3,
-        classifier: 1e-3,
-    };
-    let net = Network::new(
-        shape,
-        act.parse::<Activation>().expect("activation"),
-        2.0,
-        Loss::CrossEntropy,
-        reg,
-    );
+    let shape = peaks_shape(width, layers);
+    let net = check_network(shape, act.parse::<Activation>().expect("activation"), 1e-3);
     let (data, _) = generate_peaks(37, 5, 3);
     let pshape = Shape { layers: m, ..shape };
-    let pnet = Network::new(pshape, net.activation, 2.0, Loss::CrossEntropy, reg);
+    let pnet = check_network(pshape, net.activation, 1e-3);
     let mut g = generator(13, 1);
-    let params: Vec<f64> = (0..pnet.num_params())
-        .map(|_| 0.8 * (2.0 * uniform(&mut g) - 1.0))
-        .collect();
+    let params = random_parameters(&mut g, pnet.num_params());
     let basis = Basis::uniform(KnotKind::Clamped, degree, m, 2.0).expect("basis");
-    let settings = |levels: usize| {
-        let o = Options {
-            max_levels: levels,
-            cfactor: vec![cf],
-            max_iter: if levels == 1 { 1 } else { 200 },
-            abs_tol: tol,
-            ..Options::default()
-        };
-        SolverSettings {
-            forward: o.clone(),
-            adjoint: o,
-        }
-    };
+    let settings = |levels: usize| settings(levels, cf, tol);
     let eval = |dist: &mut DistNet, p: &[f64]| {
         let local = dist.layout.extract(&pnet, &dist.part, p);
         let mut gl = vec![0.0; local.len()];
@@ -249,18 +272,11 @@ fn spline_check(
     let mut many = DistNet::with_controls(net.clone(), comm, settings(levels), Some(basis.clone()))
         .expect("setup");
     let (vm, gm) = eval(&mut many, &params);
-    let (mut passed, mut failed) = (0, 0);
-    let mut check = |ok: bool, line: String| {
-        if ok {
-            passed += 1
-        } else {
-            failed += 1
-        }
-        if root {
-            println!("{} {line}", if ok { "ok" } else { "FAIL" });
-        }
+    let mut tally = Tally {
+        passed: 0,
+        failed: 0,
+        root,
     };
-    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     if root {
         println!(
             "layerpar-check on {} ranks: spline M {m} degree {degree}, levels {}",
@@ -270,7 +286,7 @@ fn spline_check(
         println!("objective bits {:#018x}", v1.objective.to_bits());
         println!("gradient fingerprint {:#018x}", fingerprint(&g1));
     }
-    check(
+    tally.check(
         g1.len() == params.len(),
         format!(
             "gradient has {} entries for {} parameters",
@@ -278,10 +294,9 @@ fn spline_check(
             params.len()
         ),
     );
-    let d: Vec<f64> = gm.iter().zip(&g1).map(|(a, b)| a - b).collect();
-    let rel = norm(&d) / norm(&g1);
+    let rel = relative_difference(&gm, &g1);
     let jrel = (vm.objective - v1.objective).abs() / v1.objective.abs();
-    check(
+    tally.check(
         rel <= 1e-9 && jrel <= 1e-9,
         format!("converged MGRIT vs one level: gradient {rel:.3e}, objective {jrel:.3e}"),
     );
@@ -292,33 +307,19 @@ fn spline_check(
             coords.push(l.layer_weight(i).start + 1);
             coords.push(l.layer_bias(i).start);
         }
-        let eps = 1e-6;
-        let mut worst: f64 = 0.0;
-        for &i in &coords {
-            let mut j = [0.0; 2];
-            for (s, sign) in [(0, 1.0), (1, -1.0)] {
-                let mut t = params.clone();
-                t[i] += sign * eps;
-                j[s] = eval(&mut many, &t).0.objective;
-            }
-            let fdv = (j[0] - j[1]) / (2.0 * eps);
-            worst = worst.max((fdv - gm[i]).abs() / gm[i].abs().max(1e-8));
-        }
-        check(worst < 1e-6, format!("finite differences of the spline coefficients' J: worst relative error {worst:.3e}"));
+        let worst = worst_fd_error(&coords, &params, &gm, |t| eval(&mut many, t).0.objective);
+        tally.check(worst < 1e-6, format!("finite differences of the spline coefficients' J: worst relative error {worst:.3e}"));
     }
     // Degree 1 with M = N + 1 is the per-layer network (θ_n = c_n); without the time-derivative
     // term (which the spline integrates exactly) J and the gradient agree.
-    let reg0 = Regularization { ddt: 0.0, ..reg };
-    let lnet = Network::new(shape, net.activation, 2.0, Loss::CrossEntropy, reg0);
+    let lnet = check_network(shape, net.activation, 0.0);
     let hat = Basis::uniform(KnotKind::Clamped, 1, layers + 1, 2.0).expect("basis");
     let hshape = Shape {
         layers: layers + 1,
         ..shape
     };
-    let hnet = Network::new(hshape, net.activation, 2.0, Loss::CrossEntropy, reg0);
-    let hp: Vec<f64> = (0..hnet.num_params())
-        .map(|_| 0.8 * (2.0 * uniform(&mut g) - 1.0))
-        .collect();
+    let hnet = check_network(hshape, net.activation, 0.0);
+    let hp = random_parameters(&mut g, hnet.num_params());
     // The per-layer vector drops the last coefficient set (θ(T) belongs to no layer).
     let mut lp = hp[..hnet.layout.hidden_start + layers * hnet.layout.layer_len].to_vec();
     lp.extend_from_slice(&hp[hnet.layout.classifier()]);
@@ -335,16 +336,11 @@ fn spline_check(
     // The spline's last coefficient only adds its Tikhonov term: compare the shared entries.
     let k = hnet.layout.hidden_start + layers * hnet.layout.layer_len;
     let tail = &hp[k..hnet.layout.classifier().start];
-    let extra = 0.5 * reg0.tikhonov * tail.iter().map(|x| x * x).sum::<f64>();
+    let extra = 0.5 * lnet.regularization.tikhonov * tail.iter().map(|x| x * x).sum::<f64>();
     let mut gs_shared = gs[..k].to_vec();
     gs_shared.extend_from_slice(&gs[hnet.layout.classifier()]);
-    let d: Vec<f64> = gs_shared.iter().zip(&gp).map(|(a, b)| a - b).collect();
-    let grel = norm(&d) / norm(&gp);
+    let grel = relative_difference(&gs_shared, &gp);
     let jdiff = (vs.objective - extra - vp.objective).abs() / vp.objective.abs();
-    check(grel <= 1e-14 && jdiff <= 1e-14, format!("degree-1 splines with M = N + 1 vs per-layer: gradient {grel:.3e}, objective {jdiff:.3e}"));
-    let failed_all: f64 = comm.all_gather(&[failed as f64]).iter().sum();
-    if root {
-        println!("check: {passed} passed, {} failed", failed_all as usize);
-    }
-    i32::from(failed_all > 0.0)
+    tally.check(grel <= 1e-14 && jdiff <= 1e-14, format!("degree-1 splines with M = N + 1 vs per-layer: gradient {grel:.3e}, objective {jdiff:.3e}"));
+    i32::from(tally.finish(comm))
 }
