@@ -3,35 +3,12 @@
 //! levels, and correct against finite differences when computed in parallel.
 
 mod common;
-use common::{line, mpirun_check};
-
-fn check(ranks: usize, args: &[&str]) -> String {
-    mpirun_check(
-        env!("CARGO_BIN_EXE_layerpar-check"),
-        ranks,
-        args,
-        "layerpar-check",
-    )
-}
+use common::{assert_same_bits_on_2_to_4_ranks, layerpar_check as check};
 
 #[test]
 fn one_level_gradient_is_bitwise_the_serial_one_on_every_rank_count() {
     for act in ["tanh", "relu", "smoothrelu"] {
-        let args = ["--levels", "1", "--activation", act, "--layers", "13"];
-        let first = check(1, &args);
-        for p in [2, 3, 4] {
-            let out = check(p, &args);
-            assert_eq!(
-                line(&out, "objective bits"),
-                line(&first, "objective bits"),
-                "P = {p}"
-            );
-            assert_eq!(
-                line(&out, "gradient fingerprint"),
-                line(&first, "gradient fingerprint"),
-                "P = {p}"
-            );
-        }
+        assert_same_bits_on_2_to_4_ranks(&["--levels", "1", "--activation", act, "--layers", "13"]);
     }
 }
 

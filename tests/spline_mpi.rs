@@ -3,15 +3,6 @@
 mod common;
 use common::*;
 
-fn check(ranks: usize, args: &[&str]) -> String {
-    mpirun_check(
-        env!("CARGO_BIN_EXE_layerpar-check"),
-        ranks,
-        args,
-        "layerpar-check",
-    )
-}
-
 /// Finite differences of the coefficient gradient, converged MGRIT (2–4 levels) against the
 /// one-level sweep, degree-1 splines with M = N + 1 against per-layer controls, and the same
 /// bits on 1–4 ranks.
@@ -22,20 +13,7 @@ fn spline_gradient_is_right_and_identical_on_every_rank_count() {
             "--spline", m, "--degree", degree, "--levels", levels, "--layers", "13", "--width",
             "4", "--fd",
         ];
-        let first = check(1, &args);
-        for p in [2, 3, 4] {
-            let out = check(p, &args);
-            assert_eq!(
-                line(&out, "objective bits"),
-                line(&first, "objective bits"),
-                "P = {p}"
-            );
-            assert_eq!(
-                line(&out, "gradient fingerprint"),
-                line(&first, "gradient fingerprint"),
-                "P = {p}"
-            );
-        }
+        assert_same_bits_on_2_to_4_ranks(&args);
     }
 }
 

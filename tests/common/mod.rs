@@ -122,6 +122,28 @@ pub fn mpirun_check(binary: &str, ranks: usize, args: &[&str], banner: &str) -> 
     stdout
 }
 
+/// `mpirun -n P layerpar-check ARGS`, checked as [`mpirun_check`] does.
+pub fn layerpar_check(ranks: usize, args: &[&str]) -> String {
+    mpirun_check(
+        env!("CARGO_BIN_EXE_layerpar-check"),
+        ranks,
+        args,
+        "layerpar-check",
+    )
+}
+
+/// `layerpar-check ARGS` on 2, 3 and 4 ranks prints the same objective bits and gradient
+/// fingerprint as on 1 rank.
+pub fn assert_same_bits_on_2_to_4_ranks(args: &[&str]) {
+    let first = layerpar_check(1, args);
+    for p in [2, 3, 4] {
+        let out = layerpar_check(p, args);
+        for what in ["objective bits", "gradient fingerprint"] {
+            assert_eq!(line(&out, what), line(&first, what), "{args:?}, P = {p}");
+        }
+    }
+}
+
 /// The first line of `out` that starts with `prefix`.
 pub fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
