@@ -127,6 +127,37 @@ pub struct Outcome {
     pub batcher: Option<Batcher>,
 }
 
+impl<'a> Snapshot<'a> {
+    /// The state after an L-BFGS iteration.
+    fn lbfgs(row: &'a Row, theta: &'a [f64], memory: &'a Lbfgs) -> Self {
+        Snapshot {
+            row,
+            theta,
+            lbfgs: Some(memory),
+            adam: None,
+            sgd: None,
+            batcher: None,
+        }
+    }
+
+    /// The state after an epoch of Adam (`is_adam`) or SGD, with the mini-batch order.
+    fn stochastic(
+        row: &'a Row,
+        theta: &'a [f64],
+        (is_adam, adam, sgd): (bool, &'a Adam, &'a Sgd),
+        batcher: &'a Batcher,
+    ) -> Self {
+        Snapshot {
+            row,
+            theta,
+            lbfgs: None,
+            adam: is_adam.then_some(adam),
+            sgd: (!is_adam).then_some(sgd),
+            batcher: Some(batcher),
+        }
+    }
+}
+
 impl Outcome {
     pub fn snapshot(&self) -> Snapshot<'_> {
         Snapshot {
@@ -245,15 +276,7 @@ fn lbfgs(
     if start.iteration == 0 {
         let r = row(dist, 0, &value, &grad, &theta, 0.0);
         last_val = r.val_acc;
-        let snap = Snapshot {
-            row: &r,
-            theta: &theta,
-            lbfgs: Some(&memory),
-            adam: None,
-            sgd: None,
-            batcher: None,
-        };
-        emit(&snap)?;
+        emit(&Snapshot::lbfgs(&r, &theta, &memory))?;
     }
     for iter in start.iteration + 1..=o.max_iter {
         if target.is_some_and(|t| last_val >= t) {
@@ -306,15 +329,7 @@ fn lbfgs(
         value = v;
         let r = row(dist, iter, &value, &grad, &theta, step);
         last_val = r.val_acc;
-        let snap = Snapshot {
-            row: &r,
-            theta: &theta,
-            lbfgs: Some(&memory),
-            adam: None,
-            sgd: None,
-            batcher: None,
-        };
-        emit(&snap)?;
+        emit(&Snapshot::lbfgs(&r, &theta, &memory))?;
     }
     Ok(done(
         theta,
@@ -406,15 +421,12 @@ fn stochastic(
             (v0.fwd_res, v0.adj_res),
         );
         last_val = r0.val_acc;
-        let snap = Snapshot {
-            row: &r0,
-            theta: &theta,
-            lbfgs: None,
-            adam: is_adam.then_some(&adam),
-            sgd: (!is_adam).then_some(&sgd),
-            batcher: Some(&batcher),
-        };
-        emit(&snap)?;
+        emit(&Snapshot::stochastic(
+            &r0,
+            &theta,
+            (is_adam, &adam, &sgd),
+            &batcher,
+        ))?;
     }
     for epoch in start.iteration + 1..=o.max_iter {
         if target.is_some_and(|t| last_val >= t) {
@@ -440,15 +452,12 @@ fn stochastic(
         let gnorm = space.norm(&gsum) / nb as f64;
         let r = row(dist, epoch, &theta, gnorm, lr, res);
         last_val = r.val_acc;
-        let snap = Snapshot {
-            row: &r,
-            theta: &theta,
-            lbfgs: None,
-            adam: is_adam.then_some(&adam),
-            sgd: (!is_adam).then_some(&sgd),
-            batcher: Some(&batcher),
-        };
-        emit(&snap)?;
+        emit(&Snapshot::stochastic(
+            &r,
+            &theta,
+            (is_adam, &adam, &sgd),
+            &batcher,
+        ))?;
         if gnorm <= o.gtol {
             let msg = format!("mean gradient norm below optimizer.gtol = {:e}", o.gtol);
             return Ok(finish(theta, adam, sgd, batcher, msg));
