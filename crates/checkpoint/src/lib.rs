@@ -209,15 +209,25 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Replaces `path` with `bytes` atomically (a temporary file beside it, fsync, rename): readers
-/// see the old file or the whole new one; on failure `path` is untouched. For small outputs
-/// such as plots and models.
+/// Makes the finished temporary file `tmp` the file `path`: fsync, rename, fsync of the
+/// directory (best effort), so that `path` is either the old file or the whole new one.
+fn publish(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(tmp)?.sync_all()?;
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` atomically (a temporary file beside it, then [`publish`]):
+/// readers see the old file or the whole new one; on failure `path` is untouched. For small
+/// outputs such as plots and models.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
     let tmp = temporary_path(path);
-    let result = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| publish(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -234,22 +244,11 @@ pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     };
     let result = write_file(&tmp, ckpt)
         .map_err(|e| werr(e.to_string()))
-        .and_then(|()| {
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| werr(e.to_string()))
-        })
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| werr(e.to_string())));
+        .and_then(|()| publish(&tmp, path).map_err(|e| werr(e.to_string())));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return result;
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    result
 }
 
 fn write_file(tmp: &Path, c: &Checkpoint) -> hdf5::Result<()> {
