@@ -6,7 +6,7 @@
 //! baseline that shows the kernel's overhead.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use odenet::layer::{step_adjoint, step_flops, step_forward};
+use odenet::layer::{Dense, Layer, Scratch, Step};
 use odenet::linalg::{add_row_sums, broadcast_columns, gemm};
 use odenet::Activation;
 use std::hint::black_box;
@@ -35,6 +35,10 @@ struct Case {
     lam: Vec<f64>,
     gk: Vec<f64>,
     gb: Vec<f64>,
+    /// θ_n = (K, b) as the layer kernel reads it, its gradient block and scratch.
+    theta: Vec<f64>,
+    grad: Vec<f64>,
+    scratch: Scratch,
 }
 
 impl Case {
@@ -50,34 +54,17 @@ impl Case {
             lam: data(width * batch, 4),
             gk: vec![0.0; width * width],
             gb: vec![0.0; width],
+            theta: data(width * width, 1).into_iter().chain(data(width, 2)).collect(),
+            grad: vec![0.0; width * width + width],
+            scratch: Scratch::new(width * batch),
         }
     }
 
     fn layer(&mut self) {
-        let act = Activation::SmoothRelu;
-        let w = self.width;
-        step_forward(
-            act,
-            0.1,
-            w,
-            &self.k,
-            &self.b,
-            &self.u,
-            &mut self.z,
-            &mut self.u_next,
-        );
-        step_adjoint(
-            act,
-            0.1,
-            w,
-            &self.k,
-            &self.b,
-            &self.u,
-            &mut self.lam,
-            &mut self.z,
-            &mut self.s,
-            Some((&mut self.gk, &mut self.gb)),
-        );
+        let dense = Dense { width: self.width };
+        let step = dense.linearize(Activation::SmoothRelu, 0.1, &self.theta);
+        step.forward(&self.u, &mut self.u_next, &mut self.scratch);
+        step.adjoint(&self.u, &mut self.lam, &mut self.scratch, Some(&mut self.grad));
         black_box(&self.lam);
     }
 
@@ -163,7 +150,7 @@ fn bench(c: &mut Criterion) {
     let batch = 1024;
     let mut group = c.benchmark_group("dense_step_forward_adjoint");
     for width in [4usize, 8, 16, 64, 256, 512] {
-        let flops = step_flops(width, batch);
+        let flops = Dense { width }.step_flops(batch);
         let reps = (2e8 / flops).clamp(2.0, 2000.0) as usize;
         let mut case = Case::new(width, batch);
         let t_layer = best_time(|| case.layer(), reps);

@@ -13,6 +13,7 @@
 //! wherever it is computed. [`crate::layer`] calls these when [`supported`] says so.
 
 use crate::activation::SMOOTH_RELU_ETA;
+use crate::layer::DenseStep;
 use crate::Activation;
 
 /// An activation as a type, so that each kernel is compiled for one σ.
@@ -389,60 +390,39 @@ macro_rules! dispatch {
 }
 
 /// U⁺ = U + h σ(K U + b 1ᵀ) (requires [`supported`]`(width)`).
-pub fn forward(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &[f64],
-    u_next: &mut [f64],
-) {
+pub fn forward(step: &DenseStep, u: &[f64], u_next: &mut [f64]) {
+    let DenseStep { act, h, width, k, b } = *step;
     dispatch!(width, act, forward(h, k, b, u, u_next))
 }
 
 /// U ← U + h σ(K U + b 1ᵀ) (requires [`supported`]`(width)`).
-pub fn forward_in_place(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &mut [f64],
-) {
+pub fn forward_in_place(step: &DenseStep, u: &mut [f64]) {
+    let DenseStep { act, h, width, k, b } = *step;
     dispatch!(width, act, forward_in_place(h, k, b, u))
 }
 
 /// λ ← λ + Kᵀ S with S = σ'(K U + b 1ᵀ) ⊙ (h λ), and ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 when `grad`
 /// is given (requires [`supported`]`(width)`).
-#[allow(clippy::too_many_arguments)]
 pub fn adjoint(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
+    step: &DenseStep,
     u: &[f64],
     lam: &mut [f64],
     grad: Option<(&mut [f64], &mut [f64])>,
 ) {
+    let DenseStep { act, h, width, k, b } = *step;
     dispatch!(width, act, adjoint(h, k, b, u, lam, grad))
 }
 
 /// The adjoint step out of place: λ = λ⁺ + Kᵀ S from `lam_next` into `lam_out`, the same bits
 /// as [`adjoint`] (requires [`supported`]`(width)`).
-#[allow(clippy::too_many_arguments)]
 pub fn adjoint_from(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
+    step: &DenseStep,
     u: &[f64],
     lam_next: &[f64],
     lam_out: &mut [f64],
     grad: Option<(&mut [f64], &mut [f64])>,
 ) {
+    let DenseStep { act, h, width, k, b } = *step;
     dispatch!(
         width,
         act,
@@ -452,17 +432,7 @@ pub fn adjoint_from(
 
 /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 with S = σ'(K U + b 1ᵀ) ⊙ (h λ⁺); the same bits as the
 /// gradient of [`adjoint`] (requires [`supported`]`(width)`).
-#[allow(clippy::too_many_arguments)]
-pub fn gradient(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &[f64],
-    lam_next: &[f64],
-    gk: &mut [f64],
-    gb: &mut [f64],
-) {
+pub fn gradient(step: &DenseStep, u: &[f64], lam_next: &[f64], gk: &mut [f64], gb: &mut [f64]) {
+    let DenseStep { act, h, width, k, b } = *step;
     dispatch!(width, act, gradient(h, k, b, u, lam_next, gk, gb))
 }

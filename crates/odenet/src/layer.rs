@@ -1,163 +1,264 @@
 //! One hidden layer as a time step of the ODE u' = σ(K(t)u + b(t)), and its adjoint.
 //!
-//! These kernels are the hot loop of training: they take preallocated buffers and never
-//! allocate. They are what an MGRIT application calls for a fine or a coarse step (with the
-//! coarse step size).
+//! A kind of layer is a [`Layer`]: it says how long one example's state and one layer's
+//! control θ_n are, and turns a control, with the activation σ and the step size h, into the
+//! step's linearization point, a [`Step`]. A step offers the five kernels an MGRIT application
+//! and the serial objective call (forward in and out of place, adjoint in and out of place,
+//! parameter gradient). Dense layers ([`Dense`], [`DenseStep`]) are the one kind today; a
+//! convolution implements the same two traits.
 //!
-//! Narrow layers (w = 4, 8, 16 on CPUs with AVX2 and FMA) run the one-pass kernels of
-//! [`crate::fused`]; other widths run GEMMs (`matrixmultiply`) plus one elementwise pass. The
-//! choice depends only on the width and the machine, so every rank makes the same one.
+//! The kernels are the hot loop of training: they write into preallocated buffers (the state
+//! arrays and a [`Scratch`]) and never allocate. Narrow dense layers (w = 4, 8, 16 on CPUs with
+//! AVX2 and FMA) run the one-pass kernels of [`crate::fused`]; other widths run GEMMs
+//! (`matrixmultiply`) plus one elementwise pass. The choice depends only on the width and the
+//! machine, so every rank makes the same one.
 
 use crate::fused;
 use crate::linalg::{add_row_sums, broadcast_columns, gemm};
 use crate::Activation;
 
-/// Forward Euler step U⁺ = U + h·σ(K U + b 1ᵀ).
+/// A kind of hidden layer: the shapes of its state and control, and its steps.
 ///
-/// `k` is w × w, `b` has length w, `u`, `z` and `u_next` are w × B. `z` is scratch.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn step_forward(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &[f64],
-    z: &mut [f64],
-    u_next: &mut [f64],
-) {
-    if fused::supported(width) {
-        return fused::forward(act, h, width, k, b, u, u_next);
-    }
-    let batch = u.len() / width;
-    broadcast_columns(b, z);
-    gemm(width, width, batch, 1.0, k, false, u, false, 1.0, z);
-    for ((un, &ui), &zi) in u_next.iter_mut().zip(u).zip(z.iter()) {
-        *un = ui + h * act.value(zi);
-    }
+/// A batch of B examples is a state array of `state_len() · B` values, one example after
+/// another; one layer's control θ_n is `param_len()` values.
+pub trait Layer {
+    /// The linearization point of one step of this kind.
+    type Step<'a>: Step
+    where
+        Self: 'a;
+
+    /// Values of one example's state.
+    fn state_len(&self) -> usize;
+
+    /// Values of one layer's control θ_n.
+    fn param_len(&self) -> usize;
+
+    /// The step U ↦ U + h σ(F(θ_n) U), linearized at the control `theta` (`param_len()` values).
+    fn linearize<'a>(&'a self, act: Activation, h: f64, theta: &'a [f64]) -> Self::Step<'a>;
+
+    /// Floating-point operations of one forward step plus its adjoint with gradients on a
+    /// batch of `batch` examples.
+    fn step_flops(&self, batch: usize) -> f64;
 }
 
-/// In-place forward Euler step U ← U + h·σ(K U + b 1ᵀ); `z` is scratch (w × B).
-#[inline]
-pub fn step_forward_in_place(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &mut [f64],
-    z: &mut [f64],
-) {
-    if fused::supported(width) {
-        return fused::forward_in_place(act, h, width, k, b, u);
-    }
-    let batch = u.len() / width;
-    broadcast_columns(b, z);
-    gemm(width, width, batch, 1.0, k, false, u, false, 1.0, z);
-    for (ui, &zi) in u.iter_mut().zip(z.iter()) {
-        *ui += h * act.value(zi);
-    }
-}
-
-/// Adjoint of one forward Euler step, linearized at the state U it started from.
+/// The kernels of one step Φ(U) = U + h σ(Z(U)), with Z affine in U, at a fixed control.
 ///
-/// With Z = K U + b 1ᵀ and S = σ'(Z) ⊙ (h Λ⁺):
-///   Λ = Λ⁺ + Kᵀ S,   ∂J/∂K += S Uᵀ,   ∂J/∂b += S 1.
-///
-/// `lam` holds Λ⁺ on entry and Λ on return. `z` and `s` are w × B scratch. Gradients are
-/// accumulated into `gk` (w × w) and `gb` (w) when given.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn step_adjoint(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &[f64],
-    lam: &mut [f64],
-    z: &mut [f64],
-    s: &mut [f64],
-    grad: Option<(&mut [f64], &mut [f64])>,
-) {
-    if fused::supported(width) {
-        return fused::adjoint(act, h, width, k, b, u, lam, grad);
-    }
-    let batch = u.len() / width;
-    broadcast_columns(b, z);
-    gemm(width, width, batch, 1.0, k, false, u, false, 1.0, z);
-    for ((si, &zi), &li) in s.iter_mut().zip(z.iter()).zip(lam.iter()) {
-        *si = act.derivative(zi) * h * li;
-    }
-    if let Some((gk, gb)) = grad {
-        // ∂J/∂K += S Uᵀ  (w × B times B × w)
-        gemm(width, batch, width, 1.0, s, false, u, true, 1.0, gk);
-        add_row_sums(width, s, gb);
-    }
-    // Λ += Kᵀ S
-    gemm(width, width, batch, 1.0, k, true, s, false, 1.0, lam);
+/// In the adjoint, with S = σ'(Z(U)) ⊙ (h Λ⁺): Λ = Λ⁺ + (∂Z/∂U)ᵀ S, and the parameter
+/// gradient is (∂Z/∂θ)ᵀ S. States and adjoints are whole batches; `scratch` must hold at least
+/// one batch's state ([`Scratch::ensure`]). Gradients are *added* into `grad`, the layer's
+/// block of `param_len()` values.
+pub trait Step {
+    /// U⁺ = Φ(U) from `u` into `u_next`.
+    fn forward(&self, u: &[f64], u_next: &mut [f64], scratch: &mut Scratch);
+
+    /// U ← Φ(U).
+    fn forward_in_place(&self, u: &mut [f64], scratch: &mut Scratch);
+
+    /// Λ⁺ ↦ Λ in place in `lam` (Λ⁺ on entry), linearized at the state `u` the step started
+    /// from; adds the parameter gradient into `grad` when given.
+    fn adjoint(&self, u: &[f64], lam: &mut [f64], scratch: &mut Scratch, grad: Option<&mut [f64]>);
+
+    /// The same adjoint step out of place: Λ⁺ read from `lam_next`, Λ written to `lam_out`;
+    /// the same bits as [`Step::adjoint`].
+    fn adjoint_from(
+        &self,
+        u: &[f64],
+        lam_next: &[f64],
+        lam_out: &mut [f64],
+        scratch: &mut Scratch,
+        grad: Option<&mut [f64]>,
+    );
+
+    /// The parameter gradient alone (Λ is not updated): adds (∂Z/∂θ)ᵀ S into `grad`; the same
+    /// bits as the gradient of [`Step::adjoint`].
+    fn gradient(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch, grad: &mut [f64]);
 }
 
-/// The adjoint step of [`step_adjoint`] out of place: λ = λ⁺ + Kᵀ S with λ⁺ read from
-/// `lam_next` and λ written to `lam_out`; the same bits as the in-place step.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn step_adjoint_from(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &[f64],
-    lam_next: &[f64],
-    lam_out: &mut [f64],
-    z: &mut [f64],
-    s: &mut [f64],
-    grad: Option<(&mut [f64], &mut [f64])>,
-) {
-    if fused::supported(width) {
-        return fused::adjoint_from(act, h, width, k, b, u, lam_next, lam_out, grad);
-    }
-    lam_out.copy_from_slice(lam_next);
-    step_adjoint(act, h, width, k, b, u, lam_out, z, s, grad);
+/// Work arrays of a step for one batch: Z (pre-activation) and S (sensitivity). Reused across
+/// steps and solves; grown only when a larger batch arrives.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    z: Vec<f64>,
+    s: Vec<f64>,
 }
 
-/// The parameter gradient of one step without the adjoint update:
-/// S = σ'(K U + b 1ᵀ) ⊙ (h Λ⁺), ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 (`z`, `s` are w × B scratch).
-/// Gives the same bits as the gradient part of [`step_adjoint`].
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn step_gradient(
-    act: Activation,
-    h: f64,
-    width: usize,
-    k: &[f64],
-    b: &[f64],
-    u: &[f64],
-    lam_next: &[f64],
-    z: &mut [f64],
-    s: &mut [f64],
-    gk: &mut [f64],
-    gb: &mut [f64],
-) {
-    if fused::supported(width) {
-        return fused::gradient(act, h, width, k, b, u, lam_next, gk, gb);
+impl Scratch {
+    /// Scratch for states of `len` values (a layer's `state_len() · B`).
+    pub fn new(len: usize) -> Self {
+        let mut s = Scratch::default();
+        s.ensure(len);
+        s
     }
-    let batch = u.len() / width;
-    broadcast_columns(b, z);
-    gemm(width, width, batch, 1.0, k, false, u, false, 1.0, z);
-    for ((si, &zi), &li) in s.iter_mut().zip(z.iter()).zip(lam_next) {
-        *si = act.derivative(zi) * h * li;
+
+    /// Grows the arrays to at least `len` values.
+    pub fn ensure(&mut self, len: usize) {
+        if self.z.len() < len {
+            self.z.resize(len, 0.0);
+            self.s.resize(len, 0.0);
+        }
     }
-    gemm(width, batch, width, 1.0, s, false, u, true, 1.0, gk);
-    add_row_sums(width, s, gb);
+
+    /// Z and S for a state of `len` values.
+    fn parts(&mut self, len: usize) -> (&mut [f64], &mut [f64]) {
+        self.ensure(len);
+        (&mut self.z[..len], &mut self.s[..len])
+    }
+
+    /// Z alone, for a state of `len` values (the opening layer's pre-activation).
+    pub fn z(&mut self, len: usize) -> &mut [f64] {
+        self.parts(len).0
+    }
 }
 
-/// Floating-point operations of one dense forward step plus its adjoint with gradients,
-/// counting the four w × w × B matrix products (2 flops per multiply-add): 8 w² B.
-pub fn step_flops(width: usize, batch: usize) -> f64 {
-    8.0 * (width * width * batch) as f64
+/// A dense layer of width w: the state of an example is u ∈ ℝ^w and the control is
+/// θ_n = (K_n, b_n), K_n a column-major w × w matrix followed by b_n ∈ ℝ^w.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dense {
+    pub width: usize,
+}
+
+/// A dense step's linearization point: Φ(U) = U + h σ(K U + b 1ᵀ).
+#[derive(Clone, Copy, Debug)]
+pub struct DenseStep<'a> {
+    pub act: Activation,
+    /// Step size h.
+    pub h: f64,
+    pub width: usize,
+    /// K, w × w column-major.
+    pub k: &'a [f64],
+    /// b, length w.
+    pub b: &'a [f64],
+}
+
+impl Layer for Dense {
+    type Step<'a> = DenseStep<'a>;
+
+    fn state_len(&self) -> usize {
+        self.width
+    }
+
+    fn param_len(&self) -> usize {
+        self.width * self.width + self.width
+    }
+
+    fn linearize<'a>(&'a self, act: Activation, h: f64, theta: &'a [f64]) -> DenseStep<'a> {
+        let (k, b) = theta.split_at(self.width * self.width);
+        DenseStep {
+            act,
+            h,
+            width: self.width,
+            k,
+            b: &b[..self.width],
+        }
+    }
+
+    /// The four w × w × B matrix products (2 flops per multiply-add): 8 w² B.
+    fn step_flops(&self, batch: usize) -> f64 {
+        8.0 * (self.width * self.width * batch) as f64
+    }
+}
+
+impl DenseStep<'_> {
+    /// Z = K U + b 1ᵀ into `z`.
+    fn pre_activation(&self, u: &[f64], z: &mut [f64]) {
+        let batch = u.len() / self.width;
+        broadcast_columns(self.b, z);
+        gemm(self.width, self.width, batch, 1.0, self.k, false, u, false, 1.0, z);
+    }
+
+    /// S = σ'(Z) ⊙ (h Λ⁺) into `s`, from Z in `z`.
+    fn sensitivity(&self, z: &[f64], lam_next: &[f64], s: &mut [f64]) {
+        for ((si, &zi), &li) in s.iter_mut().zip(z).zip(lam_next) {
+            *si = self.act.derivative(zi) * self.h * li;
+        }
+    }
+
+    /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1.
+    fn add_gradient(&self, u: &[f64], s: &[f64], grad: &mut [f64]) {
+        let w = self.width;
+        let batch = u.len() / w;
+        let (gk, gb) = grad.split_at_mut(w * w);
+        gemm(w, batch, w, 1.0, s, false, u, true, 1.0, gk);
+        add_row_sums(w, s, gb);
+    }
+}
+
+/// The gradient block split into (∂J/∂K, ∂J/∂b).
+fn split_grad(width: usize, grad: Option<&mut [f64]>) -> Option<(&mut [f64], &mut [f64])> {
+    grad.map(|g| {
+        let (gk, gb) = g.split_at_mut(width * width);
+        (gk, &mut gb[..width])
+    })
+}
+
+impl Step for DenseStep<'_> {
+    #[inline]
+    fn forward(&self, u: &[f64], u_next: &mut [f64], scratch: &mut Scratch) {
+        if fused::supported(self.width) {
+            return fused::forward(self, u, u_next);
+        }
+        let z = scratch.z(u.len());
+        self.pre_activation(u, z);
+        for ((un, &ui), &zi) in u_next.iter_mut().zip(u).zip(z.iter()) {
+            *un = ui + self.h * self.act.value(zi);
+        }
+    }
+
+    #[inline]
+    fn forward_in_place(&self, u: &mut [f64], scratch: &mut Scratch) {
+        if fused::supported(self.width) {
+            return fused::forward_in_place(self, u);
+        }
+        let z = scratch.z(u.len());
+        self.pre_activation(u, z);
+        for (ui, &zi) in u.iter_mut().zip(z.iter()) {
+            *ui += self.h * self.act.value(zi);
+        }
+    }
+
+    /// Λ = Λ⁺ + Kᵀ S with S = σ'(K U + b 1ᵀ) ⊙ (h Λ⁺); ∂J/∂K += S Uᵀ, ∂J/∂b += S 1.
+    #[inline]
+    fn adjoint(&self, u: &[f64], lam: &mut [f64], scratch: &mut Scratch, grad: Option<&mut [f64]>) {
+        if fused::supported(self.width) {
+            return fused::adjoint(self, u, lam, split_grad(self.width, grad));
+        }
+        let (z, s) = scratch.parts(u.len());
+        self.pre_activation(u, z);
+        self.sensitivity(z, lam, s);
+        if let Some(g) = grad {
+            self.add_gradient(u, s, g);
+        }
+        let (w, batch) = (self.width, u.len() / self.width);
+        gemm(w, w, batch, 1.0, self.k, true, s, false, 1.0, lam);
+    }
+
+    #[inline]
+    fn adjoint_from(
+        &self,
+        u: &[f64],
+        lam_next: &[f64],
+        lam_out: &mut [f64],
+        scratch: &mut Scratch,
+        grad: Option<&mut [f64]>,
+    ) {
+        if fused::supported(self.width) {
+            return fused::adjoint_from(self, u, lam_next, lam_out, split_grad(self.width, grad));
+        }
+        lam_out.copy_from_slice(lam_next);
+        self.adjoint(u, lam_out, scratch, grad);
+    }
+
+    #[inline]
+    fn gradient(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch, grad: &mut [f64]) {
+        if fused::supported(self.width) {
+            let (gk, gb) = split_grad(self.width, Some(grad)).expect("given");
+            return fused::gradient(self, u, lam_next, gk, gb);
+        }
+        let (z, s) = scratch.parts(u.len());
+        self.pre_activation(u, z);
+        self.sensitivity(z, lam_next, s);
+        self.add_gradient(u, s, grad);
+    }
 }
 
 #[cfg(test)]
@@ -232,40 +333,21 @@ mod tests {
                 let mut gb_ref = vec![0.0; width];
                 add_row_sums(width, &s_ref, &mut gb_ref);
 
-                let mut scratch = vec![0.0; width * batch];
-                let mut s = vec![0.0; width * batch];
+                let dense = Dense { width };
+                let theta: Vec<f64> = k.iter().chain(&b).copied().collect();
+                let step = dense.linearize(act, h, &theta);
+                let mut scratch = Scratch::new(width * batch);
                 let mut next = vec![0.0; width * batch];
-                step_forward(act, h, width, &k, &b, &u, &mut scratch, &mut next);
+                step.forward(&u, &mut next, &mut scratch);
                 let mut inplace = u.clone();
-                step_forward_in_place(act, h, width, &k, &b, &mut inplace, &mut scratch);
+                step.forward_in_place(&mut inplace, &mut scratch);
                 let mut lam = lam0.clone();
-                let (mut gk, mut gb) = (vec![0.0; width * width], vec![0.0; width]);
-                step_adjoint(
-                    act,
-                    h,
-                    width,
-                    &k,
-                    &b,
-                    &u,
-                    &mut lam,
-                    &mut scratch,
-                    &mut s,
-                    Some((&mut gk, &mut gb)),
-                );
-                let (mut gk2, mut gb2) = (vec![0.0; width * width], vec![0.0; width]);
-                step_gradient(
-                    act,
-                    h,
-                    width,
-                    &k,
-                    &b,
-                    &u,
-                    &lam0,
-                    &mut scratch,
-                    &mut s,
-                    &mut gk2,
-                    &mut gb2,
-                );
+                let mut g = vec![0.0; dense.param_len()];
+                step.adjoint(&u, &mut lam, &mut scratch, Some(&mut g));
+                let (gk, gb) = (g[..width * width].to_vec(), g[width * width..].to_vec());
+                let mut g2 = vec![0.0; dense.param_len()];
+                step.gradient(&u, &lam0, &mut scratch, &mut g2);
+                let (gk2, gb2) = (g2[..width * width].to_vec(), g2[width * width..].to_vec());
                 let close = |a: &[f64], b: &[f64]| {
                     a.iter()
                         .zip(b)
@@ -283,20 +365,9 @@ mod tests {
                 assert_eq!(gk, gk2);
                 assert_eq!(gb, gb2);
                 let mut lam3 = vec![0.0; width * batch];
-                let (mut gk3, mut gb3) = (vec![0.0; width * width], vec![0.0; width]);
-                step_adjoint_from(
-                    act,
-                    h,
-                    width,
-                    &k,
-                    &b,
-                    &u,
-                    &lam0,
-                    &mut lam3,
-                    &mut scratch,
-                    &mut s,
-                    Some((&mut gk3, &mut gb3)),
-                );
+                let mut g3 = vec![0.0; dense.param_len()];
+                step.adjoint_from(&u, &lam0, &mut lam3, &mut scratch, Some(&mut g3));
+                let (gk3, gb3) = (g3[..width * width].to_vec(), g3[width * width..].to_vec());
                 assert_eq!(lam3, lam, "out-of-place adjoint w={width} {act}");
                 assert_eq!((gk3, gb3), (gk, gb));
             }

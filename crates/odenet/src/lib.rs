@@ -17,6 +17,7 @@ pub mod loss;
 pub mod network;
 
 pub use activation::Activation;
+pub use layer::{Dense, DenseStep, Layer, Scratch, Step};
 pub use layout::{Layout, Opening, Shape};
 pub use loss::Loss;
 pub use network::{Network, ObjectiveValue, Regularization, Workspace};

@@ -1,7 +1,7 @@
 //! The whole ODE-net: opening layer, N forward-Euler hidden steps, classifier, loss and
 //! regularization; the objective J(θ) and its exact discrete adjoint gradient.
 
-use crate::layer::{step_adjoint, step_forward, step_forward_in_place};
+use crate::layer::{Dense, DenseStep, Scratch, Step};
 use crate::layout::{Layout, Opening, Shape};
 use crate::linalg::{add_row_sums, broadcast_columns, dot, gemm};
 use crate::loss::{loss_sum, Loss};
@@ -59,7 +59,7 @@ pub struct Workspace {
     states: Vec<Vec<f64>>,
     /// Opening pre-activation A = W_in X + b_in 1ᵀ, w × B.
     open_pre: Vec<f64>,
-    z: Vec<f64>,
+    scratch: Scratch,
     s: Vec<f64>,
     lam: Vec<f64>,
     logits: Vec<f64>,
@@ -82,9 +82,10 @@ impl Workspace {
         if self.states.len() < nstates {
             self.states.resize_with(nstates, || vec![0.0; w * batch]);
         }
-        for v in [&mut self.open_pre, &mut self.z, &mut self.s, &mut self.lam] {
+        for v in [&mut self.open_pre, &mut self.s, &mut self.lam] {
             v.resize(w * batch, 0.0);
         }
+        self.scratch.ensure(w * batch);
         self.logits.resize(c * batch, 0.0);
         self.seed.resize(c * batch, 0.0);
     }
@@ -126,26 +127,38 @@ impl Network {
         self.layout.len
     }
 
-    /// Opening layer: U_0 = σ(W_in X + b_in 1ᵀ), or X zero-padded to w rows.
-    /// `pre` receives the pre-activation (w × B).
-    pub fn open(&self, theta: &[f64], x: &[f64], u0: &mut [f64], pre: &mut [f64]) {
+    /// The kind of the hidden layers.
+    pub fn layer(&self) -> Dense {
+        Dense {
+            width: self.layout.shape.width,
+        }
+    }
+
+    /// Hidden step n's linearization point from its control θ_n = (K_n, b_n), with step size
+    /// `h` (h = T/N on the fine grid, a multiple on coarse MGRIT levels).
+    pub fn step<'a>(&self, theta_n: &'a [f64], h: f64) -> DenseStep<'a> {
+        let w = self.layout.shape.width;
+        let (k, b) = theta_n.split_at(w * w);
+        DenseStep {
+            act: self.activation,
+            h,
+            width: w,
+            k,
+            b: &b[..w],
+        }
+    }
+
+    /// Opening layer from the opening block `open` = (W_in, b_in) of θ:
+    /// U_0 = σ(A), A = W_in X + b_in 1ᵀ, or X zero-padded to w rows (`replicate`, no block).
+    /// `pre` receives A (w × B).
+    pub fn open(&self, open: &[f64], x: &[f64], u0: &mut [f64], pre: &mut [f64]) {
         let sh = &self.layout.shape;
         let batch = x.len() / sh.input;
         match sh.opening {
             Opening::Activate => {
-                broadcast_columns(&theta[self.layout.open_bias.clone()], pre);
-                gemm(
-                    sh.width,
-                    sh.input,
-                    batch,
-                    1.0,
-                    &theta[self.layout.open_weight.clone()],
-                    false,
-                    x,
-                    false,
-                    1.0,
-                    pre,
-                );
+                let (w_in, b_in) = open.split_at(sh.width * sh.input);
+                broadcast_columns(b_in, pre);
+                gemm(sh.width, sh.input, batch, 1.0, w_in, false, x, false, 1.0, pre);
                 for (u, &a) in u0.iter_mut().zip(pre.iter()) {
                     *u = self.activation.value(a);
                 }
@@ -159,23 +172,56 @@ impl Network {
         }
     }
 
-    /// Classifier: Z = W_c U_N + b_c 1ᵀ (C × B).
-    pub fn classify(&self, theta: &[f64], u_final: &[f64], logits: &mut [f64]) {
+    /// The opening's gradient from Λ_0: S = σ'(A) ⊙ Λ_0 into `s`, ∂J/∂W_in += S Xᵀ and
+    /// ∂J/∂b_in += S 1 into `grad` (the opening block). Nothing for the `replicate` opening.
+    pub fn opening_gradient(
+        &self,
+        x: &[f64],
+        pre: &[f64],
+        lam0: &[f64],
+        s: &mut [f64],
+        grad: &mut [f64],
+    ) {
+        let sh = &self.layout.shape;
+        if sh.opening != Opening::Activate {
+            return;
+        }
+        let batch = x.len() / sh.input;
+        for (si, (&a, &l)) in s.iter_mut().zip(pre.iter().zip(lam0)) {
+            *si = self.activation.derivative(a) * l;
+        }
+        let (gw, gb) = grad.split_at_mut(sh.width * sh.input);
+        gemm(sh.width, batch, sh.input, 1.0, s, false, x, true, 1.0, gw);
+        add_row_sums(sh.width, s, gb);
+    }
+
+    /// Classifier from the classifier block `class` = (W_c, b_c) of θ: Z = W_c U_N + b_c 1ᵀ
+    /// (C × B).
+    pub fn classify(&self, class: &[f64], u_final: &[f64], logits: &mut [f64]) {
         let sh = &self.layout.shape;
         let batch = u_final.len() / sh.width;
-        broadcast_columns(&theta[self.layout.class_bias.clone()], logits);
-        gemm(
-            sh.classes,
-            sh.width,
-            batch,
-            1.0,
-            &theta[self.layout.class_weight.clone()],
-            false,
-            u_final,
-            false,
-            1.0,
-            logits,
-        );
+        let (w_c, b_c) = class.split_at(sh.classes * sh.width);
+        broadcast_columns(b_c, logits);
+        gemm(sh.classes, sh.width, batch, 1.0, w_c, false, u_final, false, 1.0, logits);
+    }
+
+    /// The classifier's adjoint from the loss seed G = ∂loss/∂Z (C × B): ∂J/∂W_c += G U_Nᵀ,
+    /// ∂J/∂b_c += G 1 into `grad` (the classifier block), and Λ_N = W_cᵀ G into `lam_final`.
+    pub fn classifier_adjoint(
+        &self,
+        class: &[f64],
+        u_final: &[f64],
+        seed: &[f64],
+        grad: &mut [f64],
+        lam_final: &mut [f64],
+    ) {
+        let sh = &self.layout.shape;
+        let (w, c) = (sh.width, sh.classes);
+        let batch = u_final.len() / w;
+        let (gw, gb) = grad.split_at_mut(c * w);
+        gemm(c, batch, w, 1.0, seed, false, u_final, true, 1.0, gw);
+        add_row_sums(c, seed, gb);
+        gemm(w, c, batch, 1.0, &class[..c * w], true, seed, false, 0.0, lam_final);
     }
 
     /// γ_tik/2 ‖(W_in, b_in)‖², adding its gradient into `grad` (the opening block) when given.
@@ -286,20 +332,14 @@ impl Network {
         let batch = labels.len();
         ws.ensure(self, batch, false);
         let h = self.step_size();
+        let l = &self.layout;
         let u = &mut ws.states[0];
-        self.open(theta, x, u, &mut ws.open_pre);
+        self.open(&theta[l.opening()], x, u, &mut ws.open_pre);
         for n in 0..sh.layers {
-            step_forward_in_place(
-                self.activation,
-                h,
-                sh.width,
-                &theta[self.layout.layer_weight(n)],
-                &theta[self.layout.layer_bias(n)],
-                u,
-                &mut ws.z,
-            );
+            self.step(&theta[l.layer(n)], h)
+                .forward_in_place(u, &mut ws.scratch);
         }
-        self.classify(theta, &ws.states[0], &mut ws.logits);
+        self.classify(&theta[l.classifier()], &ws.states[0], &mut ws.logits);
         loss_sum(self.loss, sh.classes, &ws.logits, labels, None)
     }
 
@@ -318,27 +358,19 @@ impl Network {
     ) -> ObjectiveValue {
         let sh = self.layout.shape;
         let l = &self.layout;
-        let (w, c, nl) = (sh.width, sh.classes, sh.layers);
+        let (c, nl) = (sh.classes, sh.layers);
         let batch = labels.len();
         ws.ensure(self, batch, true);
         let h = self.step_size();
 
         // Forward sweep, keeping U_0 … U_N.
-        self.open(theta, x, &mut ws.states[0], &mut ws.open_pre);
+        self.open(&theta[l.opening()], x, &mut ws.states[0], &mut ws.open_pre);
         for n in 0..nl {
             let (done, rest) = ws.states.split_at_mut(n + 1);
-            step_forward(
-                self.activation,
-                h,
-                w,
-                &theta[l.layer_weight(n)],
-                &theta[l.layer_bias(n)],
-                &done[n],
-                &mut ws.z,
-                &mut rest[0],
-            );
+            self.step(&theta[l.layer(n)], h)
+                .forward(&done[n], &mut rest[0], &mut ws.scratch);
         }
-        self.classify(theta, &ws.states[nl], &mut ws.logits);
+        self.classify(&theta[l.classifier()], &ws.states[nl], &mut ws.logits);
         let scale = 1.0 / batch as f64;
         let (loss_total, correct) = loss_sum(
             self.loss,
@@ -351,57 +383,22 @@ impl Network {
 
         // Adjoint sweep.
         grad.fill(0.0);
-        {
-            let (gw, gb) = grad[l.classifier()].split_at_mut(c * w);
-            gemm(
-                c,
-                batch,
-                w,
-                1.0,
-                &ws.seed,
-                false,
-                &ws.states[nl],
-                true,
-                1.0,
-                gw,
-            );
-            add_row_sums(c, &ws.seed, gb);
-        }
-        gemm(
-            w,
-            c,
-            batch,
-            1.0,
-            &theta[l.class_weight.clone()],
-            true,
+        self.classifier_adjoint(
+            &theta[l.classifier()],
+            &ws.states[nl],
             &ws.seed,
-            false,
-            0.0,
+            &mut grad[l.classifier()],
             &mut ws.lam,
         );
         for n in (0..nl).rev() {
-            let (gk, gb) = grad[l.layer(n)].split_at_mut(w * w);
-            step_adjoint(
-                self.activation,
-                h,
-                w,
-                &theta[l.layer_weight(n)],
-                &theta[l.layer_bias(n)],
+            self.step(&theta[l.layer(n)], h).adjoint(
                 &ws.states[n],
                 &mut ws.lam,
-                &mut ws.z,
-                &mut ws.s,
-                Some((gk, gb)),
+                &mut ws.scratch,
+                Some(&mut grad[l.layer(n)]),
             );
         }
-        if sh.opening == Opening::Activate {
-            for (s, (&a, &lam)) in ws.s.iter_mut().zip(ws.open_pre.iter().zip(&ws.lam)) {
-                *s = self.activation.derivative(a) * lam;
-            }
-            let (gw, gb) = grad[l.opening()].split_at_mut(w * sh.input);
-            gemm(w, batch, sh.input, 1.0, &ws.s, false, x, true, 1.0, gw);
-            add_row_sums(w, &ws.s, gb);
-        }
+        self.opening_gradient(x, &ws.open_pre, &ws.lam, &mut ws.s, &mut grad[l.opening()]);
 
         let reg = self.regularization(theta, Some(grad));
         ObjectiveValue {
