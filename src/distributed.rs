@@ -269,7 +269,7 @@ impl SplineControls {
 /// Inner products on the distributed θ: per-segment partial dot products, gathered and
 /// summed in layer order.
 pub struct DistSpace<'a> {
-    pub comm: &'a MpiComm<'a>,
+    pub comm: &'a MpiComm,
     pub segments: Vec<Range<usize>>,
 }
 
@@ -405,7 +405,7 @@ impl App for ForwardApp<'_> {
 struct AdjointApp<'a> {
     net: &'a Network,
     ctrl: Controls<'a>,
-    forward: &'a Solver<Vec<f64>>,
+    forward: &'a Solver<Vec<f64>, MpiComm>,
     lambda_final: &'a [f64],
     batch: usize,
     z: Vec<f64>,
@@ -536,12 +536,12 @@ pub struct DistNet<'c> {
     pub model_layout: LocalLayout,
     /// B-spline controls: θ_n = Σ_i c_i B_i(t_n).
     spline: Option<SplineControls>,
-    pub comm: &'c MpiComm<'c>,
+    pub comm: &'c MpiComm,
     settings: SolverSettings,
-    forward: Solver<Vec<f64>>,
-    adjoint: Solver<Vec<f64>>,
+    forward: Solver<Vec<f64>, MpiComm>,
+    adjoint: Solver<Vec<f64>, MpiComm>,
     /// Exact one-level sweeps for evaluation, one per batch size (states are reused).
-    sweeps: BTreeMap<usize, Solver<Vec<f64>>>,
+    sweeps: BTreeMap<usize, Solver<Vec<f64>, MpiComm>>,
     batch: usize,
     /// Layers this rank needs from others, and what it sends: (layer, to rank).
     needs: Vec<usize>,
@@ -563,18 +563,14 @@ const LAMBDA_TAG: i32 = 7002;
 
 impl<'c> DistNet<'c> {
     /// Per-layer controls.
-    pub fn new(
-        net: Network,
-        comm: &'c MpiComm<'c>,
-        settings: SolverSettings,
-    ) -> anyhow::Result<Self> {
+    pub fn new(net: Network, comm: &'c MpiComm, settings: SolverSettings) -> anyhow::Result<Self> {
         Self::with_controls(net, comm, settings, None)
     }
 
     /// Per-layer controls, or spline controls with the given basis.
     pub fn with_controls(
         net: Network,
-        comm: &'c MpiComm<'c>,
+        comm: &'c MpiComm,
         settings: SolverSettings,
         spline: Option<bspline::Basis>,
     ) -> anyhow::Result<Self> {
@@ -589,7 +585,7 @@ impl<'c> DistNet<'c> {
         };
         let t = net.final_time;
         let mk = |o: &Options| {
-            Solver::new(n, 0.0, t, o.clone(), rank, size)
+            Solver::new(n, 0.0, t, o.clone(), comm.duplicate())
                 .map_err(|e| anyhow::anyhow!("invalid MGRIT settings: {e}"))
         };
         let forward = mk(&settings.forward)?;
@@ -759,14 +755,13 @@ impl<'c> DistNet<'c> {
                         0.0,
                         self.net.final_time,
                         o,
-                        self.part.rank,
-                        self.part.size,
+                        self.comm.duplicate(),
                     )
                     .expect("valid"),
                 )
             }
         };
-        sweep.solve(&mut app, self.comm);
+        sweep.solve(&mut app);
         let mut out = [0.0, 0.0];
         if self.part.is_last() {
             let mut logits = vec![0.0; sh.classes * batch];
@@ -911,7 +906,7 @@ impl<'c> DistNet<'c> {
                 batch,
                 z: std::mem::take(&mut self.z),
             };
-            let st = self.forward.solve(&mut app, self.comm);
+            let st = self.forward.solve(&mut app);
             self.z = app.z;
             st
         };
@@ -967,7 +962,7 @@ impl<'c> DistNet<'c> {
                 s: std::mem::take(&mut self.s),
                 grad: layer_grad.map(|g| (g, &shifted)),
             };
-            let st = self.adjoint.solve(&mut app, self.comm);
+            let st = self.adjoint.solve(&mut app);
             self.z = app.z;
             self.s = app.s;
             st
@@ -1157,7 +1152,7 @@ fn classify_with(net: &Network, class: &[f64], u: &[f64], logits: &mut [f64]) {
 /// The hidden layers a rank needs but does not own: the control of the step into its first
 /// point on every forward level (the fine layer at that step's start), and the neighbours of
 /// its first and last layer for the time-derivative regularization.
-fn ghost_needs(net: &Network, forward: &Solver<Vec<f64>>, part: &Partition) -> Vec<usize> {
+fn ghost_needs(net: &Network, forward: &Solver<Vec<f64>, MpiComm>, part: &Partition) -> Vec<usize> {
     let n = part.layers;
     let (lo, hi) = (part.points.start, part.points.end);
     let mut needs = std::collections::BTreeSet::new();

@@ -1,8 +1,14 @@
 //! Communication between ranks: non-blocking sends of packed states to neighbours, blocking
 //! receives, and reductions whose result does not depend on the number of ranks.
+//!
+//! [`SerialComm`] is always available; [`MpiComm`] needs the crate's `mpi` feature (on by
+//! default).
 
+#[cfg(feature = "mpi")]
 use mpi::topology::SimpleCommunicator;
+#[cfg(feature = "mpi")]
 use mpi::traits::*;
+#[cfg(feature = "mpi")]
 use std::cell::RefCell;
 
 /// What the solver needs from a communicator.
@@ -18,6 +24,12 @@ pub trait Comm {
     fn wait_sends(&self);
     /// Every rank's `local` values, concatenated in rank order, on every rank.
     fn all_gather(&self, local: &[f64]) -> Vec<f64>;
+    /// A communicator over the same ranks (same rank numbers) with a message space of its
+    /// own: no message sent on one is ever received on the other, whatever the tags.
+    /// Collective: every rank calls it, in the same order with respect to other collectives.
+    fn duplicate(&self) -> Self
+    where
+        Self: Sized;
 
     /// Σ of per-point values over all ranks, summed in rank order (the order of the points),
     /// so the result is bit-for-bit the same for every number of ranks.
@@ -47,25 +59,43 @@ impl Comm for SerialComm {
     fn all_gather(&self, local: &[f64]) -> Vec<f64> {
         local.to_vec()
     }
-}
-
-/// MPI: `MPI_Isend` to neighbours (the buffer lives here until `MPI_Wait`), `MPI_Recv`, and
-/// `MPI_Allgatherv` for ordered reductions.
-pub struct MpiComm<'a> {
-    world: &'a SimpleCommunicator,
-    pending: RefCell<Vec<(Vec<f64>, mpi::ffi::MPI_Request)>>,
-}
-
-impl<'a> MpiComm<'a> {
-    pub fn new(world: &'a SimpleCommunicator) -> Self {
-        MpiComm {
-            world,
-            pending: RefCell::new(Vec::new()),
-        }
+    /// One process exchanges no messages, so it needs no separate message space.
+    fn duplicate(&self) -> Self {
+        SerialComm
     }
 }
 
-impl Comm for MpiComm<'_> {
+/// MPI: `MPI_Isend` to neighbours (the buffer lives here until `MPI_Wait`), `MPI_Recv`, and
+/// `MPI_Allgatherv` for ordered reductions, on a communicator of its own (`MPI_Comm_dup`),
+/// so its tags never meet anyone else's messages. Drop it before MPI is finalized (before
+/// the `mpi::environment::Universe`): dropping frees the communicator.
+#[cfg(feature = "mpi")]
+pub struct MpiComm {
+    /// The duplicated communicator, owned (freed by `MPI_Comm_free` when dropped, after
+    /// `Drop for MpiComm` has completed every pending send).
+    world: SimpleCommunicator,
+    pending: RefCell<Vec<(Vec<f64>, mpi::ffi::MPI_Request)>>,
+}
+
+#[cfg(feature = "mpi")]
+impl MpiComm {
+    /// A communicator over the ranks of `world`, with its own message space
+    /// (`MPI_Comm_dup`; collective over `world`).
+    pub fn new(world: &SimpleCommunicator) -> MpiComm {
+        MpiComm {
+            world: world.duplicate(),
+            pending: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The underlying (duplicated) MPI communicator, for collectives the trait lacks.
+    pub fn communicator(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+}
+
+#[cfg(feature = "mpi")]
+impl Comm for MpiComm {
     fn rank(&self) -> usize {
         self.world.rank() as usize
     }
@@ -131,9 +161,17 @@ impl Comm for MpiComm<'_> {
         }
         out
     }
+
+    /// `MPI_Comm_dup` of this communicator.
+    fn duplicate(&self) -> MpiComm {
+        MpiComm::new(&self.world)
+    }
 }
 
-impl Drop for MpiComm<'_> {
+#[cfg(feature = "mpi")]
+impl Drop for MpiComm {
+    /// Completes the pending sends; the communicator is freed afterwards (fields drop after
+    /// this runs), so no send is ever left on a freed communicator.
     fn drop(&mut self) {
         self.wait_sends();
     }

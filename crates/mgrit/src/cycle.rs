@@ -117,11 +117,12 @@ fn cycle<A: App, C: Comm>(
     Flow::Continue(residual)
 }
 
-impl<S: Clone> Solver<S> {
-    /// Solves the recurrence. Starts from `App::init` (or, with `warm_restart`, from the
-    /// previous solution with a fresh initial condition) and runs cycles until the C-point
-    /// residual norm meets the tolerance or `max_iter` cycles are done.
-    pub fn solve<A: App<State = S>, C: Comm>(&mut self, app: &mut A, comm: &C) -> Stats {
+impl<S: Clone, C: Comm> Solver<S, C> {
+    /// Solves the recurrence over the solver's communicator (collective: every rank of it
+    /// calls `solve`). Starts from `App::init` (or, with `warm_restart`, from the previous
+    /// solution with a fresh initial condition) and runs cycles until the C-point residual
+    /// norm meets the tolerance or `max_iter` cycles are done.
+    pub fn solve<A: App<State = S>>(&mut self, app: &mut A) -> Stats {
         let start = Instant::now();
         let nl = self.levels.len();
         let mut stats = Stats {
@@ -145,6 +146,7 @@ impl<S: Clone> Solver<S> {
                 lvl.u[0] = app.init(dist.time_index(0));
             }
         }
+        let comm = &self.comm;
         let mut ctx = Ctx {
             app,
             comm,
@@ -231,10 +233,10 @@ mod tests {
     #[test]
     fn warm_restart_starts_from_the_previous_solution() {
         let mut app = ModelProblem::linear(3);
-        let mut cold = Solver::new(64, 0.0, 0.5, opts(), 0, 1).unwrap();
-        let first = cold.solve(&mut app, &SerialComm);
+        let mut cold = Solver::new(64, 0.0, 0.5, opts(), SerialComm).unwrap();
+        let first = cold.solve(&mut app);
         assert!(first.converged && first.iterations > 2, "{first:?}");
-        let again = cold.solve(&mut app, &SerialComm);
+        let again = cold.solve(&mut app);
         assert_eq!(
             again.iterations, first.iterations,
             "without warm restart each solve starts over"
@@ -248,12 +250,11 @@ mod tests {
                 skip: false,
                 ..opts()
             },
-            0,
-            1,
+            SerialComm,
         )
         .unwrap();
-        warm.solve(&mut app, &SerialComm);
-        let second = warm.solve(&mut app, &SerialComm);
+        warm.solve(&mut app);
+        let second = warm.solve(&mut app);
         assert!(second.converged && second.iterations == 1, "{second:?}");
     }
 
@@ -269,11 +270,10 @@ mod tests {
                 max_iter: 3,
                 ..opts()
             },
-            0,
-            1,
+            SerialComm,
         )
         .unwrap();
-        let st = s.solve(&mut app, &SerialComm);
+        let st = s.solve(&mut app);
         assert_eq!(st.iterations, 3);
         assert!(st.residuals.is_empty());
         assert_eq!(st.points_per_level, vec![101, 26, 7]);
@@ -291,11 +291,10 @@ mod tests {
                 skip: false,
                 ..opts()
             },
-            0,
-            1,
+            SerialComm,
         )
         .unwrap();
-        let st = s.solve(&mut app, &SerialComm);
+        let st = s.solve(&mut app);
         assert!(st.converged);
         let f = st.convergence_factors();
         assert_eq!(f.len(), st.residuals.len() - 1);
@@ -312,11 +311,10 @@ mod tests {
                 cfactor: vec![1],
                 ..opts()
             },
-            0,
-            1
+            SerialComm
         )
         .is_err());
-        assert!(Solver::<Vec<f64>>::new(0, 0.0, 1.0, opts(), 0, 1).is_err());
+        assert!(Solver::<Vec<f64>>::new(0, 0.0, 1.0, opts(), SerialComm).is_err());
         assert!(Solver::<Vec<f64>>::new(
             10,
             0.0,
@@ -325,8 +323,7 @@ mod tests {
                 c_weight: 3.0,
                 ..opts()
             },
-            0,
-            1
+            SerialComm
         )
         .is_err());
     }

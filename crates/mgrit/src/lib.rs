@@ -23,7 +23,9 @@ pub mod problems;
 mod relax;
 mod restrict;
 
-pub use comm::{Comm, MpiComm, SerialComm};
+#[cfg(feature = "mpi")]
+pub use comm::MpiComm;
+pub use comm::{Comm, SerialComm};
 pub use distribution::Distribution;
 pub use grid::{Grid, LevelShape};
 
@@ -194,8 +196,9 @@ impl std::fmt::Display for OptionsError {
 
 impl std::error::Error for OptionsError {}
 
-/// An MGRIT solver for N steps on [t0, tf], holding this rank's points on every level.
-pub struct Solver<S> {
+/// An MGRIT solver for N steps on [t0, tf], holding this rank's points on every level and
+/// the communicator its solves exchange states over.
+pub struct Solver<S, C: Comm = SerialComm> {
     opts: Options,
     grid: Grid,
     dist: Distribution,
@@ -204,47 +207,57 @@ pub struct Solver<S> {
     vrank: usize,
     levels: Vec<Level<S>>,
     initialized: bool,
+    comm: C,
 }
 
-impl<S: Clone> Solver<S> {
-    /// A solver for `steps` fine steps from t0 to tf, on rank `rank` of `size`.
+/// Why `opts` cannot drive a solve of `steps` steps, if they cannot.
+fn validate(steps: usize, opts: &Options) -> Result<(), OptionsError> {
+    if steps == 0 {
+        return Err(OptionsError("MGRIT needs at least one time step".into()));
+    }
+    if opts.cfactor.is_empty() || opts.cfactor.iter().any(|&c| c < 2) {
+        return Err(OptionsError(format!(
+            "every coarsening factor must be ≥ 2, got {:?}",
+            opts.cfactor
+        )));
+    }
+    if opts.nrelax.is_empty() {
+        return Err(OptionsError("nrelax needs at least one entry".into()));
+    }
+    if opts.max_levels == 0 || opts.max_iter == 0 {
+        return Err(OptionsError("max_levels and max_iter must be ≥ 1".into()));
+    }
+    if !(opts.c_weight > 0.0 && opts.c_weight <= 2.0) {
+        return Err(OptionsError(format!(
+            "the C-relaxation weight must lie in (0, 2], got {}",
+            opts.c_weight
+        )));
+    }
+    Ok(())
+}
+
+impl<S: Clone, C: Comm> Solver<S, C> {
+    /// A solver for `steps` fine steps from t0 to tf, distributed over the ranks of `comm`
+    /// (this rank is `comm.rank()` of `comm.size()`). The solver owns `comm` and does all its
+    /// communication on it; give it a communicator of its own (e.g. `other.duplicate()`) when
+    /// the caller also exchanges messages, so that tags cannot clash. No communication
+    /// happens here.
     pub fn new(
         steps: usize,
         t0: f64,
         tf: f64,
         opts: Options,
-        rank: usize,
-        size: usize,
+        comm: C,
     ) -> Result<Self, OptionsError> {
-        if steps == 0 {
-            return Err(OptionsError("MGRIT needs at least one time step".into()));
-        }
-        if opts.cfactor.is_empty() || opts.cfactor.iter().any(|&c| c < 2) {
-            return Err(OptionsError(format!(
-                "every coarsening factor must be ≥ 2, got {:?}",
-                opts.cfactor
-            )));
-        }
-        if opts.nrelax.is_empty() {
-            return Err(OptionsError("nrelax needs at least one entry".into()));
-        }
-        if opts.max_levels == 0 || opts.max_iter == 0 {
-            return Err(OptionsError("max_levels and max_iter must be ≥ 1".into()));
-        }
-        if !(opts.c_weight > 0.0 && opts.c_weight <= 2.0) {
-            return Err(OptionsError(format!(
-                "the C-relaxation weight must lie in (0, 2], got {}",
-                opts.c_weight
-            )));
-        }
+        validate(steps, &opts)?;
         let grid = Grid::new(
             steps,
             opts.max_levels,
             &opts.cfactor,
             opts.min_coarse.max(2),
         );
-        let dist = Distribution::new(steps, size, opts.reverse);
-        let vrank = dist.virtual_rank(rank);
+        let dist = Distribution::new(steps, comm.size(), opts.reverse);
+        let vrank = dist.virtual_rank(comm.rank());
         let levels = grid
             .levels
             .iter()
@@ -259,7 +272,13 @@ impl<S: Clone> Solver<S> {
             vrank,
             levels,
             initialized: false,
+            comm,
         })
+    }
+
+    /// The communicator the solves run on.
+    pub fn comm(&self) -> &C {
+        &self.comm
     }
 
     pub fn options(&self) -> &Options {

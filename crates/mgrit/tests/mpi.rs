@@ -1,5 +1,6 @@
 //! The solver under mpirun: every check of `mgrit-check` on 1, 2, 3, 4 and 7 ranks, with the
 //! rank count verified, and the converged solutions bit-for-bit equal across rank counts.
+#![cfg(feature = "mpi")]
 
 use std::process::Command;
 

@@ -49,12 +49,14 @@ impl Tally {
 }
 
 /// The whole fine solution u_0 … u_N (time order) on every rank.
-fn gather(solver: &Solver<Vec<f64>>, comm: &MpiComm, dim: usize) -> Vec<Vec<f64>> {
+fn gather(solver: &Solver<Vec<f64>, MpiComm>, dim: usize) -> Vec<Vec<f64>> {
     let mut local = Vec::new();
     for n in solver.time_range() {
         local.extend_from_slice(solver.state(n).expect("owned"));
     }
-    comm.all_gather(&local)
+    solver
+        .comm()
+        .all_gather(&local)
         .chunks(dim)
         .map(|c| c.to_vec())
         .collect()
@@ -97,10 +99,9 @@ fn solve(
     if reverse {
         app.start_index = steps;
     }
-    let mut solver =
-        Solver::new(steps, 0.0, T, opts, comm.rank(), comm.size()).expect("valid options");
-    let stats = solver.solve(&mut app, comm);
-    let got = gather(&solver, comm, dim);
+    let mut solver = Solver::new(steps, 0.0, T, opts, comm.duplicate()).expect("valid options");
+    let stats = solver.solve(&mut app);
+    let got = gather(&solver, dim);
     let mut reference = problem(name).serial(steps, T / steps as f64);
     if reverse {
         reference.reverse();
@@ -264,9 +265,9 @@ fn reverse(comm: &MpiComm, t: &mut Tally) {
     }
     // Every time point stays on its forward rank.
     let steps = 100;
-    let f = Solver::<Vec<f64>>::new(steps, 0.0, T, Options::default(), comm.rank(), comm.size())
-        .unwrap();
-    let r = Solver::<Vec<f64>>::new(
+    let f =
+        Solver::<Vec<f64>, _>::new(steps, 0.0, T, Options::default(), comm.duplicate()).unwrap();
+    let r = Solver::<Vec<f64>, _>::new(
         steps,
         0.0,
         T,
@@ -274,8 +275,7 @@ fn reverse(comm: &MpiComm, t: &mut Tally) {
             reverse: true,
             ..Options::default()
         },
-        comm.rank(),
-        comm.size(),
+        comm.duplicate(),
     )
     .unwrap();
     t.record(
@@ -319,12 +319,12 @@ fn bench(comm: &MpiComm, t: &mut Tally) {
             ..Options::default()
         };
         let mut app = ModelProblem::linear(dim);
-        let mut solver = Solver::new(steps, 0.0, 1.0, opts, comm.rank(), comm.size()).unwrap();
-        solver.solve(&mut app, comm); // warm up
+        let mut solver = Solver::new(steps, 0.0, 1.0, opts, comm.duplicate()).unwrap();
+        solver.solve(&mut app); // warm up
         let mut best = f64::INFINITY;
         for _ in 0..5 {
             let start = Instant::now();
-            let stats = solver.solve(&mut app, comm);
+            let stats = solver.solve(&mut app);
             let secs = start.elapsed().as_secs_f64();
             let mut max = [0.0];
             comm_max(comm, secs, &mut max);
