@@ -4,7 +4,7 @@
 //! iteration, `--init-from`).
 
 use crate::config::Config;
-use crate::distributed::DistNet;
+use crate::train::Objective;
 use crate::train::history::{columns, Row};
 use crate::train::{Snapshot, Start};
 use anyhow::{bail, Result};
@@ -161,7 +161,7 @@ fn refine_knots(params: &[f64], src: NetShape, dst: &Network, dst_sets: usize) -
         .map_err(anyhow::Error::msg)?;
     let mut coef = params[sl.hidden()].to_vec();
     basis.refine_uniformly(&mut coef, len);
-    let dl = crate::distributed::spline_layout(dst, dst_sets);
+    let dl = layer_parallel::spline_layout(dst, dst_sets);
     let mut out = vec![0.0; dl.len];
     out[dl.opening()].copy_from_slice(&params[sl.opening()]);
     out[dl.hidden()].copy_from_slice(&coef);
@@ -174,7 +174,7 @@ fn refine_knots(params: &[f64], src: NetShape, dst: &Network, dst_sets: usize) -
 /// (stored in the file: a resumed nested run derives every level from it).
 pub fn gather(
     comm: &MpiComm,
-    layout: &crate::distributed::LocalLayout,
+    layout: &layer_parallel::LocalLayout,
     net: &Network,
     config: &Config,
     base: &Config,
@@ -230,7 +230,7 @@ pub fn gather(
 
 /// This rank's parameters and the optimizer state to resume from a checkpoint of the same
 /// network.
-pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec<f64>, Start)> {
+pub fn resume(ckpt: &Checkpoint, dist: &Objective, config: &Config) -> Result<(Vec<f64>, Start)> {
     let net = &dist.net;
     if ckpt.shape != net_shape(net, crate::model::hidden_sets(config, net)) {
         bail!(

@@ -404,7 +404,7 @@ impl Config {
     }
 
     /// The MGRIT options of the forward and adjoint solves.
-    pub fn solver_settings(&self) -> crate::distributed::SolverSettings {
+    pub fn solver_settings(&self) -> layer_parallel::SolverSettings {
         let m = &self.mgrit;
         let base = mgrit::Options {
             max_levels: m.max_levels,
@@ -430,7 +430,7 @@ impl Config {
             reverse: false,
             verbosity: m.print_level,
         };
-        crate::distributed::SolverSettings {
+        layer_parallel::SolverSettings {
             adjoint: mgrit::Options {
                 max_iter: m.adjoint_max_iter,
                 abs_tol: m.adjoint_tol,

@@ -8,7 +8,6 @@ pub mod checkpointing;
 pub mod commands;
 pub mod config;
 pub mod data;
-pub mod distributed;
 pub mod model;
 pub mod parallel;
 pub mod signals;

@@ -91,26 +91,13 @@ pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
 }
 
 /// The per-layer controls of `net` from a parameter vector (spline coefficients evaluated at
-/// t_n = n·h; per-layer parameters returned as they are).
+/// t_n = n·h as training evaluates them; per-layer parameters returned as they are).
 pub fn layer_parameters(config: &Config, net: &Network, params: &[f64]) -> Result<Vec<f64>> {
     let Some(basis) = config.spline_basis()? else {
         return Ok(params.to_vec());
     };
-    let l = &net.layout;
-    let pl = parameter_network(config, net).layout;
-    let mut theta = vec![0.0; l.len];
-    theta[l.opening()].copy_from_slice(&params[pl.opening()]);
-    theta[l.classifier()].copy_from_slice(&params[pl.classifier()]);
-    let h = net.step_size();
-    for n in 0..l.shape.layers {
-        basis.value(
-            &params[pl.hidden()],
-            l.layer_len,
-            n as f64 * h,
-            &mut theta[l.layer(n)],
-        );
-    }
-    Ok(theta)
+    let controls = layer_parallel::SplineControls::new(basis, net.layout.shape.layers);
+    Ok(controls.global_model(net, params))
 }
 
 /// Hidden parameter sets of the optimizer's vector: N layers, or M spline coefficient sets.

@@ -7,7 +7,8 @@
 //! with `--fd`, central finite differences of the parallel objective against the parallel
 //! gradient. Ends with `check: N passed, M failed`; exits 1 on a failure.
 
-use layerpar::distributed::{DistNet, SolverSettings};
+use layer_parallel::SolverSettings;
+use layerpar::train::Objective as DistNet;
 use layerpar::parallel::fingerprint;
 use layerpar_data::generate_peaks;
 use layerpar_data::rng::{generator, uniform, Generator};
@@ -171,7 +172,7 @@ fn main() {
         &mut grad_serial,
     );
 
-    let mut dist = DistNet::new(net.clone(), &comm, settings(levels, cf, tol)).expect("setup");
+    let mut dist = DistNet::new(net.clone(), &comm, settings(levels, cf, tol), None).expect("setup");
     let local = dist.layout.extract(&net, &dist.part, &theta);
     let mut grad_local = vec![0.0; local.len()];
     let v = dist.objective_gradient(&local, &data.features, &data.labels, &mut grad_local);
@@ -267,9 +268,9 @@ fn spline_check(
         (v, dist.gather(&gl))
     };
     let mut one =
-        DistNet::with_controls(net.clone(), comm, settings(1), Some(basis.clone())).expect("setup");
+        DistNet::new(net.clone(), comm, settings(1), Some(basis.clone())).expect("setup");
     let (v1, g1) = eval(&mut one, &params);
-    let mut many = DistNet::with_controls(net.clone(), comm, settings(levels), Some(basis.clone()))
+    let mut many = DistNet::new(net.clone(), comm, settings(levels), Some(basis.clone()))
         .expect("setup");
     let (vm, gm) = eval(&mut many, &params);
     let mut tally = Tally {
@@ -323,12 +324,12 @@ fn spline_check(
     // The per-layer vector drops the last coefficient set (θ(T) belongs to no layer).
     let mut lp = hp[..hnet.layout.hidden_start + layers * hnet.layout.layer_len].to_vec();
     lp.extend_from_slice(&hp[hnet.layout.classifier()]);
-    let mut sp = DistNet::with_controls(lnet.clone(), comm, settings(1), Some(hat)).expect("setup");
+    let mut sp = DistNet::new(lnet.clone(), comm, settings(1), Some(hat)).expect("setup");
     let local = sp.layout.extract(&hnet, &sp.part, &hp);
     let mut gl = vec![0.0; local.len()];
     let vs = sp.objective_gradient(&local, &data.features, &data.labels, &mut gl);
     let gs = sp.gather(&gl);
-    let mut pl = DistNet::new(lnet.clone(), comm, settings(1)).expect("setup");
+    let mut pl = DistNet::new(lnet.clone(), comm, settings(1), None).expect("setup");
     let local = pl.layout.extract(&lnet, &pl.part, &lp);
     let mut gl = vec![0.0; local.len()];
     let vp = pl.objective_gradient(&local, &data.features, &data.labels, &mut gl);

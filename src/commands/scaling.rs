@@ -18,11 +18,11 @@
 //! pipeline's P hops. With one level (the serial sweep) T(P) = N (t_f + t_a) + 2P t_msg.
 
 use super::agree;
-use crate::distributed::DistNet;
+use crate::train::Objective;
 use crate::parallel::Parallel;
 use anyhow::Result;
 use mgrit::{Comm, Distribution, MpiComm};
-use odenet::layer::{step_adjoint, step_forward};
+use odenet::{Scratch, Step};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -96,7 +96,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let basis = config.spline_basis()?;
     let mut dist = agree(
         par,
-        DistNet::with_controls(net.clone(), &comm, config.solver_settings(), basis),
+        Objective::new(net.clone(), &comm, config.solver_settings(), basis).map_err(anyhow::Error::from),
     )?;
     let pnet = crate::model::parameter_network(&config, &net);
     let global = crate::model::initial_parameters(&config, &net);
@@ -126,33 +126,13 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
             .collect()
     };
     let (k, b, u, mut lam) = (rnd(w * w), rnd(w), rnd(w * batch), rnd(w * batch));
-    let (mut z, mut s, mut out) = (
-        vec![0.0; w * batch],
-        vec![0.0; w * batch],
-        vec![0.0; w * batch],
-    );
+    let theta_n: Vec<f64> = k.into_iter().chain(b).collect();
+    let step = net.step(&theta_n, 0.1);
+    let mut scratch = Scratch::new(w * batch);
+    let mut out = vec![0.0; w * batch];
     let reps = (2e7 / (2.0 * (w * w * batch) as f64)).clamp(3.0, 200.0) as usize;
-    let t_f = time_of(
-        || step_forward(net.activation, 0.1, w, &k, &b, &u, &mut z, &mut out),
-        reps,
-    );
-    let t_a = time_of(
-        || {
-            step_adjoint(
-                net.activation,
-                0.1,
-                w,
-                &k,
-                &b,
-                &u,
-                &mut lam,
-                &mut z,
-                &mut s,
-                None,
-            )
-        },
-        reps,
-    );
+    let t_f = time_of(|| step.forward(&u, &mut out, &mut scratch), reps);
+    let t_a = time_of(|| step.adjoint(&u, &mut lam, &mut scratch, None), reps);
     let bytes = (w * batch * 8) as f64;
     let t_msg = if p >= 2 {
         let msg = vec![0.0; w * batch];

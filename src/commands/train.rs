@@ -6,7 +6,7 @@
 use super::agree;
 use crate::checkpointing::{gather, net_shape, resume, transfer};
 use crate::config::Config;
-use crate::distributed::DistNet;
+use crate::train::Objective;
 use crate::parallel::{fingerprint, Parallel};
 use crate::train::history::{HistoryWriter, Row};
 use crate::train::report::{format_row, Reporter};
@@ -234,7 +234,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         let sets = crate::model::hidden_sets(&cfg, &net);
         let mut dist = agree(
             par,
-            DistNet::with_controls(net.clone(), &comm, cfg.solver_settings(), basis),
+            Objective::new(net.clone(), &comm, cfg.solver_settings(), basis).map_err(anyhow::Error::from),
         )?;
         let sh = *net.shape();
         if nested.levels > 1 {

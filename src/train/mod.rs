@@ -5,7 +5,10 @@ pub mod history;
 pub mod report;
 
 use crate::config::{Config, OptimizerKind};
-use crate::distributed::{DistNet, DistSpace, DistValue};
+use layer_parallel::Value as DistValue;
+
+/// The layer-parallel objective over MPI ranks.
+pub type Objective = layer_parallel::Objective<mgrit::MpiComm>;
 use anyhow::{bail, Result};
 use history::Row;
 use layerpar_data::{Batcher, Dataset};
@@ -180,7 +183,7 @@ type Emit<'e> = dyn FnMut(&Snapshot) -> Result<()> + 'e;
 pub fn train(
     config: &Config,
     problem: &Problem,
-    dist: &mut DistNet,
+    dist: &mut Objective,
     theta: Vec<f64>,
     start: Start,
     reporter: &Reporter,
@@ -220,7 +223,7 @@ fn timer(start: &Start) -> impl Fn() -> f64 {
 fn lbfgs(
     config: &Config,
     p: &Problem,
-    dist: &mut DistNet,
+    dist: &mut Objective,
     mut theta: Vec<f64>,
     start: &Start,
     reporter: &Reporter,
@@ -233,11 +236,7 @@ fn lbfgs(
         c: o.ls_c,
         max_trials: o.ls_max_iter,
     };
-    let comm = dist.comm;
-    let space = DistSpace {
-        comm,
-        segments: dist.layout.segments(),
-    };
+    let space = dist.space();
     let mut memory = Lbfgs::new(o.lbfgs_memory);
     for (s, y) in &start.lbfgs_pairs {
         memory.push(s.clone(), y.clone(), &space);
@@ -250,7 +249,7 @@ fn lbfgs(
     let mut value = dist.objective_gradient(&theta, x, y, &mut grad);
     let ntrain = p.train.len() as f64;
     let row =
-        |dist: &mut DistNet, iter: usize, v: &DistValue, g: &[f64], theta: &[f64], step: f64| Row {
+        |dist: &mut Objective, iter: usize, v: &DistValue, g: &[f64], theta: &[f64], step: f64| Row {
             iter,
             objective: v.objective,
             loss: v.loss,
@@ -341,7 +340,7 @@ fn lbfgs(
 fn stochastic(
     config: &Config,
     p: &Problem,
-    dist: &mut DistNet,
+    dist: &mut Objective,
     mut theta: Vec<f64>,
     start: &Start,
     emit: &mut Emit,
@@ -350,11 +349,7 @@ fn stochastic(
     let kind = config.optimizer_kind()?;
     let schedule = config.schedule()?;
     let n = theta.len();
-    let comm = dist.comm;
-    let space = DistSpace {
-        comm,
-        segments: dist.layout.segments(),
-    };
+    let space = dist.space();
     let mut adam = Adam::new(n, o.beta1, o.beta2, o.epsilon);
     if let Some((m, v, t)) = &start.adam {
         adam.m.clone_from(m);
@@ -377,7 +372,7 @@ fn stochastic(
     let mut grad = vec![0.0; n];
     let mut gsum = vec![0.0; n];
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    let row = |dist: &mut DistNet,
+    let row = |dist: &mut Objective,
                iter: usize,
                theta: &[f64],
                grad_norm: f64,

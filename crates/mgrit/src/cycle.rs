@@ -132,6 +132,16 @@ impl<S: Clone, C: Comm> Solver<S, C> {
         };
         // Level 0: initial guess, or the previous solution with the initial condition renewed.
         let fresh = !self.initialized || !self.opts.warm_restart;
+        if fresh {
+            // A fresh solve starts like the first one: no state, right-hand side or scratch of
+            // an earlier solve survives on any level (after a `reset` the states may even
+            // have another size, e.g. a new batch).
+            for lvl in &mut self.levels {
+                lvl.u.clear();
+                lvl.g = None;
+                lvl.scratch.clear();
+            }
+        }
         {
             let dist = &self.dist;
             let lvl = &mut self.levels[0];
@@ -218,7 +228,7 @@ impl<S: Clone, C: Comm> Solver<S, C> {
 #[cfg(test)]
 mod tests {
     use crate::problems::ModelProblem;
-    use crate::{Options, SerialComm, Solver};
+    use crate::{App, Options, SerialComm, Solver, StepInfo};
 
     fn opts() -> Options {
         Options {
@@ -227,6 +237,66 @@ mod tests {
             max_iter: 50,
             abs_tol: 1e-13,
             ..Options::default()
+        }
+    }
+
+    /// After `reset` a solve must equal a new solver's, even when the states change size (a
+    /// new batch): no coarse state or right-hand side of the earlier solve may survive. Two
+    /// unconverged iterations, so any stale value would show in the result.
+    #[test]
+    fn a_reset_solver_forgets_every_level() {
+        let few = Options {
+            max_iter: 2,
+            warm_restart: true,
+            ..opts()
+        };
+        // An application whose out-of-place step writes into the destination as it is (as
+        // an application with a fused kernel does), so a stale state would keep its size.
+        struct InPlaceDst(ModelProblem);
+        impl App for InPlaceDst {
+            type State = Vec<f64>;
+            fn step(&mut self, u: &mut Vec<f64>, i: &StepInfo) {
+                self.0.step(u, i)
+            }
+            fn step_from(&mut self, src: &Vec<f64>, dst: &mut Vec<f64>, i: &StepInfo) {
+                let mut v = src.clone();
+                self.0.step(&mut v, i);
+                for (d, x) in dst.iter_mut().zip(&v) {
+                    *d = *x;
+                }
+                if dst.len() < v.len() {
+                    dst.extend_from_slice(&v[dst.len()..]);
+                }
+            }
+            fn init(&mut self, i: usize) -> Vec<f64> {
+                self.0.init(i)
+            }
+            fn sum(&self, a: f64, x: &Vec<f64>, b: f64, y: &mut Vec<f64>) {
+                self.0.sum(a, x, b, y)
+            }
+            fn norm(&self, x: &Vec<f64>) -> f64 {
+                self.0.norm(x)
+            }
+            fn pack(&self, x: &Vec<f64>, buf: &mut Vec<f64>) {
+                self.0.pack(x, buf)
+            }
+            fn unpack(&self, buf: &[f64]) -> Vec<f64> {
+                self.0.unpack(buf)
+            }
+        }
+        let mut reused = Solver::new(64, 0.0, 0.5, few.clone(), SerialComm).unwrap();
+        reused.solve(&mut InPlaceDst(ModelProblem::linear(5)));
+        reused.solve(&mut InPlaceDst(ModelProblem::linear(5)));
+        reused.reset();
+        let mut small = InPlaceDst(ModelProblem::linear(3));
+        let a = reused.solve(&mut small);
+        let mut fresh = Solver::new(64, 0.0, 0.5, few, SerialComm).unwrap();
+        let b = fresh.solve(&mut small);
+        assert_eq!(a.residuals, b.residuals);
+        for i in 0..=64 {
+            let (x, y) = (reused.state(i).unwrap(), fresh.state(i).unwrap());
+            assert_eq!(x.len(), 3, "state {i} has the new size");
+            assert_eq!(x, y, "state {i}");
         }
     }
 

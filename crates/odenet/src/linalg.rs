@@ -20,7 +20,15 @@ pub fn gemm(
     beta: f64,
     c: &mut [f64],
 ) {
-    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // Checked in release builds too: the unsafe call below must never read or write past a
+    // slice (a mismatched state size would corrupt memory instead of failing).
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm shapes ({m} × {k}) · ({k} × {n}) exceed the slices ({}, {}, {})",
+        a.len(),
+        b.len(),
+        c.len()
+    );
     if m == 0 || n == 0 {
         return;
     }

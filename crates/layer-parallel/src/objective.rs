@@ -1,0 +1,487 @@
+//! The layer-parallel objective: J(p) on a batch and its gradient, with forward and adjoint
+//! propagation as MGRIT solves over the ranks.
+//!
+//! J(p) = (1/B) Σ_j loss(W_c U_N^j + b_c, y_j) + R(p), U_0 = opening(X),
+//! U_{n+1} = U_n + h σ(K_n U_n + b_n 1ᵀ), θ = P(p) ([`Controls`]).
+//! The gradient is the exact discrete adjoint: Λ_N = W_cᵀ G (G = ∂loss/∂Z),
+//! Λ_n = Λ_{n+1} + K_nᵀ S_n with S_n = σ'(K_n U_n + b_n) ⊙ (h Λ_{n+1}), ∂J/∂K_n = S_n U_nᵀ,
+//! ∂J/∂b_n = S_n 1, ∂J/∂W_in = (σ'(A) ⊙ Λ_0) Xᵀ, then pulled back to p by Pᵀ. With one MGRIT
+//! level both solves are the exact serial sweeps, pipelined over the ranks; with more they are
+//! MGRIT iterations (one-shot when their iteration counts are small).
+//!
+//! Reproducibility: every scalar that crosses ranks (loss, regularization, dot products) is
+//! formed from per-layer partials summed in layer order, so a run gives the same bits on any
+//! number of ranks.
+
+use crate::apps::{AdjointApp, ForwardApp};
+use crate::controls::Controls;
+use crate::ghosts::{Ghosts, LayerControls};
+use crate::partition::{LocalLayout, Partition};
+use mgrit::{Comm, Options, Solver, Stats};
+use odenet::loss::loss_sum;
+use odenet::network::ordered_sum;
+use odenet::{Layer, Network, Scratch, Step};
+use std::collections::BTreeMap;
+
+const LAMBDA_TAG: i32 = 7002;
+
+/// MGRIT settings of the forward and adjoint solves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SolverSettings {
+    pub forward: Options,
+    pub adjoint: Options,
+}
+
+/// J and metrics from one evaluation (identical on every rank).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Value {
+    pub objective: f64,
+    pub loss: f64,
+    pub correct: usize,
+    pub count: usize,
+    /// Last forward / adjoint MGRIT residual norm (None for the serial sweep).
+    pub fwd_res: Option<f64>,
+    pub adj_res: Option<f64>,
+}
+
+/// Invalid settings for a layer-parallel objective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// Buffers of one batch size, reused across evaluations.
+#[derive(Default)]
+struct Buffers {
+    batch: usize,
+    scratch: Scratch,
+    logits: Vec<f64>,
+    seed: Vec<f64>,
+    lambda_final: Vec<f64>,
+}
+
+/// The network split across the ranks of `C`, with its MGRIT solvers: the objective J(p),
+/// its gradient and forward-only evaluations.
+pub struct Objective<C: Comm> {
+    pub net: Network,
+    pub part: Partition,
+    /// Layout of this rank's part of the optimizer's vector p (per-layer: the same as
+    /// `model_layout`; spline: opening, all coefficients, classifier).
+    pub layout: LocalLayout,
+    /// Layout of this rank's per-layer controls θ_n (what the propagation uses).
+    pub model_layout: LocalLayout,
+    pub controls: Controls,
+    /// The objective's own communicator (ghost and adjoint exchanges, reductions).
+    pub comm: C,
+    settings: SolverSettings,
+    forward: Solver<Vec<f64>, C>,
+    adjoint: Solver<Vec<f64>, C>,
+    /// Exact one-level sweeps for evaluation, one per batch size (states are reused).
+    sweeps: BTreeMap<usize, Solver<Vec<f64>, C>>,
+    ghosts: Ghosts,
+    buf: Buffers,
+    /// Step calls of this rank per MGRIT level, forward and adjoint, since the last clear.
+    pub fwd_steps: Vec<u64>,
+    pub adj_steps: Vec<u64>,
+}
+
+impl<C: Comm> Objective<C> {
+    /// The objective of `net` over the ranks of `comm` (which it duplicates: its messages
+    /// never meet anyone else's) with per-layer controls, or spline controls on `basis`.
+    /// Collective.
+    pub fn new(
+        net: Network,
+        comm: &C,
+        settings: SolverSettings,
+        basis: Option<bspline::Basis>,
+    ) -> Result<Self, SetupError> {
+        let (rank, size) = (comm.rank(), comm.size());
+        let n = net.layout.shape.layers;
+        let part = Partition::new(n, rank, size).map_err(|e| SetupError(e.to_string()))?;
+        let model_layout = LocalLayout::new(&net, &part);
+        let controls = Controls::new(basis, n);
+        let layout = controls.layout(&net, &part, &model_layout);
+        let t = net.final_time;
+        let mk = |o: Options| {
+            Solver::new(n, 0.0, t, o, comm.duplicate())
+                .map_err(|e| SetupError(format!("invalid MGRIT settings: {e}")))
+        };
+        let forward = mk(settings.forward.clone())?;
+        let adjoint = mk(Options {
+            reverse: true,
+            ..settings.adjoint.clone()
+        })?;
+        let ghosts = Ghosts::new(forward.grid(), &part);
+        Ok(Objective {
+            net,
+            part,
+            layout,
+            model_layout,
+            controls,
+            comm: comm.duplicate(),
+            settings,
+            forward,
+            adjoint,
+            sweeps: BTreeMap::new(),
+            ghosts,
+            buf: Buffers::default(),
+            fwd_steps: Vec::new(),
+            adj_steps: Vec::new(),
+        })
+    }
+
+    pub fn settings(&self) -> &SolverSettings {
+        &self.settings
+    }
+
+    /// The forward solver's level hierarchy.
+    pub fn grid(&self) -> &mgrit::Grid {
+        self.forward.grid()
+    }
+
+    /// Number of MGRIT levels of the forward solve.
+    pub fn levels(&self) -> usize {
+        self.forward.grid().num_levels()
+    }
+
+    /// Whether the hidden controls are B-splines.
+    pub fn is_spline(&self) -> bool {
+        self.controls.is_spline()
+    }
+
+    /// Inner products on p: this rank's blocks, reduced in layer order (a duplicate of the
+    /// objective's communicator; collective).
+    pub fn space(&self) -> crate::DistSpace<C> {
+        crate::DistSpace {
+            comm: self.comm.duplicate(),
+            segments: self.layout.segments(),
+        }
+    }
+
+    /// The global parameter vector (opening, hidden sets in order, classifier) on every rank.
+    pub fn gather(&self, params: &[f64]) -> Vec<f64> {
+        self.comm.all_gather(&self.layout.unique(params))
+    }
+
+    /// This rank's part of the global parameter vector `global`.
+    pub fn extract(&self, global: &[f64]) -> Vec<f64> {
+        self.layout.extract(&self.net, &self.part, global)
+    }
+
+    fn ensure_batch(&mut self, batch: usize) {
+        let sh = self.net.layout.shape;
+        let b = &mut self.buf;
+        if b.batch != batch {
+            b.batch = batch;
+            self.forward.reset();
+            self.adjoint.reset();
+            b.scratch.ensure(self.net.layer().state_len() * batch);
+            b.logits.resize(sh.classes * batch, 0.0);
+            b.seed.resize(sh.classes * batch, 0.0);
+            b.lambda_final.resize(sh.width * batch, 0.0);
+        }
+    }
+
+    /// θ = P(p) with this evaluation's ghosts (collective).
+    fn model<'p>(&mut self, params: &'p [f64]) -> std::borrow::Cow<'p, [f64]> {
+        if cfg!(debug_assertions) && self.is_spline() {
+            self.check_replicated(&params[self.layout.layers.clone()]);
+        }
+        self.controls.model(
+            params,
+            &self.layout,
+            &self.model_layout,
+            &self.part,
+            &mut self.ghosts,
+            &self.comm,
+        )
+    }
+
+    /// Debug builds: the replicated coefficients are bit-for-bit the same on every rank.
+    fn check_replicated(&self, coef: &[f64]) {
+        let fp = crate::fingerprint(coef);
+        let halves = [(fp >> 32) as f64, (fp & 0xffff_ffff) as f64];
+        let all = self.comm.all_gather(&halves);
+        assert!(
+            all.chunks(2).all(|c| c == halves),
+            "spline coefficients differ between ranks"
+        );
+    }
+
+    /// Values known on the last rank (the owner of U_N) on every rank.
+    fn from_last(&self, values: &[f64]) -> Vec<f64> {
+        let mine: &[f64] = if self.part.is_last() { values } else { &[] };
+        self.comm.all_gather(mine)
+    }
+
+    /// (mean loss, accuracy) of p on (x, labels) by an exact forward sweep, pipelined over
+    /// the ranks. Collective.
+    pub fn evaluate(&mut self, params: &[f64], x: &[f64], labels: &[usize]) -> (f64, f64) {
+        let theta = self.model(params);
+        let batch = labels.len();
+        let (net, part) = (&self.net, &self.part);
+        let sweep = match self.sweeps.entry(batch) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let o = Options {
+                    max_levels: 1,
+                    warm_restart: true,
+                    ..Options::default()
+                };
+                let s = Solver::new(part.layers, 0.0, net.final_time, o, self.comm.duplicate());
+                e.insert(s.expect("one level is always valid"))
+            }
+        };
+        let sh = net.layout.shape;
+        let mut app = ForwardApp {
+            net,
+            ctrl: LayerControls {
+                theta: &theta,
+                layout: &self.model_layout,
+                part,
+                ghosts: &self.ghosts,
+            },
+            open: &theta[self.model_layout.opening.clone()],
+            x,
+            batch,
+            scratch: Scratch::new(sh.width * batch),
+        };
+        sweep.solve(&mut app);
+        let mut out = [0.0, 0.0];
+        if part.is_last() {
+            let mut logits = vec![0.0; sh.classes * batch];
+            let u = sweep.state(sh.layers).expect("the last rank owns U_N");
+            net.classify(&theta[self.model_layout.classifier.clone()], u, &mut logits);
+            let (l, c) = loss_sum(net.loss, sh.classes, &logits, labels, None);
+            out = [l / batch as f64, c as f64 / batch as f64];
+        }
+        let v = self.from_last(&out);
+        (v[0], v[1])
+    }
+
+    /// J at p (this rank's part) on the batch (x, labels) and this rank's part of ∇J, with
+    /// forward and adjoint MGRIT. Collective.
+    pub fn objective_gradient(
+        &mut self,
+        params: &[f64],
+        x: &[f64],
+        labels: &[usize],
+        grad: &mut [f64],
+    ) -> Value {
+        let batch = labels.len();
+        self.ensure_batch(batch);
+        let theta = self.model(params);
+        let (scalars, reg, fstats, astats) = if self.is_spline() {
+            let mut grad_model = vec![0.0; self.model_layout.len];
+            let mut coef_grad = vec![0.0; self.layout.layers.len()];
+            let scalars = self.propagate(&theta, x, labels, &mut grad_model);
+            let grads = Some((&mut grad_model[..], &mut coef_grad[..]));
+            let reg = self.regularization_terms(params, &theta, grads);
+            self.controls.pull_back(
+                &grad_model,
+                (&self.model_layout, &self.layout, &self.part),
+                &coef_grad,
+                grad,
+                &self.comm,
+            );
+            (scalars.0, reg, scalars.1, scalars.2)
+        } else {
+            grad.fill(0.0);
+            let scalars = self.propagate(&theta, x, labels, grad);
+            let reg = self.regularization_terms(params, &theta, Some((grad, &mut [])));
+            (scalars.0, reg, scalars.1, scalars.2)
+        };
+        let s = self.from_last(&scalars);
+        self.count_steps(&fstats, &astats);
+        Value {
+            objective: s[0] + reg,
+            loss: s[0],
+            correct: s[1] as usize,
+            count: batch,
+            fwd_res: fstats.residuals.last().copied(),
+            adj_res: astats.residuals.last().copied(),
+        }
+    }
+
+    /// The regularization R(p). Collective.
+    pub fn regularization(&mut self, params: &[f64]) -> f64 {
+        let theta = self.model(params);
+        self.regularization_terms(params, &theta, None)
+    }
+
+    /// R(p), from every rank's terms in layer order: [opening (rank 0)] [hidden] [classifier
+    /// (last rank)], adding this rank's gradient into (θ-gradient, coefficient gradient) when
+    /// given. Collective.
+    fn regularization_terms(
+        &self,
+        params: &[f64],
+        theta: &[f64],
+        mut grad: Option<(&mut [f64], &mut [f64])>,
+    ) -> f64 {
+        let ml = &self.model_layout;
+        let mut terms = Vec::new();
+        if self.part.is_first() {
+            let r = ml.opening.clone();
+            let g = grad.as_mut().map(|(g, _)| &mut g[r.clone()]);
+            terms.push(self.net.opening_regularization(&theta[r], g));
+        }
+        let ctrl = LayerControls {
+            theta,
+            layout: ml,
+            part: &self.part,
+            ghosts: &self.ghosts,
+        };
+        let hidden_grad = grad.as_mut().map(|(gm, gc)| {
+            if self.is_spline() {
+                &mut **gc
+            } else {
+                &mut **gm
+            }
+        });
+        terms.extend(self.controls.hidden_regularization(
+            &self.net,
+            &params[self.layout.layers.clone()],
+            &ctrl,
+            hidden_grad,
+        ));
+        if self.part.is_last() {
+            let r = ml.classifier.clone();
+            let g = grad.map(|(g, _)| &mut g[r.clone()]);
+            terms.push(self.net.classifier_regularization(&theta[r], g));
+        }
+        ordered_sum(&self.comm.all_gather(&terms))
+    }
+
+    /// Adds one evaluation's step counts to `fwd_steps` and `adj_steps`.
+    fn count_steps(&mut self, fstats: &Stats, astats: &Stats) {
+        for (acc, st) in [(&mut self.fwd_steps, fstats), (&mut self.adj_steps, astats)] {
+            acc.resize(st.steps_per_level.len().max(acc.len()), 0);
+            for (a, s) in acc.iter_mut().zip(&st.steps_per_level) {
+                *a += s;
+            }
+        }
+    }
+}
+
+/// Propagation: the forward solve, the loss, the adjoint solve and the θ-gradient of the loss.
+impl<C: Comm> Objective<C> {
+    /// The loss part of J at θ on the batch and its θ-gradient (added into `grad`, this
+    /// rank's θ-layout): returns ([mean loss, correct] on the last rank, zeros elsewhere) and
+    /// the forward and adjoint solve statistics.
+    fn propagate(
+        &mut self,
+        theta: &[f64],
+        x: &[f64],
+        labels: &[usize],
+        grad: &mut [f64],
+    ) -> ([f64; 2], Stats, Stats) {
+        let batch = labels.len();
+        let ml = self.model_layout.clone();
+        let mut fwd = ForwardApp {
+            net: &self.net,
+            ctrl: LayerControls {
+                theta,
+                layout: &self.model_layout,
+                part: &self.part,
+                ghosts: &self.ghosts,
+            },
+            open: &theta[ml.opening.clone()],
+            x,
+            batch,
+            scratch: std::mem::take(&mut self.buf.scratch),
+        };
+        let fstats = self.forward.solve(&mut fwd);
+        self.buf.scratch = fwd.scratch;
+        let scalars = self.loss_terms(theta, labels, grad);
+
+        // Adjoint solve (with one level, the fine steps also form the layer gradients).
+        let fused = self.adjoint.grid().num_levels() == 1;
+        let mut adj = AdjointApp {
+            net: &self.net,
+            ctrl: LayerControls {
+                theta,
+                layout: &self.model_layout,
+                part: &self.part,
+                ghosts: &self.ghosts,
+            },
+            forward: &self.forward,
+            lambda_final: &self.buf.lambda_final,
+            batch,
+            scratch: std::mem::take(&mut self.buf.scratch),
+            grad: fused.then(|| &mut grad[ml.layers.clone()]),
+        };
+        let astats = self.adjoint.solve(&mut adj);
+        self.buf.scratch = adj.scratch;
+        if !fused {
+            self.layer_gradients(theta, grad);
+        }
+        if self.part.is_first() {
+            let open = &theta[ml.opening.clone()];
+            let w = self.net.layout.shape.width;
+            let (mut u0, mut pre, mut s) = (vec![0.0; w * batch], vec![0.0; w * batch], vec![0.0; w * batch]);
+            self.net.open(open, x, &mut u0, &mut pre);
+            let lam0 = self.adjoint.state(0).expect("rank 0 owns λ_0");
+            self.net.opening_gradient(x, &pre, lam0, &mut s, &mut grad[ml.opening.clone()]);
+        }
+        (scalars, fstats, astats)
+    }
+
+    /// On the last rank: the logits Z = W_c U_N + b_c, the loss and the number correct, the
+    /// classifier's gradient and λ_N = W_cᵀ ∂loss/∂Z. Zeros elsewhere.
+    fn loss_terms(&mut self, theta: &[f64], labels: &[usize], grad: &mut [f64]) -> [f64; 2] {
+        if !self.part.is_last() {
+            return [0.0, 0.0];
+        }
+        let batch = labels.len();
+        let nl = self.net.layout.shape.layers;
+        let u_n = self.forward.state(nl).expect("the last rank owns U_N");
+        let r = self.model_layout.classifier.clone();
+        let b = &mut self.buf;
+        self.net.classify(&theta[r.clone()], u_n, &mut b.logits);
+        let scale = 1.0 / batch as f64;
+        let classes = self.net.layout.shape.classes;
+        let (total, correct) = loss_sum(
+            self.net.loss,
+            classes,
+            &b.logits,
+            labels,
+            Some((&mut b.seed, scale)),
+        );
+        self.net
+            .classifier_adjoint(&theta[r.clone()], u_n, &b.seed, &mut grad[r], &mut b.lambda_final);
+        [total * scale, correct as f64]
+    }
+
+    /// The hidden layers' gradients after a multilevel adjoint solve, from λ_{n+1} and U_n:
+    /// S_n = σ'(K_n U_n + b_n) ⊙ h λ_{n+1}, ∂J/∂K_n += S_n U_nᵀ, ∂J/∂b_n += S_n 1. The λ of a
+    /// rank's first point goes to the rank before (which owns the layer ending there).
+    fn layer_gradients(&mut self, theta: &[f64], grad: &mut [f64]) {
+        let (lo, hi) = (self.part.points.start, self.part.points.end);
+        if lo > 0 {
+            let lam_lo = self.adjoint.state(lo).expect("owned");
+            self.comm.send(self.part.rank - 1, LAMBDA_TAG, lam_lo.clone());
+        }
+        // Every rank but the last owns layer hi−1, whose λ_hi is the right neighbour's first.
+        let lam_hi = (!self.part.is_last()).then(|| self.comm.recv(self.part.rank + 1, LAMBDA_TAG));
+        let h = self.net.step_size();
+        for n in self.part.owned_layers.clone() {
+            let next = if n + 1 < hi {
+                self.adjoint.state(n + 1).expect("owned")
+            } else {
+                lam_hi.as_ref().expect("received λ")
+            };
+            let range = self.model_layout.layer(n);
+            let u = self.forward.state(n).expect("owned");
+            self.net
+                .step(&theta[range.clone()], h)
+                .gradient(u, next, &mut self.buf.scratch, &mut grad[range]);
+        }
+        self.comm.wait_sends();
+    }
+}
