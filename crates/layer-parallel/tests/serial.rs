@@ -1,0 +1,207 @@
+//! The layer-parallel objective on one in-process rank (`SerialComm`) against odenet's serial
+//! objective: the same value and gradient for per-layer controls (every activation, both
+//! openings, both losses), spline controls against the chain rule through θ = P(p) and against
+//! finite differences, and converged MGRIT against the serial sweep.
+
+use layer_parallel::{Objective, SolverSettings, SplineControls};
+use mgrit::{Options, SerialComm};
+use odenet::{Activation, Loss, Network, Opening, Regularization, Shape, Workspace};
+
+/// SplitMix64 numbers in [−1, 1).
+struct Mix(u64);
+impl Mix {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| scale * self.next()).collect()
+    }
+}
+
+/// A small problem: network, inputs (d_in × B) and labels.
+struct Case {
+    net: Network,
+    x: Vec<f64>,
+    labels: Vec<usize>,
+}
+
+fn case(act: Activation, opening: Opening, loss: Loss, width: usize, seed: u64) -> Case {
+    let shape = Shape {
+        input: 3,
+        width,
+        classes: 4,
+        layers: 12,
+        opening,
+    };
+    let reg = Regularization {
+        tikhonov: 1e-2,
+        ddt: 1e-3,
+        classifier: 2e-2,
+    };
+    let net = Network::new(shape, act, 1.5, loss, reg);
+    let mut g = Mix(seed);
+    let batch = 9;
+    Case {
+        net,
+        x: g.vec(shape.input * batch, 1.0),
+        labels: (0..batch).map(|j| (j * 7 + seed as usize) % 4).collect(),
+    }
+}
+
+fn settings(levels: usize) -> SolverSettings {
+    let o = Options {
+        max_levels: levels,
+        cfactor: vec![2],
+        max_iter: if levels == 1 { 1 } else { 100 },
+        abs_tol: 1e-13,
+        ..Options::default()
+    };
+    SolverSettings {
+        forward: o.clone(),
+        adjoint: o,
+    }
+}
+
+fn max_rel(a: &[f64], b: &[f64]) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+#[test]
+fn per_layer_controls_equal_the_serial_objective_bit_for_bit() {
+    let mut n = 0;
+    for act in Activation::ALL {
+        for opening in [Opening::Activate, Opening::Replicate] {
+            for (loss, width) in [(Loss::CrossEntropy, 4), (Loss::Mse, 5), (Loss::CrossEntropy, 6)] {
+                let c = case(act, opening, loss, width, 3 + n);
+                n += 1;
+                let theta = Mix(11 + n).vec(c.net.num_params(), 0.7);
+                let mut ws = Workspace::default();
+                let mut g_serial = vec![0.0; theta.len()];
+                let v_serial = c.net.objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_serial);
+                let mut obj = Objective::new(c.net.clone(), &SerialComm, settings(1), None).unwrap();
+                let mut g = vec![0.0; theta.len()];
+                let v = obj.objective_gradient(&theta, &c.x, &c.labels, &mut g);
+                let what = format!("{act} {opening:?} {loss:?} w={width}");
+                assert!(g_serial.iter().any(|&x| x != 0.0), "{what}: zero gradient proves nothing");
+                assert_eq!(v.objective.to_bits(), v_serial.objective.to_bits(), "{what}: J");
+                assert_eq!(v.loss.to_bits(), v_serial.loss.to_bits(), "{what}: loss");
+                assert_eq!(v.correct, v_serial.correct, "{what}: correct");
+                assert_eq!(g, g_serial, "{what}: gradient");
+                // Forward-only evaluation and the regularization agree too.
+                let (l, acc) = obj.evaluate(&theta, &c.x, &c.labels);
+                assert_eq!(l.to_bits(), v_serial.loss.to_bits(), "{what}: evaluate loss");
+                assert_eq!(acc, v_serial.correct as f64 / c.labels.len() as f64);
+                let reg = obj.regularization(&theta);
+                assert_eq!(reg.to_bits(), c.net.regularization(&theta, None).to_bits(), "{what}: R");
+            }
+        }
+    }
+}
+
+#[test]
+fn converged_mgrit_equals_the_serial_sweep() {
+    for act in Activation::ALL {
+        let c = case(act, Opening::Activate, Loss::CrossEntropy, 4, 5);
+        let theta = Mix(17).vec(c.net.num_params(), 0.7);
+        let mut ws = Workspace::default();
+        let mut g_serial = vec![0.0; theta.len()];
+        let v_serial = c.net.objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_serial);
+        for levels in [2, 3] {
+            let mut obj = Objective::new(c.net.clone(), &SerialComm, settings(levels), None).unwrap();
+            assert_eq!(obj.levels(), levels);
+            let mut g = vec![0.0; theta.len()];
+            let v = obj.objective_gradient(&theta, &c.x, &c.labels, &mut g);
+            assert!((v.objective - v_serial.objective).abs() <= 1e-12 * v_serial.objective.abs());
+            let e = max_rel(&g, &g_serial);
+            assert!(e <= 1e-9, "{act} {levels} levels: gradient error {e:e}");
+            assert!(v.fwd_res.unwrap() <= 1e-13 && v.adj_res.unwrap() <= 1e-13);
+        }
+    }
+}
+
+/// The spline objective J(p) = loss(θ(p)) + R_open + R_spline(c) + R_class.
+fn spline_case(act: Activation, opening: Opening) -> (Case, bspline::Basis, Vec<f64>) {
+    let c = case(act, opening, Loss::CrossEntropy, 4, 9);
+    let basis = bspline::Basis::uniform(bspline::KnotKind::Clamped, 2, 5, c.net.final_time).unwrap();
+    let pl = layer_parallel::spline_layout(&c.net, basis.count());
+    let p = Mix(23).vec(pl.len, 0.7);
+    (c, basis, p)
+}
+
+#[test]
+fn spline_controls_follow_the_chain_rule_through_the_serial_objective() {
+    for act in Activation::ALL {
+        for opening in [Opening::Activate, Opening::Replicate] {
+            let (c, basis, p) = spline_case(act, opening);
+            let sp = SplineControls::new(basis.clone(), c.net.layout.shape.layers);
+            let theta = sp.global_model(&c.net, &p);
+            // The serial loss at θ(p), without regularization.
+            let mut plain = c.net.clone();
+            plain.regularization = Regularization::default();
+            let mut ws = Workspace::default();
+            let mut g_theta = vec![0.0; theta.len()];
+            let v_theta = plain.objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_theta);
+            let mut obj = Objective::new(c.net.clone(), &SerialComm, settings(1), Some(basis)).unwrap();
+            assert!(obj.is_spline());
+            let mut g = vec![0.0; p.len()];
+            let v = obj.objective_gradient(&p, &c.x, &c.labels, &mut g);
+            assert_eq!(v.loss.to_bits(), v_theta.loss.to_bits(), "{act} {opening:?}: loss at θ(p)");
+            // ∂J/∂c_i = Σ_n B_i(t_n) ∂loss/∂θ_n + ∂R/∂c_i; opening and classifier as they are.
+            let l = &c.net.layout;
+            let pl = layer_parallel::spline_layout(&c.net, sp.count);
+            let r = c.net.regularization;
+            let mut expect = vec![0.0; p.len()];
+            expect[pl.opening()].copy_from_slice(&g_theta[l.opening()]);
+            expect[pl.classifier()].copy_from_slice(&g_theta[l.classifier()]);
+            c.net.opening_regularization(&p[pl.opening()], Some(&mut expect[pl.opening()]));
+            c.net.classifier_regularization(&p[pl.classifier()], Some(&mut expect[pl.classifier()]));
+            let mut coef_grad = vec![0.0; pl.hidden().len()];
+            for n in 0..l.shape.layers {
+                sp.add_gradient(n, &g_theta[l.layer(n)], &mut coef_grad);
+            }
+            let mut reg_grad = vec![0.0; coef_grad.len()];
+            let creg = sp.regularization(&p[pl.hidden()], l.layer_len, r.tikhonov, r.ddt, &mut reg_grad);
+            for ((e, a), b) in expect[pl.hidden()].iter_mut().zip(&coef_grad).zip(&reg_grad) {
+                *e = a + b;
+            }
+            let e = max_rel(&g, &expect);
+            assert!(e <= 1e-13, "{act} {opening:?}: gradient differs from the chain rule by {e:e}");
+            let reg = c.net.opening_regularization(&p[pl.opening()], None)
+                + creg
+                + c.net.classifier_regularization(&p[pl.classifier()], None);
+            assert!((v.objective - (v.loss + reg)).abs() <= 1e-14 * v.objective.abs());
+        }
+    }
+}
+
+#[test]
+fn spline_gradient_matches_finite_differences() {
+    for act in Activation::ALL {
+        let (c, basis, p) = spline_case(act, Opening::Activate);
+        let mut obj = Objective::new(c.net.clone(), &SerialComm, settings(1), Some(basis)).unwrap();
+        let mut g = vec![0.0; p.len()];
+        obj.objective_gradient(&p, &c.x, &c.labels, &mut g);
+        let mut scratch = vec![0.0; p.len()];
+        let mut worst = 0.0f64;
+        for i in (0..p.len()).step_by(3) {
+            let h = 1e-6;
+            let mut q = p.clone();
+            q[i] += h;
+            let jp = obj.objective_gradient(&q, &c.x, &c.labels, &mut scratch).objective;
+            q[i] -= 2.0 * h;
+            let jm = obj.objective_gradient(&q, &c.x, &c.labels, &mut scratch).objective;
+            let fd = (jp - jm) / (2.0 * h);
+            worst = worst.max((fd - g[i]).abs() / (1e-3 + g[i].abs()));
+        }
+        assert!(worst < 1e-6, "{act}: finite differences differ by {worst:e}");
+    }
+}
