@@ -2,6 +2,8 @@
 //! u' = λu (scalar), u' = Au (a small dense system), and u' = −u³ (nonlinear).
 //! Coarse levels rediscretize: the step size is the step's own time span.
 //!
+//! [`Faulty`] wraps one with a deliberate mistake, for testing the [`crate::harness`].
+//!
 //! Each is also usable in reverse time (`Options::reverse`), where the recurrence runs from
 //! time index N down to 0 with the same step formula.
 
@@ -132,6 +134,78 @@ impl App for ModelProblem {
 
     fn unpack(&self, buf: &[f64]) -> Vec<f64> {
         buf.to_vec()
+    }
+}
+
+/// A deliberate mistake in an application, to show that [`crate::harness`] catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `pack` rounds every value to f32 (a lossy message format).
+    LossyPack,
+    /// `step_from` copies its source without stepping.
+    StepFromSkipsStep,
+    /// `step` adds 10⁻⁹ to the first component on this rank only (rank-dependent results,
+    /// e.g. an uninitialized buffer).
+    StepOnRank(usize),
+}
+
+/// A [`ModelProblem`] with one [`Fault`]; `rank` is the rank it runs on (for
+/// [`Fault::StepOnRank`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faulty {
+    pub problem: ModelProblem,
+    pub fault: Fault,
+    pub rank: usize,
+}
+
+impl Faulty {
+    pub fn new(problem: ModelProblem, fault: Fault) -> Self {
+        Faulty {
+            problem,
+            fault,
+            rank: 0,
+        }
+    }
+}
+
+impl App for Faulty {
+    type State = Vec<f64>;
+
+    fn step(&mut self, u: &mut Vec<f64>, info: &StepInfo) {
+        self.problem.step(u, info);
+        if self.fault == Fault::StepOnRank(self.rank) {
+            u[0] += 1e-9;
+        }
+    }
+
+    fn step_from(&mut self, src: &Vec<f64>, dst: &mut Vec<f64>, info: &StepInfo) {
+        self.copy(src, dst);
+        if self.fault != Fault::StepFromSkipsStep {
+            self.step(dst, info);
+        }
+    }
+
+    fn init(&mut self, index: usize) -> Vec<f64> {
+        self.problem.init(index)
+    }
+
+    fn sum(&self, alpha: f64, x: &Vec<f64>, beta: f64, y: &mut Vec<f64>) {
+        self.problem.sum(alpha, x, beta, y)
+    }
+
+    fn norm(&self, x: &Vec<f64>) -> f64 {
+        self.problem.norm(x)
+    }
+
+    fn pack(&self, x: &Vec<f64>, buf: &mut Vec<f64>) {
+        match self.fault {
+            Fault::LossyPack => buf.extend(x.iter().map(|&v| v as f32 as f64)),
+            _ => self.problem.pack(x, buf),
+        }
+    }
+
+    fn unpack(&self, buf: &[f64]) -> Vec<f64> {
+        self.problem.unpack(buf)
     }
 }
 

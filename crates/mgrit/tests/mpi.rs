@@ -83,6 +83,34 @@ fn reverse_time_solves_keep_points_on_their_forward_ranks() {
 }
 
 #[test]
-fn the_harness_passes_the_model_problems_across_two_ranks() {
-    run(2, "harness");
+fn the_harness_checks_every_rank_and_rank_0_reports_each() {
+    for p in 1..=4 {
+        let out = run(p, "harness");
+        let line = |case: &str, r: usize| {
+            let head = format!("harness {case} rank {r}: ");
+            out.lines()
+                .find(|l| l.starts_with(&head))
+                .unwrap_or_else(|| panic!("no `{head}` line on {p} ranks:\n{out}"))
+                .to_string()
+        };
+        for r in 0..p {
+            for name in ["scalar", "linear", "cubic"] {
+                assert!(
+                    line(&format!("{name} init(0)"), r).ends_with("0 FAIL, 0 inconclusive, pass")
+                );
+                assert!(
+                    line(&format!("{name} own state"), r).ends_with("0 FAIL, 0 inconclusive, pass")
+                );
+                assert!(line(&format!("{name} zero guess"), r).contains(" 0 pass, 0 FAIL,"));
+            }
+            assert!(line("lossy pack", r).ends_with(", FAIL"));
+            // The last rank's deviating step is caught on it and on the rank before it.
+            let caught = p >= 2 && r + 2 >= p;
+            assert_eq!(
+                line("rank-dependent step", r).ends_with(", FAIL"),
+                caught,
+                "{out}"
+            );
+        }
+    }
 }

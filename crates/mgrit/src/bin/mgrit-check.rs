@@ -5,10 +5,10 @@
 //! cycles, F/FCF), `bitwise` (one level is the serial sweep bit for bit), `exact` (two-level
 //! F-relaxation is exact after ⌈N/cf⌉ iterations), `bound` (two-level convergence factors
 //! against the Dobrev et al. bound), `reverse` (reverse-time solves), `harness` (the
-//! application checks across ranks), `bench` (time per V-cycle, linear system, N = 4096).
+//! application checks on every rank, rank 0 printing each rank's counts), `bench` (time per V-cycle, linear system, N = 4096).
 
-use mgrit::harness::check_app;
-use mgrit::problems::{two_level_bounds, ModelProblem};
+use mgrit::harness::{check_app, check_state, Counts, Outcome, Report};
+use mgrit::problems::{two_level_bounds, Fault, Faulty, ModelProblem};
 use mgrit::{Comm, MpiComm, Options, Solver, StepInfo};
 use std::time::Instant;
 
@@ -284,24 +284,81 @@ fn reverse(comm: &MpiComm, t: &mut Tally) {
     );
 }
 
+/// What a harness case reports on a rank: the worst outcome of its checks.
+fn verdict(c: Counts) -> Outcome {
+    if c.failed > 0 {
+        Outcome::Fail
+    } else if c.inconclusive > 0 {
+        Outcome::Inconclusive
+    } else {
+        Outcome::Pass
+    }
+}
+
+/// Records whether this rank's report has the `expected` verdict, prints the report of a
+/// rank where it has not, and has rank 0 print every rank's counts.
+fn harness_case(comm: &MpiComm, t: &mut Tally, case: &str, rep: &Report, expected: Outcome) {
+    let got = verdict(rep.counts());
+    if got != expected {
+        eprint!("harness {case}: expected {expected}, got {got}:\n{rep}");
+    }
+    t.record(
+        got == expected,
+        format!(
+            "harness {case} on rank {}: expected {expected}, got {got}",
+            comm.rank()
+        ),
+    );
+    let by_rank = rep.counts_by_rank(comm);
+    if t.root {
+        for (r, c) in by_rank.iter().enumerate() {
+            println!("harness {case} rank {r}: {c}, {}", verdict(*c));
+        }
+    }
+}
+
+/// The application checks on every rank, each rank with a step of its own (level 1, from
+/// point 2r to 2r + 2): the model problems pass on their initial condition and on a
+/// rank-dependent state, are inconclusive on the zero initial guess, and two faulty
+/// problems fail where their fault shows.
 fn harness(comm: &MpiComm, t: &mut Tally) {
+    let (rank, size) = (comm.rank(), comm.size());
     let info = StepInfo {
         level: 1,
-        from: 2,
-        to: 4,
-        t_from: 0.1,
-        t_to: 0.2,
+        from: 2 * rank,
+        to: 2 * rank + 2,
+        t_from: 0.1 * rank as f64,
+        t_to: 0.1 * (rank + 1) as f64,
         fine_steps: 2,
         dt: 0.1,
     };
     for name in ["scalar", "linear", "cubic"] {
         let mut app = problem(name);
         let rep = check_app(&mut app, comm, 0, &info, 1e-14);
-        t.record(
-            rep.passed,
-            format!("harness {name}: {}", rep.lines.join("; ")),
+        harness_case(comm, t, &format!("{name} init(0)"), &rep, Outcome::Pass);
+        let x: Vec<f64> = app.u0.iter().map(|v| v * (1.0 + rank as f64)).collect();
+        let rep = check_state(&mut app, comm, &x, &info, 1e-14);
+        harness_case(comm, t, &format!("{name} own state"), &rep, Outcome::Pass);
+        let rep = check_app(&mut app, comm, 5, &info, 1e-14);
+        harness_case(
+            comm,
+            t,
+            &format!("{name} zero guess"),
+            &rep,
+            Outcome::Inconclusive,
         );
     }
+    let mut lossy = Faulty::new(problem("linear"), Fault::LossyPack);
+    let rep = check_app(&mut lossy, comm, 0, &info, 1e-14);
+    harness_case(comm, t, "lossy pack", &rep, Outcome::Fail);
+    // The last rank's step differs: its own check fails (recomputed on rank 0), and so does
+    // that of the rank before it (recomputed on the last rank). One rank cannot tell.
+    let mut skewed = Faulty::new(problem("linear"), Fault::StepOnRank(size - 1));
+    skewed.rank = rank;
+    let rep = check_app(&mut skewed, comm, 0, &info, 1e-14);
+    let shows = size >= 2 && rank + 2 >= size;
+    let expected = if shows { Outcome::Fail } else { Outcome::Pass };
+    harness_case(comm, t, "rank-dependent step", &rep, expected);
 }
 
 fn bench(comm: &MpiComm, t: &mut Tally) {
