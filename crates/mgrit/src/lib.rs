@@ -6,11 +6,34 @@
 //! With one level it is the plain serial sweep, pipelined across ranks.
 //!
 //! The user interface is [`App`] (what a state is and how to step it), [`Options`],
-//! [`Solver`] and [`Stats`]. The algorithm's phases live in their own modules: [`grid`]
-//! (levels and C-points), [`distribution`] (which rank owns which points), [`comm`]
-//! (neighbour exchange and ordered reductions), `relax` (F- and C-relaxation), `restrict`
-//! (injection, residual and τ-correction), `cycle` (V- and F-cycles, coarse solve,
-//! correction, stopping). [`harness`] checks an application's implementation, and
+//! [`Solver`] and [`Stats`]. A solver owns its communicator, a [`Comm`]: [`SerialComm`]
+//! (one process) or, with the default cargo feature `mpi`, [`MpiComm`] (an `MPI_Comm_dup`
+//! of the communicator it is made from, so the solver's message tags never meet anyone
+//! else's). Give every solver a communicator of its own ([`Comm::duplicate`]) when several
+//! solvers or the caller exchange messages over the same ranks. Without the `mpi` feature
+//! (`--no-default-features`) the crate needs no MPI library and has everything else.
+//!
+//! ```
+//! use mgrit::{problems::ModelProblem, Options, SerialComm, Solver};
+//!
+//! // u' = −u, u(0) = 1, forward Euler, N = 64 on [0, 1]; 3 levels with coarsening 4.
+//! let mut app = ModelProblem::scalar(-1.0);
+//! let opts = Options { max_levels: 3, cfactor: vec![4], ..Options::default() };
+//! let mut solver = Solver::new(64, 0.0, 1.0, opts, SerialComm).unwrap();
+//! let stats = solver.solve(&mut app);
+//! assert!(stats.converged);
+//! let serial = app.serial(64, 1.0 / 64.0);
+//! assert!((solver.state(64).unwrap()[0] - serial[64][0]).abs() < 1e-10);
+//! ```
+//!
+//! `examples/scalar.rs` is a whole program (u' = λu with an [`App`] of its own, each
+//! routine documented by its contract), on one process or under `mpirun`.
+//!
+//! The algorithm's phases live in their own modules: [`grid`] (levels and C-points),
+//! [`distribution`] (which rank owns which points), [`comm`] (neighbour exchange and ordered
+//! reductions), `relax` (F- and C-relaxation), `restrict` (injection, residual and
+//! τ-correction), `cycle` (V- and F-cycles, coarse solve, correction, stopping). [`harness`]
+//! checks an application's implementation on every rank (pass / FAIL / inconclusive), and
 //! [`problems`] holds the model problems the solver is tested on.
 
 pub mod comm;
