@@ -215,7 +215,7 @@ impl<C: Comm> Objective<C> {
     }
 
     /// Values known on the last rank (the owner of U_N) on every rank.
-    fn from_last(&self, values: &[f64]) -> Vec<f64> {
+    fn broadcast_from_last(&self, values: &[f64]) -> Vec<f64> {
         let mine: &[f64] = if self.part.is_last() { values } else { &[] };
         self.comm.all_gather(mine)
     }
@@ -261,7 +261,7 @@ impl<C: Comm> Objective<C> {
             let (l, c) = loss_sum(net.loss, sh.classes, &logits, labels, None);
             out = [l / batch as f64, c as f64 / batch as f64];
         }
-        let v = self.from_last(&out);
+        let v = self.broadcast_from_last(&out);
         (v[0], v[1])
     }
 
@@ -297,7 +297,7 @@ impl<C: Comm> Objective<C> {
             let reg = self.regularization_terms(params, &theta, Some((grad, &mut [])));
             (scalars.0, reg, scalars.1, scalars.2)
         };
-        let s = self.from_last(&scalars);
+        let s = self.broadcast_from_last(&scalars);
         self.count_steps(&fstats, &astats);
         Value {
             objective: s[0] + reg,

@@ -97,9 +97,14 @@ fn per_layer_controls_equal_the_serial_objective_bit_for_bit() {
                 assert_eq!(v.correct, v_serial.correct, "{what}: correct");
                 assert_eq!(g, g_serial, "{what}: gradient");
                 // Forward-only evaluation and the regularization agree too.
+                // (The sweep's mean is Σ loss / B; the objective's Σ loss · (1/B).)
                 let (l, acc) = obj.evaluate(&theta, &c.x, &c.labels);
-                assert_eq!(l.to_bits(), v_serial.loss.to_bits(), "{what}: evaluate loss");
-                assert_eq!(acc, v_serial.correct as f64 / c.labels.len() as f64);
+                let (sum, correct) = c.net.evaluate(&theta, &c.x, &c.labels, &mut ws);
+                let b = c.labels.len() as f64;
+                assert_eq!(l.to_bits(), (sum / b).to_bits(), "{what}: evaluate loss");
+                assert!((l - v_serial.loss).abs() <= 1e-15 * v_serial.loss.abs());
+                assert_eq!(acc, correct as f64 / b);
+                assert_eq!(correct, v_serial.correct);
                 let reg = obj.regularization(&theta);
                 assert_eq!(reg.to_bits(), c.net.regularization(&theta, None).to_bits(), "{what}: R");
             }
