@@ -5,21 +5,27 @@
 //!
 //! | where | what |
 //! |---|---|
-//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `config` (resolved TOML), `optimizer`, `checksum` |
+//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `config` (resolved TOML), `optimizer`, `checksum`, `version_checksum` |
 //! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (S × w × w), `hidden_bias` (S × w), `classifier_weight` (C × w), `classifier_bias` (C), row-major as the math writes them; S = `hidden_sets` (N layers, or M spline coefficient sets) |
 //! | `optimizer/` | `lbfgs_s`, `lbfgs_y` (pairs × n), `adam_m`, `adam_v`, `sgd_velocity` (n), attribute `adam_t` — vectors in the global parameter order |
 //! | `rng/` | `seed` (32 bytes), `stream`, `word_pos` (2 × u64: high, low), `batch_order` |
 //! | `history/` | `values` (rows × columns, NaN for an empty cell), attribute `columns` |
 //!
-//! Files are written to a temporary name beside the target, synced, renamed over it, and the
-//! directory is synced: a crash leaves the previous file intact. Reading checks the version,
-//! every shape and the checksum (FNV-1a over the config text and every array), and reports
-//! a damaged file as an error that names it.
+//! Files are written to a temporary name beside the target, flushed and closed with every
+//! error checked, re-opened and verified, synced, renamed over it, and the directory is
+//! synced: a crash or a full disk leaves the previous file intact. Reading refuses anything but
+//! a regular file, and checks the version, the type and shape of every attribute and array
+//! (against the file's size before allocating) and the checksums (FNV-1a over the config text
+//! and every array; `version_checksum` also over `layerpar_version`), and reports a damaged
+//! file as an error that names it.
 
-use hdf5::types::VarLenUnicode;
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
 use odenet::{Layout, Opening, Shape};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+pub mod fsio;
+pub use fsio::replace_file;
 
 /// The version this code writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -203,56 +209,115 @@ fn from_row_major(m: usize, n: usize, a: &[f64], out: &mut [f64]) {
     }
 }
 
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
+/// The points of a checkpoint write where the fault-injection tests make it fail: after the
+/// file is created, after the parameters, after every group, after the file is closed, and
+/// after it has been re-opened and verified (just before the rename publishes it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Created,
+    Parameters,
+    Groups,
+    Closed,
+    Verified,
 }
 
-/// Makes the finished temporary file `tmp` the file `path`: fsync, rename, fsync of the
-/// directory (best effort), so that `path` is either the old file or the whole new one.
-fn publish(tmp: &Path, path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(tmp)?.sync_all()?;
-    std::fs::rename(tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// Replaces `path` with `bytes` atomically (a temporary file beside it, then [`publish`]):
-/// readers see the old file or the whole new one; on failure `path` is untouched. For small
-/// outputs such as plots and models.
-pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = temporary_path(path);
-    let result = std::fs::write(&tmp, bytes).and_then(|()| publish(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Writes `ckpt` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
-/// directory. On failure the temporary file is removed and `path` is untouched.
+/// Writes `ckpt` to `path` atomically: a temporary file beside it is written, flushed and
+/// closed with every error checked, re-opened and verified (read back in full, every shape
+/// and the checksum checked, and the checksum compared with `ckpt`'s), then fsynced and
+/// renamed over `path`, and the directory is synced. On any failure (a full disk, an I/O
+/// error) the temporary file is removed and `path` is untouched.
 pub fn write(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
-    let tmp = temporary_path(path);
+    write_with(path, ckpt, &mut |_, _| Ok(()))
+}
+
+/// [`write`], calling `fault` at each [`Stage`]; an error from it fails the write there.
+fn write_with(
+    path: &Path,
+    ckpt: &Checkpoint,
+    fault: &mut dyn FnMut(Stage, &Path) -> std::io::Result<()>,
+) -> Result<(), CheckpointError> {
     let werr = |message: String| CheckpointError::Write {
         path: path.to_path_buf(),
         message,
     };
-    let result = write_file(&tmp, ckpt)
-        .map_err(|e| werr(e.to_string()))
-        .and_then(|()| publish(&tmp, path).map_err(|e| werr(e.to_string())));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    fsio::write_atomically(
+        path,
+        |tmp| {
+            write_file(tmp, ckpt, fault).map_err(werr)?;
+            fault(Stage::Closed, tmp).map_err(|e| werr(e.to_string()))?;
+            let back = read(tmp)
+                .map_err(|e| werr(format!("the file written does not read back ({e})")))?;
+            if back.checksum() != ckpt.checksum() {
+                return Err(werr(
+                    "the file written reads back with different contents".into(),
+                ));
+            }
+            fault(Stage::Verified, tmp).map_err(|e| werr(e.to_string()))
+        },
+        |e| werr(e.to_string()),
+    )
 }
 
-fn write_file(tmp: &Path, c: &Checkpoint) -> hdf5::Result<()> {
-    let f = hdf5::File::create(tmp)?;
+fn first_line(e: hdf5::Error) -> String {
+    hdf5_error_line(&e)
+}
+
+/// An HDF5 error as one line: the failing call and what failed, with the system's reason
+/// where HDF5 reports one ("… file write failed: No space left on device"), without the
+/// time stamp, buffer addresses and byte counts of its low-level file errors.
+pub fn hdf5_error_line(e: &hdf5::Error) -> String {
+    let text = e.to_string();
+    let head = text.lines().next().unwrap_or("");
+    let head = head.split(": time = ").next().unwrap_or(head).trim_end();
+    match text
+        .split("error message = '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+    {
+        Some(reason) => format!("{head}: {reason}"),
+        None => head.to_string(),
+    }
+}
+
+/// Creates `tmp` and writes the whole checkpoint into it, then flushes and closes the file,
+/// checking the errors of both: every group and dataset is closed before, so the close really
+/// closes the file (HDF5 would otherwise defer it, and its error, to the last handle's drop).
+fn write_file(
+    tmp: &Path,
+    c: &Checkpoint,
+    fault: &mut dyn FnMut(Stage, &Path) -> std::io::Result<()>,
+) -> Result<(), String> {
+    let f = hdf5::File::create(tmp).map_err(first_line)?;
+    fault(Stage::Created, tmp).map_err(|e| e.to_string())?;
+    write_contents(&f, c, &mut |stage| fault(stage, tmp)).map_err(|e| match e {
+        Failure::Hdf5(e) => first_line(e),
+        Failure::Injected(e) => e.to_string(),
+    })?;
+    f.flush()
+        .map_err(|e| format!("flushing the file: {}", first_line(e)))?;
+    f.close()
+        .map_err(|e| format!("closing the file: {}", first_line(e)))
+}
+
+/// Why writing the contents failed: HDF5, or a fault the tests injected.
+enum Failure {
+    Hdf5(hdf5::Error),
+    Injected(std::io::Error),
+}
+
+impl From<hdf5::Error> for Failure {
+    fn from(e: hdf5::Error) -> Self {
+        Failure::Hdf5(e)
+    }
+}
+
+/// Writes the attributes and groups of `c` into `f`; every object it opens is closed when it
+/// returns.
+fn write_contents(
+    f: &hdf5::File,
+    c: &Checkpoint,
+    fault: &mut dyn FnMut(Stage) -> std::io::Result<()>,
+) -> Result<(), Failure> {
     let s = c.shape;
     let layout = s.layout();
     let (w, d, k, n) = (s.width, s.input, s.classes, s.hidden_sets);
@@ -269,19 +334,24 @@ fn write_file(tmp: &Path, c: &Checkpoint) -> hdf5::Result<()> {
             .create(name)?
             .write_scalar(&s)
     };
-    attr_u64(&f, "format_version", FORMAT_VERSION)?;
-    attr_str(&f, "layerpar_version", env!("CARGO_PKG_VERSION"))?;
-    attr_u64(&f, "iteration", c.iteration)?;
-    attr_u64(&f, "level", c.level)?;
-    attr_u64(&f, "input_dim", d as u64)?;
-    attr_u64(&f, "width", w as u64)?;
-    attr_u64(&f, "classes", k as u64)?;
-    attr_u64(&f, "layers", s.layers as u64)?;
-    attr_u64(&f, "hidden_sets", n as u64)?;
-    attr_u64(&f, "opening_params", s.opening_params as u64)?;
-    attr_str(&f, "config", &c.config)?;
-    attr_str(&f, "optimizer", &c.optimizer.kind)?;
-    attr_u64(&f, "checksum", c.checksum())?;
+    attr_u64(f, "format_version", FORMAT_VERSION)?;
+    attr_str(f, "layerpar_version", env!("CARGO_PKG_VERSION"))?;
+    attr_u64(f, "iteration", c.iteration)?;
+    attr_u64(f, "level", c.level)?;
+    attr_u64(f, "input_dim", d as u64)?;
+    attr_u64(f, "width", w as u64)?;
+    attr_u64(f, "classes", k as u64)?;
+    attr_u64(f, "layers", s.layers as u64)?;
+    attr_u64(f, "hidden_sets", n as u64)?;
+    attr_u64(f, "opening_params", s.opening_params as u64)?;
+    attr_str(f, "config", &c.config)?;
+    attr_str(f, "optimizer", &c.optimizer.kind)?;
+    attr_u64(f, "checksum", c.checksum())?;
+    attr_u64(
+        f,
+        "version_checksum",
+        version_checksum(env!("CARGO_PKG_VERSION"), c.checksum()),
+    )?;
 
     let put = |g: &hdf5::Group, name: &str, shape: &[usize], data: &[f64]| -> hdf5::Result<()> {
         g.new_dataset::<f64>()
@@ -319,6 +389,8 @@ fn write_file(tmp: &Path, c: &Checkpoint) -> hdf5::Result<()> {
         &to_row_major(k, w, &th[layout.class_weight.clone()]),
     )?;
     put(&p, "classifier_bias", &[k], &th[layout.class_bias.clone()])?;
+    drop(p);
+    fault(Stage::Parameters).map_err(Failure::Injected)?;
 
     let o = f.create_group("optimizer")?;
     let len = th.len();
@@ -373,14 +445,15 @@ fn write_file(tmp: &Path, c: &Checkpoint) -> hdf5::Result<()> {
         &flat(&c.history.rows),
     )?;
     attr_str(&h, "columns", &c.history.columns.join(","))?;
-    f.close()
+    drop((o, r, h));
+    fault(Stage::Groups).map_err(Failure::Injected)
 }
 
-/// Reads and validates a checkpoint.
+/// Reads and validates a checkpoint: `path` must be a regular file (a FIFO or a device is
+/// refused before anything opens it); every attribute and dataset must have the type and shape
+/// the writer gives it, sizes are checked against the file's length before anything is
+/// allocated, and the checksums must match.
 pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    if !path.exists() {
-        return Err(CheckpointError::Missing(path.to_path_buf()));
-    }
     let unreadable = |message: String| CheckpointError::Unreadable {
         path: path.to_path_buf(),
         message,
@@ -389,18 +462,46 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         path: path.to_path_buf(),
         message,
     };
-    let first_line = |e: hdf5::Error| e.to_string().lines().next().unwrap_or("").to_string();
+    match fsio::require_regular_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CheckpointError::Missing(path.to_path_buf()))
+        }
+        Err(e) => return Err(unreadable(e.to_string())),
+    }
+    // Every value of a checkpoint is stored uncompressed: no array can hold more values
+    // than the file has bytes for.
+    let file_values = std::fs::metadata(path)
+        .map_err(|e| unreadable(e.to_string()))?
+        .len()
+        / 8;
     let f = hdf5::File::open(path).map_err(|e| unreadable(first_line(e)))?;
+    let u64_type = TypeDescriptor::Unsigned(IntSize::U8);
+    let attr = |loc: &hdf5::Location,
+                name: &str,
+                want: &TypeDescriptor|
+     -> Result<hdf5::Attribute, CheckpointError> {
+        let a = loc
+            .attr(name)
+            .map_err(|_| corrupt(format!("attribute `{name}` is missing")))?;
+        let t = a.dtype().and_then(|t| t.to_descriptor());
+        if !a.is_scalar() || t.as_ref().ok() != Some(want) {
+            return Err(corrupt(format!(
+                "attribute `{name}` is not a scalar {want}"
+            )));
+        }
+        Ok(a)
+    };
     let u64_attr = |loc: &hdf5::Location, name: &str| -> Result<u64, CheckpointError> {
-        loc.attr(name)
-            .and_then(|a| a.read_scalar::<u64>())
-            .map_err(|_| corrupt(format!("attribute `{name}` is missing or unreadable")))
+        attr(loc, name, &u64_type)?
+            .read_scalar::<u64>()
+            .map_err(|_| corrupt(format!("attribute `{name}` is unreadable")))
     };
     let str_attr = |loc: &hdf5::Location, name: &str| -> Result<String, CheckpointError> {
-        loc.attr(name)
-            .and_then(|a| a.read_scalar::<VarLenUnicode>())
+        attr(loc, name, &TypeDescriptor::VarLenUnicode)?
+            .read_scalar::<VarLenUnicode>()
             .map(|s| s.as_str().to_string())
-            .map_err(|_| corrupt(format!("attribute `{name}` is missing or unreadable")))
+            .map_err(|_| corrupt(format!("attribute `{name}` is unreadable")))
     };
     let version = u64_attr(&f, "format_version")?;
     if version != FORMAT_VERSION {
@@ -409,57 +510,112 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             found: version,
         });
     }
-    let shape = NetShape {
-        input: u64_attr(&f, "input_dim")? as usize,
-        width: u64_attr(&f, "width")? as usize,
-        classes: u64_attr(&f, "classes")? as usize,
-        layers: u64_attr(&f, "layers")? as usize,
-        opening_params: u64_attr(&f, "opening_params")? != 0,
-        hidden_sets: u64_attr(&f, "hidden_sets")? as usize,
+    let dim = |name: &str| -> Result<usize, CheckpointError> {
+        let v = u64_attr(&f, name)?;
+        if v == 0 || v > file_values {
+            return Err(corrupt(format!(
+                "attribute `{name}` = {v} is impossible for a file of {} bytes",
+                file_values * 8
+            )));
+        }
+        Ok(v as usize)
     };
-    if shape.width == 0
-        || shape.classes == 0
-        || shape.layers == 0
-        || shape.input == 0
-        || shape.hidden_sets == 0
-    {
-        return Err(corrupt(format!("impossible network shape {shape:?}")));
-    }
-    let get = |g: &hdf5::Group,
-               name: &str,
-               want: Option<&[usize]>|
-     -> Result<(Vec<f64>, Vec<usize>), CheckpointError> {
+    let shape = NetShape {
+        input: dim("input_dim")?,
+        width: dim("width")?,
+        classes: dim("classes")?,
+        layers: dim("layers")?,
+        opening_params: match u64_attr(&f, "opening_params")? {
+            0 => false,
+            1 => true,
+            v => {
+                return Err(corrupt(format!(
+                    "attribute `opening_params` = {v} is not 0 or 1"
+                )))
+            }
+        },
+        hidden_sets: dim("hidden_sets")?,
+    };
+    let (w, d, k, n) = (shape.width, shape.input, shape.classes, shape.hidden_sets);
+    let open_rows = if shape.opening_params { w } else { 0 };
+    // The parameter count, in checked arithmetic: the attributes are not trusted yet.
+    let len = (|| {
+        let open = open_rows.checked_mul(d)?.checked_add(open_rows)?;
+        let hidden = w.checked_mul(w)?.checked_add(w)?.checked_mul(n)?;
+        let class = k.checked_mul(w)?.checked_add(k)?;
+        open.checked_add(hidden)?.checked_add(class)
+    })()
+    .filter(|&len| len as u64 <= file_values)
+    .ok_or_else(|| {
+        corrupt(format!(
+            "network shape {shape:?} has more parameters than a file of {} bytes can hold",
+            file_values * 8
+        ))
+    })?;
+    let layout = shape.layout();
+    debug_assert_eq!(layout.len, len);
+
+    // A dataset `group/name` of element type `want_type` and shape `want` (`None`: any
+    // length, bounded by the file's), read in full.
+    let f64_type = TypeDescriptor::Float(FloatSize::U8);
+    let dataset = |g: &hdf5::Group,
+                   gname: &str,
+                   name: &str,
+                   want_type: &TypeDescriptor,
+                   want: &[Option<usize>]|
+     -> Result<(hdf5::Dataset, Vec<usize>), CheckpointError> {
         let ds = g
             .dataset(name)
-            .map_err(|_| corrupt(format!("dataset `{name}` is missing")))?;
-        let sh = ds.shape();
-        if let Some(w) = want {
-            if sh != w {
-                return Err(corrupt(format!(
-                    "dataset `{name}` has shape {sh:?}, expected {w:?}"
-                )));
-            }
+            .map_err(|_| corrupt(format!("dataset `{gname}/{name}` is missing")))?;
+        let t = ds.dtype().and_then(|t| t.to_descriptor());
+        if t.as_ref().ok() != Some(want_type) {
+            return Err(corrupt(format!(
+                "dataset `{gname}/{name}` does not hold {want_type} values"
+            )));
         }
+        let sh = ds.shape();
+        let fits = sh.len() == want.len()
+            && sh.iter().zip(want).all(|(&a, b)| b.is_none_or(|b| a == b))
+            && sh
+                .iter()
+                .try_fold(1usize, |acc, &x| acc.checked_mul(x))
+                .is_some_and(|total| total as u64 <= file_values * 8);
+        if !fits {
+            let want: Vec<String> = want
+                .iter()
+                .map(|x| x.map_or("any".to_string(), |x| x.to_string()))
+                .collect();
+            return Err(corrupt(format!(
+                "dataset `{gname}/{name}` has shape {sh:?}, expected [{}]",
+                want.join(", ")
+            )));
+        }
+        Ok((ds, sh))
+    };
+    let get = |g: &hdf5::Group,
+               gname: &str,
+               name: &str,
+               want: &[Option<usize>]|
+     -> Result<(Vec<f64>, Vec<usize>), CheckpointError> {
+        let (ds, sh) = dataset(g, gname, name, &f64_type, want)?;
         let v = ds
             .read_raw::<f64>()
-            .map_err(|e| corrupt(format!("dataset `{name}`: {}", first_line(e))))?;
+            .map_err(|e| corrupt(format!("dataset `{gname}/{name}`: {}", first_line(e))))?;
         Ok((v, sh))
     };
     let group = |name: &str| {
         f.group(name)
             .map_err(|_| corrupt(format!("group `{name}` is missing")))
     };
-    let layout = shape.layout();
-    let (w, d, k, n) = (shape.width, shape.input, shape.classes, shape.hidden_sets);
     let p = group("parameters")?;
-    let mut params = vec![0.0; layout.len];
-    let open_rows = if shape.opening_params { w } else { 0 };
-    let (ow, _) = get(&p, "opening_weight", Some(&[open_rows, d]))?;
+    let gp = "parameters";
+    let mut params = vec![0.0; len];
+    let (ow, _) = get(&p, gp, "opening_weight", &[Some(open_rows), Some(d)])?;
     from_row_major(open_rows, d, &ow, &mut params[layout.open_weight.clone()]);
-    let (ob, _) = get(&p, "opening_bias", Some(&[layout.open_bias.len()]))?;
+    let (ob, _) = get(&p, gp, "opening_bias", &[Some(layout.open_bias.len())])?;
     params[layout.open_bias.clone()].copy_from_slice(&ob);
-    let (hw, _) = get(&p, "hidden_weight", Some(&[n, w, w]))?;
-    let (hb, _) = get(&p, "hidden_bias", Some(&[n, w]))?;
+    let (hw, _) = get(&p, gp, "hidden_weight", &[Some(n), Some(w), Some(w)])?;
+    let (hb, _) = get(&p, gp, "hidden_bias", &[Some(n), Some(w)])?;
     for i in 0..n {
         from_row_major(
             w,
@@ -469,28 +625,22 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         );
         params[layout.layer_bias(i)].copy_from_slice(&hb[i * w..(i + 1) * w]);
     }
-    let (cw, _) = get(&p, "classifier_weight", Some(&[k, w]))?;
+    let (cw, _) = get(&p, gp, "classifier_weight", &[Some(k), Some(w)])?;
     from_row_major(k, w, &cw, &mut params[layout.class_weight.clone()]);
-    let (cb, _) = get(&p, "classifier_bias", Some(&[k]))?;
+    let (cb, _) = get(&p, gp, "classifier_bias", &[Some(k)])?;
     params[layout.class_bias.clone()].copy_from_slice(&cb);
 
     let o = group("optimizer")?;
-    let len = layout.len;
-    let (s_flat, s_shape) = get(&o, "lbfgs_s", None)?;
-    let (y_flat, y_shape) = get(&o, "lbfgs_y", None)?;
-    if s_shape.len() != 2 || s_shape != y_shape || (s_shape[0] > 0 && s_shape[1] != len) {
-        return Err(corrupt(format!(
-            "L-BFGS pairs have shapes {s_shape:?} and {y_shape:?} for {len} parameters"
-        )));
-    }
-    let split =
-        |v: Vec<f64>| -> Vec<Vec<f64>> { v.chunks(len.max(1)).map(|c| c.to_vec()).collect() };
+    let go = "optimizer";
+    let (s_flat, s_shape) = get(&o, go, "lbfgs_s", &[None, Some(len)])?;
+    let (y_flat, _) = get(&o, go, "lbfgs_y", &[Some(s_shape[0]), Some(len)])?;
+    let split = |v: Vec<f64>| -> Vec<Vec<f64>> { v.chunks(len).map(|c| c.to_vec()).collect() };
+    // A moment or velocity vector: empty (not used by this optimizer) or one per parameter.
     let vec_of = |name: &str| -> Result<Vec<f64>, CheckpointError> {
-        let (v, _) = get(&o, name, None)?;
-        if !v.is_empty() && v.len() != len {
+        let (v, sh) = get(&o, go, name, &[None])?;
+        if sh[0] != 0 && sh[0] != len {
             return Err(corrupt(format!(
-                "dataset `{name}` has {} values for {len} parameters",
-                v.len()
+                "dataset `{go}/{name}` has shape {sh:?}, expected [{len}] or [0]"
             )));
         }
         Ok(v)
@@ -506,30 +656,26 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     };
 
     let r = group("rng")?;
-    let read_u64 = |name: &str| -> Result<Vec<u64>, CheckpointError> {
-        r.dataset(name)
-            .and_then(|ds| ds.read_raw::<u64>())
-            .map_err(|_| corrupt(format!("dataset `rng/{name}` is missing or unreadable")))
+    let gr = "rng";
+    let u8_type = TypeDescriptor::Unsigned(IntSize::U1);
+    let read_u64 = |name: &str, want: Option<usize>| -> Result<Vec<u64>, CheckpointError> {
+        let (ds, _) = dataset(&r, gr, name, &u64_type, &[want])?;
+        ds.read_raw::<u64>()
+            .map_err(|e| corrupt(format!("dataset `{gr}/{name}`: {}", first_line(e))))
     };
-    let seed_v: Vec<u8> = r
-        .dataset("seed")
-        .and_then(|ds| ds.read_raw::<u8>())
-        .map_err(|_| corrupt("dataset `rng/seed` is missing or unreadable".into()))?;
-    let seed: [u8; 32] = seed_v
+    let (seed_ds, _) = dataset(&r, gr, "seed", &u8_type, &[Some(32)])?;
+    let seed: [u8; 32] = seed_ds
+        .read_raw::<u8>()
+        .map_err(|e| corrupt(format!("dataset `{gr}/seed`: {}", first_line(e))))?
         .try_into()
-        .map_err(|_| corrupt("`rng/seed` must hold 32 bytes".into()))?;
-    let stream = *read_u64("stream")?
-        .first()
-        .ok_or_else(|| corrupt("`rng/stream` is empty".into()))?;
-    let wp = read_u64("word_pos")?;
-    if wp.len() != 2 {
-        return Err(corrupt("`rng/word_pos` must hold 2 values".into()));
-    }
+        .map_err(|_| corrupt(format!("dataset `{gr}/seed` must hold 32 bytes")))?;
+    let stream = read_u64("stream", Some(1))?[0];
+    let wp = read_u64("word_pos", Some(2))?;
     let rng = RngState {
         seed,
         stream,
         word_pos: ((wp[0] as u128) << 64) | wp[1] as u128,
-        batch_order: read_u64("batch_order")?,
+        batch_order: read_u64("batch_order", None)?,
     };
 
     let h = group("history")?;
@@ -538,13 +684,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
-    let (vals, vshape) = get(&h, "values", None)?;
-    if vshape.len() != 2 || (vshape[0] > 0 && vshape[1] != columns.len()) {
-        return Err(corrupt(format!(
-            "history has shape {vshape:?} for {} columns",
-            columns.len()
-        )));
-    }
+    let (vals, _) = get(&h, "history", "values", &[None, Some(columns.len())])?;
     let history = History {
         rows: vals
             .chunks(columns.len().max(1))
@@ -566,7 +706,27 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     if stored != ckpt.checksum() {
         return Err(corrupt("the checksum does not match the contents".into()));
     }
+    // Files since layerpar 0.1 (this change) also cover `layerpar_version`; older files
+    // have no `version_checksum` and are read as before.
+    let layerpar_version = str_attr(&f, "layerpar_version")?;
+    if f.attr("version_checksum").is_ok() {
+        let stored = u64_attr(&f, "version_checksum")?;
+        if stored != version_checksum(&layerpar_version, ckpt.checksum()) {
+            return Err(corrupt(
+                "the checksum of `layerpar_version` does not match".into(),
+            ));
+        }
+    }
     Ok(ckpt)
+}
+
+/// The checksum over the writer's `layerpar_version` and the contents' checksum, stored as
+/// the attribute `version_checksum` beside `checksum` (which older readers check alone).
+fn version_checksum(layerpar_version: &str, checksum: u64) -> u64 {
+    let mut h = Fnv::new();
+    h.bytes(layerpar_version.as_bytes());
+    h.u64s(&[checksum]);
+    h.0
 }
 
 #[cfg(test)]
@@ -682,5 +842,363 @@ mod tests {
         let r = std::panic::catch_unwind(|| write(&p, &broken));
         assert!(r.is_err() || r.unwrap().is_err());
         assert!(same(&read(&p).unwrap(), &c));
+    }
+
+    /// Files in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A checkpoint of `layers` layers of width 8 with Adam moments: about 0.6 kB a layer.
+    fn sized(layers: usize, iteration: u64) -> Checkpoint {
+        let shape = NetShape {
+            input: 2,
+            width: 8,
+            classes: 5,
+            layers,
+            opening_params: false,
+            hidden_sets: layers,
+        };
+        let len = shape.layout().len;
+        let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.5).collect::<Vec<f64>>();
+        let mut c = sample();
+        c.shape = shape;
+        c.iteration = iteration;
+        c.params = v(0.125);
+        c.optimizer = OptimizerState {
+            kind: "adam".into(),
+            adam_m: v(1.0),
+            adam_v: v(2.0),
+            adam_t: 3,
+            ..Default::default()
+        };
+        c
+    }
+
+    #[test]
+    fn a_failure_at_every_stage_keeps_the_previous_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let old = sample();
+        write(&p, &old).unwrap();
+        let new = sized(4, 99);
+        for stage in [
+            Stage::Created,
+            Stage::Parameters,
+            Stage::Groups,
+            Stage::Closed,
+            Stage::Verified,
+        ] {
+            for target in [p.clone(), dir.path().join("new.h5")] {
+                let e = write_with(&target, &new, &mut |s, _| {
+                    if s == stage {
+                        Err(std::io::Error::other(format!("injected at {s:?}")))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .unwrap_err()
+                .to_string();
+                assert!(
+                    e.contains(&format!("injected at {stage:?}")) && !e.contains('\n'),
+                    "{e}"
+                );
+                assert!(same(&read(&p).unwrap(), &old), "{stage:?}");
+                assert_eq!(names(dir.path()), ["c.h5"], "{stage:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_temporary_damaged_after_closing_is_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let old = sample();
+        write(&p, &old).unwrap();
+        // What a lost write-back would leave: the tail of the file missing, or a byte changed.
+        let damages: [fn(&Path); 2] = [
+            |tmp| {
+                let len = std::fs::metadata(tmp).unwrap().len();
+                let f = std::fs::OpenOptions::new().write(true).open(tmp).unwrap();
+                f.set_len(len * 2 / 3).unwrap();
+            },
+            |tmp| {
+                let mut b = std::fs::read(tmp).unwrap();
+                let needle = (0.125f64 * 7.0 + 0.5).to_le_bytes();
+                let at = b.windows(8).position(|w| w == needle).unwrap();
+                b[at] ^= 4;
+                std::fs::write(tmp, b).unwrap();
+            },
+        ];
+        for damage in damages {
+            let e = write_with(&p, &sized(4, 99), &mut |s, tmp| {
+                if s == Stage::Closed {
+                    damage(tmp);
+                }
+                Ok(())
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("does not read back") && !e.contains('\n'), "{e}");
+            assert!(same(&read(&p).unwrap(), &old));
+            assert_eq!(names(dir.path()), ["c.h5"]);
+        }
+    }
+
+    /// A tmpfs of `size` mounted on a new directory, unmounted on drop; `None` where this
+    /// process may not mount (not root, or no tmpfs), and the test is skipped.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn mount(size: &str) -> Option<Tmpfs> {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!("skipped: cannot mount a tmpfs (needs root)");
+                return None;
+            }
+            Some(Tmpfs(dir))
+        }
+        fn path(&self) -> &Path {
+            self.0.path()
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_never_publishes_a_damaged_checkpoint() {
+        let Some(fs) = Tmpfs::mount("300k") else {
+            return;
+        };
+        let dir = fs.path();
+        // Checkpoints of growing size (as a run writes them, one per iteration) until the
+        // file system is full: each write either publishes a loadable file or fails cleanly.
+        let mut published = Vec::new();
+        let mut failure = None;
+        for i in 0..100u64 {
+            let path = dir.join(format!("ckpt_{i:06}.h5"));
+            let c = sized(8 + 8 * i as usize, i);
+            match write(&path, &c) {
+                Ok(()) => published.push((path, c)),
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    assert!(!path.exists(), "a failed write left {}", path.display());
+                    break;
+                }
+            }
+        }
+        let e = failure.expect("the tmpfs fills up");
+        eprintln!("after {} checkpoints: {e}", published.len());
+        assert!(
+            e.contains("cannot write checkpoint")
+                && e.contains("No space left on device")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        assert!(!published.is_empty(), "{e}");
+        for (path, c) in &published {
+            assert!(same(&read(path).unwrap(), c), "{}", path.display());
+        }
+        assert!(
+            names(dir)
+                .iter()
+                .all(|n| n.starts_with("ckpt_") && n.ends_with(".h5")),
+            "{:?}",
+            names(dir)
+        );
+        // Overwriting the newest one with a bigger checkpoint fails and keeps it.
+        let (newest, c) = published.last().unwrap();
+        assert!(write(newest, &sized(400, 1000)).is_err());
+        assert!(same(&read(newest).unwrap(), c));
+        assert_eq!(names(dir).len(), published.len());
+    }
+
+    /// Rewrites `path` in place with `edit` (the contents stay, so the checksum still matches).
+    fn tamper(path: &Path, edit: impl FnOnce(&hdf5::File) -> hdf5::Result<()>) {
+        let f = hdf5::File::open_rw(path).unwrap();
+        edit(&f).unwrap();
+        f.close().unwrap();
+    }
+
+    #[test]
+    fn arrays_of_the_wrong_shape_or_type_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.h5");
+        let c = sized(3, 5);
+        let len = c.params.len();
+        write(&good, &c).unwrap();
+        type Edit = Box<dyn FnOnce(&hdf5::File) -> hdf5::Result<()>>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "dataset `optimizer/adam_m` has shape [1, ",
+                Box::new(move |f| {
+                    let o = f.group("optimizer")?;
+                    let m = o.dataset("adam_m")?.read_raw::<f64>()?;
+                    o.unlink("adam_m")?;
+                    o.new_dataset::<f64>()
+                        .shape([1, len])
+                        .create("adam_m")?
+                        .write_raw(&m)
+                }),
+            ),
+            (
+                "dataset `rng/word_pos` has shape [2, 1]",
+                Box::new(|f| {
+                    let r = f.group("rng")?;
+                    let v = r.dataset("word_pos")?.read_raw::<u64>()?;
+                    r.unlink("word_pos")?;
+                    r.new_dataset::<u64>()
+                        .shape([2, 1])
+                        .create("word_pos")?
+                        .write_raw(&v)
+                }),
+            ),
+            (
+                "dataset `rng/seed` does not hold",
+                Box::new(|f| {
+                    let r = f.group("rng")?;
+                    let v: Vec<u16> = r
+                        .dataset("seed")?
+                        .read_raw::<u8>()?
+                        .into_iter()
+                        .map(u16::from)
+                        .collect();
+                    r.unlink("seed")?;
+                    r.new_dataset::<u16>()
+                        .shape([32])
+                        .create("seed")?
+                        .write_raw(&v)
+                }),
+            ),
+            (
+                "dataset `parameters/classifier_bias` does not hold",
+                Box::new(|f| {
+                    let p = f.group("parameters")?;
+                    let v: Vec<f32> = p
+                        .dataset("classifier_bias")?
+                        .read_raw::<f64>()?
+                        .into_iter()
+                        .map(|x| x as f32)
+                        .collect();
+                    p.unlink("classifier_bias")?;
+                    p.new_dataset::<f32>()
+                        .shape([v.len()])
+                        .create("classifier_bias")?
+                        .write_raw(&v)
+                }),
+            ),
+            (
+                "attribute `iteration` is not a scalar",
+                Box::new(|f| {
+                    f.delete_attr("iteration")?;
+                    f.new_attr::<i32>()
+                        .shape(())
+                        .create("iteration")?
+                        .write_scalar(&5)
+                }),
+            ),
+            (
+                "attribute `layers` = 1000000000000 is impossible",
+                Box::new(|f| {
+                    f.delete_attr("layers")?;
+                    f.new_attr::<u64>()
+                        .shape(())
+                        .create("layers")?
+                        .write_scalar(&1_000_000_000_000u64)
+                }),
+            ),
+            (
+                "has more parameters than a file of",
+                Box::new(|f| {
+                    // Each size alone is possible, but not the product.
+                    f.delete_attr("hidden_sets")?;
+                    f.new_attr::<u64>()
+                        .shape(())
+                        .create("hidden_sets")?
+                        .write_scalar(&1000u64)
+                }),
+            ),
+            (
+                "the checksum of `layerpar_version` does not match",
+                Box::new(|f| {
+                    f.delete_attr("layerpar_version")?;
+                    f.new_attr::<VarLenUnicode>()
+                        .shape(())
+                        .create("layerpar_version")?
+                        .write_scalar(&VarLenUnicode::from_str("9.9.9").unwrap())
+                }),
+            ),
+        ];
+        for (i, (expect, edit)) in cases.into_iter().enumerate() {
+            let p = dir.path().join(format!("bad{i}.h5"));
+            std::fs::copy(&good, &p).unwrap();
+            tamper(&p, edit);
+            let e = read(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(expect) && e.contains(&format!("bad{i}.h5")) && !e.contains('\n'),
+                "`{e}` does not say `{expect}`"
+            );
+        }
+        // A file from before `version_checksum` existed is still read.
+        let old = dir.path().join("old.h5");
+        std::fs::copy(&good, &old).unwrap();
+        tamper(&old, |f| f.delete_attr("version_checksum"));
+        assert!(same(&read(&old).unwrap(), &c));
+    }
+
+    /// `read(path)` in a thread: its error, or a failure if it takes more than 20 s.
+    fn read_error_within_20s(path: &Path) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&p).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("reading {} hangs", path.display()))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.h5");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let mut cases = vec![
+            (
+                dir.path().to_path_buf(),
+                "is a directory, not a regular file",
+            ),
+            (
+                PathBuf::from("/dev/zero"),
+                "is a character device, not a regular file",
+            ),
+        ];
+        if made.is_ok_and(|s| s.success()) {
+            cases.push((fifo, "is a FIFO, not a regular file"));
+        }
+        for (p, expect) in cases {
+            let e = read_error_within_20s(&p);
+            assert!(
+                e.contains(expect) && e.contains(&*p.to_string_lossy()) && !e.contains('\n'),
+                "{e}"
+            );
+        }
     }
 }
