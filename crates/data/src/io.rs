@@ -5,11 +5,17 @@
 //!
 //! CSV layout: a header row; a column `label`, an optional column `split` (`train` | `val`),
 //! every other column a feature. Rows without `split` are training examples.
+//!
+//! Reading refuses, with one line naming the file and the place: a path that is not a regular
+//! file, duplicate column names, non-finite features, labels that are not whole numbers ≥ 0
+//! (HDF5 labels of any other shape than (n)), no training rows, and a class count beyond
+//! [`CLASS_LIMIT_FLOOR`] and the number of examples. Writing uses the checkpoint crate's
+//! publish step (fsync, rename, directory fsync).
 
 use crate::{DataError, Dataset};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn malformed(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Malformed {
@@ -21,42 +27,54 @@ fn malformed(path: &Path, message: impl Into<String>) -> DataError {
 fn h5err(path: &Path) -> impl Fn(hdf5::Error) -> DataError + '_ {
     move |e| DataError::Hdf5 {
         path: path.to_path_buf(),
-        message: e.to_string().lines().next().unwrap_or("").to_string(),
+        message: checkpoint::hdf5_error_line(&e),
     }
 }
 
-/// A sibling path for writing before the atomic rename.
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
-}
-
-/// Writes with `write` into a temporary file beside `path`, syncs it, then renames it over
-/// `path`, so `path` is either the old file or the complete new one.
+/// Writes with `write` into a temporary file beside `path`, then publishes it with the
+/// checkpoint crate's one publish step (fsync, rename, fsync of the directory), so `path` is
+/// either the old file or the complete new one; on failure the temporary is removed.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    let tmp = temporary_path(path);
-    let result = write(&tmp).and_then(|()| {
-        let f = fs::File::open(&tmp).map_err(|error| DataError::Write {
-            path: tmp.clone(),
-            error,
-        })?;
-        f.sync_all().map_err(|error| DataError::Write {
-            path: tmp.clone(),
-            error,
-        })?;
-        fs::rename(&tmp, path).map_err(|error| DataError::Write {
-            path: path.to_path_buf(),
-            error,
-        })
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    checkpoint::fsio::write_atomically(path, write, |error| DataError::Write {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Refuses a path that is not a regular file before anything opens it (a FIFO would block,
+/// `/dev/zero` would be read until memory runs out).
+fn require_regular_file(path: &Path) -> Result<(), DataError> {
+    checkpoint::fsio::require_regular_file(path).map_err(|error| DataError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// However many examples a file has, it may name this many classes; beyond it, no more
+/// classes than examples. (A class count is the classifier's size: a stray label of 10⁹ or an
+/// attribute `classes` = 10¹² would otherwise allocate terabytes.)
+pub const CLASS_LIMIT_FLOOR: usize = 1 << 16;
+
+/// Checks a class count against the number of examples; `what` says where it came from.
+fn check_classes(
+    path: &Path,
+    classes: u64,
+    examples: usize,
+    what: &str,
+) -> Result<usize, DataError> {
+    let limit = examples.max(CLASS_LIMIT_FLOOR);
+    if classes > limit as u64 {
+        return Err(malformed(
+            path,
+            format!(
+                "{what} means {classes} classes, more than the file's {examples} examples (and more than {CLASS_LIMIT_FLOOR}): labels must be class numbers 0..C-1"
+            ),
+        ));
     }
-    result
+    Ok(classes as usize)
 }
 
 /// Writes train and validation sets to an HDF5 file (atomically).
@@ -83,20 +101,24 @@ pub fn write_hdf5(path: &Path, train: &Dataset, val: &Dataset) -> Result<(), Dat
                 .and_then(|d| d.write_raw(&labels))
                 .map_err(&e)?;
         }
+        file.flush().map_err(&e)?;
         file.close().map_err(&e)
     })
 }
 
-fn check_labels(path: &Path, raw: &[i64], classes: Option<usize>) -> Result<Vec<usize>, DataError> {
+/// The labels of `group`, checked against the class count.
+fn check_labels(
+    path: &Path,
+    group: &str,
+    raw: &[i64],
+    classes: usize,
+) -> Result<Vec<usize>, DataError> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, &l) in raw.iter().enumerate() {
-        if l < 0 || classes.is_some_and(|c| l as usize >= c) {
+        if l < 0 || l as u64 >= classes as u64 {
             return Err(malformed(
                 path,
-                format!(
-                    "label {l} of example {i} is outside 0..{}",
-                    classes.unwrap_or(0)
-                ),
+                format!("label {l} of `{group}` example {i} is outside 0..{classes}"),
             ));
         }
         out.push(l as usize);
@@ -104,73 +126,199 @@ fn check_labels(path: &Path, raw: &[i64], classes: Option<usize>) -> Result<Vec<
     Ok(out)
 }
 
+/// Refuses a dataset that declares more values than its storage can hold (a damaged or
+/// hostile header would otherwise allocate without bound): uncompressed data is stored in
+/// full; compressed data is allowed the deflate filter's best ratio (about 1000 : 1).
+fn check_storage(path: &Path, name: &str, ds: &hdf5::Dataset) -> Result<(), DataError> {
+    let shape = ds.shape();
+    let elem = ds.dtype().map(|t| t.size()).unwrap_or(8).max(1) as u64;
+    let bytes = shape
+        .iter()
+        .try_fold(elem, |acc, &x| acc.checked_mul(x as u64));
+    let ratio = if ds.filters().is_empty() { 1 } else { 1100 };
+    let stored = ds.storage_size().saturating_mul(ratio);
+    match bytes {
+        Some(b) if b <= stored || b == 0 => Ok(()),
+        _ => Err(malformed(
+            path,
+            format!(
+                "`{name}` declares shape {shape:?} but stores only {} bytes",
+                ds.storage_size()
+            ),
+        )),
+    }
+}
+
+/// One group's features (rows × dim, checked finite), dim and raw labels.
+type RawGroup = (Vec<f64>, usize, Vec<i64>);
+
+fn read_group(path: &Path, file: &hdf5::File, name: &str) -> Result<Option<RawGroup>, DataError> {
+    use hdf5::types::TypeDescriptor as T;
+    let e = h5err(path);
+    let g = match file.group(name) {
+        Ok(g) => g,
+        Err(_) => return Ok(None),
+    };
+    let fd = g
+        .dataset("features")
+        .map_err(|_| malformed(path, format!("group `{name}` has no dataset `features`")))?;
+    let shape = fd.shape();
+    if shape.len() != 2 || shape[1] == 0 {
+        return Err(malformed(
+            path,
+            format!("`{name}/features` must be 2-D (n × d), got shape {shape:?}"),
+        ));
+    }
+    match fd.dtype().and_then(|t| t.to_descriptor()) {
+        Ok(T::Float(_) | T::Integer(_) | T::Unsigned(_)) => {}
+        _ => {
+            return Err(malformed(
+                path,
+                format!("`{name}/features` does not hold numbers"),
+            ))
+        }
+    }
+    check_storage(path, &format!("{name}/features"), &fd)?;
+    let features = fd.read_raw::<f64>().map_err(&e)?;
+    let dim = shape[1];
+    if let Some(at) = features.iter().position(|x| !x.is_finite()) {
+        return Err(malformed(
+            path,
+            format!(
+                "`{name}/features`[{}, {}] is {}, not a finite number",
+                at / dim,
+                at % dim,
+                features[at]
+            ),
+        ));
+    }
+    let ld = g
+        .dataset("labels")
+        .map_err(|_| malformed(path, format!("group `{name}` has no dataset `labels`")))?;
+    let lshape = ld.shape();
+    if lshape.len() != 1 {
+        return Err(malformed(
+            path,
+            format!("`{name}/labels` must be 1-D (n), got shape {lshape:?}"),
+        ));
+    }
+    check_storage(path, &format!("{name}/labels"), &ld)?;
+    let not_integer = |i: usize, v: String| {
+        malformed(
+            path,
+            format!("label {v} of `{name}` example {i} is not a class number (an integer ≥ 0)"),
+        )
+    };
+    let labels: Vec<i64> = match ld.dtype().and_then(|t| t.to_descriptor()) {
+        Ok(T::Integer(_)) => ld.read_raw::<i64>().map_err(&e)?,
+        Ok(T::Unsigned(_)) => {
+            let raw = ld.read_raw::<u64>().map_err(&e)?;
+            let mut out = Vec::with_capacity(raw.len());
+            for (i, &l) in raw.iter().enumerate() {
+                out.push(i64::try_from(l).map_err(|_| not_integer(i, l.to_string()))?);
+            }
+            out
+        }
+        // Floating-point labels are accepted only where every one is a whole number.
+        Ok(T::Float(_)) => {
+            let raw = ld.read_raw::<f64>().map_err(&e)?;
+            let mut out = Vec::with_capacity(raw.len());
+            for (i, &l) in raw.iter().enumerate() {
+                if l.fract() != 0.0 || !l.is_finite() || l.abs() > 9.0e15 {
+                    return Err(not_integer(i, l.to_string()));
+                }
+                out.push(l as i64);
+            }
+            out
+        }
+        _ => {
+            return Err(malformed(
+                path,
+                format!("`{name}/labels` does not hold integers"),
+            ))
+        }
+    };
+    if labels.len() != shape[0] {
+        return Err(malformed(
+            path,
+            format!(
+                "`{name}` has {} feature rows but {} labels",
+                shape[0],
+                labels.len()
+            ),
+        ));
+    }
+    Ok(Some((features, dim, labels)))
+}
+
 /// Reads an HDF5 data file: (train, validation if the file has a `val` group).
 pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
-    if !path.exists() {
-        return Err(DataError::Read {
-            path: path.to_path_buf(),
-            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
-    }
+    require_regular_file(path)?;
     let e = h5err(path);
     let file = hdf5::File::open(path).map_err(&e)?;
+    let train =
+        read_group(path, &file, "train")?.ok_or_else(|| malformed(path, "no group `train`"))?;
+    if train.2.is_empty() {
+        return Err(malformed(
+            path,
+            "no training rows (`train/features` has 0 rows)",
+        ));
+    }
+    let val = read_group(path, &file, "val")?;
+    let examples = train.2.len() + val.as_ref().map_or(0, |v| v.2.len());
     let classes = match file.attr("classes") {
-        Ok(a) => Some(a.read_scalar::<u64>().map_err(&e)? as usize),
-        Err(_) => None,
-    };
-    let read_group = |name: &str| -> Result<Option<(Vec<f64>, usize, Vec<i64>)>, DataError> {
-        let g = match file.group(name) {
-            Ok(g) => g,
-            Err(_) => return Ok(None),
-        };
-        let fd = g
-            .dataset("features")
-            .map_err(|_| malformed(path, format!("group `{name}` has no dataset `features`")))?;
-        let shape = fd.shape();
-        if shape.len() != 2 || shape[1] == 0 {
-            return Err(malformed(
+        Ok(a) => {
+            use hdf5::types::TypeDescriptor as T;
+            let integer = matches!(
+                a.dtype().and_then(|t| t.to_descriptor()),
+                Ok(T::Integer(_) | T::Unsigned(_))
+            );
+            if !a.is_scalar() || !integer {
+                return Err(malformed(
+                    path,
+                    "attribute `classes` is not a scalar integer",
+                ));
+            }
+            let c = a.read_scalar::<i64>().map_err(&e)?;
+            if c < 1 {
+                return Err(malformed(
+                    path,
+                    format!("attribute `classes` = {c} is not positive"),
+                ));
+            }
+            check_classes(
                 path,
-                format!("`{name}/features` must be 2-D (n × d), got shape {shape:?}"),
-            ));
+                c as u64,
+                examples,
+                &format!("attribute `classes` = {c}"),
+            )?
         }
-        let features = fd.read_raw::<f64>().map_err(&e)?;
-        let ld = g
-            .dataset("labels")
-            .map_err(|_| malformed(path, format!("group `{name}` has no dataset `labels`")))?;
-        let labels = ld.read_raw::<i64>().map_err(&e)?;
-        if labels.len() != shape[0] {
-            return Err(malformed(
+        Err(_) => {
+            let max_label = train
+                .2
+                .iter()
+                .chain(val.iter().flat_map(|v| v.2.iter()))
+                .copied()
+                .max()
+                .unwrap_or(0);
+            check_classes(
                 path,
-                format!(
-                    "`{name}` has {} feature rows but {} labels",
-                    shape[0],
-                    labels.len()
-                ),
-            ));
+                max_label.max(0) as u64 + 1,
+                examples,
+                &format!("the largest label, {max_label},"),
+            )?
         }
-        Ok(Some((features, shape[1], labels)))
     };
-    let train = read_group("train")?.ok_or_else(|| malformed(path, "no group `train`"))?;
-    let val = read_group("val")?;
-    let max_label = train
-        .2
-        .iter()
-        .chain(val.iter().flat_map(|v| v.2.iter()))
-        .copied()
-        .max()
-        .unwrap_or(0);
-    let classes = classes.unwrap_or((max_label.max(0) + 1) as usize);
-    let make =
-        |(features, dim, labels): (Vec<f64>, usize, Vec<i64>)| -> Result<Dataset, DataError> {
-            Ok(Dataset {
-                labels: check_labels(path, &labels, Some(classes))?,
-                features,
-                dim,
-                classes,
-            })
-        };
-    let t = make(train)?;
-    let v = val.map(make).transpose()?;
+    let make = |group: &str, (features, dim, labels): RawGroup| -> Result<Dataset, DataError> {
+        Ok(Dataset {
+            labels: check_labels(path, group, &labels, classes)?,
+            features,
+            dim,
+            classes,
+        })
+    };
+    let t = make("train", train)?;
+    let v = val.map(|v| make("val", v)).transpose()?;
     if let Some(v) = &v {
         if v.dim != t.dim {
             return Err(malformed(
@@ -219,6 +367,7 @@ pub fn write_csv(
 
 /// Reads a CSV data file: (train, validation if some rows have split `val`).
 pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
+    require_regular_file(path)?;
     let text = fs::read_to_string(path).map_err(|error| DataError::Read {
         path: path.to_path_buf(),
         error,
@@ -231,6 +380,18 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
         .next()
         .ok_or_else(|| malformed(path, "the file is empty"))?;
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
+    for (j, c) in cols.iter().enumerate() {
+        if let Some(i) = cols[..j].iter().position(|d| d == c) {
+            return Err(malformed(
+                path,
+                format!(
+                    "the header names column `{c}` twice (columns {} and {})",
+                    i + 1,
+                    j + 1
+                ),
+            ));
+        }
+    }
     let label_col = cols
         .iter()
         .position(|c| *c == "label")
@@ -244,6 +405,8 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
     }
     let dim = feature_cols.len();
     let mut sets: [(Vec<f64>, Vec<i64>); 2] = Default::default();
+    // The largest label and its line.
+    let mut max_label = (0i64, 0usize);
     for (lineno, line) in lines {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != cols.len() {
@@ -271,17 +434,21 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
             }
         };
         for &c in &feature_cols {
-            let v: f64 = fields[c].parse().map_err(|_| {
-                malformed(
-                    path,
-                    format!(
-                        "line {}, column `{}`: `{}` is not a number",
-                        lineno + 1,
-                        cols[c],
-                        fields[c]
-                    ),
-                )
-            })?;
+            let v = fields[c]
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    malformed(
+                        path,
+                        format!(
+                            "line {}, column `{}`: `{}` is not a finite number",
+                            lineno + 1,
+                            cols[c],
+                            fields[c]
+                        ),
+                    )
+                })?;
             sets[which].0.push(v);
         }
         let l: i64 = fields[label_col].parse().map_err(|_| {
@@ -294,22 +461,33 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
                 ),
             )
         })?;
+        if l < 0 {
+            return Err(malformed(
+                path,
+                format!(
+                    "line {}: label {l} is negative (labels are class numbers 0, 1, …)",
+                    lineno + 1
+                ),
+            ));
+        }
+        if l > max_label.0 {
+            max_label = (l, lineno + 1);
+        }
         sets[which].1.push(l);
     }
     if sets[0].1.is_empty() {
         return Err(malformed(path, "no training rows"));
     }
-    let classes = (sets
-        .iter()
-        .flat_map(|s| s.1.iter())
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(0)
-        + 1) as usize;
+    let examples = sets[0].1.len() + sets[1].1.len();
+    let classes = check_classes(
+        path,
+        max_label.0 as u64 + 1,
+        examples,
+        &format!("label {} on line {}", max_label.0, max_label.1),
+    )?;
     let [(tf, tl), (vf, vl)] = sets;
     let train = Dataset {
-        labels: check_labels(path, &tl, None)?,
+        labels: check_labels(path, "train", &tl, classes)?,
         features: tf,
         dim,
         classes,
@@ -318,7 +496,7 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
         None
     } else {
         Some(Dataset {
-            labels: check_labels(path, &vl, None)?,
+            labels: check_labels(path, "val", &vl, classes)?,
             features: vf,
             dim,
             classes,
@@ -390,5 +568,257 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(fs::read_to_string(&p).unwrap(), "old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// `read_csv` or `read_hdf5`.
+    type Reader = fn(&Path) -> Result<(Dataset, Option<Dataset>), DataError>;
+
+    /// An HDF5 data file built by `build` (on a fresh file).
+    fn h5(path: &Path, build: impl FnOnce(&hdf5::File) -> hdf5::Result<()>) {
+        let f = hdf5::File::create(path).unwrap();
+        build(&f).unwrap();
+        f.close().unwrap();
+    }
+
+    /// A group `name` with `features` (rows × 2) and `labels` of type T and shape `lshape`.
+    fn group<T: hdf5::H5Type>(
+        f: &hdf5::File,
+        name: &str,
+        features: &[f64],
+        labels: &[T],
+        lshape: &[usize],
+    ) -> hdf5::Result<()> {
+        let g = f.create_group(name)?;
+        g.new_dataset::<f64>()
+            .shape([features.len() / 2, 2])
+            .create("features")?
+            .write_raw(features)?;
+        g.new_dataset::<T>()
+            .shape(lshape)
+            .create("labels")?
+            .write_raw(labels)
+    }
+
+    /// The error reading `path` with `read`, checked to be one line naming the file.
+    fn refusal(path: &Path, read: Reader) -> String {
+        let e = read(path).unwrap_err().to_string();
+        assert!(
+            e.contains(&*path.to_string_lossy()) && !e.contains('\n'),
+            "{e}"
+        );
+        e
+    }
+
+    #[test]
+    fn non_finite_features_are_refused_naming_row_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("nan.csv");
+        for bad in ["NaN", "inf", "-infinity"] {
+            fs::write(&p, format!("x,y,label\n1,2,0\n3,{bad},1\n")).unwrap();
+            let e = refusal(&p, read_csv);
+            assert!(
+                e.contains(&format!(
+                    "line 3, column `y`: `{bad}` is not a finite number"
+                )),
+                "{e}"
+            );
+        }
+        let h = dir.path().join("nan.h5");
+        h5(&h, |f| {
+            group(
+                f,
+                "train",
+                &[1.0, 2.0, 3.0, 4.0, f64::NAN, 6.0],
+                &[0i64, 1, 0],
+                &[3],
+            )
+        });
+        let e = refusal(&h, read_hdf5);
+        assert!(e.contains("`train/features`[2, 0] is NaN"), "{e}");
+        h5(&h, |f| {
+            group(f, "train", &[1.0, 2.0, 3.0, 4.0], &[0i64, 1], &[2])?;
+            group(f, "val", &[1.0, f64::INFINITY], &[0i64], &[1])
+        });
+        let e = refusal(&h, read_hdf5);
+        assert!(e.contains("`val/features`[0, 1] is inf"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_column_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dup.csv");
+        fs::write(&p, "x,y,label,split,label\n1,2,0,train,1\n").unwrap();
+        let e = refusal(&p, read_csv);
+        assert!(
+            e.contains("the header names column `label` twice (columns 3 and 5)"),
+            "{e}"
+        );
+        fs::write(&p, "x,x,label\n1,2,0\n").unwrap();
+        assert!(refusal(&p, read_csv).contains("column `x` twice"));
+    }
+
+    #[test]
+    fn hdf5_labels_must_be_whole_numbers_of_shape_n() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path().join("l.h5");
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        h5(&h, |f| group(f, "train", &x, &[0.5f64, 1.5, 0.5], &[3]));
+        let e = refusal(&h, read_hdf5);
+        assert!(
+            e.contains("label 0.5 of `train` example 0 is not a class number"),
+            "{e}"
+        );
+        h5(&h, |f| group(f, "train", &x, &[0i64, 1, 0], &[3, 1]));
+        let e = refusal(&h, read_hdf5);
+        assert!(
+            e.contains("`train/labels` must be 1-D (n), got shape [3, 1]"),
+            "{e}"
+        );
+        h5(&h, |f| group(f, "train", &x, &[0u8, 1, 0], &[1, 3]));
+        assert!(refusal(&h, read_hdf5).contains("must be 1-D"));
+        // Whole numbers stored as floats, and unsigned integers, are fine.
+        h5(&h, |f| group(f, "train", &x, &[0.0f64, 1.0, 0.0], &[3]));
+        assert_eq!(read_hdf5(&h).unwrap().0.labels, [0, 1, 0]);
+        h5(&h, |f| group(f, "train", &x, &[1u16, 0, 1], &[3]));
+        assert_eq!(read_hdf5(&h).unwrap().0.labels, [1, 0, 1]);
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        // HDF5 with no training rows: the same words as CSV, not a later "not finite".
+        let h = dir.path().join("empty.h5");
+        h5(&h, |f| group::<i64>(f, "train", &[], &[], &[0]));
+        assert!(refusal(&h, read_hdf5).contains("no training rows"));
+        let p = dir.path().join("empty.csv");
+        fs::write(&p, "x,label\n").unwrap();
+        assert!(refusal(&p, read_csv).contains("no training rows"));
+        // A negative label in a 5-class file.
+        let p = dir.path().join("neg.csv");
+        fs::write(&p, "x,y,label\n1,2,4\n1,2,-1\n1,2,0\n").unwrap();
+        let e = refusal(&p, read_csv);
+        assert!(e.contains("line 3: label -1 is negative"), "{e}");
+        assert!(!e.contains("0..0"), "{e}");
+        // An HDF5 label beyond the declared classes.
+        h5(&h, |f| {
+            f.new_attr::<u64>()
+                .shape(())
+                .create("classes")?
+                .write_scalar(&2u64)?;
+            group(f, "train", &[1.0, 2.0, 3.0, 4.0], &[0i64, 2], &[2])
+        });
+        let e = refusal(&h, read_hdf5);
+        assert!(
+            e.contains("label 2 of `train` example 1 is outside 0..2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn class_counts_are_checked_against_the_data_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.csv");
+        fs::write(&p, "x,y,label\n1,2,0\n1,2,1000000000\n").unwrap();
+        let e = refusal(&p, read_csv);
+        assert!(
+            e.contains("label 1000000000 on line 3 means 1000000001 classes, more than the file's 2 examples"),
+            "{e}"
+        );
+        let h = dir.path().join("big.h5");
+        let x = [1.0, 2.0, 3.0, 4.0];
+        h5(&h, |f| {
+            f.new_attr::<u64>()
+                .shape(())
+                .create("classes")?
+                .write_scalar(&1_000_000_000_000u64)?;
+            group(f, "train", &x, &[0i64, 1], &[2])
+        });
+        let e = refusal(&h, read_hdf5);
+        assert!(
+            e.contains("attribute `classes` = 1000000000000 means"),
+            "{e}"
+        );
+        h5(&h, |f| {
+            f.new_attr::<f64>()
+                .shape(())
+                .create("classes")?
+                .write_scalar(&3.0)?;
+            group(f, "train", &x, &[0i64, 1], &[2])
+        });
+        assert!(refusal(&h, read_hdf5).contains("attribute `classes` is not a scalar integer"));
+        h5(&h, |f| {
+            group(f, "train", &x, &[0i64, 4_000_000_000_000], &[2])
+        });
+        assert!(refusal(&h, read_hdf5).contains("the largest label, 4000000000000, means"));
+        // Many classes with no examples are fine up to the floor.
+        h5(&h, |f| {
+            f.new_attr::<u64>()
+                .shape(())
+                .create("classes")?
+                .write_scalar(&1000u64)?;
+            group(f, "train", &x, &[0i64, 1], &[2])
+        });
+        assert_eq!(read_hdf5(&h).unwrap().0.classes, 1000);
+        // A header declaring far more values than the file stores.
+        h5(&h, |f| {
+            let g = f.create_group("train")?;
+            g.new_dataset::<f64>()
+                .chunk([1024, 2])
+                .shape([1usize << 40, 2])
+                .create("features")?;
+            g.new_dataset::<i64>()
+                .shape([2])
+                .create("labels")?
+                .write_raw(&[0i64, 1])
+        });
+        let e = refusal(&h, read_hdf5);
+        assert!(
+            e.contains("`train/features` declares shape [1099511627776, 2]"),
+            "{e}"
+        );
+    }
+
+    /// `read(path)`'s error within 20 s (a FIFO must not block it).
+    fn refusal_within_20s(path: &Path, read: Reader) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&p).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("reading {} hangs", path.display()))
+            .unwrap_err();
+        assert!(!e.contains('\n'), "{e}");
+        e
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.csv");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let mut cases = vec![
+            (
+                dir.path().to_path_buf(),
+                "is a directory, not a regular file",
+            ),
+            (
+                std::path::PathBuf::from("/dev/zero"),
+                "is a character device, not a regular file",
+            ),
+        ];
+        if made.is_ok_and(|s| s.success()) {
+            cases.push((fifo, "is a FIFO, not a regular file"));
+        }
+        for (p, expect) in cases {
+            for read in [read_csv, read_hdf5] {
+                let e = refusal_within_20s(&p, read);
+                assert!(
+                    e.contains(expect) && e.contains(&*p.to_string_lossy()),
+                    "{e}"
+                );
+            }
+        }
     }
 }
