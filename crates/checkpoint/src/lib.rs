@@ -17,7 +17,8 @@
 //! a regular file, and checks the version, the type and shape of every attribute and array
 //! (against the file's size before allocating) and the checksums (FNV-1a over the config text
 //! and every array; `version_checksum` also over `layerpar_version`), and reports a damaged
-//! file as an error that names it.
+//! file as an error that names it. Before HDF5 parses a file (the library can crash on a
+//! damaged one), a checksum of the whole file, kept in its 512-byte userblock, is checked.
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
 use odenet::{Layout, Opening, Shape};
@@ -287,7 +288,10 @@ fn write_file(
     c: &Checkpoint,
     fault: &mut dyn FnMut(Stage, &Path) -> std::io::Result<()>,
 ) -> Result<(), String> {
-    let f = hdf5::File::create(tmp).map_err(first_line)?;
+    let f = hdf5::File::with_options()
+        .with_fcpl(|p| p.userblock(USERBLOCK as u64))
+        .create(tmp)
+        .map_err(first_line)?;
     fault(Stage::Created, tmp).map_err(|e| e.to_string())?;
     write_contents(&f, c, &mut |stage| fault(stage, tmp)).map_err(|e| match e {
         Failure::Hdf5(e) => first_line(e),
@@ -296,7 +300,85 @@ fn write_file(
     f.flush()
         .map_err(|e| format!("flushing the file: {}", first_line(e)))?;
     f.close()
-        .map_err(|e| format!("closing the file: {}", first_line(e)))
+        .map_err(|e| format!("closing the file: {}", first_line(e)))?;
+    seal(tmp).map_err(|e| format!("writing the file checksum: {e}"))
+}
+
+/// Bytes reserved at the start of a checkpoint for the file checksum (an HDF5 userblock,
+/// which HDF5, h5py and h5dump skip).
+const USERBLOCK: usize = 512;
+const SEAL_MAGIC: &[u8] = b"layerpar checkpoint\n";
+
+/// FNV-1a over the bytes of `file` from `USERBLOCK` on, and their number.
+fn file_hash(file: &mut std::fs::File) -> std::io::Result<(u64, u64)> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(USERBLOCK as u64))?;
+    let mut h = Fnv::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((h.0, total));
+        }
+        h.bytes(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// Writes the file checksum of the closed HDF5 file `tmp` into its userblock, so that a
+/// reader can refuse a damaged file before the HDF5 library parses it (HDF5 can crash on a
+/// damaged file).
+fn seal(tmp: &Path) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(tmp)?;
+    let (hash, len) = file_hash(&mut file)?;
+    let mut block = SEAL_MAGIC.to_vec();
+    block.extend(format!("fnv1a64 {hash:016x}\nbytes {len}\n").bytes());
+    block.resize(USERBLOCK, 0);
+    file.seek(std::io::SeekFrom::Start(0))?;
+    file.write_all(&block)
+}
+
+/// Checks the file checksum in the userblock of `path`, where there is one (files written
+/// before it existed have none, and are left to the HDF5 checks).
+fn check_seal(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut block = Vec::with_capacity(USERBLOCK);
+    (&mut file)
+        .take(USERBLOCK as u64)
+        .read_to_end(&mut block)
+        .map_err(|e| e.to_string())?;
+    let Some(rest) = block.strip_prefix(SEAL_MAGIC) else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(rest);
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+    };
+    let hash = field("fnv1a64 ").and_then(|h| u64::from_str_radix(&h, 16).ok());
+    let len = field("bytes ").and_then(|l| l.parse::<u64>().ok());
+    let (Some(hash), Some(len)) = (hash, len) else {
+        return Err("the file checksum header is damaged".into());
+    };
+    let (found_hash, found_len) = file_hash(&mut file).map_err(|e| e.to_string())?;
+    if found_len != len {
+        return Err(format!(
+            "the file has {} bytes, its header says {} (truncated or extended)",
+            found_len + USERBLOCK as u64,
+            len + USERBLOCK as u64
+        ));
+    }
+    if found_hash != hash {
+        return Err("the file checksum does not match (the file is damaged)".into());
+    }
+    Ok(())
 }
 
 /// Why writing the contents failed: HDF5, or a fault the tests injected.
@@ -475,6 +557,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .map_err(|e| unreadable(e.to_string()))?
         .len()
         / 8;
+    check_seal(path).map_err(corrupt)?;
     let f = hdf5::File::open(path).map_err(|e| unreadable(first_line(e)))?;
     let u64_type = TypeDescriptor::Unsigned(IntSize::U8);
     let attr = |loc: &hdf5::Location,
@@ -1030,11 +1113,13 @@ mod tests {
         assert_eq!(names(dir).len(), published.len());
     }
 
-    /// Rewrites `path` in place with `edit` (the contents stay, so the checksum still matches).
+    /// Rewrites `path` in place with `edit` (the contents stay, so the checksum still
+    /// matches) and seals it again, as a tool rewriting the file consistently would.
     fn tamper(path: &Path, edit: impl FnOnce(&hdf5::File) -> hdf5::Result<()>) {
         let f = hdf5::File::open_rw(path).unwrap();
         edit(&f).unwrap();
         f.close().unwrap();
+        seal(path).unwrap();
     }
 
     #[test]
@@ -1156,6 +1241,24 @@ mod tests {
                 "`{e}` does not say `{expect}`"
             );
         }
+        // Any change by HDF5 without a new seal is refused before HDF5 parses the file.
+        let unsealed = dir.path().join("unsealed.h5");
+        std::fs::copy(&good, &unsealed).unwrap();
+        let f = hdf5::File::open_rw(&unsealed).unwrap();
+        f.attr("iteration").unwrap().write_scalar(&18u64).unwrap();
+        f.close().unwrap();
+        let e = read(&unsealed).unwrap_err().to_string();
+        assert!(e.contains("the file checksum does not match"), "{e}");
+        let mut b = std::fs::read(&good).unwrap();
+        b.push(0);
+        std::fs::write(&unsealed, &b).unwrap();
+        let e = read(&unsealed).unwrap_err().to_string();
+        assert!(e.contains("truncated or extended"), "{e}");
+        // A file from before the seal (no header in the userblock) is read by the HDF5 checks.
+        let mut b = std::fs::read(&good).unwrap();
+        b[..USERBLOCK].fill(0);
+        std::fs::write(&unsealed, &b).unwrap();
+        assert!(same(&read(&unsealed).unwrap(), &c));
         // A file from before `version_checksum` existed is still read.
         let old = dir.path().join("old.h5");
         std::fs::copy(&good, &old).unwrap();
