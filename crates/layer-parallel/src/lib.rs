@@ -59,15 +59,5 @@ impl<C: Comm> optim::Space for DistSpace<C> {
     }
 }
 
-/// A 64-bit FNV-1a hash of the bits of a vector, to compare vectors across ranks and runs
-/// (the `parameters: … fingerprint` line).
-pub fn fingerprint(v: &[f64]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for x in v {
-        for b in x.to_bits().to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
-}
+/// The FNV-1a hash of a vector's bits (the `parameters: … fingerprint` line).
+pub use mgrit::fingerprint;

@@ -39,6 +39,7 @@
 pub mod comm;
 mod cycle;
 pub mod distribution;
+pub mod fingerprint;
 pub mod grid;
 pub mod harness;
 mod level;
@@ -50,6 +51,7 @@ mod restrict;
 pub use comm::MpiComm;
 pub use comm::{Comm, SerialComm};
 pub use distribution::Distribution;
+pub use fingerprint::{fingerprint, Fnv1a};
 pub use grid::{Grid, LevelShape};
 
 use level::Level;

@@ -13,7 +13,7 @@ use mgrit::{Comm, MpiComm, Options, Solver, StepInfo};
 use std::time::Instant;
 
 /// FNV-1a's offset basis: the fingerprint of no solution at all.
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_OFFSET: u64 = mgrit::Fnv1a::OFFSET;
 
 struct Tally {
     passed: usize,
@@ -21,16 +21,13 @@ struct Tally {
     root: bool,
     /// FNV-1a over the bits of every solution computed: equal for every rank count, since
     /// MGRIT does the same arithmetic at each point wherever it lives.
-    fingerprint: u64,
+    fingerprint: mgrit::Fnv1a,
 }
 
 impl Tally {
     fn mix(&mut self, sol: &[Vec<f64>]) {
-        for x in sol.iter().flatten() {
-            for b in x.to_bits().to_le_bytes() {
-                self.fingerprint ^= b as u64;
-                self.fingerprint = self.fingerprint.wrapping_mul(0x0100_0000_01b3);
-            }
+        for x in sol {
+            self.fingerprint.write_f64s(x);
         }
     }
 }
@@ -412,7 +409,7 @@ fn main() {
         passed: 0,
         failed: 0,
         root: comm.rank() == 0,
-        fingerprint: FNV_OFFSET,
+        fingerprint: mgrit::Fnv1a::new(),
     };
     if t.root {
         println!("mgrit-check {mode} on {} ranks", comm.size());
@@ -434,8 +431,8 @@ fn main() {
     let failed: f64 = comm.all_gather(&[t.failed as f64]).iter().sum();
     // Modes that check solutions mix them in; the benchmark computes none to print.
     if t.root {
-        if t.fingerprint != FNV_OFFSET {
-            println!("solution fingerprint {:#018x}", t.fingerprint);
+        if t.fingerprint.finish() != FNV_OFFSET {
+            println!("solution fingerprint {:#018x}", t.fingerprint.finish());
         }
         println!(
             "mgrit-check {mode}: {} passed, {} failed",
