@@ -48,7 +48,6 @@ impl Controls {
     /// θ = P(p): this rank's per-layer controls (laid out by `model`) from its part of p (laid
     /// out by `layout`), and the ghost controls it needs (exchanged for per-layer controls,
     /// evaluated locally for splines). Collective.
-    #[allow(clippy::too_many_arguments)]
     pub fn model<'p, C: Comm>(
         &self,
         params: &'p [f64],
