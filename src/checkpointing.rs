@@ -3,7 +3,7 @@
 //! when a run resumes, and moving parameters to a network of another depth (nested
 //! iteration, `--init-from`).
 
-use crate::config::Config;
+use crate::config::{Config, Interp};
 use crate::distributed::DistNet;
 use crate::train::history::{columns, Row};
 use crate::train::{Snapshot, Start};
@@ -11,36 +11,6 @@ use anyhow::{bail, Result};
 use checkpoint::{Checkpoint, History, NetShape, OptimizerState, RngState};
 use mgrit::{Comm, MpiComm};
 use odenet::{Network, Opening};
-
-/// How a deeper (or shallower) network's hidden controls are made from another's, with T
-/// fixed: fine layer i sits at t_i = i·h.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interp {
-    /// θ(t) of the coarse layer whose interval holds t: layer ⌊i·N_c/N_f⌋.
-    Constant,
-    /// Linear in t between the coarse layers around t (constant after the last one).
-    Linear,
-    /// Spline controls: keep the coefficients (only N changes).
-    Keep,
-    /// Spline controls on clamped knots: insert the midpoint of every knot interval (Boehm),
-    /// which leaves θ(t) unchanged and gives 2M − d coefficient sets.
-    Knots,
-}
-
-impl std::str::FromStr for Interp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "constant" => Ok(Interp::Constant),
-            "linear" => Ok(Interp::Linear),
-            "keep" => Ok(Interp::Keep),
-            "knots" => Ok(Interp::Knots),
-            _ => Err(format!(
-                "unknown interpolation \"{s}\" (expected \"constant\", \"linear\", \"keep\" or \"knots\")"
-            )),
-        }
-    }
-}
 
 /// The shape record of a network whose parameter vector has `hidden_sets` hidden sets (its
 /// layers, or its spline coefficient sets).
@@ -186,7 +156,7 @@ pub fn gather(
     let all = |v: &[f64]| comm.all_gather(&layout.unique(v));
     let params = all(snap.theta);
     let mut opt = OptimizerState {
-        kind: config.optimizer.kind.clone(),
+        kind: config.optimizer.kind.to_string(),
         ..Default::default()
     };
     if let Some(l) = snap.lbfgs {
@@ -254,7 +224,7 @@ pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec
         ..Default::default()
     };
     start.time_offset = start.rows.last().map(|r| r.time_s).unwrap_or(0.0);
-    let same_kind = ckpt.optimizer.kind == config.optimizer.kind;
+    let same_kind = ckpt.optimizer.kind == config.optimizer.kind.to_string();
     let o = &ckpt.optimizer;
     if same_kind {
         start.lbfgs_pairs = o

@@ -5,7 +5,7 @@
 
 use super::agree;
 use crate::checkpointing::{gather, net_shape, resume, transfer};
-use crate::config::Config;
+use crate::config::{Choice, Config, Interp};
 use crate::distributed::DistNet;
 use crate::parallel::{fingerprint, Parallel};
 use crate::train::history::{HistoryWriter, Row};
@@ -171,7 +171,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     };
 
     let reporter = Reporter::new(
-        config.progress()?,
+        config.output.progress,
         root,
         config.optimizer.max_iter,
         config.output.print_every,
@@ -222,7 +222,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             cfg.mgrit.max_levels = m;
         }
         // Knot refinement doubles the spline's intervals on every level after the first.
-        if cfg.controls.kind == "spline" && cfg.interp()? == crate::checkpointing::Interp::Knots {
+        if cfg.interp() == Interp::Knots {
             for _ in 0..level {
                 cfg.controls.count = 2 * cfg.controls.count - cfg.controls.degree;
             }
@@ -234,7 +234,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         let sets = crate::model::hidden_sets(&cfg, &net);
         let mut dist = agree(
             par,
-            DistNet::with_controls(net.clone(), &comm, cfg.solver_settings(), basis),
+            DistNet::with_controls(net.clone(), &comm, crate::model::solver_settings(&cfg), basis),
         )?;
         let sh = *net.shape();
         if nested.levels > 1 {
@@ -254,7 +254,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             if spline {
                 format!(
                     " ({} B-spline coefficient sets of degree {}, {} knots)",
-                    sets, cfg.controls.degree, cfg.controls.knots
+                    sets, cfg.controls.degree, cfg.controls.knots.name()
                 )
             } else {
                 String::new()
@@ -301,7 +301,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
             (_, Some((params, shape))) => {
                 let global = agree(
                     par,
-                    transfer(params, *shape, &net, sets, spline, cfg.interp()?),
+                    transfer(params, *shape, &net, sets, spline, cfg.interp()),
                 )?;
                 (
                     dist.layout.extract(&net, &dist.part, &global),

@@ -200,7 +200,7 @@ pub fn train(
         rows.push(row.clone());
         Ok(())
     };
-    let mut outcome = match config.optimizer_kind()? {
+    let mut outcome = match config.optimizer.kind {
         OptimizerKind::Lbfgs => lbfgs(config, problem, dist, theta, &start, reporter, &mut emit)?,
         OptimizerKind::Adam | OptimizerKind::Sgd => {
             stochastic(config, problem, dist, theta, &start, &mut emit)?
@@ -347,8 +347,8 @@ fn stochastic(
     emit: &mut Emit,
 ) -> Result<Outcome> {
     let o = &config.optimizer;
-    let kind = config.optimizer_kind()?;
-    let schedule = config.schedule()?;
+    let kind = o.kind;
+    let schedule = config.schedule();
     let n = theta.len();
     let comm = dist.comm;
     let space = DistSpace {
