@@ -614,6 +614,10 @@ fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
     })
 }
 
+/// The list keys whose items are numbers (f64); every other list holds integers ≥ 0. (The
+/// defaults are empty lists, so the item type cannot be read off them.)
+const NUMBER_LISTS: &[&str] = &["nested.target_acc"];
+
 /// Checks `value` for key `key` against the default `reference`: same type (an integer is
 /// accepted where a float is expected), no negative integers, tables recursively.
 fn conform(
@@ -640,6 +644,15 @@ fn conform(
             Ok(V::Table(out))
         }
         (V::Float(_), V::Integer(i)) => Ok(V::Float(i as f64)),
+        (V::Array(_), V::Array(items)) if NUMBER_LISTS.contains(&key) => items
+            .into_iter()
+            .map(|v| match v {
+                V::Integer(i) => Ok(V::Float(i as f64)),
+                V::Float(x) => Ok(V::Float(x)),
+                bad => bail!("config key `{key}` must be a list of numbers, got {bad} (in {origin})"),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(V::Array),
         (V::Array(_), V::Array(items)) => {
             if let Some(bad) = items
                 .iter()
@@ -952,6 +965,19 @@ mod tests {
                 format!("config key `{key}` must be one of {}, got \"nope\"", quoted.join(", "))
             );
         }
+    }
+
+    #[test]
+    fn number_lists_take_fractions_and_integers() {
+        let sets = ["nested.levels=2".to_string(), "nested.target_acc=[0.5, 1]".into()];
+        let c = load_str("", "x", &sets).unwrap();
+        assert_eq!(c.nested.target_acc, vec![0.5, 1.0]);
+        let e = err("", &["nested.levels=2", "nested.target_acc=[0.5, \"x\"]"]);
+        assert!(e.contains("`nested.target_acc` must be a list of numbers"), "{e}");
+        let e = err("", &["nested.levels=2", "nested.target_acc=[0.5, 2]"]);
+        assert!(e.contains("must hold fractions in [0, 1], got 2"), "{e}");
+        let e = err("", &["nested.max_iter=[0.5]"]);
+        assert!(e.contains("`nested.max_iter` must be a list of integers ≥ 0"), "{e}");
     }
 
     #[test]
