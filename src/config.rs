@@ -595,6 +595,28 @@ impl Config {
         toml::to_string(self).expect("a Config always serializes")
     }
 
+    /// The configuration as bincode bytes (standard configuration), to send to other ranks:
+    /// [`Config::from_bytes`] gives back exactly this configuration.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("a Config always encodes")
+    }
+
+    /// The configuration that [`Config::to_bytes`] encoded (checked like a loaded one).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Config> {
+        let (config, used): (Config, usize) =
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+                .map_err(|e| anyhow!("cannot decode the broadcast configuration: {e}"))?;
+        if used != bytes.len() {
+            bail!(
+                "cannot decode the broadcast configuration: {} trailing bytes",
+                bytes.len() - used
+            );
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Parses a complete TOML text (such as one stored in a checkpoint).
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
         load_str(text, origin, &[])
@@ -999,6 +1021,33 @@ mod tests {
             &["controls.kind=spline", "controls.knots=uniform", "nested.interp=knots"],
         );
         assert!(e.contains("needs controls.knots = \"clamped\""), "{e}");
+    }
+
+    #[test]
+    fn round_trips_through_bincode() {
+        let mut c = load_str(
+            "",
+            "x",
+            &[
+                "controls.kind=spline".into(),
+                "nested.levels=2".into(),
+                "nested.interp=knots".into(),
+                "nested.target_acc=[0.5, 0.75]".into(),
+                "optimizer.schedule=cosine".into(),
+                "mgrit.cfactor_levels=[4, 2]".into(),
+                "data.path=some/file.h5".into(),
+            ],
+        )
+        .unwrap();
+        c.optimizer.gtol = 1.0 / 3.0;
+        let bytes = c.to_bytes();
+        let back = Config::from_bytes(&bytes).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.optimizer.gtol.to_bits(), c.optimizer.gtol.to_bits());
+        assert!(Config::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Config::from_bytes(&longer).is_err());
     }
 
     #[test]

@@ -34,29 +34,32 @@ struct Setup {
     init: Option<Checkpoint>,
 }
 
-fn setup(par: &Parallel, args: &TrainArgs) -> Result<Setup> {
+/// The run's configuration (on rank 0; see [`super::root_config`]): the file's or, with
+/// `--resume`, the checkpoint's, with the `--set` overrides on top.
+fn load_config(args: &TrainArgs) -> Result<Config> {
     if args.resume.is_some() && args.init_from.is_some() {
         bail!("--resume continues a run and --init-from starts a new one: give one of them");
     }
     if args.resume.is_some() && args.config.is_some() {
         bail!("--resume takes its configuration from the checkpoint; change keys with --set");
     }
+    match &args.resume {
+        Some(path) => {
+            let c = checkpoint::read(path)?;
+            let origin = format!("the configuration stored in {}", path.display());
+            crate::config::load_str(&c.config, &origin, &args.set)
+        }
+        None => crate::config::load(args.config.as_deref(), &args.set),
+    }
+}
+
+fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
     let resume = args.resume.as_deref().map(checkpoint::read).transpose()?;
     let init = args
         .init_from
         .as_deref()
         .map(checkpoint::read)
         .transpose()?;
-    let config = match &resume {
-        Some(c) => {
-            let origin = format!(
-                "the configuration stored in {}",
-                args.resume.as_ref().unwrap().display()
-            );
-            crate::config::load_str(&c.config, &origin, &args.set)?
-        }
-        None => crate::config::load(args.config.as_deref(), &args.set)?,
-    };
     let (train, val) = crate::data::load(&config)?;
     if val.dim != train.dim {
         bail!(
@@ -140,7 +143,8 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     let root = par.is_root();
     crate::signals::install();
     let comm = MpiComm::new(par.world());
-    let s = agree(par, setup(par, args))?;
+    let config = super::root_config(par, || load_config(args))?;
+    let s = agree(par, setup(par, args, config))?;
     let config = &s.config;
 
     let history_path = args
