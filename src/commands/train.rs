@@ -4,18 +4,18 @@
 //! networks of growing depth are trained in turn (nested iteration).
 
 use super::agree;
-use crate::checkpointing::{gather, net_shape, resume, transfer};
+use crate::checkpointing::{gather, net_shape, resume, transfer, Snapshot};
 use crate::config::{Choice, Config, Interp};
 use crate::distributed::DistNet;
 use crate::parallel::{fingerprint, Parallel};
 use crate::train::history::{HistoryWriter, Row};
 use crate::train::report::{format_row, Reporter};
-use crate::train::{train, Problem, Start};
+use crate::observers::{write_or_abort, Checkpoints, HistoryFile};
+use crate::train::{optimizer, Limits, Objective, Problem, Start};
 use anyhow::{bail, Context, Result};
 use checkpoint::Checkpoint;
 use mgrit::MpiComm;
-use mpi::collective::CommunicatorCollectives;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub struct TrainArgs {
     pub config: Option<PathBuf>,
@@ -100,45 +100,6 @@ fn level_layers(config: &Config, level: usize) -> usize {
     config.network.layers / n.refine.pow((n.levels - 1 - level) as u32)
 }
 
-/// Writes a checkpoint on rank 0, ending the job if that fails on a multi-rank run (the other
-/// ranks could not know).
-fn write_or_abort(par: &Parallel, path: &Path, ckpt: &Checkpoint) -> Result<()> {
-    if !par.is_root() {
-        return Ok(());
-    }
-    if let Err(e) = checkpoint::write(path, ckpt) {
-        if par.size() > 1 {
-            crate::print_error_line(&e.to_string());
-            par.abort(1);
-        }
-        return Err(e.into());
-    }
-    Ok(())
-}
-
-/// Deletes all but the newest `keep` files named `prefix…h5` in `dir` (0 keeps all).
-fn prune(dir: &Path, prefix: &str, keep: usize) {
-    if keep == 0 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut names: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".h5"))
-        })
-        .collect();
-    names.sort();
-    let excess = names.len().saturating_sub(keep);
-    for p in &names[..excess] {
-        let _ = std::fs::remove_file(p);
-    }
-}
-
 pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     let root = par.is_root();
     crate::signals::install();
@@ -152,7 +113,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&config.output.history));
     let ckpt_dir = PathBuf::from(&config.output.checkpoint_dir);
-    let mut writer = if root {
+    let writer = if root {
         let w = (|| {
             std::fs::create_dir_all(&ckpt_dir)
                 .with_context(|| format!("cannot create checkpoint_dir {}", ckpt_dir.display()))?;
@@ -173,6 +134,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         agree(par, Ok(()))?;
         None
     };
+    let mut history = HistoryFile { par, writer };
 
     let reporter = Reporter::new(
         config.output.progress,
@@ -300,6 +262,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         ));
 
         // Where this level starts.
+        let kind = cfg.optimizer.kind;
         let (theta, mut start) = match (&s.resume, &carried) {
             (Some(c), _) if level == first_level => agree(par, resume(c, &dist, &cfg))?,
             (_, Some((params, shape))) => {
@@ -309,89 +272,76 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
                 )?;
                 (
                     dist.layout.extract(&net, &dist.part, &global),
-                    Start::default(),
+                    Start::fresh(kind),
                 )
             }
             _ => {
                 let global = crate::model::initial_parameters(&cfg, &net);
                 (
                     dist.layout.extract(&net, &dist.part, &global),
-                    Start::default(),
+                    Start::fresh(kind),
                 )
             }
         };
-        start.level = level;
         // A resumed checkpoint's history holds the earlier levels too.
         all_rows.extend(start.rows.iter().filter(|r| r.level < level).cloned());
         start.rows.retain(|r| r.level == level);
-        start.target_val_acc = nested.target_acc.get(level).copied();
-        let layout = dist.layout.clone();
-        let prefix = if nested.levels > 1 {
-            format!("ckpt_L{level}_")
-        } else {
-            "ckpt_".to_string()
+        let limits = Limits {
+            max_iter: cfg.optimizer.max_iter,
+            target_val_acc: nested.target_acc.get(level).copied(),
+            level,
         };
-        let every = cfg.output.checkpoint_every;
-        // Checkpoints carry the whole history: earlier levels, then this one's rows.
-        let mut rows: Vec<Row> = all_rows.iter().chain(&start.rows).cloned().collect();
-        let outcome = train(&cfg, &problem, &mut dist, theta, start, &reporter, |snap| {
-            rows.push(snap.row.clone());
-            if let Some(w) = writer.as_mut() {
-                if let Err(e) = w.push(snap.row) {
-                    if par.size() > 1 {
-                        crate::print_error_line(&format!("{e:#}"));
-                        par.abort(1);
-                    }
-                    return Err(e);
-                }
-            }
-            // A stop signal on any rank: checkpoint this iteration and leave (collectively).
-            let stop = par.any(crate::signals::requested());
-            if stop || (every > 0 && snap.row.iter > 0 && snap.row.iter % every == 0) {
-                // Collective gather; rank 0 writes.
-                let ckpt = gather(&comm, &layout, &net, &cfg, config, snap, &rows, level);
-                let path = ckpt_dir.join(format!("{prefix}{:06}.h5", snap.row.iter));
-                write_or_abort(par, &path, &ckpt)?;
-                if root {
-                    prune(&ckpt_dir, &prefix, cfg.output.keep_last);
-                }
-                if stop {
-                    // No rank leaves before the checkpoint is on disk: a launcher ends the
-                    // whole job when the first rank exits with a non-zero status.
-                    par.world().barrier();
-                    return Err(crate::signals::Interrupted {
-                        iteration: snap.row.iter,
-                        checkpoint: path,
-                    }
-                    .into());
-                }
-            }
-            Ok(())
-        });
+        let mut checkpoints = Checkpoints {
+            par,
+            dir: ckpt_dir.clone(),
+            prefix: if nested.levels > 1 {
+                format!("ckpt_L{level}_")
+            } else {
+                "ckpt_".to_string()
+            },
+            every: cfg.output.checkpoint_every,
+            keep_last: cfg.output.keep_last,
+            config: &cfg,
+            base: config,
+            earlier: &all_rows,
+            level,
+        };
+        let mut opt = agree(
+            par,
+            optimizer::build(&cfg, &dist, &problem, theta.len(), &start.optimizer),
+        )?;
+        let note = |m: &str| reporter.note(m);
+        let mut obj = Objective {
+            dist: &mut dist,
+            problem: &problem,
+            note: &note,
+        };
+        let mut progress = &reporter;
+        let outcome = crate::train::run(
+            opt.as_mut(),
+            &mut obj,
+            theta,
+            start,
+            limits,
+            &mut [&mut history, &mut checkpoints, &mut progress],
+        );
         reporter.finish();
         let outcome = outcome?;
-        let history: Vec<Row> = all_rows.iter().chain(&outcome.rows).cloned().collect();
-        let final_ckpt = gather(
-            &comm,
-            &dist.layout,
-            &net,
-            &cfg,
-            config,
-            &outcome.snapshot(),
-            &history,
-            level,
-        );
+        let history_rows: Vec<Row> = all_rows.iter().chain(&outcome.rows).cloned().collect();
+        let last_row = outcome.rows.last().cloned().expect("a row");
+        let snap = Snapshot {
+            iteration: last_row.iter,
+            theta: &outcome.theta,
+            optimizer: &outcome.optimizer,
+        };
+        let final_ckpt = gather(&dist, &cfg, config, &snap, &history_rows, level);
         if nested.levels > 1 {
             write_or_abort(par, &ckpt_dir.join(format!("level{level}.h5")), &final_ckpt)?;
         }
         all_rows.extend(outcome.rows.iter().cloned());
         let global = final_ckpt.params.clone();
         carried = Some((global.clone(), net_shape(&net, sets)));
-        last = Some((
-            global,
-            outcome.rows.last().cloned().expect("a row"),
-            outcome.stop.clone(),
-        ));
+        last = Some((global, last_row, outcome.stop.to_string()));
         if level + 1 == nested.levels {
             write_or_abort(par, &ckpt_dir.join("final.h5"), &final_ckpt)?;
         }
