@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod distributed;
 pub mod model;
+pub mod nested;
 pub mod observers;
 pub mod parallel;
 pub mod signals;
