@@ -671,7 +671,9 @@ fn conform(
             .map(|v| match v {
                 V::Integer(i) => Ok(V::Float(i as f64)),
                 V::Float(x) => Ok(V::Float(x)),
-                bad => bail!("config key `{key}` must be a list of numbers, got {bad} (in {origin})"),
+                bad => {
+                    bail!("config key `{key}` must be a list of numbers, got {bad} (in {origin})")
+                }
             })
             .collect::<Result<Vec<_>>>()
             .map(V::Array),
@@ -984,22 +986,34 @@ mod tests {
             let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
             assert_eq!(
                 e,
-                format!("config key `{key}` must be one of {}, got \"nope\"", quoted.join(", "))
+                format!(
+                    "config key `{key}` must be one of {}, got \"nope\"",
+                    quoted.join(", ")
+                )
             );
         }
     }
 
     #[test]
     fn number_lists_take_fractions_and_integers() {
-        let sets = ["nested.levels=2".to_string(), "nested.target_acc=[0.5, 1]".into()];
+        let sets = [
+            "nested.levels=2".to_string(),
+            "nested.target_acc=[0.5, 1]".into(),
+        ];
         let c = load_str("", "x", &sets).unwrap();
         assert_eq!(c.nested.target_acc, vec![0.5, 1.0]);
         let e = err("", &["nested.levels=2", "nested.target_acc=[0.5, \"x\"]"]);
-        assert!(e.contains("`nested.target_acc` must be a list of numbers"), "{e}");
+        assert!(
+            e.contains("`nested.target_acc` must be a list of numbers"),
+            "{e}"
+        );
         let e = err("", &["nested.levels=2", "nested.target_acc=[0.5, 2]"]);
         assert!(e.contains("must hold fractions in [0, 1], got 2"), "{e}");
         let e = err("", &["nested.max_iter=[0.5]"]);
-        assert!(e.contains("`nested.max_iter` must be a list of integers ≥ 0"), "{e}");
+        assert!(
+            e.contains("`nested.max_iter` must be a list of integers ≥ 0"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1018,7 +1032,11 @@ mod tests {
         assert!(e.contains("applies to spline controls"), "{e}");
         let e = err(
             "",
-            &["controls.kind=spline", "controls.knots=uniform", "nested.interp=knots"],
+            &[
+                "controls.kind=spline",
+                "controls.knots=uniform",
+                "nested.interp=knots",
+            ],
         );
         assert!(e.contains("needs controls.knots = \"clamped\""), "{e}");
     }

@@ -152,7 +152,11 @@ mod tests {
         );
         let c1 = p.config(&c, 1);
         assert_eq!(
-            (c1.network.layers, c1.optimizer.max_iter, c1.mgrit.max_levels),
+            (
+                c1.network.layers,
+                c1.optimizer.max_iter,
+                c1.mgrit.max_levels
+            ),
             (16, 20, 2)
         );
         assert_eq!(c1.controls, c.controls);

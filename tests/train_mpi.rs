@@ -83,7 +83,15 @@ fn only_rank_0_reads_the_configuration() {
         &["train", "--config", "run.toml", "--history", "serial.csv"],
     ));
     let out = std::process::Command::new("mpirun")
-        .args(["--oversubscribe", "-n", "1", BIN, "train", "--config", "run.toml"])
+        .args([
+            "--oversubscribe",
+            "-n",
+            "1",
+            BIN,
+            "train",
+            "--config",
+            "run.toml",
+        ])
         .args(["--history", "p2.csv", ":", "-n", "1", BIN, "train"])
         .args(["--config", "gone.toml", "--set", "network.width=3"])
         .args(["--history", "p2.csv"])

@@ -62,7 +62,10 @@ pub fn agree<T>(par: &Parallel, result: anyhow::Result<T>) -> anyhow::Result<T> 
 /// runs the same settings even if a file changes while the job starts. An error in `load`
 /// is rank 0's, reported as by [`agree`] (one line; the other ranks return
 /// [`AlreadyReported`]).
-pub fn root_config(par: &Parallel, load: impl FnOnce() -> anyhow::Result<Config>) -> anyhow::Result<Config> {
+pub fn root_config(
+    par: &Parallel,
+    load: impl FnOnce() -> anyhow::Result<Config>,
+) -> anyhow::Result<Config> {
     let loaded = if par.is_root() {
         load()
     } else {

@@ -96,7 +96,12 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let basis = config.spline_basis()?;
     let mut dist = agree(
         par,
-        DistNet::with_controls(net.clone(), &comm, crate::model::solver_settings(&config), basis),
+        DistNet::with_controls(
+            net.clone(),
+            &comm,
+            crate::model::solver_settings(&config),
+            basis,
+        ),
     )?;
     let pnet = crate::model::parameter_network(&config, &net);
     let global = crate::model::initial_parameters(&config, &net);

@@ -335,7 +335,13 @@ impl<'c> Levels<'_, 'c> {
 
     /// Writes the level's final checkpoint (levelℓ.h5 when nested, final.h5 after the last
     /// level) and carries its parameters to the next level.
-    fn finish(&mut self, level: usize, cfg: &Config, dist: &DistNet, out: Outcome) -> Result<LevelEnd> {
+    fn finish(
+        &mut self,
+        level: usize,
+        cfg: &Config,
+        dist: &DistNet,
+        out: Outcome,
+    ) -> Result<LevelEnd> {
         let rows: Vec<Row> = self.rows.iter().chain(&out.rows).cloned().collect();
         let row = out.rows.last().cloned().expect("a row");
         let snap = Snapshot {

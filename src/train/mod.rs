@@ -104,7 +104,11 @@ impl std::fmt::Display for Stop {
                 write!(f, "reached optimizer.max_iter = {max_iter}{unit}")
             }
             Stop::Gradient { gtol, mean } => {
-                let what = if mean { "mean gradient norm" } else { "gradient norm" };
+                let what = if mean {
+                    "mean gradient norm"
+                } else {
+                    "gradient norm"
+                };
                 write!(f, "{what} below optimizer.gtol = {gtol:e}")
             }
             Stop::Target { accuracy } => write!(f, "validation accuracy reached {accuracy:.4}"),
@@ -276,19 +280,31 @@ mod tests {
     fn stop_reasons_read_as_before() {
         let cases = [
             (
-                Stop::MaxIter { max_iter: 130, epochs: false },
+                Stop::MaxIter {
+                    max_iter: 130,
+                    epochs: false,
+                },
                 "reached optimizer.max_iter = 130",
             ),
             (
-                Stop::MaxIter { max_iter: 8, epochs: true },
+                Stop::MaxIter {
+                    max_iter: 8,
+                    epochs: true,
+                },
                 "reached optimizer.max_iter = 8 epochs",
             ),
             (
-                Stop::Gradient { gtol: 1e-8, mean: false },
+                Stop::Gradient {
+                    gtol: 1e-8,
+                    mean: false,
+                },
                 "gradient norm below optimizer.gtol = 1e-8",
             ),
             (
-                Stop::Gradient { gtol: 0.5, mean: true },
+                Stop::Gradient {
+                    gtol: 0.5,
+                    mean: true,
+                },
                 "mean gradient norm below optimizer.gtol = 5e-1",
             ),
             (

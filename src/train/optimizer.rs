@@ -200,10 +200,11 @@ impl<'c> LbfgsSearch<'c> {
 impl Optimizer for LbfgsSearch<'_> {
     fn start(&mut self, obj: &mut Objective, theta: &[f64], fresh: bool) -> Option<Measured> {
         let t = &obj.problem.train;
-        self.value = Some(
-            obj.dist
-                .objective_gradient(theta, &t.features, &t.labels, &mut self.grad),
-        );
+        self.value =
+            Some(
+                obj.dist
+                    .objective_gradient(theta, &t.features, &t.labels, &mut self.grad),
+            );
         fresh.then(|| self.measured(obj, 0.0))
     }
 
@@ -220,11 +221,19 @@ impl Optimizer for LbfgsSearch<'_> {
         let accepted = loop {
             let d = self.memory.direction(&self.grad, &self.space);
             let dist = &mut *obj.dist;
-            let search = backtracking(theta, value, &self.grad, &d, &self.armijo, &self.space, |t| {
-                let mut g = vec![0.0; t.len()];
-                let v = dist.objective_gradient(t, x, y, &mut g);
-                (v.objective, (g, v))
-            });
+            let search = backtracking(
+                theta,
+                value,
+                &self.grad,
+                &d,
+                &self.armijo,
+                &self.space,
+                |t| {
+                    let mut g = vec![0.0; t.len()];
+                    let v = dist.objective_gradient(t, x, y, &mut g);
+                    (v.objective, (g, v))
+                },
+            );
             match search {
                 LineSearch::Accepted { step, x, data, .. } => break Some((step, x, data)),
                 LineSearch::Failed { reason, .. } if !self.memory.is_empty() => {
@@ -367,7 +376,13 @@ impl<R: Rule> Optimizer for Epochs<'_, R> {
             .dist
             .objective_gradient(theta, &t.features, &t.labels, &mut self.grad);
         let gnorm = self.space.norm(&self.grad);
-        Some(Self::measured(obj, theta, gnorm, 0.0, (v0.fwd_res, v0.adj_res)))
+        Some(Self::measured(
+            obj,
+            theta,
+            gnorm,
+            0.0,
+            (v0.fwd_res, v0.adj_res),
+        ))
     }
 
     fn next_iter(&mut self, obj: &mut Objective, theta: &mut Vec<f64>, epoch: usize) -> Next {
