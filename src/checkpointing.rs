@@ -3,44 +3,14 @@
 //! when a run resumes, and moving parameters to a network of another depth (nested
 //! iteration, `--init-from`).
 
-use crate::config::Config;
-use crate::train::Objective;
+use crate::config::{Config, Interp, OptimizerKind};
+use crate::train::DistNet;
 use crate::train::history::{columns, Row};
-use crate::train::{Snapshot, Start};
+use crate::train::{OptimizerState, Start};
 use anyhow::{bail, Result};
-use checkpoint::{Checkpoint, History, NetShape, OptimizerState, RngState};
-use mgrit::{Comm, MpiComm};
+use checkpoint::{Checkpoint, History, NetShape, RngState};
+use mgrit::Comm;
 use odenet::{Network, Opening};
-
-/// How a deeper (or shallower) network's hidden controls are made from another's, with T
-/// fixed: fine layer i sits at t_i = i·h.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interp {
-    /// θ(t) of the coarse layer whose interval holds t: layer ⌊i·N_c/N_f⌋.
-    Constant,
-    /// Linear in t between the coarse layers around t (constant after the last one).
-    Linear,
-    /// Spline controls: keep the coefficients (only N changes).
-    Keep,
-    /// Spline controls on clamped knots: insert the midpoint of every knot interval (Boehm),
-    /// which leaves θ(t) unchanged and gives 2M − d coefficient sets.
-    Knots,
-}
-
-impl std::str::FromStr for Interp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "constant" => Ok(Interp::Constant),
-            "linear" => Ok(Interp::Linear),
-            "keep" => Ok(Interp::Keep),
-            "knots" => Ok(Interp::Knots),
-            _ => Err(format!(
-                "unknown interpolation \"{s}\" (expected \"constant\", \"linear\", \"keep\" or \"knots\")"
-            )),
-        }
-    }
-}
 
 /// The shape record of a network whose parameter vector has `hidden_sets` hidden sets (its
 /// layers, or its spline coefficient sets).
@@ -169,13 +139,86 @@ fn refine_knots(params: &[f64], src: NetShape, dst: &Network, dst_sets: usize) -
     Ok(out)
 }
 
-/// Gathers the state of `snap` into a checkpoint (collective: every rank calls it; the
-/// result is complete on every rank). `config` is the level's configuration, `base` the run's
-/// (stored in the file: a resumed nested run derives every level from it).
+/// What a checkpoint stores of a run, this rank's parts: θ_k after iteration k and the
+/// optimizer's memory.
+pub struct Snapshot<'a> {
+    pub iteration: usize,
+    pub theta: &'a [f64],
+    pub optimizer: &'a OptimizerState,
+}
+
+/// The optimizer's memory in the file's form: every vector whole (gathered with `all`), the
+/// mini-batch order and generator as the RNG record. The one place that knows the file's
+/// layout of [`OptimizerState`]; [`optimizer_from_file`] is its inverse.
+fn optimizer_to_file(
+    state: &OptimizerState,
+    all: impl Fn(&[f64]) -> Vec<f64>,
+) -> (checkpoint::OptimizerState, RngState) {
+    let mut opt = checkpoint::OptimizerState {
+        kind: state.kind.to_string(),
+        ..Default::default()
+    };
+    for (s, y) in &state.lbfgs_pairs {
+        opt.lbfgs_s.push(all(s));
+        opt.lbfgs_y.push(all(y));
+    }
+    if let Some((m, v, t)) = &state.adam {
+        opt.adam_m = all(m);
+        opt.adam_v = all(v);
+        opt.adam_t = *t;
+    }
+    if let Some(v) = &state.sgd_velocity {
+        opt.sgd_velocity = all(v);
+    }
+    let mut rng = RngState::default();
+    if let Some((order, g)) = &state.batches {
+        let (seed, stream, word_pos) = layerpar_data::rng::state(g);
+        rng = RngState {
+            seed,
+            stream,
+            word_pos,
+            batch_order: order.iter().map(|&i| i as u64).collect(),
+        };
+    }
+    (opt, rng)
+}
+
+/// The memory of a `kind` optimizer from a file's records (this rank's parts taken with
+/// `local`): the optimizer's own vectors only if the file is of the same kind; the
+/// mini-batch order whenever the file has one.
+fn optimizer_from_file(
+    o: &checkpoint::OptimizerState,
+    r: &RngState,
+    kind: OptimizerKind,
+    local: impl Fn(&[f64]) -> Vec<f64>,
+) -> OptimizerState {
+    let mut state = OptimizerState::fresh(kind);
+    if o.kind == kind.to_string() {
+        state.lbfgs_pairs = o
+            .lbfgs_s
+            .iter()
+            .zip(&o.lbfgs_y)
+            .map(|(s, y)| (local(s), local(y)))
+            .collect();
+        if !o.adam_m.is_empty() {
+            state.adam = Some((local(&o.adam_m), local(&o.adam_v), o.adam_t));
+        }
+        if !o.sgd_velocity.is_empty() {
+            state.sgd_velocity = Some(local(&o.sgd_velocity));
+        }
+    }
+    if !r.batch_order.is_empty() {
+        let g = layerpar_data::rng::from_state(r.seed, r.stream, r.word_pos);
+        state.batches = Some((r.batch_order.iter().map(|&i| i as usize).collect(), g));
+    }
+    state
+}
+
+/// Gathers `snap` into a checkpoint (collective: every rank calls it; the result is
+/// complete on every rank). `config` is the level's configuration, `base` the run's (stored
+/// in the file: a resumed nested run derives every level from it).
 pub fn gather(
-    comm: &MpiComm,
-    layout: &layer_parallel::LocalLayout,
-    net: &Network,
+    dist: &DistNet,
     config: &Config,
     base: &Config,
     snap: &Snapshot,
@@ -183,43 +226,17 @@ pub fn gather(
     level: usize,
 ) -> Checkpoint {
     // Replicated spline coefficients are taken from rank 0 only.
-    let all = |v: &[f64]| comm.all_gather(&layout.unique(v));
+    let all = |v: &[f64]| dist.comm.all_gather(&dist.layout.unique(v));
     let params = all(snap.theta);
-    let mut opt = OptimizerState {
-        kind: config.optimizer.kind.clone(),
-        ..Default::default()
-    };
-    if let Some(l) = snap.lbfgs {
-        for (s, y) in l.pairs() {
-            opt.lbfgs_s.push(all(s));
-            opt.lbfgs_y.push(all(y));
-        }
-    }
-    if let Some(a) = snap.adam {
-        opt.adam_m = all(&a.m);
-        opt.adam_v = all(&a.v);
-        opt.adam_t = a.t;
-    }
-    if let Some(s) = snap.sgd {
-        opt.sgd_velocity = all(&s.velocity);
-    }
-    let mut rng = RngState::default();
-    if let Some(b) = snap.batcher {
-        let (seed, stream, word_pos) = layerpar_data::rng::state(b.rng());
-        rng = RngState {
-            seed,
-            stream,
-            word_pos,
-            batch_order: b.order().iter().map(|&i| i as u64).collect(),
-        };
-    }
+    let (optimizer, rng) = optimizer_to_file(snap.optimizer, all);
+    let net = &dist.net;
     Checkpoint {
         config: base.to_toml(),
-        iteration: snap.row.iter as u64,
+        iteration: snap.iteration as u64,
         level: level as u64,
         shape: net_shape(net, crate::model::hidden_sets(config, net)),
         params,
-        optimizer: opt,
+        optimizer,
         rng,
         history: History {
             columns: columns(),
@@ -228,9 +245,9 @@ pub fn gather(
     }
 }
 
-/// This rank's parameters and the optimizer state to resume from a checkpoint of the same
-/// network.
-pub fn resume(ckpt: &Checkpoint, dist: &Objective, config: &Config) -> Result<(Vec<f64>, Start)> {
+/// This rank's parameters and where to start to resume from a checkpoint of the same
+/// network (every row of the file, of every level).
+pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec<f64>, Start)> {
     let net = &dist.net;
     if ckpt.shape != net_shape(net, crate::model::hidden_sets(config, net)) {
         bail!(
@@ -242,39 +259,18 @@ pub fn resume(ckpt: &Checkpoint, dist: &Objective, config: &Config) -> Result<(V
         );
     }
     let local = |v: &[f64]| dist.layout.extract(net, &dist.part, v);
-    let mut start = Start {
+    let rows: Vec<Row> = ckpt
+        .history
+        .rows
+        .iter()
+        .map(|r| Row::from_values(&ckpt.history.columns, r))
+        .collect();
+    let start = Start {
         iteration: ckpt.iteration as usize,
-        rows: ckpt
-            .history
-            .rows
-            .iter()
-            .map(|r| Row::from_values(&ckpt.history.columns, r))
-            .collect(),
-        level: ckpt.level as usize,
-        ..Default::default()
+        time_offset: rows.last().map(|r| r.time_s).unwrap_or(0.0),
+        rows,
+        optimizer: optimizer_from_file(&ckpt.optimizer, &ckpt.rng, config.optimizer.kind, local),
     };
-    start.time_offset = start.rows.last().map(|r| r.time_s).unwrap_or(0.0);
-    let same_kind = ckpt.optimizer.kind == config.optimizer.kind;
-    let o = &ckpt.optimizer;
-    if same_kind {
-        start.lbfgs_pairs = o
-            .lbfgs_s
-            .iter()
-            .zip(&o.lbfgs_y)
-            .map(|(s, y)| (local(s), local(y)))
-            .collect();
-        if !o.adam_m.is_empty() {
-            start.adam = Some((local(&o.adam_m), local(&o.adam_v), o.adam_t));
-        }
-        if !o.sgd_velocity.is_empty() {
-            start.sgd = Some(local(&o.sgd_velocity));
-        }
-    }
-    if !ckpt.rng.batch_order.is_empty() {
-        let r = &ckpt.rng;
-        let g = layerpar_data::rng::from_state(r.seed, r.stream, r.word_pos);
-        start.batcher = Some((r.batch_order.iter().map(|&i| i as usize).collect(), g));
-    }
     Ok((local(&ckpt.params), start))
 }
 

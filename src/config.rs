@@ -5,6 +5,7 @@
 //! of the wrong type and an out-of-range value each get a one-line error that names the key.
 
 use anyhow::{anyhow, bail, Context, Result};
+use bspline::KnotKind;
 use odenet::{Activation, Loss, Opening};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -34,8 +35,8 @@ pub struct NestedConfig {
     /// `refine` times fewer.
     pub levels: usize,
     pub refine: usize,
-    /// "constant" | "linear": how a deeper network's controls come from the shallower one.
-    pub interp: String,
+    /// How a deeper network's controls come from the shallower one (see [`Config::interp`]).
+    pub interp: Interp,
     /// Iterations per level (empty: optimizer.max_iter for each).
     pub max_iter: Vec<usize>,
     /// Validation accuracy at which a level stops early (empty: none).
@@ -47,8 +48,8 @@ pub struct NestedConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// "peaks" (generated), "csv" or "hdf5" (read from `path`).
-    pub kind: String,
+    /// Generated (Peaks) or read from `path` (CSV, HDF5).
+    pub kind: DataKind,
     pub path: String,
     /// Peaks: training examples.
     pub train_size: usize,
@@ -64,9 +65,9 @@ pub struct NetworkConfig {
     pub width: usize,
     pub layers: usize,
     pub final_time: f64,
-    pub activation: String,
-    pub opening: String,
-    pub loss: String,
+    pub activation: Activation,
+    pub opening: Opening,
+    pub loss: Loss,
     pub init_open: f64,
     pub init_hidden: f64,
     pub init_class: f64,
@@ -75,10 +76,10 @@ pub struct NetworkConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlsConfig {
-    pub kind: String,
+    pub kind: ControlsKind,
     pub degree: usize,
     pub count: usize,
-    pub knots: String,
+    pub knots: KnotKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,7 +104,7 @@ pub struct MgritConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
-    pub kind: String,
+    pub kind: OptimizerKind,
     pub max_iter: usize,
     pub learning_rate: f64,
     pub batch_size: usize,
@@ -116,7 +117,7 @@ pub struct OptimizerConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub epsilon: f64,
-    pub schedule: String,
+    pub schedule: ScheduleKind,
     pub lr_step: usize,
     pub lr_gamma: f64,
     pub lr_min: f64,
@@ -133,7 +134,7 @@ pub struct OutputConfig {
     pub checkpoint_every: usize,
     pub keep_last: usize,
     pub print_every: usize,
-    pub progress: String,
+    pub progress: Progress,
 }
 
 impl Default for Config {
@@ -141,7 +142,7 @@ impl Default for Config {
         Config {
             seed: 1,
             data: DataConfig {
-                kind: "peaks".into(),
+                kind: DataKind::Peaks,
                 path: String::new(),
                 train_size: 5000,
                 val_size: 200,
@@ -151,18 +152,18 @@ impl Default for Config {
                 width: 8,
                 layers: 30,
                 final_time: 1.0,
-                activation: "smoothrelu".into(),
-                opening: "activate".into(),
-                loss: "crossentropy".into(),
+                activation: Activation::SmoothRelu,
+                opening: Opening::Activate,
+                loss: Loss::CrossEntropy,
                 init_open: 1.0,
                 init_hidden: 0.1,
                 init_class: 0.1,
             },
             controls: ControlsConfig {
-                kind: "layer".into(),
+                kind: ControlsKind::Layer,
                 degree: 3,
                 count: 8,
-                knots: "clamped".into(),
+                knots: KnotKind::Clamped,
             },
             mgrit: MgritConfig {
                 max_levels: 1,
@@ -181,7 +182,7 @@ impl Default for Config {
                 print_level: 0,
             },
             optimizer: OptimizerConfig {
-                kind: "lbfgs".into(),
+                kind: OptimizerKind::Lbfgs,
                 max_iter: 130,
                 learning_rate: 1.0,
                 batch_size: 0,
@@ -194,7 +195,7 @@ impl Default for Config {
                 beta1: 0.9,
                 beta2: 0.999,
                 epsilon: 1e-8,
-                schedule: "constant".into(),
+                schedule: ScheduleKind::Constant,
                 lr_step: 30,
                 lr_gamma: 0.1,
                 lr_min: 0.0,
@@ -208,12 +209,12 @@ impl Default for Config {
                 checkpoint_every: 0,
                 keep_last: 3,
                 print_every: 1,
-                progress: "auto".into(),
+                progress: Progress::Auto,
             },
             nested: NestedConfig {
                 levels: 1,
                 refine: 2,
-                interp: "constant".into(),
+                interp: Interp::Constant,
                 max_iter: Vec::new(),
                 target_acc: Vec::new(),
                 mgrit_levels: Vec::new(),
@@ -222,225 +223,242 @@ impl Default for Config {
     }
 }
 
-/// Which optimizer trains the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptimizerKind {
-    Lbfgs,
-    Adam,
-    Sgd,
+/// A choice among named values: an enum whose values are spelled in the TOML text by
+/// their (serde) names. [`Choice::CHOICES`] lists every value with its name, in the order an
+/// error message names them; loading checks a key's string against these names (naming the
+/// key) before serde turns it into the enum, so a serde error never reaches the user.
+pub trait Choice: Copy + PartialEq + 'static {
+    /// Every value with its name, in the order the error message lists them.
+    const CHOICES: &'static [(&'static str, Self)];
+
+    /// The name of this value in the TOML text.
+    fn name(self) -> &'static str {
+        Self::CHOICES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(n, _)| *n)
+            .expect("CHOICES lists every value")
+    }
+
+    /// Every name, in the order of [`Choice::CHOICES`].
+    fn names() -> Vec<&'static str> {
+        Self::CHOICES.iter().map(|(n, _)| *n).collect()
+    }
 }
 
-/// Where the data comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataKind {
-    Peaks,
-    Csv,
-    Hdf5,
+/// An enum of configuration choices with its names: serde (de)serializes each value as its
+/// name, [`Choice`] lists them and `Display` prints the name.
+macro_rules! choice_enum {
+    ($(#[$m:meta])* pub enum $ty:ident { $($(#[$vm:meta])* $var:ident = $name:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum $ty {
+            $($(#[$vm])* #[serde(rename = $name)] $var,)+
+        }
+        impl Choice for $ty {
+            const CHOICES: &'static [(&'static str, Self)] = &[$(($name, $ty::$var)),+];
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
 }
 
-/// How progress is shown on rank 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
-    /// A bar on a terminal, plain lines otherwise.
-    Auto,
-    Bar,
-    Lines,
-    None,
+choice_enum! {
+    /// Which optimizer trains the network.
+    pub enum OptimizerKind {
+        /// Full-batch L-BFGS with Armijo backtracking.
+        Lbfgs = "lbfgs",
+        /// Adam over mini-batches.
+        Adam = "adam",
+        /// SGD with momentum over mini-batches.
+        Sgd = "sgd",
+    }
 }
 
-fn choice<T: Copy>(key: &str, value: &str, options: &[(&str, T)]) -> Result<T> {
-    options
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-            anyhow!(
+choice_enum! {
+    /// Where the data comes from.
+    pub enum DataKind {
+        /// The Peaks data set, generated in code.
+        Peaks = "peaks",
+        Csv = "csv",
+        Hdf5 = "hdf5",
+    }
+}
+
+choice_enum! {
+    /// How progress is shown on rank 0.
+    pub enum Progress {
+        /// A bar on a terminal, plain lines otherwise.
+        Auto = "auto",
+        Bar = "bar",
+        Lines = "lines",
+        None = "none",
+    }
+}
+
+choice_enum! {
+    /// The learning-rate schedule over epochs (see [`optim::Schedule`]).
+    pub enum ScheduleKind {
+        /// η(e) = η₀.
+        Constant = "constant",
+        /// η(e) = η₀ · lr_gamma^⌊e / lr_step⌋.
+        Step = "step",
+        /// η(e) from η₀ down to lr_min at e = max_iter along a half cosine.
+        Cosine = "cosine",
+    }
+}
+
+choice_enum! {
+    /// How the hidden controls θ_n (n < N) are parameterized.
+    pub enum ControlsKind {
+        /// One parameter set (K_n, b_n) per hidden layer.
+        Layer = "layer",
+        /// θ(t) = Σ_{i<M} c_i B_i(t), layer n using θ(n·h).
+        Spline = "spline",
+    }
+}
+
+choice_enum! {
+    /// How a deeper (or shallower) network's hidden controls are made from another's, with T
+    /// fixed: fine layer i sits at t_i = i·h.
+    pub enum Interp {
+        /// θ(t) of the coarse layer whose interval holds t: layer ⌊i·N_c/N_f⌋.
+        Constant = "constant",
+        /// Linear in t between the coarse layers around t (constant after the last one).
+        Linear = "linear",
+        /// Spline controls: keep the coefficients (only N changes).
+        Keep = "keep",
+        /// Spline controls on clamped knots: insert the midpoint of every knot interval
+        /// (Boehm), which leaves θ(t) unchanged and gives 2M − d coefficient sets.
+        Knots = "knots",
+    }
+}
+
+impl Choice for Activation {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("tanh", Activation::Tanh),
+        ("relu", Activation::Relu),
+        ("smoothrelu", Activation::SmoothRelu),
+    ];
+}
+
+impl Choice for Opening {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("activate", Opening::Activate),
+        ("replicate", Opening::Replicate),
+    ];
+}
+
+impl Choice for Loss {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("crossentropy", Loss::CrossEntropy), ("mse", Loss::Mse)];
+}
+
+impl Choice for KnotKind {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("clamped", KnotKind::Clamped),
+        ("uniform", KnotKind::Uniform),
+    ];
+}
+
+/// Every choice key with its names, in the order loading checks them.
+fn choice_keys() -> [(&'static str, Vec<&'static str>); 10] {
+    [
+        ("network.activation", Activation::names()),
+        ("network.loss", Loss::names()),
+        ("network.opening", Opening::names()),
+        ("optimizer.kind", OptimizerKind::names()),
+        ("output.progress", Progress::names()),
+        ("optimizer.schedule", ScheduleKind::names()),
+        ("data.kind", DataKind::names()),
+        ("controls.kind", ControlsKind::names()),
+        ("controls.knots", KnotKind::names()),
+        ("nested.interp", Interp::names()),
+    ]
+}
+
+/// Checks the string of every choice key of a merged table (types already conformed)
+/// against its names: `config key `K` must be one of "a", "b", got "x"`.
+fn check_choices(merged: &toml::Value) -> Result<()> {
+    for (key, names) in choice_keys() {
+        let value = key
+            .split('.')
+            .try_fold(merged, |v, part| v.get(part))
+            .and_then(|v| v.as_str());
+        if let Some(value) = value.filter(|v| !names.contains(v)) {
+            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            bail!(
                 "config key `{key}` must be one of {}, got \"{value}\"",
-                names.join(", ")
-            )
-        })
+                quoted.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Config {
-    pub fn activation(&self) -> Result<Activation> {
-        choice(
-            "network.activation",
-            &self.network.activation,
-            &[
-                ("tanh", Activation::Tanh),
-                ("relu", Activation::Relu),
-                ("smoothrelu", Activation::SmoothRelu),
-            ],
-        )
-    }
-
-    pub fn opening(&self) -> Result<Opening> {
-        choice(
-            "network.opening",
-            &self.network.opening,
-            &[
-                ("activate", Opening::Activate),
-                ("replicate", Opening::Replicate),
-            ],
-        )
-    }
-
-    pub fn loss(&self) -> Result<Loss> {
-        choice(
-            "network.loss",
-            &self.network.loss,
-            &[("crossentropy", Loss::CrossEntropy), ("mse", Loss::Mse)],
-        )
-    }
-
-    pub fn optimizer_kind(&self) -> Result<OptimizerKind> {
-        choice(
-            "optimizer.kind",
-            &self.optimizer.kind,
-            &[
-                ("lbfgs", OptimizerKind::Lbfgs),
-                ("adam", OptimizerKind::Adam),
-                ("sgd", OptimizerKind::Sgd),
-            ],
-        )
-    }
-
-    pub fn data_kind(&self) -> Result<DataKind> {
-        choice(
-            "data.kind",
-            &self.data.kind,
-            &[
-                ("peaks", DataKind::Peaks),
-                ("csv", DataKind::Csv),
-                ("hdf5", DataKind::Hdf5),
-            ],
-        )
-    }
-
-    pub fn progress(&self) -> Result<Progress> {
-        choice(
-            "output.progress",
-            &self.output.progress,
-            &[
-                ("auto", Progress::Auto),
-                ("bar", Progress::Bar),
-                ("lines", Progress::Lines),
-                ("none", Progress::None),
-            ],
-        )
-    }
-
-    pub fn schedule(&self) -> Result<optim::Schedule> {
+    /// The learning-rate schedule of the stochastic optimizers.
+    pub fn schedule(&self) -> optim::Schedule {
         let o = &self.optimizer;
-        let kind = choice(
-            "optimizer.schedule",
-            &o.schedule,
-            &[("constant", 0), ("step", 1), ("cosine", 2)],
-        )?;
-        Ok(match kind {
-            0 => optim::Schedule::Constant,
-            1 => optim::Schedule::Step {
+        match o.schedule {
+            ScheduleKind::Constant => optim::Schedule::Constant,
+            ScheduleKind::Step => optim::Schedule::Step {
                 every: o.lr_step,
                 gamma: o.lr_gamma,
             },
-            _ => optim::Schedule::Cosine {
+            ScheduleKind::Cosine => optim::Schedule::Cosine {
                 epochs: o.max_iter,
                 min: o.lr_min,
             },
-        })
+        }
+    }
+
+    /// Whether the hidden controls are B-spline coefficients.
+    pub fn is_spline(&self) -> bool {
+        self.controls.kind == ControlsKind::Spline
     }
 
     /// The B-spline basis of spline controls (None for per-layer controls).
     pub fn spline_basis(&self) -> Result<Option<bspline::Basis>> {
-        let spline = choice(
-            "controls.kind",
-            &self.controls.kind,
-            &[("layer", false), ("spline", true)],
-        )?;
-        let knots = choice(
-            "controls.knots",
-            &self.controls.knots,
-            &[
-                ("clamped", bspline::KnotKind::Clamped),
-                ("uniform", bspline::KnotKind::Uniform),
-            ],
-        )?;
-        if !spline {
+        if !self.is_spline() {
             return Ok(None);
         }
         let c = &self.controls;
-        bspline::Basis::uniform(knots, c.degree, c.count, self.network.final_time)
+        bspline::Basis::uniform(c.knots, c.degree, c.count, self.network.final_time)
             .map(Some)
             .map_err(|e| anyhow!("config keys `controls.count` and `controls.degree`: {e}"))
     }
 
-    /// How nested levels and --init-from carry controls over: "constant" | "linear" for
-    /// per-layer controls, "keep" | "knots" for splines (spline runs treat "constant" and
-    /// "linear", the defaults, as "keep").
-    pub fn interp(&self) -> Result<crate::checkpointing::Interp> {
-        use crate::checkpointing::Interp;
-        let i = choice(
-            "nested.interp",
-            &self.nested.interp,
-            &[
-                ("constant", Interp::Constant),
-                ("linear", Interp::Linear),
-                ("keep", Interp::Keep),
-                ("knots", Interp::Knots),
-            ],
-        )?;
-        let spline = self.controls.kind == "spline";
-        match (spline, i) {
-            (false, Interp::Keep | Interp::Knots) => {
-                bail!("config key `nested.interp` = \"{}\" applies to spline controls; per-layer controls take \"constant\" or \"linear\"", self.nested.interp)
+    /// How nested levels and --init-from carry controls over: [`Interp::Constant`] or
+    /// [`Interp::Linear`] for per-layer controls, [`Interp::Keep`] or [`Interp::Knots`] for
+    /// splines (spline runs treat "constant" and "linear", the defaults, as "keep").
+    /// [`Config::validate`] rejects the other combinations.
+    pub fn interp(&self) -> Interp {
+        match (self.is_spline(), self.nested.interp) {
+            (true, Interp::Constant | Interp::Linear) => Interp::Keep,
+            (_, i) => i,
+        }
+    }
+
+    /// Checks that `nested.interp` fits the controls: "keep" and "knots" are spline
+    /// choices, "knots" needs clamped knots.
+    fn check_interp(&self) -> Result<()> {
+        match (self.is_spline(), self.nested.interp) {
+            (false, i @ (Interp::Keep | Interp::Knots)) => {
+                bail!("config key `nested.interp` = \"{i}\" applies to spline controls; per-layer controls take \"constant\" or \"linear\"")
             }
-            (true, Interp::Knots) if self.controls.knots != "clamped" => {
+            (true, Interp::Knots) if self.controls.knots != KnotKind::Clamped => {
                 bail!("config key `nested.interp` = \"knots\" needs controls.knots = \"clamped\"")
             }
-            (true, Interp::Constant | Interp::Linear) => Ok(Interp::Keep),
-            _ => Ok(i),
+            _ => Ok(()),
         }
     }
 
-    /// The MGRIT options of the forward and adjoint solves.
-    pub fn solver_settings(&self) -> layer_parallel::SolverSettings {
-        let m = &self.mgrit;
-        let base = mgrit::Options {
-            max_levels: m.max_levels,
-            cfactor: if m.cfactor_levels.is_empty() {
-                vec![m.cfactor]
-            } else {
-                m.cfactor_levels.clone()
-            },
-            min_coarse: m.min_coarse,
-            nrelax: if m.nrelax_levels.is_empty() {
-                vec![m.nrelax]
-            } else {
-                m.nrelax_levels.clone()
-            },
-            c_weight: 1.0,
-            max_iter: m.max_iter,
-            abs_tol: m.tol,
-            rel_tol: 0.0,
-            fmg: m.fmg,
-            skip: m.skip,
-            warm_restart: m.warm_restart,
-            compute_residual: true,
-            reverse: false,
-            verbosity: m.print_level,
-        };
-        layer_parallel::SolverSettings {
-            adjoint: mgrit::Options {
-                max_iter: m.adjoint_max_iter,
-                abs_tol: m.adjoint_tol,
-                ..base.clone()
-            },
-            forward: base,
-        }
-    }
-
-    /// Checks every value's range and every choice; the first problem is the error.
+    /// Checks every value's range and that the choices fit together; the first problem is
+    /// the error. (Each choice's own names are checked while loading, before deserializing.)
     pub fn validate(&self) -> Result<()> {
         fn positive(key: &str, v: f64) -> Result<()> {
             if !(v > 0.0 && v.is_finite()) {
@@ -466,13 +484,7 @@ impl Config {
             }
             Ok(())
         }
-        self.activation()?;
-        self.loss()?;
-        let opening = self.opening()?;
-        self.optimizer_kind()?;
-        self.progress()?;
-        self.schedule()?;
-        let kind = self.data_kind()?;
+        let (opening, kind) = (self.network.opening, self.data.kind);
         let d = &self.data;
         if kind == DataKind::Peaks {
             at_least("data.train_size", d.train_size, 1)?;
@@ -538,7 +550,7 @@ impl Config {
         let nc = &self.nested;
         at_least("nested.levels", nc.levels, 1)?;
         at_least("nested.refine", nc.refine, 2)?;
-        self.interp()?;
+        self.check_interp()?;
         let depth = nc
             .refine
             .checked_pow((nc.levels - 1) as u32)
@@ -583,6 +595,28 @@ impl Config {
         toml::to_string(self).expect("a Config always serializes")
     }
 
+    /// The configuration as bincode bytes (standard configuration), to send to other ranks:
+    /// [`Config::from_bytes`] gives back exactly this configuration.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .expect("a Config always encodes")
+    }
+
+    /// The configuration that [`Config::to_bytes`] encoded (checked like a loaded one).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Config> {
+        let (config, used): (Config, usize) =
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+                .map_err(|e| anyhow!("cannot decode the broadcast configuration: {e}"))?;
+        if used != bytes.len() {
+            bail!(
+                "cannot decode the broadcast configuration: {} trailing bytes",
+                bytes.len() - used
+            );
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Parses a complete TOML text (such as one stored in a checkpoint).
     pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
         load_str(text, origin, &[])
@@ -601,6 +635,10 @@ fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
         }
     })
 }
+
+/// The list keys whose items are numbers (f64); every other list holds integers ≥ 0. (The
+/// defaults are empty lists, so the item type cannot be read off them.)
+const NUMBER_LISTS: &[&str] = &["nested.target_acc"];
 
 /// Checks `value` for key `key` against the default `reference`: same type (an integer is
 /// accepted where a float is expected), no negative integers, tables recursively.
@@ -628,6 +666,17 @@ fn conform(
             Ok(V::Table(out))
         }
         (V::Float(_), V::Integer(i)) => Ok(V::Float(i as f64)),
+        (V::Array(_), V::Array(items)) if NUMBER_LISTS.contains(&key) => items
+            .into_iter()
+            .map(|v| match v {
+                V::Integer(i) => Ok(V::Float(i as f64)),
+                V::Float(x) => Ok(V::Float(x)),
+                bad => {
+                    bail!("config key `{key}` must be a list of numbers, got {bad} (in {origin})")
+                }
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(V::Array),
         (V::Array(_), V::Array(items)) => {
             if let Some(bad) = items
                 .iter()
@@ -695,6 +744,7 @@ fn load_table(file: toml::Table, sets: &[String], origin: &str) -> Result<Config
         }
         merged = conform("", nested, &merged, &format!("--set {set}"))?;
     }
+    check_choices(&merged)?;
     let config: Config = merged.try_into().map_err(|e: toml::de::Error| {
         anyhow!(
             "invalid configuration ({origin}): {}",
@@ -898,9 +948,124 @@ mod tests {
         let c = load_table(t, &sets, "f").unwrap();
         assert_eq!(c.network.width, 6);
         assert_eq!(c.network.final_time, 2.0);
-        assert_eq!(c.network.activation, "tanh");
+        assert_eq!(c.network.activation, Activation::Tanh);
         assert_eq!(c.seed, 9);
         assert_eq!(c.network.layers, Config::default().network.layers);
+    }
+
+    /// The names a choice lists are the names serde reads and writes, for every value.
+    fn names_match_serde<T: Choice + Serialize + serde::de::DeserializeOwned + std::fmt::Debug>() {
+        #[derive(Serialize, Deserialize)]
+        struct W<T> {
+            v: T,
+        }
+        for &(name, value) in T::CHOICES {
+            let text = toml::to_string(&W { v: value }).unwrap();
+            assert_eq!(text.trim(), format!("v = \"{name}\""));
+            let back: W<T> = toml::from_str(&text).unwrap();
+            assert_eq!(back.v, value);
+            assert_eq!(value.name(), name);
+        }
+    }
+
+    #[test]
+    fn every_choice_is_named_as_serde_names_it() {
+        names_match_serde::<Activation>();
+        names_match_serde::<Opening>();
+        names_match_serde::<Loss>();
+        names_match_serde::<KnotKind>();
+        names_match_serde::<ControlsKind>();
+        names_match_serde::<OptimizerKind>();
+        names_match_serde::<ScheduleKind>();
+        names_match_serde::<Progress>();
+        names_match_serde::<DataKind>();
+        names_match_serde::<Interp>();
+        // Every choice key exists, and every bad value names the key and every choice.
+        for (key, names) in choice_keys() {
+            let e = err("", &[&format!("{key}=nope")]);
+            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            assert_eq!(
+                e,
+                format!(
+                    "config key `{key}` must be one of {}, got \"nope\"",
+                    quoted.join(", ")
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn number_lists_take_fractions_and_integers() {
+        let sets = [
+            "nested.levels=2".to_string(),
+            "nested.target_acc=[0.5, 1]".into(),
+        ];
+        let c = load_str("", "x", &sets).unwrap();
+        assert_eq!(c.nested.target_acc, vec![0.5, 1.0]);
+        let e = err("", &["nested.levels=2", "nested.target_acc=[0.5, \"x\"]"]);
+        assert!(
+            e.contains("`nested.target_acc` must be a list of numbers"),
+            "{e}"
+        );
+        let e = err("", &["nested.levels=2", "nested.target_acc=[0.5, 2]"]);
+        assert!(e.contains("must hold fractions in [0, 1], got 2"), "{e}");
+        let e = err("", &["nested.max_iter=[0.5]"]);
+        assert!(
+            e.contains("`nested.max_iter` must be a list of integers ≥ 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_choice_in_the_file_can_be_overridden() {
+        let t = parse_toml("[network]\nactivation = \"foo\"\n", "f").unwrap();
+        let c = load_table(t, &["network.activation=relu".to_string()], "f").unwrap();
+        assert_eq!(c.network.activation, Activation::Relu);
+    }
+
+    #[test]
+    fn spline_interp_defaults_mean_keep() {
+        let c = load_str("", "x", &["controls.kind=spline".into()]).unwrap();
+        assert_eq!(c.interp(), Interp::Keep);
+        assert_eq!(Config::default().interp(), Interp::Constant);
+        let e = err("", &["nested.interp=keep"]);
+        assert!(e.contains("applies to spline controls"), "{e}");
+        let e = err(
+            "",
+            &[
+                "controls.kind=spline",
+                "controls.knots=uniform",
+                "nested.interp=knots",
+            ],
+        );
+        assert!(e.contains("needs controls.knots = \"clamped\""), "{e}");
+    }
+
+    #[test]
+    fn round_trips_through_bincode() {
+        let mut c = load_str(
+            "",
+            "x",
+            &[
+                "controls.kind=spline".into(),
+                "nested.levels=2".into(),
+                "nested.interp=knots".into(),
+                "nested.target_acc=[0.5, 0.75]".into(),
+                "optimizer.schedule=cosine".into(),
+                "mgrit.cfactor_levels=[4, 2]".into(),
+                "data.path=some/file.h5".into(),
+            ],
+        )
+        .unwrap();
+        c.optimizer.gtol = 1.0 / 3.0;
+        let bytes = c.to_bytes();
+        let back = Config::from_bytes(&bytes).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.optimizer.gtol.to_bits(), c.optimizer.gtol.to_bits());
+        assert!(Config::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Config::from_bytes(&longer).is_err());
     }
 
     #[test]

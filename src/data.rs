@@ -8,7 +8,7 @@ use std::path::Path;
 /// (training set, validation set) for the configuration.
 pub fn load(config: &Config) -> Result<(Dataset, Dataset)> {
     let d = &config.data;
-    let (train, val) = match config.data_kind()? {
+    let (train, val) = match d.kind {
         DataKind::Peaks => {
             let (t, v) = generate_peaks(d.train_size, d.val_size, config.seed);
             (t, Some(v))

@@ -9,6 +9,8 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod model;
+pub mod nested;
+pub mod observers;
 pub mod parallel;
 pub mod signals;
 pub mod train;

@@ -1,6 +1,7 @@
 //! Builds the network and its initial parameters from a configuration and a data set.
 
 use crate::config::Config;
+use layer_parallel::SolverSettings;
 use anyhow::{bail, Result};
 use layerpar_data::rng::{generator, uniform};
 use odenet::{Network, Regularization, Shape};
@@ -8,7 +9,7 @@ use odenet::{Network, Regularization, Shape};
 /// The network for `config` on data with `input` features and `classes` classes.
 pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Network> {
     let n = &config.network;
-    let opening = config.opening()?;
+    let opening = n.opening;
     if opening == odenet::Opening::Replicate && n.width < input {
         bail!(
             "config key `network.width` = {} is below the {input} input features, which network.opening = \"replicate\" needs",
@@ -25,9 +26,9 @@ pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Ne
     let o = &config.optimizer;
     Ok(Network::new(
         shape,
-        config.activation()?,
+        n.activation,
         n.final_time,
-        config.loss()?,
+        n.loss,
         Regularization {
             tikhonov: o.gamma_tik,
             ddt: o.gamma_ddt,
@@ -39,20 +40,18 @@ pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Ne
 /// The optimizer's parameter vector's shape: the network itself for per-layer controls; for
 /// spline controls the same network with M hidden "layers" (the coefficient sets).
 pub fn parameter_network(config: &Config, net: &Network) -> Network {
-    match config.controls.kind.as_str() {
-        "spline" => {
-            let mut shape = *net.shape();
-            shape.layers = config.controls.count;
-            Network::new(
-                shape,
-                net.activation,
-                net.final_time,
-                net.loss,
-                net.regularization,
-            )
-        }
-        _ => net.clone(),
+    if !config.is_spline() {
+        return net.clone();
     }
+    let mut shape = *net.shape();
+    shape.layers = config.controls.count;
+    Network::new(
+        shape,
+        net.activation,
+        net.final_time,
+        net.loss,
+        net.regularization,
+    )
 }
 
 /// Initial parameters: weights uniform in [−s, s] with s = init_* / √fan_in, biases 0;
@@ -103,4 +102,41 @@ pub fn layer_parameters(config: &Config, net: &Network, params: &[f64]) -> Resul
 /// Hidden parameter sets of the optimizer's vector: N layers, or M spline coefficient sets.
 pub fn hidden_sets(config: &Config, net: &Network) -> usize {
     parameter_network(config, net).layout.shape.layers
+}
+
+/// The MGRIT options of the forward and adjoint solves.
+pub fn solver_settings(config: &Config) -> SolverSettings {
+    let m = &config.mgrit;
+    let base = mgrit::Options {
+        max_levels: m.max_levels,
+        cfactor: if m.cfactor_levels.is_empty() {
+            vec![m.cfactor]
+        } else {
+            m.cfactor_levels.clone()
+        },
+        min_coarse: m.min_coarse,
+        nrelax: if m.nrelax_levels.is_empty() {
+            vec![m.nrelax]
+        } else {
+            m.nrelax_levels.clone()
+        },
+        c_weight: 1.0,
+        max_iter: m.max_iter,
+        abs_tol: m.tol,
+        rel_tol: 0.0,
+        fmg: m.fmg,
+        skip: m.skip,
+        warm_restart: m.warm_restart,
+        compute_residual: true,
+        reverse: false,
+        verbosity: m.print_level,
+    };
+    SolverSettings {
+        adjoint: mgrit::Options {
+            max_iter: m.adjoint_max_iter,
+            abs_tol: m.adjoint_tol,
+            ..base.clone()
+        },
+        forward: base,
+    }
 }

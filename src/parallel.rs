@@ -56,6 +56,21 @@ impl Parallel {
         (lo, hi)
     }
 
+    /// Rank 0's `bytes` on every rank (collective; the argument is ignored on the other
+    /// ranks). `None` on rank 0 gives `None` everywhere.
+    pub fn broadcast_bytes(&self, bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        let root = self.world.process_at_rank(0);
+        let mine = bytes.filter(|_| self.is_root());
+        let mut len = mine.as_ref().map_or(u64::MAX, |b| b.len() as u64);
+        root.broadcast_into(&mut len);
+        if len == u64::MAX {
+            return None;
+        }
+        let mut buf = mine.unwrap_or_else(|| vec![0; len as usize]);
+        root.broadcast_into(&mut buf[..]);
+        Some(buf)
+    }
+
     /// Whether any rank has `flag` set (a logical or).
     pub fn any(&self, flag: bool) -> bool {
         let (_, hi) = self.min_max(u64::from(flag));

@@ -66,6 +66,51 @@ fn every_rank_count_gives_the_serial_history_bit_for_bit() {
     }
 }
 
+/// Rank 0 alone reads the configuration and sends it to the others: here (an MPMD launch)
+/// rank 1 is given a file that does not exist and other overrides, and the run is the
+/// serial run of rank 0's file, bit for bit.
+#[test]
+fn only_rank_0_reads_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("run.toml"),
+        "[network]\nlayers = 6\nwidth = 5\n[optimizer]\nmax_iter = 5\n[data]\ntrain_size = 300\nval_size = 40\n[output]\nprogress = \"lines\"\n",
+    )
+    .unwrap();
+    let serial = ok(&layerpar(
+        d,
+        &["train", "--config", "run.toml", "--history", "serial.csv"],
+    ));
+    let out = std::process::Command::new("mpirun")
+        .args([
+            "--oversubscribe",
+            "-n",
+            "1",
+            BIN,
+            "train",
+            "--config",
+            "run.toml",
+        ])
+        .args(["--history", "p2.csv", ":", "-n", "1", BIN, "train"])
+        .args(["--config", "gone.toml", "--set", "network.width=3"])
+        .args(["--history", "p2.csv"])
+        .current_dir(d)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .output()
+        .expect("mpirun is installed");
+    let out = ok(&out);
+    assert!(out.contains("training on 2 MPI ranks\n"), "{out}");
+    assert!(out.contains("network: width 5, 6 hidden layers"), "{out}");
+    assert_eq!(fingerprint(&out), fingerprint(&serial));
+    assert_eq!(
+        history_without_time(&d.join("p2.csv")),
+        history_without_time(&d.join("serial.csv"))
+    );
+}
+
 #[test]
 fn history_has_the_contract_columns_and_a_row_per_iteration() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,6 +241,18 @@ fn more_ranks_than_layers_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let o = mpirun(dir.path(), 3, &["train", "--set", "network.layers=2"]);
     fails_with(&o, "3 ranks for 2 hidden layers");
+}
+
+/// A configuration that rank 0 cannot load ends every rank with one error line.
+#[test]
+fn a_configuration_error_on_rank_0_ends_every_rank_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mpirun(dir.path(), 3, &["train", "--set", "network.width=0"]);
+    fails_with(&o, "config key `network.width` must be ≥ 1, got 0");
+    let o = mpirun(dir.path(), 3, &["train", "--resume", "missing.h5"]);
+    fails_with(&o, "missing.h5");
+    let o = mpirun(dir.path(), 2, &["train", "--config", "missing.toml"]);
+    fails_with(&o, "cannot read config file missing.toml");
 }
 
 /// The Peaks default in one-shot mode (cf 2, 2 levels, 2 forward and 2 adjoint iterations,

@@ -8,7 +8,7 @@
 //! gradient. Ends with `check: N passed, M failed`; exits 1 on a failure.
 
 use layer_parallel::SolverSettings;
-use layerpar::train::Objective as DistNet;
+use layerpar::train::DistNet;
 use layerpar::parallel::fingerprint;
 use layerpar_data::generate_peaks;
 use layerpar_data::rng::{generator, uniform, Generator};

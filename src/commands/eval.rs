@@ -36,7 +36,7 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
         let sets = crate::model::hidden_sets(&config, &net);
         let mut want = crate::checkpointing::net_shape(&net, sets);
         // Spline controls run with any number of layers: N is free.
-        if config.spline_basis()?.is_some() {
+        if config.is_spline() {
             want.layers = sh.layers;
         }
         if want != sh {

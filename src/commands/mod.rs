@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod scaling;
 pub mod train;
 
+use crate::config::Config;
 use crate::parallel::Parallel;
 use std::fmt;
 
@@ -54,4 +55,30 @@ pub fn agree<T>(par: &Parallel, result: anyhow::Result<T>) -> anyhow::Result<T> 
             }
         }
     }
+}
+
+/// The configuration that rank 0 loads with `load`, on every rank: rank 0 alone reads the
+/// files and resolves the overrides, then broadcasts the result (bincode), so that every rank
+/// runs the same settings even if a file changes while the job starts. An error in `load`
+/// is rank 0's, reported as by [`agree`] (one line; the other ranks return
+/// [`AlreadyReported`]).
+pub fn root_config(
+    par: &Parallel,
+    load: impl FnOnce() -> anyhow::Result<Config>,
+) -> anyhow::Result<Config> {
+    let loaded = if par.is_root() {
+        load()
+    } else {
+        Err(anyhow::anyhow!("not loaded on this rank"))
+    };
+    let bytes = par.broadcast_bytes(loaded.as_ref().ok().map(Config::to_bytes));
+    // Every rank sees whether rank 0 succeeded: on failure all return at once (rank 0 with
+    // its error); otherwise the decoding on the other ranks is agreed on.
+    let config = match (loaded, bytes) {
+        (Err(e), None) if par.is_root() => return Err(e),
+        (Err(_), None) => return Err(AlreadyReported.into()),
+        (Ok(c), _) => Ok(c),
+        (Err(_), Some(b)) => Config::from_bytes(&b),
+    };
+    agree(par, config)
 }

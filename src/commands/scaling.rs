@@ -18,7 +18,7 @@
 //! pipeline's P hops. With one level (the serial sweep) T(P) = N (t_f + t_a) + 2P t_msg.
 
 use super::agree;
-use crate::train::Objective;
+use crate::train::DistNet;
 use crate::parallel::Parallel;
 use anyhow::Result;
 use mgrit::{Comm, Distribution, MpiComm};
@@ -96,7 +96,13 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let basis = config.spline_basis()?;
     let mut dist = agree(
         par,
-        Objective::new(net.clone(), &comm, config.solver_settings(), basis).map_err(anyhow::Error::from),
+        DistNet::new(
+            net.clone(),
+            &comm,
+            crate::model::solver_settings(&config),
+            basis,
+        )
+        .map_err(anyhow::Error::from),
     )?;
     let pnet = crate::model::parameter_network(&config, &net);
     let global = crate::model::initial_parameters(&config, &net);

@@ -4,17 +4,18 @@
 //! networks of growing depth are trained in turn (nested iteration).
 
 use super::agree;
-use crate::checkpointing::{gather, net_shape, resume, transfer};
-use crate::config::Config;
-use crate::train::Objective;
+use crate::checkpointing::{gather, net_shape, resume, transfer, Snapshot};
+use crate::config::{Choice, Config};
+use crate::train::DistNet;
+use crate::nested::NestedPlan;
+use crate::observers::{write_or_abort, Checkpoints, HistoryFile};
 use crate::parallel::{fingerprint, Parallel};
 use crate::train::history::{HistoryWriter, Row};
 use crate::train::report::{format_row, Reporter};
-use crate::train::{train, Problem, Start};
+use crate::train::{optimizer, Limits, Objective, Outcome, Problem, Start};
 use anyhow::{bail, Context, Result};
-use checkpoint::Checkpoint;
+use checkpoint::{Checkpoint, NetShape};
 use mgrit::MpiComm;
-use mpi::collective::CommunicatorCollectives;
 use std::path::{Path, PathBuf};
 
 pub struct TrainArgs {
@@ -34,29 +35,32 @@ struct Setup {
     init: Option<Checkpoint>,
 }
 
-fn setup(par: &Parallel, args: &TrainArgs) -> Result<Setup> {
+/// The run's configuration (on rank 0; see [`super::root_config`]): the file's or, with
+/// `--resume`, the checkpoint's, with the `--set` overrides on top.
+fn load_config(args: &TrainArgs) -> Result<Config> {
     if args.resume.is_some() && args.init_from.is_some() {
         bail!("--resume continues a run and --init-from starts a new one: give one of them");
     }
     if args.resume.is_some() && args.config.is_some() {
         bail!("--resume takes its configuration from the checkpoint; change keys with --set");
     }
+    match &args.resume {
+        Some(path) => {
+            let c = checkpoint::read(path)?;
+            let origin = format!("the configuration stored in {}", path.display());
+            crate::config::load_str(&c.config, &origin, &args.set)
+        }
+        None => crate::config::load(args.config.as_deref(), &args.set),
+    }
+}
+
+fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
     let resume = args.resume.as_deref().map(checkpoint::read).transpose()?;
     let init = args
         .init_from
         .as_deref()
         .map(checkpoint::read)
         .transpose()?;
-    let config = match &resume {
-        Some(c) => {
-            let origin = format!(
-                "the configuration stored in {}",
-                args.resume.as_ref().unwrap().display()
-            );
-            crate::config::load_str(&c.config, &origin, &args.set)?
-        }
-        None => crate::config::load(args.config.as_deref(), &args.set)?,
-    };
     let (train, val) = crate::data::load(&config)?;
     if val.dim != train.dim {
         bail!(
@@ -65,7 +69,7 @@ fn setup(par: &Parallel, args: &TrainArgs) -> Result<Setup> {
             val.dim
         );
     }
-    let coarsest = level_layers(&config, 0);
+    let coarsest = NestedPlan::new(&config).levels[0].layers;
     if par.size() > coarsest {
         bail!(
             "{} ranks for {coarsest} hidden layers{}: layer-parallel training needs at most one rank per layer (network.layers ≥ ranks)",
@@ -91,92 +95,45 @@ fn setup(par: &Parallel, args: &TrainArgs) -> Result<Setup> {
     })
 }
 
-/// Hidden layers of nested level ℓ: network.layers / refine^(levels − 1 − ℓ).
-fn level_layers(config: &Config, level: usize) -> usize {
-    let n = &config.nested;
-    config.network.layers / n.refine.pow((n.levels - 1 - level) as u32)
-}
-
-/// Writes a checkpoint on rank 0, ending the job if that fails on a multi-rank run (the other
-/// ranks could not know).
-fn write_or_abort(par: &Parallel, path: &Path, ckpt: &Checkpoint) -> Result<()> {
-    if !par.is_root() {
-        return Ok(());
-    }
-    if let Err(e) = checkpoint::write(path, ckpt) {
-        if par.size() > 1 {
-            crate::print_error_line(&e.to_string());
-            par.abort(1);
-        }
-        return Err(e.into());
-    }
-    Ok(())
-}
-
-/// Deletes all but the newest `keep` files named `prefix…h5` in `dir` (0 keeps all).
-fn prune(dir: &Path, prefix: &str, keep: usize) {
-    if keep == 0 {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut names: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".h5"))
-        })
-        .collect();
-    names.sort();
-    let excess = names.len().saturating_sub(keep);
-    for p in &names[..excess] {
-        let _ = std::fs::remove_file(p);
-    }
-}
-
-pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
-    let root = par.is_root();
-    crate::signals::install();
-    let comm = MpiComm::new(par.world());
-    let s = agree(par, setup(par, args))?;
-    let config = &s.config;
-
-    let history_path = args
-        .history
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&config.output.history));
-    let ckpt_dir = PathBuf::from(&config.output.checkpoint_dir);
-    let mut writer = if root {
-        let w = (|| {
-            std::fs::create_dir_all(&ckpt_dir)
-                .with_context(|| format!("cannot create checkpoint_dir {}", ckpt_dir.display()))?;
-            let mut w = HistoryWriter::create(&history_path)?;
-            // A resumed run continues the same history.
-            for r in s.resume.iter().flat_map(|c| {
-                c.history
-                    .rows
-                    .iter()
-                    .map(|v| Row::from_values(&c.history.columns, v))
-            }) {
-                w.push(&r)?;
-            }
-            Ok(w)
-        })();
-        Some(agree(par, w)?)
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
     } else {
-        agree(par, Ok(()))?;
-        None
-    };
+        "s"
+    }
+}
 
-    let reporter = Reporter::new(
-        config.progress()?,
-        root,
-        config.optimizer.max_iter,
-        config.output.print_every,
-    );
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
+/// Rank 0's history writer (None on the other ranks), with a resumed run's rows already in
+/// it; and the checkpoint directory created. Agreed on by every rank.
+fn open_history(
+    par: &Parallel,
+    path: &Path,
+    ckpt_dir: &Path,
+    resume: Option<&Checkpoint>,
+) -> Result<Option<HistoryWriter>> {
+    if !par.is_root() {
+        return agree(par, Ok(None));
+    }
+    let w = (|| {
+        std::fs::create_dir_all(ckpt_dir)
+            .with_context(|| format!("cannot create checkpoint_dir {}", ckpt_dir.display()))?;
+        let mut w = HistoryWriter::create(path)?;
+        // A resumed run continues the same history.
+        for r in resume.iter().flat_map(|c| {
+            c.history
+                .rows
+                .iter()
+                .map(|v| Row::from_values(&c.history.columns, v))
+        }) {
+            w.push(&r)?;
+        }
+        Ok(Some(w))
+    })();
+    agree(par, w)
+}
+
+/// The run's opening notes: version and ranks, data, and where a resumed run continues.
+fn announce_run(reporter: &Reporter, par: &Parallel, s: &Setup, resume: Option<&Path>) {
     reporter.note(&format!(
         "layerpar {}: training on {} MPI rank{}",
         env!("CARGO_PKG_VERSION"),
@@ -185,223 +142,284 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     ));
     reporter.note(&format!(
         "data: {}, {} training / {} validation examples, {} features, {} classes",
-        config.data.kind,
+        s.config.data.kind,
         s.train.len(),
         s.val.len(),
         s.train.dim,
         s.train.classes
     ));
-    if let Some(c) = &s.resume {
+    if let (Some(c), Some(path)) = (&s.resume, resume) {
         reporter.note(&format!(
             "resuming {} at iteration {} (nested level {})",
-            args.resume.as_ref().unwrap().display(),
+            path.display(),
             c.iteration,
             c.level
         ));
     }
+}
 
-    let nested = &config.nested;
-    let first_level = s.resume.as_ref().map(|c| c.level as usize).unwrap_or(0);
-    let mut carried: Option<(Vec<f64>, checkpoint::NetShape)> =
-        s.init.as_ref().map(|c| (c.params.clone(), c.shape));
-    let mut all_rows: Vec<Row> = Vec::new();
-    let mut last: Option<(Vec<f64>, Row, String)> = None;
-    let mut problem = Problem {
+/// A level's notes: the network, the layers per rank and MGRIT, the optimizer.
+fn announce_level(
+    reporter: &Reporter,
+    ranks: usize,
+    plan: &NestedPlan,
+    level: usize,
+    cfg: &Config,
+    dist: &DistNet,
+) {
+    let net = &dist.net;
+    let sh = *net.shape();
+    if plan.is_nested() {
+        reporter.note(&format!(
+            "nested level {level} of {}: {} hidden layers",
+            plan.levels.len(),
+            sh.layers
+        ));
+    }
+    let spline = if cfg.is_spline() {
+        format!(
+            " ({} B-spline coefficient sets of degree {}, {} knots)",
+            crate::model::hidden_sets(cfg, net),
+            cfg.controls.degree,
+            cfg.controls.knots.name()
+        )
+    } else {
+        String::new()
+    };
+    reporter.note(&format!(
+        "network: width {}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters{spline}",
+        sh.width,
+        sh.layers,
+        net.final_time,
+        net.step_size(),
+        net.activation,
+        crate::model::parameter_network(cfg, net).num_params(),
+    ));
+    let m = &cfg.mgrit;
+    let mgrit = if dist.levels() == 1 {
+        "1 level (exact serial sweep, pipelined over the ranks)".to_string()
+    } else {
+        format!(
+            "{} levels, cf {}, {} forward / {} adjoint iterations (tol {:e} / {:e}){}",
+            dist.levels(),
+            if m.cfactor_levels.is_empty() {
+                m.cfactor.to_string()
+            } else {
+                format!("{:?}", m.cfactor_levels)
+            },
+            m.max_iter,
+            m.adjoint_max_iter,
+            m.tol,
+            m.adjoint_tol,
+            if m.fmg { ", F-cycles" } else { "" }
+        )
+    };
+    reporter.note(&format!(
+        "layers per rank: {}–{}; MGRIT: {mgrit}",
+        sh.layers / ranks,
+        sh.layers.div_ceil(ranks),
+    ));
+    reporter.note(&format!(
+        "optimizer: {}, {} iterations, batch {}",
+        cfg.optimizer.kind,
+        cfg.optimizer.max_iter,
+        if cfg.optimizer.batch_size == 0 {
+            "full".to_string()
+        } else {
+            cfg.optimizer.batch_size.to_string()
+        }
+    ));
+}
+
+/// How a level ended: the whole parameter vector, its last row and why it stopped.
+struct LevelEnd {
+    params: Vec<f64>,
+    row: Row,
+    stop: String,
+}
+
+/// The levels of a run, trained in turn; what carries over from one level to the next.
+struct Levels<'a, 'c> {
+    par: &'a Parallel,
+    comm: &'c MpiComm,
+    /// The run's configuration (stored in every checkpoint).
+    base: &'a Config,
+    plan: &'a NestedPlan,
+    reporter: &'a Reporter,
+    history: HistoryFile<'a>,
+    ckpt_dir: PathBuf,
+    problem: Problem,
+    /// The checkpoint to resume (its level starts from it).
+    resume: Option<&'a Checkpoint>,
+    /// The rows of the finished levels.
+    rows: Vec<Row>,
+    /// The last level's (or --init-from's) parameters and shape.
+    carried: Option<(Vec<f64>, NetShape)>,
+}
+
+impl<'c> Levels<'_, 'c> {
+    /// This rank's part of θ₀ for `level` and where its loop starts: the resumed
+    /// checkpoint's state, the carried parameters moved to this depth, or new ones.
+    fn start(&mut self, level: usize, cfg: &Config, dist: &DistNet) -> Result<(Vec<f64>, Start)> {
+        let (par, net) = (self.par, &dist.net);
+        let fresh = Start::fresh(cfg.optimizer.kind);
+        let (theta, mut start) = match (self.resume, &self.carried) {
+            (Some(c), _) if level == c.level as usize => agree(par, resume(c, dist, cfg))?,
+            (_, Some((params, shape))) => {
+                let sets = crate::model::hidden_sets(cfg, net);
+                let moved = transfer(params, *shape, net, sets, cfg.is_spline(), cfg.interp());
+                let global = agree(par, moved)?;
+                (dist.layout.extract(net, &dist.part, &global), fresh)
+            }
+            _ => {
+                let global = crate::model::initial_parameters(cfg, net);
+                (dist.layout.extract(net, &dist.part, &global), fresh)
+            }
+        };
+        // A resumed checkpoint's history holds the earlier levels too.
+        self.rows
+            .extend(start.rows.iter().filter(|r| r.level < level).cloned());
+        start.rows.retain(|r| r.level == level);
+        Ok((theta, start))
+    }
+
+    /// Trains nested level `level` and writes its checkpoints.
+    fn train(&mut self, level: usize) -> Result<LevelEnd> {
+        let par = self.par;
+        let cfg = self.plan.config(self.base, level);
+        let (dim, classes) = (self.problem.train.dim, self.problem.train.classes);
+        let net = crate::model::build_network(&cfg, dim, classes)?;
+        self.problem.net = net.clone();
+        let basis = cfg.spline_basis()?;
+        let settings = crate::model::solver_settings(&cfg);
+        let mut dist = agree(par, DistNet::new(net, self.comm, settings, basis).map_err(anyhow::Error::from))?;
+        announce_level(self.reporter, par.size(), self.plan, level, &cfg, &dist);
+        let (theta, start) = self.start(level, &cfg, &dist)?;
+        let limits = Limits {
+            max_iter: cfg.optimizer.max_iter,
+            target_val_acc: self.plan.levels[level].target_acc,
+            level,
+        };
+        let mut checkpoints = Checkpoints {
+            par,
+            dir: self.ckpt_dir.clone(),
+            prefix: self.plan.checkpoint_prefix(level),
+            every: cfg.output.checkpoint_every,
+            keep_last: cfg.output.keep_last,
+            config: &cfg,
+            base: self.base,
+            earlier: &self.rows,
+            level,
+        };
+        let built = optimizer::build(&cfg, &dist, &self.problem, theta.len(), &start.optimizer);
+        let mut opt = agree(par, built)?;
+        let reporter = self.reporter;
+        let note = |m: &str| reporter.note(m);
+        let mut obj = Objective {
+            dist: &mut dist,
+            problem: &self.problem,
+            note: &note,
+        };
+        let mut progress = reporter;
+        let outcome = crate::train::run(
+            opt.as_mut(),
+            &mut obj,
+            theta,
+            start,
+            limits,
+            &mut [&mut self.history, &mut checkpoints, &mut progress],
+        );
+        reporter.finish();
+        self.finish(level, &cfg, &dist, outcome?)
+    }
+
+    /// Writes the level's final checkpoint (levelℓ.h5 when nested, final.h5 after the last
+    /// level) and carries its parameters to the next level.
+    fn finish(
+        &mut self,
+        level: usize,
+        cfg: &Config,
+        dist: &DistNet,
+        out: Outcome,
+    ) -> Result<LevelEnd> {
+        let rows: Vec<Row> = self.rows.iter().chain(&out.rows).cloned().collect();
+        let row = out.rows.last().cloned().expect("a row");
+        let snap = Snapshot {
+            iteration: row.iter,
+            theta: &out.theta,
+            optimizer: &out.optimizer,
+        };
+        let ckpt = gather(dist, cfg, self.base, &snap, &rows, level);
+        if let Some(name) = self.plan.level_file(level) {
+            write_or_abort(self.par, &self.ckpt_dir.join(name), &ckpt)?;
+        }
+        self.rows.extend(out.rows.iter().cloned());
+        let sets = crate::model::hidden_sets(cfg, &dist.net);
+        self.carried = Some((ckpt.params.clone(), net_shape(&dist.net, sets)));
+        if level + 1 == self.plan.levels.len() {
+            write_or_abort(self.par, &self.ckpt_dir.join("final.h5"), &ckpt)?;
+        }
+        Ok(LevelEnd {
+            params: ckpt.params,
+            row,
+            stop: out.stop.to_string(),
+        })
+    }
+}
+
+pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
+    crate::signals::install();
+    let comm = MpiComm::new(par.world());
+    let config = super::root_config(par, || load_config(args))?;
+    let s = agree(par, setup(par, args, config))?;
+    let config = &s.config;
+    let plan = NestedPlan::new(config);
+    let history_path = args
+        .history
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&config.output.history));
+    let ckpt_dir = PathBuf::from(&config.output.checkpoint_dir);
+    let writer = open_history(par, &history_path, &ckpt_dir, s.resume.as_ref())?;
+    let reporter = Reporter::new(
+        config.output.progress,
+        par.is_root(),
+        config.optimizer.max_iter,
+        config.output.print_every,
+    );
+    announce_run(&reporter, par, &s, args.resume.as_deref());
+    let problem = Problem {
         net: crate::model::build_network(config, s.train.dim, s.train.classes)?,
         train: s.train,
         val: s.val,
     };
-    for level in first_level..nested.levels {
-        // This level's configuration: its depth and iteration budget.
-        let mut cfg = config.clone();
-        cfg.network.layers = level_layers(config, level);
-        if let Some(&m) = nested.max_iter.get(level) {
-            cfg.optimizer.max_iter = m;
-        }
-        if let Some(&m) = nested.mgrit_levels.get(level) {
-            cfg.mgrit.max_levels = m;
-        }
-        // Knot refinement doubles the spline's intervals on every level after the first.
-        if cfg.controls.kind == "spline" && cfg.interp()? == crate::checkpointing::Interp::Knots {
-            for _ in 0..level {
-                cfg.controls.count = 2 * cfg.controls.count - cfg.controls.degree;
-            }
-        }
-        let net = crate::model::build_network(&cfg, problem.train.dim, problem.train.classes)?;
-        problem.net = net.clone();
-        let basis = cfg.spline_basis()?;
-        let spline = basis.is_some();
-        let sets = crate::model::hidden_sets(&cfg, &net);
-        let mut dist = agree(
-            par,
-            Objective::new(net.clone(), &comm, cfg.solver_settings(), basis).map_err(anyhow::Error::from),
-        )?;
-        let sh = *net.shape();
-        if nested.levels > 1 {
-            reporter.note(&format!(
-                "nested level {level} of {}: {} hidden layers",
-                nested.levels, sh.layers
-            ));
-        }
-        reporter.note(&format!(
-            "network: width {}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters{}",
-            sh.width,
-            sh.layers,
-            net.final_time,
-            net.step_size(),
-            net.activation,
-            crate::model::parameter_network(&cfg, &net).num_params(),
-            if spline {
-                format!(
-                    " ({} B-spline coefficient sets of degree {}, {} knots)",
-                    sets, cfg.controls.degree, cfg.controls.knots
-                )
-            } else {
-                String::new()
-            }
-        ));
-        let m = &cfg.mgrit;
-        reporter.note(&format!(
-            "layers per rank: {}–{}; MGRIT: {}",
-            sh.layers / par.size(),
-            sh.layers.div_ceil(par.size()),
-            if dist.levels() == 1 {
-                "1 level (exact serial sweep, pipelined over the ranks)".to_string()
-            } else {
-                format!(
-                    "{} levels, cf {}, {} forward / {} adjoint iterations (tol {:e} / {:e}){}",
-                    dist.levels(),
-                    if m.cfactor_levels.is_empty() {
-                        m.cfactor.to_string()
-                    } else {
-                        format!("{:?}", m.cfactor_levels)
-                    },
-                    m.max_iter,
-                    m.adjoint_max_iter,
-                    m.tol,
-                    m.adjoint_tol,
-                    if m.fmg { ", F-cycles" } else { "" }
-                )
-            }
-        ));
-        reporter.note(&format!(
-            "optimizer: {}, {} iterations, batch {}",
-            cfg.optimizer.kind,
-            cfg.optimizer.max_iter,
-            if cfg.optimizer.batch_size == 0 {
-                "full".to_string()
-            } else {
-                cfg.optimizer.batch_size.to_string()
-            }
-        ));
-
-        // Where this level starts.
-        let (theta, mut start) = match (&s.resume, &carried) {
-            (Some(c), _) if level == first_level => agree(par, resume(c, &dist, &cfg))?,
-            (_, Some((params, shape))) => {
-                let global = agree(
-                    par,
-                    transfer(params, *shape, &net, sets, spline, cfg.interp()?),
-                )?;
-                (
-                    dist.layout.extract(&net, &dist.part, &global),
-                    Start::default(),
-                )
-            }
-            _ => {
-                let global = crate::model::initial_parameters(&cfg, &net);
-                (
-                    dist.layout.extract(&net, &dist.part, &global),
-                    Start::default(),
-                )
-            }
-        };
-        start.level = level;
-        // A resumed checkpoint's history holds the earlier levels too.
-        all_rows.extend(start.rows.iter().filter(|r| r.level < level).cloned());
-        start.rows.retain(|r| r.level == level);
-        start.target_val_acc = nested.target_acc.get(level).copied();
-        let layout = dist.layout.clone();
-        let prefix = if nested.levels > 1 {
-            format!("ckpt_L{level}_")
-        } else {
-            "ckpt_".to_string()
-        };
-        let every = cfg.output.checkpoint_every;
-        // Checkpoints carry the whole history: earlier levels, then this one's rows.
-        let mut rows: Vec<Row> = all_rows.iter().chain(&start.rows).cloned().collect();
-        let outcome = train(&cfg, &problem, &mut dist, theta, start, &reporter, |snap| {
-            rows.push(snap.row.clone());
-            if let Some(w) = writer.as_mut() {
-                if let Err(e) = w.push(snap.row) {
-                    if par.size() > 1 {
-                        crate::print_error_line(&format!("{e:#}"));
-                        par.abort(1);
-                    }
-                    return Err(e);
-                }
-            }
-            // A stop signal on any rank: checkpoint this iteration and leave (collectively).
-            let stop = par.any(crate::signals::requested());
-            if stop || (every > 0 && snap.row.iter > 0 && snap.row.iter % every == 0) {
-                // Collective gather; rank 0 writes.
-                let ckpt = gather(&comm, &layout, &net, &cfg, config, snap, &rows, level);
-                let path = ckpt_dir.join(format!("{prefix}{:06}.h5", snap.row.iter));
-                write_or_abort(par, &path, &ckpt)?;
-                if root {
-                    prune(&ckpt_dir, &prefix, cfg.output.keep_last);
-                }
-                if stop {
-                    // No rank leaves before the checkpoint is on disk: a launcher ends the
-                    // whole job when the first rank exits with a non-zero status.
-                    par.world().barrier();
-                    return Err(crate::signals::Interrupted {
-                        iteration: snap.row.iter,
-                        checkpoint: path,
-                    }
-                    .into());
-                }
-            }
-            Ok(())
-        });
-        reporter.finish();
-        let outcome = outcome?;
-        let history: Vec<Row> = all_rows.iter().chain(&outcome.rows).cloned().collect();
-        let final_ckpt = gather(
-            &comm,
-            &dist.layout,
-            &net,
-            &cfg,
-            config,
-            &outcome.snapshot(),
-            &history,
-            level,
-        );
-        if nested.levels > 1 {
-            write_or_abort(par, &ckpt_dir.join(format!("level{level}.h5")), &final_ckpt)?;
-        }
-        all_rows.extend(outcome.rows.iter().cloned());
-        let global = final_ckpt.params.clone();
-        carried = Some((global.clone(), net_shape(&net, sets)));
-        last = Some((
-            global,
-            outcome.rows.last().cloned().expect("a row"),
-            outcome.stop.clone(),
-        ));
-        if level + 1 == nested.levels {
-            write_or_abort(par, &ckpt_dir.join("final.h5"), &final_ckpt)?;
-        }
+    let mut levels = Levels {
+        par,
+        comm: &comm,
+        base: config,
+        plan: &plan,
+        reporter: &reporter,
+        history: HistoryFile { par, writer },
+        ckpt_dir: ckpt_dir.clone(),
+        problem,
+        resume: s.resume.as_ref(),
+        rows: Vec::new(),
+        carried: s.init.as_ref().map(|c| (c.params.clone(), c.shape)),
+    };
+    let first = s.resume.as_ref().map_or(0, |c| c.level as usize);
+    let mut last = None;
+    for level in first..plan.levels.len() {
+        last = Some(levels.train(level)?);
     }
-    let (global, last_row, stop) = last.expect("at least one level ran");
-    if root {
-        println!("stopped: {stop}");
-        println!("final: {}", format_row(&last_row));
+    let last = last.expect("at least one level ran");
+    if par.is_root() {
+        println!("stopped: {}", last.stop);
+        println!("final: {}", format_row(&last.row));
         println!(
             "parameters: {} on {} rank{}, fingerprint {:#018x}",
-            global.len(),
+            last.params.len(),
             par.size(),
             plural(par.size()),
-            fingerprint(&global)
+            fingerprint(&last.params)
         );
         println!(
             "wrote {} and {}",

@@ -1,20 +1,21 @@
-//! The training driver: the optimization loop over the layer-parallel objective, metrics each
-//! iteration, the history and the stopping rules.
+//! The training driver: one loop ([`run`]) over the layer-parallel objective that drives an
+//! [`Optimizer`] one iteration at a time, measures each iterate (a history [`Row`]), hands
+//! every row to the [`Observer`]s and decides when to stop ([`Stop`]).
 
 pub mod history;
+pub mod optimizer;
 pub mod report;
 
-use crate::config::{Config, OptimizerKind};
-use layer_parallel::Value as DistValue;
 
-/// The layer-parallel objective over MPI ranks.
-pub type Objective = layer_parallel::Objective<mgrit::MpiComm>;
+/// The layer-parallel objective on MPI ranks (crates/layer-parallel).
+pub type DistNet = layer_parallel::Objective<mgrit::MpiComm>;
+/// Ordered inner products on this rank's part of the parameters.
+pub type DistSpace = layer_parallel::DistSpace<mgrit::MpiComm>;
 use anyhow::{bail, Result};
 use history::Row;
-use layerpar_data::{Batcher, Dataset};
+use layerpar_data::Dataset;
 use odenet::{Network, ObjectiveValue, Workspace};
-use optim::{backtracking, Adam, Armijo, Lbfgs, LineSearch, Sgd, Space};
-use report::Reporter;
+pub use optimizer::{Measured, Next, Objective, Optimizer, OptimizerState};
 use std::time::Instant;
 
 /// Examples per forward/adjoint pass when a whole data set is evaluated serially (bounds the
@@ -86,378 +87,241 @@ pub fn full_objective_gradient(
     }
 }
 
-/// Where training starts. `Default` is a fresh start; a resumed run fills in the iteration,
-/// the rows so far and the optimizer's state (this rank's parts of every vector).
-#[derive(Clone, Debug, Default)]
+/// Why training stopped; `Display` gives the `stopped:` line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// The iteration budget is spent (iterations are epochs for Adam and SGD).
+    MaxIter { max_iter: usize, epochs: bool },
+    /// ‖∇J‖ ≤ gtol (L-BFGS), or the epoch's mean mini-batch gradient norm (`mean`).
+    Gradient { gtol: f64, mean: bool },
+    /// The validation accuracy reached the level's target.
+    Target { accuracy: f64 },
+    /// The line search failed along −∇J at iteration `iter`; θ is the last accepted iterate.
+    LineSearch { iter: usize },
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Stop::MaxIter { max_iter, epochs } => {
+                let unit = if epochs { " epochs" } else { "" };
+                write!(f, "reached optimizer.max_iter = {max_iter}{unit}")
+            }
+            Stop::Gradient { gtol, mean } => {
+                let what = if mean {
+                    "mean gradient norm"
+                } else {
+                    "gradient norm"
+                };
+                write!(f, "{what} below optimizer.gtol = {gtol:e}")
+            }
+            Stop::Target { accuracy } => write!(f, "validation accuracy reached {accuracy:.4}"),
+            Stop::LineSearch { iter } => write!(
+                f,
+                "line search failed at iteration {iter}; kept the last accepted iterate"
+            ),
+        }
+    }
+}
+
+/// Where the loop starts: iteration 0 with no memory, or where a checkpoint left off.
+#[derive(Clone, Debug)]
 pub struct Start {
+    /// The last finished iteration (0: a fresh start, row 0 is still to be measured).
     pub iteration: usize,
+    /// The rows so far (of this nested level).
     pub rows: Vec<Row>,
-    /// L-BFGS pairs (s, y), oldest first.
-    pub lbfgs_pairs: Vec<(Vec<f64>, Vec<f64>)>,
-    /// Adam (m, v, t).
-    pub adam: Option<(Vec<f64>, Vec<f64>, u64)>,
-    /// SGD velocity.
-    pub sgd: Option<Vec<f64>>,
-    /// Mini-batch order and generator.
-    pub batcher: Option<(Vec<usize>, layerpar_data::rng::Generator)>,
     /// Wall time already spent (added to `time_s`).
     pub time_offset: f64,
+    pub optimizer: OptimizerState,
+}
+
+impl Start {
+    /// A fresh start of `kind`.
+    pub fn fresh(kind: crate::config::OptimizerKind) -> Self {
+        Start {
+            iteration: 0,
+            rows: Vec::new(),
+            time_offset: 0.0,
+            optimizer: OptimizerState::fresh(kind),
+        }
+    }
+}
+
+/// The loop's budget and the level written into the rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// Iterations k = 1 … max_iter.
+    pub max_iter: usize,
+    /// Stop before an iteration once the validation accuracy is at least this.
+    pub target_val_acc: Option<f64>,
     /// Nested-iteration level written into the rows.
     pub level: usize,
-    /// Stop once the validation accuracy reaches this.
-    pub target_val_acc: Option<f64>,
 }
 
-/// The optimizer's state after an iteration (this rank's parts), for checkpoints.
-pub struct Snapshot<'a> {
+/// One finished iteration as observers see it.
+pub struct Iterate<'a> {
     pub row: &'a Row,
+    /// Every row of this run so far (of this level), `row` last.
+    pub rows: &'a [Row],
+    /// This rank's part of θ_k.
     pub theta: &'a [f64],
-    pub lbfgs: Option<&'a Lbfgs>,
-    pub adam: Option<&'a Adam>,
-    pub sgd: Option<&'a Sgd>,
-    pub batcher: Option<&'a Batcher>,
+    pub optimizer: &'a dyn Optimizer,
+    pub dist: &'a DistNet,
 }
 
-/// How training ended: this rank's parameters and optimizer state, and every row.
-#[derive(Clone, Debug)]
+/// Something that follows the run: the history file, the progress display, the checkpoint
+/// policy. Called on every rank with every row, in order, before the next iteration; an
+/// error ends the run (on every rank: an observer that fails on one rank only must end the
+/// job itself).
+pub trait Observer {
+    fn observe(&mut self, it: &Iterate) -> Result<()>;
+}
+
+/// How training ended: this rank's parameters and optimizer memory, every row (of this
+/// level, with the resumed ones) and why.
 pub struct Outcome {
     pub theta: Vec<f64>,
     pub rows: Vec<Row>,
-    pub stop: String,
-    pub lbfgs: Option<Lbfgs>,
-    pub adam: Option<Adam>,
-    pub sgd: Option<Sgd>,
-    pub batcher: Option<Batcher>,
+    pub stop: Stop,
+    pub optimizer: OptimizerState,
 }
 
-impl<'a> Snapshot<'a> {
-    /// The state after an L-BFGS iteration.
-    fn lbfgs(row: &'a Row, theta: &'a [f64], memory: &'a Lbfgs) -> Self {
-        Snapshot {
-            row,
-            theta,
-            lbfgs: Some(memory),
-            adam: None,
-            sgd: None,
-            batcher: None,
-        }
-    }
-
-    /// The state after an epoch of Adam (`is_adam`) or SGD, with the mini-batch order.
-    fn stochastic(
-        row: &'a Row,
-        theta: &'a [f64],
-        (is_adam, adam, sgd): (bool, &'a Adam, &'a Sgd),
-        batcher: &'a Batcher,
-    ) -> Self {
-        Snapshot {
-            row,
-            theta,
-            lbfgs: None,
-            adam: is_adam.then_some(adam),
-            sgd: (!is_adam).then_some(sgd),
-            batcher: Some(batcher),
-        }
-    }
-}
-
-impl Outcome {
-    pub fn snapshot(&self) -> Snapshot<'_> {
-        Snapshot {
-            row: self.rows.last().expect("row 0 is always there"),
-            theta: &self.theta,
-            lbfgs: self.lbfgs.as_ref(),
-            adam: self.adam.as_ref(),
-            sgd: self.sgd.as_ref(),
-            batcher: self.batcher.as_ref(),
-        }
-    }
-}
-
-type Emit<'e> = dyn FnMut(&Snapshot) -> Result<()> + 'e;
-
-/// Trains this rank's part `theta` with the configured optimizer from `start`. Each
-/// finished row goes to `on_row` (on every rank) with a snapshot of the optimizer state,
-/// before the next iteration starts.
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    config: &Config,
-    problem: &Problem,
-    dist: &mut Objective,
-    theta: Vec<f64>,
+/// Trains this rank's part `theta` from `start`: row 0 (on a fresh start), then iterations
+/// start.iteration + 1 … limits.max_iter of `opt`. Before each iteration it stops if the last
+/// row reached the target accuracy or the optimizer has converged; each row (finite J, or
+/// an error) goes to every observer in order.
+pub fn run(
+    opt: &mut dyn Optimizer,
+    obj: &mut Objective,
+    mut theta: Vec<f64>,
     start: Start,
-    reporter: &Reporter,
-    mut on_row: impl FnMut(&Snapshot) -> Result<()>,
+    limits: Limits,
+    observers: &mut [&mut dyn Observer],
 ) -> Result<Outcome> {
-    let mut rows = start.rows.clone();
-    let mut emit = |snap: &Snapshot| -> Result<()> {
-        let row = snap.row;
+    let t0 = Instant::now();
+    let clock = || start.time_offset + t0.elapsed().as_secs_f64();
+    let mut rows = start.rows;
+    let mut last_val = rows.last().map(|r| r.val_acc).unwrap_or(0.0);
+    let mut emit = |obj: &mut Objective,
+                    rows: &mut Vec<Row>,
+                    opt: &dyn Optimizer,
+                    theta: &[f64],
+                    iter: usize,
+                    m: Measured|
+     -> Result<f64> {
+        let val = &obj.problem.val;
+        let row = Row {
+            iter,
+            objective: m.objective,
+            loss: m.loss,
+            grad_norm: m.grad_norm,
+            train_acc: m.train_acc,
+            val_acc: obj.dist.evaluate(theta, &val.features, &val.labels).1,
+            fwd_res: m.fwd_res,
+            adj_res: m.adj_res,
+            time_s: clock(),
+            step: m.step,
+            level: limits.level,
+        };
         if !row.objective.is_finite() {
             bail!(
                 "the objective is not finite at iteration {} (try a smaller optimizer.learning_rate)",
                 row.iter
             );
         }
-        on_row(snap)?;
-        reporter.row(row);
-        rows.push(row.clone());
-        Ok(())
-    };
-    let mut outcome = match config.optimizer_kind()? {
-        OptimizerKind::Lbfgs => lbfgs(config, problem, dist, theta, &start, reporter, &mut emit)?,
-        OptimizerKind::Adam | OptimizerKind::Sgd => {
-            stochastic(config, problem, dist, theta, &start, &mut emit)?
-        }
-    };
-    outcome.rows = rows;
-    Ok(outcome)
-}
-
-fn timer(start: &Start) -> impl Fn() -> f64 {
-    let t0 = Instant::now();
-    let offset = start.time_offset;
-    move || offset + t0.elapsed().as_secs_f64()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn lbfgs(
-    config: &Config,
-    p: &Problem,
-    dist: &mut Objective,
-    mut theta: Vec<f64>,
-    start: &Start,
-    reporter: &Reporter,
-    emit: &mut Emit,
-) -> Result<Outcome> {
-    let o = &config.optimizer;
-    let armijo = Armijo {
-        initial: o.learning_rate,
-        factor: o.ls_factor,
-        c: o.ls_c,
-        max_trials: o.ls_max_iter,
-    };
-    let space = dist.space();
-    let mut memory = Lbfgs::new(o.lbfgs_memory);
-    for (s, y) in &start.lbfgs_pairs {
-        memory.push(s.clone(), y.clone(), &space);
-    }
-    let clock = timer(start);
-    let level = start.level;
-    let target = start.target_val_acc;
-    let mut grad = vec![0.0; theta.len()];
-    let (x, y) = (&p.train.features, &p.train.labels);
-    let mut value = dist.objective_gradient(&theta, x, y, &mut grad);
-    let ntrain = p.train.len() as f64;
-    let row =
-        |dist: &mut Objective, iter: usize, v: &DistValue, g: &[f64], theta: &[f64], step: f64| Row {
-            iter,
-            objective: v.objective,
-            loss: v.loss,
-            grad_norm: space.norm(g),
-            train_acc: v.correct as f64 / ntrain,
-            val_acc: dist.evaluate(theta, &p.val.features, &p.val.labels).1,
-            fwd_res: v.fwd_res,
-            adj_res: v.adj_res,
-            time_s: clock(),
-            step,
-            level,
+        let val_acc = row.val_acc;
+        rows.push(row);
+        let it = Iterate {
+            row: rows.last().expect("just pushed"),
+            rows,
+            theta,
+            optimizer: opt,
+            dist: &*obj.dist,
         };
-    let done = |theta: Vec<f64>, memory: Lbfgs, stop: String| Outcome {
-        theta,
-        rows: Vec::new(),
-        stop,
-        lbfgs: Some(memory),
-        adam: None,
-        sgd: None,
-        batcher: None,
+        for o in observers.iter_mut() {
+            o.observe(&it)?;
+        }
+        Ok(val_acc)
     };
-    let mut last_val = start.rows.last().map(|r| r.val_acc).unwrap_or(0.0);
-    if start.iteration == 0 {
-        let r = row(dist, 0, &value, &grad, &theta, 0.0);
-        last_val = r.val_acc;
-        emit(&Snapshot::lbfgs(&r, &theta, &memory))?;
+    if let Some(m) = opt.start(obj, &theta, start.iteration == 0) {
+        last_val = emit(obj, &mut rows, opt, &theta, 0, m)?;
     }
-    for iter in start.iteration + 1..=o.max_iter {
-        if target.is_some_and(|t| last_val >= t) {
-            return Ok(done(
-                theta,
-                memory,
-                format!("validation accuracy reached {:.4}", target.unwrap_or(0.0)),
-            ));
-        }
-        if space.norm(&grad) <= o.gtol {
-            return Ok(done(
-                theta,
-                memory,
-                format!("gradient norm below optimizer.gtol = {:e}", o.gtol),
-            ));
-        }
-        let accepted = loop {
-            let d = memory.direction(&grad, &space);
-            let search = backtracking(&theta, value.objective, &grad, &d, &armijo, &space, |t| {
-                let mut g = vec![0.0; t.len()];
-                let v = dist.objective_gradient(t, x, y, &mut g);
-                (v.objective, (g, v))
-            });
-            match search {
-                LineSearch::Accepted { step, x, data, .. } => break Some((step, x, data)),
-                LineSearch::Failed { reason, .. } if !memory.is_empty() => {
-                    reporter.note(&format!(
-                        "iteration {iter}: line search failed ({reason}); restarting L-BFGS from steepest descent"
-                    ));
-                    memory.reset();
-                }
-                LineSearch::Failed { reason, .. } => {
-                    reporter.note(&format!(
-                        "iteration {iter}: line search failed along −∇J ({reason})"
-                    ));
-                    break None;
-                }
+    let stop = 'iterations: {
+        for iter in start.iteration + 1..=limits.max_iter {
+            if let Some(accuracy) = limits.target_val_acc.filter(|&t| last_val >= t) {
+                break 'iterations Stop::Target { accuracy };
             }
-        };
-        let Some((step, x_new, (g, v))) = accepted else {
-            let msg =
-                format!("line search failed at iteration {iter}; kept the last accepted iterate");
-            return Ok(done(theta, memory, msg));
-        };
-        let s: Vec<f64> = x_new.iter().zip(&theta).map(|(a, b)| a - b).collect();
-        let yv: Vec<f64> = g.iter().zip(&grad).map(|(a, b)| a - b).collect();
-        memory.push(s, yv, &space);
-        theta = x_new;
-        grad = g;
-        value = v;
-        let r = row(dist, iter, &value, &grad, &theta, step);
-        last_val = r.val_acc;
-        emit(&Snapshot::lbfgs(&r, &theta, &memory))?;
-    }
-    Ok(done(
+            if let Some(stop) = opt.converged_before() {
+                break 'iterations stop;
+            }
+            match opt.next_iter(obj, &mut theta, iter) {
+                Next::Stop(stop) => break 'iterations stop,
+                Next::Row(m) => last_val = emit(obj, &mut rows, opt, &theta, iter, m)?,
+            }
+            if let Some(stop) = opt.converged_after() {
+                break 'iterations stop;
+            }
+        }
+        Stop::MaxIter {
+            max_iter: limits.max_iter,
+            epochs: opt.counts_epochs(),
+        }
+    };
+    Ok(Outcome {
         theta,
-        memory,
-        format!("reached optimizer.max_iter = {}", o.max_iter),
-    ))
+        rows,
+        stop,
+        optimizer: opt.state(),
+    })
 }
 
-fn stochastic(
-    config: &Config,
-    p: &Problem,
-    dist: &mut Objective,
-    mut theta: Vec<f64>,
-    start: &Start,
-    emit: &mut Emit,
-) -> Result<Outcome> {
-    let o = &config.optimizer;
-    let kind = config.optimizer_kind()?;
-    let schedule = config.schedule()?;
-    let n = theta.len();
-    let space = dist.space();
-    let mut adam = Adam::new(n, o.beta1, o.beta2, o.epsilon);
-    if let Some((m, v, t)) = &start.adam {
-        adam.m.clone_from(m);
-        adam.v.clone_from(v);
-        adam.t = *t;
-    }
-    let mut sgd = Sgd::new(n, o.momentum);
-    if let Some(v) = &start.sgd {
-        sgd.velocity.clone_from(v);
-    }
-    let mut batcher = Batcher::new(p.train.len(), o.batch_size, config.seed);
-    if let Some((order, rng)) = &start.batcher {
-        batcher
-            .restore(order.clone(), rng.clone())
-            .map_err(anyhow::Error::msg)?;
-    }
-    let clock = timer(start);
-    let level = start.level;
-    let target = start.target_val_acc;
-    let mut grad = vec![0.0; n];
-    let mut gsum = vec![0.0; n];
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    let row = |dist: &mut Objective,
-               iter: usize,
-               theta: &[f64],
-               grad_norm: f64,
-               step: f64,
-               res: (Option<f64>, Option<f64>)| {
-        let (loss, train_acc) = dist.evaluate(theta, &p.train.features, &p.train.labels);
-        let reg = dist.regularization(theta);
-        Row {
-            iter,
-            objective: loss + reg,
-            loss,
-            grad_norm,
-            train_acc,
-            val_acc: dist.evaluate(theta, &p.val.features, &p.val.labels).1,
-            fwd_res: res.0,
-            adj_res: res.1,
-            time_s: clock(),
-            step,
-            level,
-        }
-    };
-    let is_adam = kind == OptimizerKind::Adam;
-    let finish = |theta: Vec<f64>, adam: Adam, sgd: Sgd, batcher: Batcher, stop: String| Outcome {
-        theta,
-        rows: Vec::new(),
-        stop,
-        lbfgs: None,
-        adam: is_adam.then_some(adam.clone()),
-        sgd: (!is_adam).then_some(sgd),
-        batcher: Some(batcher),
-    };
-    let mut last_val = start.rows.last().map(|r| r.val_acc).unwrap_or(0.0);
-    if start.iteration == 0 {
-        let v0 = dist.objective_gradient(&theta, &p.train.features, &p.train.labels, &mut grad);
-        let r0 = row(
-            dist,
-            0,
-            &theta,
-            space.norm(&grad),
-            0.0,
-            (v0.fwd_res, v0.adj_res),
-        );
-        last_val = r0.val_acc;
-        emit(&Snapshot::stochastic(
-            &r0,
-            &theta,
-            (is_adam, &adam, &sgd),
-            &batcher,
-        ))?;
-    }
-    for epoch in start.iteration + 1..=o.max_iter {
-        if target.is_some_and(|t| last_val >= t) {
-            let msg = format!("validation accuracy reached {:.4}", target.unwrap_or(0.0));
-            return Ok(finish(theta, adam, sgd, batcher, msg));
-        }
-        let lr = schedule.rate(o.learning_rate, epoch - 1);
-        batcher.shuffle();
-        gsum.fill(0.0);
-        let nb = batcher.batches_per_epoch();
-        let mut res = (None, None);
-        for b in 0..nb {
-            p.train.gather(batcher.batch(b), &mut x, &mut y);
-            let v = dist.objective_gradient(&theta, &x, &y, &mut grad);
-            res = (v.fwd_res, v.adj_res);
-            if is_adam {
-                adam.step(&mut theta, &grad, lr);
-            } else {
-                sgd.step(&mut theta, &grad, lr);
-            }
-            optim::axpy(1.0, &grad, &mut gsum);
-        }
-        let gnorm = space.norm(&gsum) / nb as f64;
-        let r = row(dist, epoch, &theta, gnorm, lr, res);
-        last_val = r.val_acc;
-        emit(&Snapshot::stochastic(
-            &r,
-            &theta,
-            (is_adam, &adam, &sgd),
-            &batcher,
-        ))?;
-        if gnorm <= o.gtol {
-            let msg = format!("mean gradient norm below optimizer.gtol = {:e}", o.gtol);
-            return Ok(finish(theta, adam, sgd, batcher, msg));
+#[cfg(test)]
+mod tests {
+    use super::Stop;
+
+    #[test]
+    fn stop_reasons_read_as_before() {
+        let cases = [
+            (
+                Stop::MaxIter {
+                    max_iter: 130,
+                    epochs: false,
+                },
+                "reached optimizer.max_iter = 130",
+            ),
+            (
+                Stop::MaxIter {
+                    max_iter: 8,
+                    epochs: true,
+                },
+                "reached optimizer.max_iter = 8 epochs",
+            ),
+            (
+                Stop::Gradient {
+                    gtol: 1e-8,
+                    mean: false,
+                },
+                "gradient norm below optimizer.gtol = 1e-8",
+            ),
+            (
+                Stop::Gradient {
+                    gtol: 0.5,
+                    mean: true,
+                },
+                "mean gradient norm below optimizer.gtol = 5e-1",
+            ),
+            (
+                Stop::Target { accuracy: 0.9 },
+                "validation accuracy reached 0.9000",
+            ),
+            (
+                Stop::LineSearch { iter: 7 },
+                "line search failed at iteration 7; kept the last accepted iterate",
+            ),
+        ];
+        for (stop, text) in cases {
+            assert_eq!(stop.to_string(), text);
         }
     }
-    let msg = format!("reached optimizer.max_iter = {} epochs", o.max_iter);
-    Ok(finish(theta, adam, sgd, batcher, msg))
 }

@@ -1,6 +1,7 @@
 //! What rank 0 shows while training: a progress bar on a terminal, plain lines otherwise.
 
 use super::history::Row;
+use super::{Iterate, Observer};
 use crate::config::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -83,5 +84,13 @@ impl Reporter {
         if let Reporter::Bar(pb) = self {
             pb.finish();
         }
+    }
+}
+
+/// The progress display follows the rows (notes go to it directly).
+impl Observer for &Reporter {
+    fn observe(&mut self, it: &Iterate) -> anyhow::Result<()> {
+        self.row(it.row);
+        Ok(())
     }
 }

@@ -13,7 +13,8 @@
 //! per basis function, all of one length), stored one after another.
 
 /// The knot layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KnotKind {
     Clamped,
     Uniform,

@@ -7,7 +7,8 @@ use std::str::FromStr;
 pub const SMOOTH_RELU_ETA: f64 = 0.1;
 
 /// The activation σ applied elementwise in the opening layer and in every hidden step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// σ(x) = tanh(x).
     Tanh,

@@ -7,7 +7,8 @@
 use std::ops::Range;
 
 /// How the input X (d_in × B) becomes the first state U_0 (w × B).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Opening {
     /// U_0 = σ(W_in X + b_in 1ᵀ), trainable W_in and b_in.
     Activate,

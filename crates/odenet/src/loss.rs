@@ -1,7 +1,8 @@
 //! Classifier losses on the logits Z = W_c U_N + b_c 1ᵀ (C × B) and their seeds ∂loss/∂Z.
 
 /// The data term of the objective.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Loss {
     /// (1/B) Σ_j −log softmax(Z_j)[y_j], computed with a stable log-sum-exp.
     CrossEntropy,
