@@ -1,7 +1,7 @@
 //! The performance model of layer-parallel training behind `layerpar scaling`: the time per
 //! objective evaluation (forward solve, adjoint solve, gradient) at P ranks.
 //!
-//! [`calibrate`] measures on this machine and this run (the time of one forward and one
+//! [`calibrate()`] measures on this machine and this run (the time of one forward and one
 //! adjoint layer step, of one state message, of a few evaluations, and the step calls of every
 //! rank on every MGRIT level) and fits a [`Model`]: per-point step rates c_l, coarsest sweeps
 //! k, and an overhead factor ω that makes the model reproduce the measured time at the
