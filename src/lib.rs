@@ -1,8 +1,9 @@
 //! # layerpar — layer-parallel training of deep residual networks
 //!
 //! The library behind the `layerpar` binary: configuration, data loading, model construction,
-//! the training driver and the commands. The numerical pieces live in focused crates:
-//! `odenet` (the model and its adjoint), `optim` (optimizers) and `layerpar-data` (data sets).
+//! the training driver, the scaling model (`scaling`: calibrate, predict) and the commands.
+//! The numerical pieces live in focused crates: `odenet` (the model and its adjoint), `optim`
+//! (optimizers) and `layerpar-data` (data sets).
 
 pub mod checkpointing;
 pub mod commands;
@@ -12,6 +13,7 @@ pub mod model;
 pub mod nested;
 pub mod observers;
 pub mod parallel;
+pub mod scaling;
 pub mod signals;
 pub mod train;
 
