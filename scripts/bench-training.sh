@@ -5,13 +5,13 @@
 # 1024) with the serial sweep and 3-level MGRIT (cf 4), with each rank's peak memory.
 # Usage: scripts/bench-training.sh [path/to/layerpar]   (build with cargo build --release)
 set -euo pipefail
-BIN=${1:-target/release/layerpar}
+BIN=$(realpath "${1:-target/release/layerpar}")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 run() { # name ranks args...
   local name=$1 ranks=$2; shift 2
-  ( cd "$work" && mpirun --oversubscribe -n "$ranks" /usr/bin/time -f "maxrss_kb %M" "$OLDPWD/$BIN" train \
+  ( cd "$work" && mpirun --oversubscribe -n "$ranks" /usr/bin/time -f "maxrss_kb %M" "$BIN" train \
       --set output.progress=none --history "$name.csv" "$@" > "$name.out" 2> "$name.err" )
   local t rows last mem
   t=$(awk -F, 'END{print $9}' "$work/$name.csv")
