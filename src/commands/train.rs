@@ -312,7 +312,7 @@ impl<'c> Levels<'_, 'c> {
             level,
         };
         let built = optimizer::build(&cfg, &dist, &self.problem, theta.len(), &start.optimizer);
-        let mut opt = agree(par, built)?;
+        let opt = agree(par, built)?;
         let reporter = self.reporter;
         let note = |m: &str| reporter.note(m);
         let mut obj = Objective {
@@ -322,7 +322,7 @@ impl<'c> Levels<'_, 'c> {
         };
         let mut progress = reporter;
         let outcome = crate::train::run(
-            opt.as_mut(),
+            opt,
             &mut obj,
             theta,
             start,

@@ -192,7 +192,7 @@ pub struct Outcome {
 /// row reached the target accuracy or the optimizer has converged; each row (finite J, or
 /// an error) goes to every observer in order.
 pub fn run(
-    opt: &mut dyn Optimizer,
+    mut opt: Box<dyn Optimizer>,
     obj: &mut Objective,
     mut theta: Vec<f64>,
     start: Start,
@@ -245,7 +245,7 @@ pub fn run(
         Ok(val_acc)
     };
     if let Some(m) = opt.start(obj, &theta, start.iteration == 0) {
-        last_val = emit(obj, &mut rows, opt, &theta, 0, m)?;
+        last_val = emit(obj, &mut rows, opt.as_ref(), &theta, 0, m)?;
     }
     let stop = 'iterations: {
         for iter in start.iteration + 1..=limits.max_iter {
@@ -257,7 +257,7 @@ pub fn run(
             }
             match opt.next_iter(obj, &mut theta, iter) {
                 Next::Stop(stop) => break 'iterations stop,
-                Next::Row(m) => last_val = emit(obj, &mut rows, opt, &theta, iter, m)?,
+                Next::Row(m) => last_val = emit(obj, &mut rows, opt.as_ref(), &theta, iter, m)?,
             }
             if let Some(stop) = opt.converged_after() {
                 break 'iterations stop;
@@ -272,7 +272,7 @@ pub fn run(
         theta,
         rows,
         stop,
-        optimizer: opt.state(),
+        optimizer: opt.into_state(),
     })
 }
 

@@ -103,6 +103,12 @@ pub trait Optimizer {
 
     /// A copy of the optimizer's memory (for a checkpoint).
     fn state(&self) -> OptimizerState;
+
+    /// The optimizer's memory, moved out at the end of training (L-BFGS keeps up to m pairs
+    /// of parameter-sized vectors, which a copy would double).
+    fn into_state(self: Box<Self>) -> OptimizerState {
+        self.state()
+    }
 }
 
 /// The configured optimizer over this rank's part of θ (`len` values), restored from
@@ -271,6 +277,13 @@ impl Optimizer for LbfgsSearch {
                 .pairs()
                 .map(|(s, y)| (s.to_vec(), y.to_vec()))
                 .collect(),
+            ..OptimizerState::fresh(OptimizerKind::Lbfgs)
+        }
+    }
+
+    fn into_state(self: Box<Self>) -> OptimizerState {
+        OptimizerState {
+            lbfgs_pairs: self.memory.into_pairs().collect(),
             ..OptimizerState::fresh(OptimizerKind::Lbfgs)
         }
     }

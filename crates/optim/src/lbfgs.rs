@@ -44,6 +44,11 @@ impl Lbfgs {
             .map(|(s, y, _)| (s.as_slice(), y.as_slice()))
     }
 
+    /// The stored pairs, oldest first, moved out (no copy).
+    pub fn into_pairs(self) -> impl Iterator<Item = (Vec<f64>, Vec<f64>)> {
+        self.pairs.into_iter().map(|(s, y, _)| (s, y))
+    }
+
     /// Stores the pair (s, y) if it satisfies the curvature condition yᵀs > ε‖s‖‖y‖;
     /// otherwise skips it (keeping H positive definite). Returns whether it was stored.
     pub fn push(&mut self, s: Vec<f64>, y: Vec<f64>, space: &impl Space) -> bool {
