@@ -12,6 +12,9 @@
 //! insertion (Boehm) refines the basis without changing θ(t). Coefficients are vectors (one
 //! per basis function, all of one length), stored one after another.
 
+// `!(x > 0.0)` is meant: it is also true for NaN, which these guards must refuse.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 /// The knot layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

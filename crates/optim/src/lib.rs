@@ -4,6 +4,9 @@
 //! code runs on a vector held whole on one process or split across MPI ranks (where `dot` is a
 //! local dot product followed by a reduction).
 
+// `!(x > 0.0)` is meant: it is also true for NaN, which these guards must refuse.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod lbfgs;
 pub mod linesearch;
 pub mod schedule;
