@@ -8,10 +8,12 @@ pub mod checkpointing;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod limits;
 pub mod model;
 pub mod nested;
 pub mod observers;
 pub mod parallel;
+pub mod rundir;
 pub mod signals;
 pub mod train;
 
