@@ -299,6 +299,7 @@ impl<'c> Levels<'_, 'c> {
             max_iter: cfg.optimizer.max_iter,
             target_val_acc: self.plan.levels[level].target_acc,
             level,
+            divergence_factor: cfg.optimizer.divergence_factor,
         };
         let mut checkpoints = Checkpoints {
             par,
