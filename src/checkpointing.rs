@@ -3,14 +3,16 @@
 //! when a run resumes, and moving parameters to a network of another depth (nested
 //! iteration, `--init-from`).
 
-use crate::config::{Config, Interp, OptimizerKind};
-use crate::train::DistNet;
+use crate::config::{Choice, Config, Interp, OptimizerKind};
 use crate::train::history::{columns, Row};
+use crate::train::DistNet;
 use crate::train::{OptimizerState, Start};
 use anyhow::{bail, Result};
 use checkpoint::{Checkpoint, History, NetShape, RngState};
 use mgrit::Comm;
-use odenet::{Network, Opening};
+use odenet::{Network, Opening, Regularization, Shape};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The shape record of a network whose parameter vector has `hidden_sets` hidden sets (its
 /// layers, or its spline coefficient sets).
@@ -26,21 +28,10 @@ pub fn net_shape(net: &Network, hidden_sets: usize) -> NetShape {
     }
 }
 
-/// Parameters of a network of shape `src` carried over to `dst`: the opening and classifier
-/// copied, the hidden controls interpolated in time when the depths differ. The other
-/// sizes must agree.
-///
-/// Spline controls (`spline`) keep their coefficients: only N changes, so the coefficient
-/// counts must agree.
-pub fn transfer(
-    params: &[f64],
-    src: NetShape,
-    dst: &Network,
-    dst_sets: usize,
-    spline: bool,
-    interp: Interp,
-) -> Result<Vec<f64>> {
-    let d = net_shape(dst, dst_sets);
+/// What differs between a checkpoint's network `src` and the run's `d` in the sizes that
+/// every way of carrying parameters over needs equal: input features, width, classes and
+/// the opening layer (each as "… (the run has …)").
+fn size_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
     let mut diffs = Vec::new();
     if src.input != d.input {
         diffs.push(format!(
@@ -58,8 +49,51 @@ pub fn transfer(
         ));
     }
     if src.opening_params != d.opening_params {
-        diffs.push("a different opening layer".to_string());
+        let kind = |p: bool| if p { "\"activate\"" } else { "\"replicate\"" };
+        diffs.push(format!(
+            "opening {} (the run has {})",
+            kind(src.opening_params),
+            kind(d.opening_params)
+        ));
     }
+    diffs
+}
+
+/// Every difference between a checkpoint's network `src` and the run's `d`, as
+/// [`size_differences`] names them, and the depth and the number of hidden parameter sets.
+pub fn shape_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
+    let mut diffs = size_differences(src, d);
+    if src.layers != d.layers {
+        diffs.push(format!(
+            "{} hidden layers (the run has {})",
+            src.layers, d.layers
+        ));
+    }
+    if src.hidden_sets != d.hidden_sets {
+        diffs.push(format!(
+            "{} hidden parameter sets (the run has {})",
+            src.hidden_sets, d.hidden_sets
+        ));
+    }
+    diffs
+}
+
+/// Parameters of a network of shape `src` carried over to `dst`: the opening and classifier
+/// copied, the hidden controls interpolated in time when the depths differ. The other
+/// sizes must agree.
+///
+/// Spline controls (`spline`) keep their coefficients: only N changes, so the coefficient
+/// counts must agree.
+pub fn transfer(
+    params: &[f64],
+    src: NetShape,
+    dst: &Network,
+    dst_sets: usize,
+    spline: bool,
+    interp: Interp,
+) -> Result<Vec<f64>> {
+    let d = net_shape(dst, dst_sets);
+    let mut diffs = size_differences(&src, &d);
     if !spline && src.hidden_sets != src.layers {
         diffs.push("spline controls (the run has per-layer controls)".to_string());
     }
@@ -249,13 +283,11 @@ pub fn gather(
 /// network (every row of the file, of every level).
 pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec<f64>, Start)> {
     let net = &dist.net;
-    if ckpt.shape != net_shape(net, crate::model::hidden_sets(config, net)) {
+    let want = net_shape(net, crate::model::hidden_sets(config, net));
+    if ckpt.shape != want {
         bail!(
-            "the checkpoint's network ({} layers, width {}) differs from the configured one ({} layers, width {}); use --init-from to start a different network from it",
-            ckpt.shape.layers,
-            ckpt.shape.width,
-            net.layout.shape.layers,
-            net.layout.shape.width
+            "the checkpoint's network does not fit the configured one: it has {}; use --init-from to start a different network from it",
+            shape_differences(&ckpt.shape, &want).join(", ")
         );
     }
     let local = |v: &[f64]| dist.layout.extract(net, &dist.part, v);
@@ -274,10 +306,180 @@ pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec
     Ok((local(&ckpt.params), start))
 }
 
+/// Every key of a configuration with its value ("section.key" → value).
+fn flat_keys(c: &Config) -> BTreeMap<String, toml::Value> {
+    fn walk(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            v => {
+                out.insert(prefix.to_string(), v.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let table = toml::Value::try_from(c).expect("a Config always serializes");
+    walk("", &table, &mut out);
+    out
+}
+
+/// Why `key` may not change when a run resumes (None: it may), for a run whose checkpoint
+/// has the configuration `stored` and which now has `new`; `seeded_data`: the seed chose the
+/// data (Peaks, or the split of a file without a validation split).
+fn resume_refusal(
+    key: &str,
+    stored: &Config,
+    new: &Config,
+    seeded_data: bool,
+) -> Option<&'static str> {
+    let spline = stored.is_spline() || new.is_spline();
+    let nested = stored.nested.levels > 1 || new.nested.levels > 1;
+    Some(match key {
+        "controls.kind" => "the stored parameters would be read as another kind of controls",
+        "controls.count" | "controls.degree" | "controls.knots" if spline => {
+            "the stored spline coefficients would mean other functions of time"
+        }
+        "network.width" | "network.layers" => "the network's shape would change",
+        "network.activation" | "network.opening" | "network.loss" | "network.final_time" => {
+            "the stored parameters would define another network"
+        }
+        "optimizer.kind" => "the stored optimizer state belongs to the checkpoint's optimizer",
+        "seed" if seeded_data => "the data would change (the seed generates Peaks and splits files without a validation split)",
+        "nested.levels" => "the checkpoint's nested level would stand for another network",
+        "nested.refine" if nested => "the checkpoint's nested level would stand for another network",
+        _ => return None,
+    })
+}
+
+/// Compares the configuration stored in a checkpoint (`stored`) with the one a resumed run
+/// has (`new`: the stored one with the --set overrides). A change of a key that changes the
+/// meaning of the stored parameters or optimizer state ([`resume_refusal`]) is refused,
+/// naming every such key with both values; the other changes are allowed and returned as one
+/// note each for the log.
+pub fn resume_changes(stored: &Config, new: &Config, seeded_data: bool) -> Result<Vec<String>> {
+    let (old, now) = (flat_keys(stored), flat_keys(new));
+    let mut refused = Vec::new();
+    let mut notes = Vec::new();
+    for (key, value) in &now {
+        let Some(before) = old.get(key).filter(|b| *b != value) else {
+            continue;
+        };
+        match resume_refusal(key, stored, new, seeded_data) {
+            Some(why) => refused.push(format!(
+                "`{key}` ({before} in the checkpoint, {value} now: {why})"
+            )),
+            None => {
+                let effect = if key.starts_with("network.init_") {
+                    " (no effect: the parameters come from the checkpoint)"
+                } else if key.starts_with("data.") || key == "seed" {
+                    " (the run continues on other data)"
+                } else {
+                    ""
+                };
+                notes.push(format!(
+                    "resumed with {key} = {value}, changed from {before}{effect}"
+                ));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        bail!(
+            "--resume cannot change {}; use --init-from to start a new run from the checkpoint's parameters",
+            refused.join(", ")
+        );
+    }
+    Ok(notes)
+}
+
+/// The parameters and shape that `--init-from` carries into a run with configuration `run`
+/// whose first (nested) level has `first_layers` layers, and a note when they were converted.
+/// Per-layer controls and spline coefficients of the same degree and knots are taken as they
+/// are (see [`transfer`]); spline coefficients going into a per-layer run are evaluated at
+/// the run's layers (θ_n = θ(n·T/N), exactly what the spline network computes at that
+/// depth); per-layer controls going into a spline run, and splines of another degree or
+/// knots, are refused: they have no exact form there.
+pub fn init_parameters(
+    ckpt: &Checkpoint,
+    path: &Path,
+    run: &Config,
+    first_layers: usize,
+) -> Result<(Vec<f64>, NetShape, Option<String>)> {
+    let origin = format!("the configuration stored in {}", path.display());
+    let src = Config::from_toml(&ckpt.config, &origin)?;
+    let sh = ckpt.shape;
+    let (from, to) = (&src.controls, &run.controls);
+    match (src.is_spline(), run.is_spline()) {
+        (false, false) => Ok((ckpt.params.clone(), sh, None)),
+        (false, true) => bail!(
+            "--init-from {}: the checkpoint has per-layer controls and this run spline controls (controls.kind = \"spline\"); per-layer controls have no exact B-spline form: start the spline run afresh, or keep controls.kind = \"layer\"",
+            path.display()
+        ),
+        (true, true) if (from.degree, from.knots) != (to.degree, to.knots) => bail!(
+            "--init-from {}: the checkpoint's splines have degree {} on \"{}\" knots, this run's (controls.degree, controls.knots) degree {} on \"{}\" knots: the coefficients would mean other functions of time",
+            path.display(),
+            from.degree,
+            from.knots.name(),
+            to.degree,
+            to.knots.name()
+        ),
+        (true, true) => Ok((ckpt.params.clone(), sh, None)),
+        (true, false) => {
+            let basis = bspline::Basis::uniform(
+                from.knots,
+                from.degree,
+                sh.hidden_sets,
+                src.network.final_time,
+            )
+            .map_err(|e| anyhow::anyhow!("--init-from {}: the checkpoint's splines: {e}", path.display()))?;
+            let opening = if sh.opening_params {
+                Opening::Activate
+            } else {
+                Opening::Replicate
+            };
+            let shape = Shape {
+                input: sh.input,
+                width: sh.width,
+                classes: sh.classes,
+                layers: first_layers,
+                opening,
+            };
+            let net = Network::new(
+                shape,
+                src.network.activation,
+                src.network.final_time,
+                src.network.loss,
+                Regularization::default(),
+            );
+            if ckpt.params.len() != layer_parallel::spline_layout(&net, sh.hidden_sets).len {
+                bail!(
+                    "--init-from {}: {} parameters do not fit the stored shape",
+                    path.display(),
+                    ckpt.params.len()
+                );
+            }
+            let theta = layer_parallel::SplineControls::new(basis, first_layers)
+                .global_model(&net, &ckpt.params);
+            let note = format!(
+                "--init-from: the checkpoint's spline controls ({} coefficient sets of degree {}) evaluated at the {first_layers} layers of this per-layer run",
+                sh.hidden_sets, from.degree
+            );
+            Ok((theta, net_shape(&net, first_layers), Some(note)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use odenet::{Activation, Loss, Regularization, Shape};
+    use odenet::{Activation, Loss};
 
     fn net(layers: usize) -> Network {
         let shape = Shape {

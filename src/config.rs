@@ -124,6 +124,9 @@ pub struct OptimizerConfig {
     pub gamma_tik: f64,
     pub gamma_ddt: f64,
     pub gamma_class: f64,
+    /// Stop as diverged when the objective exceeds this factor times the smaller of its best
+    /// so far and the loss of zero logits (and is worse than the latter); 0 disables.
+    pub divergence_factor: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,6 +205,7 @@ impl Default for Config {
                 gamma_tik: 1e-7,
                 gamma_ddt: 1e-7,
                 gamma_class: 1e-7,
+                divergence_factor: 1e4,
             },
             output: OutputConfig {
                 history: "runs/history.csv".into(),
@@ -391,7 +395,7 @@ fn check_choices(merged: &toml::Value) -> Result<()> {
         if let Some(value) = value.filter(|v| !names.contains(v)) {
             let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
             bail!(
-                "config key `{key}` must be one of {}, got \"{value}\"",
+                "config key `{key}` must be one of {}, got {value:?}",
                 quoted.join(", ")
             );
         }
@@ -546,6 +550,14 @@ impl Config {
         nonneg("optimizer.gamma_tik", o.gamma_tik)?;
         nonneg("optimizer.gamma_ddt", o.gamma_ddt)?;
         nonneg("optimizer.gamma_class", o.gamma_class)?;
+        if !(o.divergence_factor == 0.0
+            || (o.divergence_factor > 1.0 && o.divergence_factor.is_finite()))
+        {
+            bail!(
+                "config key `optimizer.divergence_factor` must be 0 (off) or a number > 1, got {}",
+                o.divergence_factor
+            );
+        }
         at_least("output.print_every", self.output.print_every, 1)?;
         let nc = &self.nested;
         at_least("nested.levels", nc.levels, 1)?;
@@ -1066,6 +1078,191 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Config::from_bytes(&longer).is_err());
+    }
+
+    /// A small deterministic generator for the fuzz test (xorshift64*).
+    struct Fuzz(u64);
+
+    impl Fuzz {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// Values a key may be given: of every TOML type, at and beyond every range.
+    const VALUES: &[&str] = &[
+        "0",
+        "1",
+        "-1",
+        "2",
+        "3",
+        "7",
+        "1000000000000",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "99999999999999999999",
+        "0.0",
+        "-0.0",
+        "0.5",
+        "1.5",
+        "1e308",
+        "1e-308",
+        "-1e3",
+        "nan",
+        "inf",
+        "-inf",
+        "true",
+        "false",
+        "\"\"",
+        "\"x\"",
+        "\"layer\"",
+        "\"spline\"",
+        "\"adam\"",
+        "\"peaks\"",
+        "\"csv\"",
+        "\"knots\"",
+        "\"uniform\"",
+        "[]",
+        "[1, 2]",
+        "[0.5, 2]",
+        "[-1]",
+        "[\"a\"]",
+        "[[1]]",
+        "{}",
+        "{a = 1}",
+        "1979-05-27T07:32:00Z",
+        "0x10",
+        "1_000",
+        "'lit'",
+        "\"\\u00e9\"",
+        "\"a\\nb\"",
+    ];
+
+    /// Mutates a TOML text: deletes, inserts, duplicates or rewrites a part of it.
+    fn mutate(text: &str, g: &mut Fuzz) -> String {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        for _ in 0..1 + g.below(4) {
+            let i = g.below(lines.len());
+            match g.below(6) {
+                0 => {
+                    lines.remove(i);
+                }
+                1 => {
+                    let l = lines[i].clone();
+                    lines.insert(g.below(lines.len()), l);
+                }
+                2 => {
+                    // A key's value replaced.
+                    if let Some((k, _)) = lines[i].split_once('=') {
+                        lines[i] = format!("{k}= {}", g.pick(VALUES));
+                    }
+                }
+                3 => {
+                    // Random characters inserted at a character boundary.
+                    let chars: Vec<char> = lines[i].chars().collect();
+                    let at = g.below(chars.len() + 1);
+                    let noise: String = (0..1 + g.below(3))
+                        .map(|_| {
+                            let pool = "[]{}=\"'.,#\\ \t0123456789-+eE_xé\u{0}\u{7f}";
+                            let pool: Vec<char> = pool.chars().collect();
+                            pool[g.below(pool.len())]
+                        })
+                        .collect();
+                    let mut out: String = chars[..at].iter().collect();
+                    out.push_str(&noise);
+                    out.extend(&chars[at..]);
+                    lines[i] = out;
+                }
+                4 => {
+                    // A line truncated.
+                    let chars: Vec<char> = lines[i].chars().collect();
+                    lines[i] = chars[..g.below(chars.len() + 1)].iter().collect();
+                }
+                _ => {
+                    let j = g.below(lines.len());
+                    lines.swap(i, j);
+                }
+            }
+            if lines.is_empty() {
+                break;
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// Checks one input: no panic; a refusal is one non-empty line; an accepted configuration
+    /// round-trips (TOML, bincode) and its sizes can be checked without overflow.
+    fn check_input(text: &str, sets: &[String]) -> bool {
+        let r = std::panic::catch_unwind(|| load_str(text, "fuzz.toml", sets));
+        let r = r.unwrap_or_else(|_| panic!("panicked on {text:?} with {sets:?}"));
+        match r {
+            Err(e) => {
+                let e = format!("{e:#}");
+                assert!(!e.is_empty() && !e.contains('\n'), "{e:?} for {sets:?}");
+                false
+            }
+            Ok(c) => {
+                assert_eq!(Config::from_toml(&c.to_toml(), "again").unwrap(), c);
+                assert_eq!(Config::from_bytes(&c.to_bytes()).unwrap(), c);
+                let _ = crate::limits::check_data_within(&c, 1 << 30);
+                let _ = crate::limits::check_network_within(&c, 2, 5, 5000, 3, 1 << 30);
+                true
+            }
+        }
+    }
+
+    /// Fuzzing the configuration reader (issue 11): mutated TOML texts (the commented
+    /// template and a resolved configuration) and generated `--set` overrides, for about
+    /// two seconds. Prints how many inputs ran and how many were accepted.
+    #[test]
+    fn the_config_reader_survives_mutated_texts_and_overrides() {
+        let mut all = Vec::new();
+        keys(&defaults_table(), "", &mut all);
+        let resolved = Config::default().to_toml();
+        let start = std::time::Instant::now();
+        let mut g = Fuzz(0x6c61_7965_7270_6172);
+        let (mut inputs, mut accepted) = (0usize, 0usize);
+        while start.elapsed() < std::time::Duration::from_secs(2) && inputs < 200_000 {
+            let base = if g.below(2) == 0 {
+                DEFAULT_TOML
+            } else {
+                resolved.as_str()
+            };
+            let text = match g.below(3) {
+                0 => String::new(),
+                _ => mutate(base, &mut g),
+            };
+            let sets: Vec<String> = (0..g.below(4))
+                .map(|_| {
+                    let key = match g.below(10) {
+                        0 => format!("{}x", all[g.below(all.len())]),
+                        1 => g
+                            .pick(&["", "network", "network.", ".width", "a.b.c", "seed.x"])
+                            .to_string(),
+                        _ => all[g.below(all.len())].clone(),
+                    };
+                    match g.below(12) {
+                        0 => key,
+                        1 => format!("{key}=="),
+                        _ => format!("{key}={}", g.pick(VALUES)),
+                    }
+                })
+                .collect();
+            accepted += usize::from(check_input(&text, &sets));
+            inputs += 1;
+        }
+        println!("config fuzz: {inputs} inputs, {accepted} accepted, every other one refused with one line");
+        assert!(inputs >= 1000, "only {inputs} inputs in the time");
+        assert!(accepted > 0 && accepted < inputs);
     }
 
     #[test]

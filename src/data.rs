@@ -7,7 +7,15 @@ use std::path::Path;
 
 /// (training set, validation set) for the configuration.
 pub fn load(config: &Config) -> Result<(Dataset, Dataset)> {
+    load_data(config).map(|(t, v, _)| (t, v))
+}
+
+/// (training set, validation set, whether `seed` chose them: Peaks is generated from it, and
+/// a file without a validation split is split by it).
+pub fn load_data(config: &Config) -> Result<(Dataset, Dataset, bool)> {
+    crate::limits::check_data(config)?;
     let d = &config.data;
+    let mut seeded = d.kind == DataKind::Peaks;
     let (train, val) = match d.kind {
         DataKind::Peaks => {
             let (t, v) = generate_peaks(d.train_size, d.val_size, config.seed);
@@ -19,6 +27,7 @@ pub fn load(config: &Config) -> Result<(Dataset, Dataset)> {
     let (train, val) = match val {
         Some(v) => (train, v),
         None => {
+            seeded = true;
             // Files are often sorted by class: shuffle before holding out the tail.
             let mut train = train;
             train.shuffle(&mut layerpar_data::rng::generator(
@@ -43,5 +52,5 @@ pub fn load(config: &Config) -> Result<(Dataset, Dataset)> {
             train.classes
         );
     }
-    Ok((train, val))
+    Ok((train, val, seeded))
 }

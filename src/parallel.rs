@@ -40,8 +40,10 @@ impl Parallel {
     }
 
     /// Ends every rank of the job at once (for an error only one rank saw mid-run, where the
-    /// others would otherwise wait for it forever in the next collective).
+    /// others would otherwise wait for it forever in the next collective). The run
+    /// directory's lock is released first: an abort runs no destructors.
     pub fn abort(&self, code: i32) -> ! {
+        crate::rundir::release_held();
         self.world.abort(code)
     }
 

@@ -267,7 +267,11 @@ fn killing_the_process_during_checkpoint_writes_leaves_loadable_checkpoints() {
                 );
                 complete += 1;
             } else {
-                assert!(name.contains(".h5.tmp"), "unexpected file {name}");
+                // Partial checkpoints, and the killed run's lock (taken over by the next run).
+                assert!(
+                    name.contains(".h5.tmp") || name == ".layerpar.lock",
+                    "unexpected file {name}"
+                );
             }
         }
         assert!(complete >= 1, "the first checkpoint is gone");

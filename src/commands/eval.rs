@@ -32,6 +32,13 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
                 sh.classes
             );
         }
+        crate::limits::check_network(
+            &config,
+            sh.input,
+            sh.classes,
+            crate::train::CHUNK.min(train.len().max(val.len())),
+            1,
+        )?;
         let net = crate::model::build_network(&config, sh.input, sh.classes)?;
         let sets = crate::model::hidden_sets(&config, &net);
         let mut want = crate::checkpointing::net_shape(&net, sets);

@@ -4,14 +4,17 @@
 //! networks of growing depth are trained in turn (nested iteration).
 
 use super::agree;
-use crate::checkpointing::{gather, net_shape, resume, transfer, Snapshot};
+use crate::checkpointing::{
+    gather, init_parameters, net_shape, resume, resume_changes, transfer, Snapshot,
+};
 use crate::config::{Choice, Config};
-use crate::train::DistNet;
 use crate::nested::NestedPlan;
 use crate::observers::{write_or_abort, Checkpoints, HistoryFile};
 use crate::parallel::{fingerprint, Parallel};
+use crate::rundir::{self, RunLock};
 use crate::train::history::{HistoryWriter, Row};
 use crate::train::report::{format_row, Reporter};
+use crate::train::DistNet;
 use crate::train::{optimizer, Limits, Objective, Outcome, Problem, Start};
 use anyhow::{bail, Context, Result};
 use checkpoint::{Checkpoint, NetShape};
@@ -32,7 +35,11 @@ struct Setup {
     train: layerpar_data::Dataset,
     val: layerpar_data::Dataset,
     resume: Option<Checkpoint>,
-    init: Option<Checkpoint>,
+    /// --init-from's parameters and shape (spline coefficients already evaluated at the
+    /// layers of a per-layer run).
+    init: Option<(Vec<f64>, NetShape)>,
+    /// Notes for the log: the keys a resumed run changed, an --init-from conversion.
+    notes: Vec<String>,
 }
 
 /// The run's configuration (on rank 0; see [`super::root_config`]): the file's or, with
@@ -61,7 +68,7 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
         .as_deref()
         .map(checkpoint::read)
         .transpose()?;
-    let (train, val) = crate::data::load(&config)?;
+    let (train, val, seeded_data) = crate::data::load_data(&config)?;
     if val.dim != train.dim {
         bail!(
             "training data has {} features but validation data {}",
@@ -69,6 +76,7 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
             val.dim
         );
     }
+    crate::limits::check_network(&config, train.dim, train.classes, train.len(), par.size())?;
     let coarsest = NestedPlan::new(&config).levels[0].layers;
     if par.size() > coarsest {
         bail!(
@@ -77,7 +85,11 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
             if config.nested.levels > 1 { " on the first nested level" } else { "" }
         );
     }
-    if let Some(c) = &resume {
+    let mut notes = Vec::new();
+    if let (Some(c), Some(path)) = (&resume, &args.resume) {
+        let origin = format!("the configuration stored in {}", path.display());
+        let stored = Config::from_toml(&c.config, &origin)?;
+        notes.extend(resume_changes(&stored, &config, seeded_data)?);
         if c.level as usize >= config.nested.levels {
             bail!(
                 "the checkpoint is from nested level {}, but nested.levels = {}",
@@ -86,12 +98,21 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
             );
         }
     }
+    let init = match (&init, &args.init_from) {
+        (Some(c), Some(path)) => {
+            let (params, shape, note) = init_parameters(c, path, &config, coarsest)?;
+            notes.extend(note);
+            Some((params, shape))
+        }
+        _ => None,
+    };
     Ok(Setup {
         config,
         train,
         val,
         resume,
         init,
+        notes,
     })
 }
 
@@ -103,20 +124,55 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// Rank 0's history writer (None on the other ranks), with a resumed run's rows already in
-/// it; and the checkpoint directory created. Agreed on by every rank.
-fn open_history(
+/// What rank 0 prepared before training: the history writer (with a resumed run's rows
+/// already in it), the lock on the checkpoint directory, and notes for the log. None on the
+/// other ranks.
+struct Outputs {
+    writer: HistoryWriter,
+    lock: RunLock,
+    notes: Vec<String>,
+}
+
+/// Prepares the outputs on rank 0 (agreed on by every rank): the checkpoint directory
+/// created, checked writable and locked against a second run, stale checkpoint temporaries
+/// of killed runs removed; the history file's directory checked writable and the history
+/// opened.
+fn open_outputs(
     par: &Parallel,
     path: &Path,
     ckpt_dir: &Path,
     resume: Option<&Checkpoint>,
-) -> Result<Option<HistoryWriter>> {
+) -> Result<Option<Outputs>> {
     if !par.is_root() {
         return agree(par, Ok(None));
     }
     let w = (|| {
+        let key = "output.checkpoint_dir";
         std::fs::create_dir_all(ckpt_dir)
             .with_context(|| format!("cannot create checkpoint_dir {}", ckpt_dir.display()))?;
+        rundir::probe_writable(
+            ckpt_dir,
+            &format!("config key `{key}` = {}", ckpt_dir.display()),
+        )?;
+        let lock = RunLock::acquire(ckpt_dir, key)?;
+        let mut notes: Vec<String> = lock.took_over.iter().cloned().collect();
+        let removed = rundir::remove_stale_temporaries(ckpt_dir);
+        if !removed.is_empty() {
+            notes.push(format!(
+                "removed {} temporary file{} of an earlier, interrupted run in {}: {}",
+                removed.len(),
+                plural(removed.len()),
+                ckpt_dir.display(),
+                removed.join(", ")
+            ));
+        }
+        let history_dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(history_dir)
+            .with_context(|| format!("cannot create directory {}", history_dir.display()))?;
+        rundir::probe_writable(history_dir, &format!("the history file {}", path.display()))?;
         let mut w = HistoryWriter::create(path)?;
         // A resumed run continues the same history.
         for r in resume.iter().flat_map(|c| {
@@ -127,7 +183,11 @@ fn open_history(
         }) {
             w.push(&r)?;
         }
-        Ok(Some(w))
+        Ok(Some(Outputs {
+            writer: w,
+            lock,
+            notes,
+        }))
     })();
     agree(par, w)
 }
@@ -292,13 +352,17 @@ impl<'c> Levels<'_, 'c> {
         self.problem.net = net.clone();
         let basis = cfg.spline_basis()?;
         let settings = crate::model::solver_settings(&cfg);
-        let mut dist = agree(par, DistNet::new(net, self.comm, settings, basis).map_err(anyhow::Error::from))?;
+        let mut dist = agree(
+            par,
+            DistNet::new(net, self.comm, settings, basis).map_err(anyhow::Error::from),
+        )?;
         announce_level(self.reporter, par.size(), self.plan, level, &cfg, &dist);
         let (theta, start) = self.start(level, &cfg, &dist)?;
         let limits = Limits {
             max_iter: cfg.optimizer.max_iter,
             target_val_acc: self.plan.levels[level].target_acc,
             level,
+            divergence_factor: cfg.optimizer.divergence_factor,
         };
         let mut checkpoints = Checkpoints {
             par,
@@ -379,7 +443,11 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(&config.output.history));
     let ckpt_dir = PathBuf::from(&config.output.checkpoint_dir);
-    let writer = open_history(par, &history_path, &ckpt_dir, s.resume.as_ref())?;
+    let outputs = open_outputs(par, &history_path, &ckpt_dir, s.resume.as_ref())?;
+    let (writer, _lock, notes) = match outputs {
+        Some(o) => (Some(o.writer), Some(o.lock), o.notes),
+        None => (None, None, Vec::new()),
+    };
     let reporter = Reporter::new(
         config.output.progress,
         par.is_root(),
@@ -387,6 +455,9 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         config.output.print_every,
     );
     announce_run(&reporter, par, &s, args.resume.as_deref());
+    for n in notes.iter().chain(&s.notes) {
+        reporter.note(n);
+    }
     let problem = Problem {
         net: crate::model::build_network(config, s.train.dim, s.train.classes)?,
         train: s.train,
@@ -403,7 +474,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         problem,
         resume: s.resume.as_ref(),
         rows: Vec::new(),
-        carried: s.init.as_ref().map(|c| (c.params.clone(), c.shape)),
+        carried: s.init.clone(),
     };
     let first = s.resume.as_ref().map_or(0, |c| c.level as usize);
     let mut last = None;

@@ -6,7 +6,6 @@ pub mod history;
 pub mod optimizer;
 pub mod report;
 
-
 /// The layer-parallel objective on MPI ranks (crates/layer-parallel).
 pub type DistNet = layer_parallel::Objective<mgrit::MpiComm>;
 /// Ordered inner products on this rank's part of the parameters.
@@ -157,6 +156,50 @@ pub struct Limits {
     pub target_val_acc: Option<f64>,
     /// Nested-iteration level written into the rows.
     pub level: usize,
+    /// optimizer.divergence_factor (0: never stop as diverged; see [`diverged`]).
+    pub divergence_factor: f64,
+}
+
+/// The loss of a network whose logits are all zero, ℓ₀: ln C for cross-entropy, 1/2 for the
+/// squared error (the scale of a loss that has learned nothing).
+pub fn zero_logit_loss(loss: odenet::Loss, classes: usize) -> f64 {
+    match loss {
+        odenet::Loss::CrossEntropy => (classes.max(1) as f64).ln(),
+        odenet::Loss::Mse => 0.5,
+    }
+}
+
+/// Why the objective `j` of `row` counts as diverged after the rows `before` (None if it
+/// does not): j is above ℓ₀ (`zero_loss`) and above `factor` × min(best J so far, ℓ₀). On
+/// the first row that is j > factor · ℓ₀. `factor` = 0 never stops.
+pub fn diverged(row: &Row, before: &[Row], factor: f64, zero_loss: f64) -> Option<String> {
+    let j = row.objective;
+    let best = before
+        .iter()
+        .filter(|r| r.objective.is_finite())
+        .min_by(|a, b| a.objective.total_cmp(&b.objective));
+    let reference = best.map_or(zero_loss, |b| b.objective.min(zero_loss));
+    if factor == 0.0 || j <= zero_loss || j <= factor * reference {
+        return None;
+    }
+    let (what, hint) = match best {
+        Some(b) if b.objective < zero_loss => (
+            format!("its best {:.4e} (iteration {})", b.objective, b.iter),
+            "try a smaller optimizer.learning_rate",
+        ),
+        Some(_) => (
+            format!("the loss of zero logits {zero_loss:.4}"),
+            "try a smaller optimizer.learning_rate",
+        ),
+        None => (
+            format!("the loss of zero logits {zero_loss:.4}"),
+            "try smaller network.init_* values",
+        ),
+    };
+    Some(format!(
+        "the objective diverged: {j:.4e} at iteration {} is more than optimizer.divergence_factor = {factor:e} times {what}; {hint} (optimizer.divergence_factor = 0 lets it go on); no checkpoint of it is written, earlier ones are kept",
+        row.iter
+    ))
 }
 
 /// One finished iteration as observers see it.
@@ -230,6 +273,10 @@ pub fn run(
                 row.iter
             );
         }
+        let zero_loss = zero_logit_loss(obj.problem.net.loss, obj.problem.train.classes);
+        if let Some(why) = diverged(&row, rows, limits.divergence_factor, zero_loss) {
+            bail!(why);
+        }
         let val_acc = row.val_acc;
         rows.push(row);
         let it = Iterate {
@@ -278,7 +325,53 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::Stop;
+    use super::{diverged, zero_logit_loss, Row, Stop};
+
+    fn row(iter: usize, objective: f64) -> Row {
+        Row {
+            iter,
+            objective,
+            loss: objective,
+            grad_norm: 0.0,
+            train_acc: 0.0,
+            val_acc: 0.0,
+            fwd_res: None,
+            adj_res: None,
+            time_s: 0.0,
+            step: 0.0,
+            level: 0,
+        }
+    }
+
+    #[test]
+    fn a_run_diverges_when_its_objective_grows_far_above_its_best_and_the_zero_loss() {
+        let l0 = zero_logit_loss(odenet::Loss::CrossEntropy, 5);
+        assert!((l0 - 5f64.ln()).abs() < 1e-15);
+        assert_eq!(zero_logit_loss(odenet::Loss::Mse, 5), 0.5);
+        let before = [row(0, 1.6), row(1, 0.2), row(2, 0.5)];
+        // 1e4 × 0.2 = 2000.
+        assert_eq!(diverged(&row(3, 1999.0), &before, 1e4, l0), None);
+        let e = diverged(&row(3, 2001.0), &before, 1e4, l0).unwrap();
+        assert!(e.contains("2.0010e3 at iteration 3"), "{e}");
+        assert!(e.contains("times its best 2.0000e-1 (iteration 1)"), "{e}");
+        assert!(e.contains("optimizer.learning_rate"), "{e}");
+        assert!(!e.contains('\n'));
+        // Off.
+        assert_eq!(diverged(&row(3, 1e300), &before, 0.0, l0), None);
+        // A near-perfect fit that gets worse but stays below ℓ₀ has not diverged.
+        let fit = [row(0, 1.6), row(1, 1e-9)];
+        assert_eq!(diverged(&row(2, 1e-2), &fit, 1e4, l0), None);
+        assert_eq!(diverged(&row(2, 1.0), &fit, 1e4, l0), None);
+        assert!(diverged(&row(2, 1.7), &fit, 1e4, l0).is_some());
+        // The first row is measured against ℓ₀ (a blown-up initialization).
+        assert_eq!(diverged(&row(0, 1e4 * l0), &[], 1e4, l0), None);
+        let e = diverged(&row(0, 6.3e117), &[], 1e4, l0).unwrap();
+        assert!(e.contains("times the loss of zero logits 1.6094"), "{e}");
+        assert!(e.contains("network.init_*"), "{e}");
+        // A start above ℓ₀ (best so far ≥ ℓ₀) counts from ℓ₀.
+        assert!(diverged(&row(1, 1e5 * l0), &[row(0, 1e3)], 1e4, l0).is_some());
+        assert_eq!(diverged(&row(1, 9e3 * l0), &[row(0, 1e3)], 1e4, l0), None);
+    }
 
     #[test]
     fn stop_reasons_read_as_before() {
