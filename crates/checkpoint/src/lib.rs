@@ -814,6 +814,13 @@ fn version_checksum(layerpar_version: &str, checksum: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    /// These tests create and read HDF5 files; they run one at a time, since concurrent
+    /// libhdf5 use in one process made a read of a just-closed file fail now and then
+    /// ("unable to lock file, errno = 11").
+    fn hdf5_serial() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
     use super::*;
 
     fn sample() -> Checkpoint {
@@ -864,6 +871,7 @@ mod tests {
 
     #[test]
     fn round_trip_is_exact() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.h5");
         let c = sample();
@@ -882,6 +890,7 @@ mod tests {
 
     #[test]
     fn damaged_files_are_reported_not_loaded() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.h5");
         write(&p, &sample()).unwrap();
@@ -915,6 +924,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_leaves_the_old_file() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.h5");
         let c = sample();
@@ -965,6 +975,7 @@ mod tests {
 
     #[test]
     fn a_failure_at_every_stage_keeps_the_previous_checkpoint() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.h5");
         let old = sample();
@@ -999,6 +1010,7 @@ mod tests {
 
     #[test]
     fn a_temporary_damaged_after_closing_is_not_published() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.h5");
         let old = sample();
@@ -1067,6 +1079,7 @@ mod tests {
 
     #[test]
     fn a_full_disk_never_publishes_a_damaged_checkpoint() {
+        let _serial = hdf5_serial();
         let Some(fs) = Tmpfs::mount("300k") else {
             return;
         };
@@ -1124,6 +1137,7 @@ mod tests {
 
     #[test]
     fn arrays_of_the_wrong_shape_or_type_are_refused() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.h5");
         let c = sized(3, 5);
@@ -1280,6 +1294,7 @@ mod tests {
 
     #[test]
     fn only_regular_files_are_read() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("p.h5");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();

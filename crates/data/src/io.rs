@@ -534,6 +534,7 @@ mod tests {
 
     #[test]
     fn bad_files_give_one_line_errors() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let missing = read_csv(&dir.path().join("nope.csv"))
             .unwrap_err()
@@ -558,6 +559,7 @@ mod tests {
 
     #[test]
     fn failed_atomic_write_keeps_the_old_file() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("keep.csv");
         fs::write(&p, "old").unwrap();
@@ -574,6 +576,14 @@ mod tests {
     type Reader = fn(&Path) -> Result<(Dataset, Option<Dataset>), DataError>;
 
     /// An HDF5 data file built by `build` (on a fresh file).
+    /// The tests that create and read HDF5 files run one at a time: run concurrently in one
+    /// process, libhdf5's file locks made a read of a just-closed file fail now and then
+    /// ("unable to lock file, errno = 11"), about one run in five.
+    fn hdf5_serial() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn h5(path: &Path, build: impl FnOnce(&hdf5::File) -> hdf5::Result<()>) {
         let f = hdf5::File::create(path).unwrap();
         build(&f).unwrap();
@@ -611,6 +621,7 @@ mod tests {
 
     #[test]
     fn non_finite_features_are_refused_naming_row_and_column() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nan.csv");
         for bad in ["NaN", "inf", "-infinity"] {
@@ -645,6 +656,7 @@ mod tests {
 
     #[test]
     fn duplicate_column_names_are_refused() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("dup.csv");
         fs::write(&p, "x,y,label,split,label\n1,2,0,train,1\n").unwrap();
@@ -685,6 +697,7 @@ mod tests {
 
     #[test]
     fn messages_say_what_is_wrong() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         // HDF5 with no training rows: the same words as CSV, not a later "not finite".
         let h = dir.path().join("empty.h5");
@@ -716,6 +729,7 @@ mod tests {
 
     #[test]
     fn class_counts_are_checked_against_the_data_before_allocating() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.csv");
         fs::write(&p, "x,y,label\n1,2,0\n1,2,1000000000\n").unwrap();
@@ -795,6 +809,7 @@ mod tests {
 
     #[test]
     fn only_regular_files_are_read() {
+        let _serial = hdf5_serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("p.csv");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
