@@ -398,7 +398,7 @@ mod tests {
     /// The fit on synthetic measurements at P = 2 gives back the model they were made from.
     #[test]
     fn the_fit_recovers_a_synthetic_model() {
-        let grid = Grid::new(16, 3, &[2], 2);
+        let grid = predict::tests::grid3();
         // Busiest-rank calls c_l · pts_l(2) with pts = (9, 5), coarsest totals k · N_2 = k · 4.
         let counts = |rows: [[f64; 3]; 2]| StepCounts {
             per_rank: rows.map(|r| r.to_vec()).to_vec(),
@@ -418,23 +418,7 @@ mod tests {
             nrelax: 1.0,
         };
         assert_eq!((m.forward.busiest(1), m.forward.total(2)), (15.0, 8.0));
-        let model = m.fit();
-        assert_eq!(
-            model,
-            Model {
-                layers: 16,
-                t_forward: 2.0,
-                t_adjoint: 3.0,
-                t_message: 0.5,
-                overhead: 1.5, // 377.25 / T_raw(2) = 377.25 / 251.5
-                calibrated_ranks: 2,
-                c_forward: vec![4.0, 3.0, 0.0],
-                c_adjoint: vec![2.0, 1.0, 0.0],
-                k_forward: 2.0,
-                k_adjoint: 1.0,
-                cycles: 4.0,
-                nrelax: 1.0,
-            }
-        );
+        // The synthetic model of the predict tests (overhead 1.5 = 377.25 / T_raw(2) = 377.25 / 251.5).
+        assert_eq!(m.fit(), predict::tests::model3());
     }
 }

@@ -166,11 +166,11 @@ pub fn table(model: &Model, grid: &Grid, max_ranks: usize) -> Vec<Prediction> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// N = 16 fine steps, 3 levels with cf 2: 17, 9 and 5 points (strides 1, 2, 4).
-    fn grid3() -> Grid {
+    pub(crate) fn grid3() -> Grid {
         let g = Grid::new(16, 3, &[2], 2);
         assert_eq!(
             g.levels.iter().map(|l| l.points()).collect::<Vec<_>>(),
@@ -180,7 +180,7 @@ mod tests {
     }
 
     /// A synthetic calibration with values that make every predicted time exact in binary.
-    fn model3() -> Model {
+    pub(crate) fn model3() -> Model {
         Model {
             layers: 16,
             t_forward: 2.0,
