@@ -1,8 +1,8 @@
 //! Builds the network and its initial parameters from a configuration and a data set.
 
 use crate::config::Config;
-use layer_parallel::SolverSettings;
 use anyhow::{bail, Result};
+use layer_parallel::SolverSettings;
 use layerpar_data::rng::{generator, uniform};
 use odenet::{Network, Regularization, Shape};
 

@@ -8,8 +8,8 @@
 //! gradient. Ends with `check: N passed, M failed`; exits 1 on a failure.
 
 use layer_parallel::SolverSettings;
-use layerpar::train::DistNet;
 use layerpar::parallel::fingerprint;
+use layerpar::train::DistNet;
 use layerpar_data::generate_peaks;
 use layerpar_data::rng::{generator, uniform, Generator};
 use mgrit::{Comm, MpiComm, Options};
@@ -172,7 +172,8 @@ fn main() {
         &mut grad_serial,
     );
 
-    let mut dist = DistNet::new(net.clone(), &comm, settings(levels, cf, tol), None).expect("setup");
+    let mut dist =
+        DistNet::new(net.clone(), &comm, settings(levels, cf, tol), None).expect("setup");
     let local = dist.layout.extract(&net, &dist.part, &theta);
     let mut grad_local = vec![0.0; local.len()];
     let v = dist.objective_gradient(&local, &data.features, &data.labels, &mut grad_local);
@@ -267,11 +268,10 @@ fn spline_check(
         let v = dist.objective_gradient(&local, &data.features, &data.labels, &mut gl);
         (v, dist.gather(&gl))
     };
-    let mut one =
-        DistNet::new(net.clone(), comm, settings(1), Some(basis.clone())).expect("setup");
+    let mut one = DistNet::new(net.clone(), comm, settings(1), Some(basis.clone())).expect("setup");
     let (v1, g1) = eval(&mut one, &params);
-    let mut many = DistNet::new(net.clone(), comm, settings(levels), Some(basis.clone()))
-        .expect("setup");
+    let mut many =
+        DistNet::new(net.clone(), comm, settings(levels), Some(basis.clone())).expect("setup");
     let (vm, gm) = eval(&mut many, &params);
     let mut tally = Tally {
         passed: 0,

@@ -8,8 +8,8 @@
 use super::{Problem, Stop};
 use crate::config::{Config, OptimizerKind};
 use crate::train::{DistNet, DistSpace};
-use layer_parallel::Value as DistValue;
 use anyhow::Result;
+use layer_parallel::Value as DistValue;
 use layerpar_data::rng::Generator;
 use layerpar_data::Batcher;
 use optim::{backtracking, Armijo, LineSearch, Schedule, Space};

@@ -66,8 +66,7 @@ impl Controls {
                 let coef = &params[layout.layers.clone()];
                 let mut theta = vec![0.0; model.len];
                 theta[model.opening.clone()].copy_from_slice(&params[layout.opening.clone()]);
-                theta[model.classifier.clone()]
-                    .copy_from_slice(&params[layout.classifier.clone()]);
+                theta[model.classifier.clone()].copy_from_slice(&params[layout.classifier.clone()]);
                 for n in part.owned_layers.clone() {
                     sp.layer(coef, n, &mut theta[model.layer(n)]);
                 }

@@ -424,10 +424,15 @@ impl<C: Comm> Objective<C> {
         if self.part.is_first() {
             let open = &theta[ml.opening.clone()];
             let w = self.net.layout.shape.width;
-            let (mut u0, mut pre, mut s) = (vec![0.0; w * batch], vec![0.0; w * batch], vec![0.0; w * batch]);
+            let (mut u0, mut pre, mut s) = (
+                vec![0.0; w * batch],
+                vec![0.0; w * batch],
+                vec![0.0; w * batch],
+            );
             self.net.open(open, x, &mut u0, &mut pre);
             let lam0 = self.adjoint.state(0).expect("rank 0 owns λ_0");
-            self.net.opening_gradient(x, &pre, lam0, &mut s, &mut grad[ml.opening.clone()]);
+            self.net
+                .opening_gradient(x, &pre, lam0, &mut s, &mut grad[ml.opening.clone()]);
         }
         (scalars, fstats, astats)
     }
@@ -453,8 +458,13 @@ impl<C: Comm> Objective<C> {
             labels,
             Some((&mut b.seed, scale)),
         );
-        self.net
-            .classifier_adjoint(&theta[r.clone()], u_n, &b.seed, &mut grad[r], &mut b.lambda_final);
+        self.net.classifier_adjoint(
+            &theta[r.clone()],
+            u_n,
+            &b.seed,
+            &mut grad[r],
+            &mut b.lambda_final,
+        );
         [total * scale, correct as f64]
     }
 
@@ -465,7 +475,8 @@ impl<C: Comm> Objective<C> {
         let (lo, hi) = (self.part.points.start, self.part.points.end);
         if lo > 0 {
             let lam_lo = self.adjoint.state(lo).expect("owned");
-            self.comm.send(self.part.rank - 1, LAMBDA_TAG, lam_lo.clone());
+            self.comm
+                .send(self.part.rank - 1, LAMBDA_TAG, lam_lo.clone());
         }
         // Every rank but the last owns layer hi−1, whose λ_hi is the right neighbour's first.
         let lam_hi = (!self.part.is_last()).then(|| self.comm.recv(self.part.rank + 1, LAMBDA_TAG));
@@ -478,9 +489,12 @@ impl<C: Comm> Objective<C> {
             };
             let range = self.model_layout.layer(n);
             let u = self.forward.state(n).expect("owned");
-            self.net
-                .step(&theta[range.clone()], h)
-                .gradient(u, next, &mut self.buf.scratch, &mut grad[range]);
+            self.net.step(&theta[range.clone()], h).gradient(
+                u,
+                next,
+                &mut self.buf.scratch,
+                &mut grad[range],
+            );
         }
         self.comm.wait_sends();
     }

@@ -14,7 +14,9 @@ fn values(n: usize, seed: u64) -> Vec<f64> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1.4
         })
         .collect()
@@ -23,13 +25,21 @@ fn values(n: usize, seed: u64) -> Vec<f64> {
 fn assert_conclusive_pass(what: &str, r: &Report) {
     let c = r.counts();
     assert!(r.passed(), "{what}: {:#?}", r.lines);
-    assert!(!r.inconclusive(), "{what}: inconclusive checks: {:#?}", r.lines);
+    assert!(
+        !r.inconclusive(),
+        "{what}: inconclusive checks: {:#?}",
+        r.lines
+    );
     assert!(c.passed >= 5, "{what}: only {c} checks ran");
 }
 
 #[test]
 fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
-    for (act, width) in [(Activation::Tanh, 4), (Activation::SmoothRelu, 5), (Activation::Relu, 8)] {
+    for (act, width) in [
+        (Activation::Tanh, 4),
+        (Activation::SmoothRelu, 5),
+        (Activation::Relu, 8),
+    ] {
         let layers = 6;
         let shape = Shape {
             input: 2,
@@ -38,7 +48,13 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
             layers,
             opening: Opening::Activate,
         };
-        let net = Network::new(shape, act, 1.0, Loss::CrossEntropy, Regularization::default());
+        let net = Network::new(
+            shape,
+            act,
+            1.0,
+            Loss::CrossEntropy,
+            Regularization::default(),
+        );
         let theta = values(net.num_params(), 3);
         let batch = 7;
         let x = values(shape.input * batch, 5);
@@ -76,9 +92,15 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
         };
         // U_0 = opening(X) is not zero; a coarse step of two fine steps from layer 2 too.
         let what = format!("forward {act} w={width}");
-        assert_conclusive_pass(&what, &check_app(&mut fwd, &SerialComm, 0, &step(0, 1, 0, 1), 1e-14));
+        assert_conclusive_pass(
+            &what,
+            &check_app(&mut fwd, &SerialComm, 0, &step(0, 1, 0, 1), 1e-14),
+        );
         let u2 = values(width * batch, 9);
-        assert_conclusive_pass(&what, &check_state(&mut fwd, &SerialComm, &u2, &step(2, 4, 1, 2), 1e-14));
+        assert_conclusive_pass(
+            &what,
+            &check_state(&mut fwd, &SerialComm, &u2, &step(2, 4, 1, 2), 1e-14),
+        );
 
         // The adjoint, linearized at the forward solution.
         forward.solve(&mut fwd);
@@ -94,11 +116,21 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
         };
         let what = format!("adjoint {act} w={width}");
         let n = layers;
-        assert_conclusive_pass(&what, &check_app(&mut adj, &SerialComm, n, &step(n, n - 1, 0, 1), 1e-14));
+        assert_conclusive_pass(
+            &what,
+            &check_app(&mut adj, &SerialComm, n, &step(n, n - 1, 0, 1), 1e-14),
+        );
         let lam = values(width * batch, 13);
-        assert_conclusive_pass(&what, &check_state(&mut adj, &SerialComm, &lam, &step(3, 1, 1, 2), 1e-14));
+        assert_conclusive_pass(
+            &what,
+            &check_state(&mut adj, &SerialComm, &lam, &step(3, 1, 1, 2), 1e-14),
+        );
         // An interior initial guess is zero: the harness must call that inconclusive.
         let zero = check_app(&mut adj, &SerialComm, 2, &step(3, 2, 0, 1), 1e-14);
-        assert!(zero.inconclusive(), "a zero state was not reported as inconclusive: {:#?}", zero.lines);
+        assert!(
+            zero.inconclusive(),
+            "a zero state was not reported as inconclusive: {:#?}",
+            zero.lines
+        );
     }
 }

@@ -80,19 +80,33 @@ fn per_layer_controls_equal_the_serial_objective_bit_for_bit() {
     let mut n = 0;
     for act in Activation::ALL {
         for opening in [Opening::Activate, Opening::Replicate] {
-            for (loss, width) in [(Loss::CrossEntropy, 4), (Loss::Mse, 5), (Loss::CrossEntropy, 6)] {
+            for (loss, width) in [
+                (Loss::CrossEntropy, 4),
+                (Loss::Mse, 5),
+                (Loss::CrossEntropy, 6),
+            ] {
                 let c = case(act, opening, loss, width, 3 + n);
                 n += 1;
                 let theta = Mix(11 + n).vec(c.net.num_params(), 0.7);
                 let mut ws = Workspace::default();
                 let mut g_serial = vec![0.0; theta.len()];
-                let v_serial = c.net.objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_serial);
-                let mut obj = Objective::new(c.net.clone(), &SerialComm, settings(1), None).unwrap();
+                let v_serial =
+                    c.net
+                        .objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_serial);
+                let mut obj =
+                    Objective::new(c.net.clone(), &SerialComm, settings(1), None).unwrap();
                 let mut g = vec![0.0; theta.len()];
                 let v = obj.objective_gradient(&theta, &c.x, &c.labels, &mut g);
                 let what = format!("{act} {opening:?} {loss:?} w={width}");
-                assert!(g_serial.iter().any(|&x| x != 0.0), "{what}: zero gradient proves nothing");
-                assert_eq!(v.objective.to_bits(), v_serial.objective.to_bits(), "{what}: J");
+                assert!(
+                    g_serial.iter().any(|&x| x != 0.0),
+                    "{what}: zero gradient proves nothing"
+                );
+                assert_eq!(
+                    v.objective.to_bits(),
+                    v_serial.objective.to_bits(),
+                    "{what}: J"
+                );
                 assert_eq!(v.loss.to_bits(), v_serial.loss.to_bits(), "{what}: loss");
                 assert_eq!(v.correct, v_serial.correct, "{what}: correct");
                 assert_eq!(g, g_serial, "{what}: gradient");
@@ -106,7 +120,11 @@ fn per_layer_controls_equal_the_serial_objective_bit_for_bit() {
                 assert_eq!(acc, correct as f64 / b);
                 assert_eq!(correct, v_serial.correct);
                 let reg = obj.regularization(&theta);
-                assert_eq!(reg.to_bits(), c.net.regularization(&theta, None).to_bits(), "{what}: R");
+                assert_eq!(
+                    reg.to_bits(),
+                    c.net.regularization(&theta, None).to_bits(),
+                    "{what}: R"
+                );
             }
         }
     }
@@ -119,9 +137,12 @@ fn converged_mgrit_equals_the_serial_sweep() {
         let theta = Mix(17).vec(c.net.num_params(), 0.7);
         let mut ws = Workspace::default();
         let mut g_serial = vec![0.0; theta.len()];
-        let v_serial = c.net.objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_serial);
+        let v_serial = c
+            .net
+            .objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_serial);
         for levels in [2, 3] {
-            let mut obj = Objective::new(c.net.clone(), &SerialComm, settings(levels), None).unwrap();
+            let mut obj =
+                Objective::new(c.net.clone(), &SerialComm, settings(levels), None).unwrap();
             assert_eq!(obj.levels(), levels);
             let mut g = vec![0.0; theta.len()];
             let v = obj.objective_gradient(&theta, &c.x, &c.labels, &mut g);
@@ -136,7 +157,8 @@ fn converged_mgrit_equals_the_serial_sweep() {
 /// The spline objective J(p) = loss(θ(p)) + R_open + R_spline(c) + R_class.
 fn spline_case(act: Activation, opening: Opening) -> (Case, bspline::Basis, Vec<f64>) {
     let c = case(act, opening, Loss::CrossEntropy, 4, 9);
-    let basis = bspline::Basis::uniform(bspline::KnotKind::Clamped, 2, 5, c.net.final_time).unwrap();
+    let basis =
+        bspline::Basis::uniform(bspline::KnotKind::Clamped, 2, 5, c.net.final_time).unwrap();
     let pl = layer_parallel::spline_layout(&c.net, basis.count());
     let p = Mix(23).vec(pl.len, 0.7);
     (c, basis, p)
@@ -155,11 +177,16 @@ fn spline_controls_follow_the_chain_rule_through_the_serial_objective() {
             let mut ws = Workspace::default();
             let mut g_theta = vec![0.0; theta.len()];
             let v_theta = plain.objective_gradient(&theta, &c.x, &c.labels, &mut ws, &mut g_theta);
-            let mut obj = Objective::new(c.net.clone(), &SerialComm, settings(1), Some(basis)).unwrap();
+            let mut obj =
+                Objective::new(c.net.clone(), &SerialComm, settings(1), Some(basis)).unwrap();
             assert!(obj.is_spline());
             let mut g = vec![0.0; p.len()];
             let v = obj.objective_gradient(&p, &c.x, &c.labels, &mut g);
-            assert_eq!(v.loss.to_bits(), v_theta.loss.to_bits(), "{act} {opening:?}: loss at θ(p)");
+            assert_eq!(
+                v.loss.to_bits(),
+                v_theta.loss.to_bits(),
+                "{act} {opening:?}: loss at θ(p)"
+            );
             // ∂J/∂c_i = Σ_n B_i(t_n) ∂loss/∂θ_n + ∂R/∂c_i; opening and classifier as they are.
             let l = &c.net.layout;
             let pl = layer_parallel::spline_layout(&c.net, sp.count);
@@ -167,19 +194,34 @@ fn spline_controls_follow_the_chain_rule_through_the_serial_objective() {
             let mut expect = vec![0.0; p.len()];
             expect[pl.opening()].copy_from_slice(&g_theta[l.opening()]);
             expect[pl.classifier()].copy_from_slice(&g_theta[l.classifier()]);
-            c.net.opening_regularization(&p[pl.opening()], Some(&mut expect[pl.opening()]));
-            c.net.classifier_regularization(&p[pl.classifier()], Some(&mut expect[pl.classifier()]));
+            c.net
+                .opening_regularization(&p[pl.opening()], Some(&mut expect[pl.opening()]));
+            c.net
+                .classifier_regularization(&p[pl.classifier()], Some(&mut expect[pl.classifier()]));
             let mut coef_grad = vec![0.0; pl.hidden().len()];
             for n in 0..l.shape.layers {
                 sp.add_gradient(n, &g_theta[l.layer(n)], &mut coef_grad);
             }
             let mut reg_grad = vec![0.0; coef_grad.len()];
-            let creg = sp.regularization(&p[pl.hidden()], l.layer_len, r.tikhonov, r.ddt, &mut reg_grad);
-            for ((e, a), b) in expect[pl.hidden()].iter_mut().zip(&coef_grad).zip(&reg_grad) {
+            let creg = sp.regularization(
+                &p[pl.hidden()],
+                l.layer_len,
+                r.tikhonov,
+                r.ddt,
+                &mut reg_grad,
+            );
+            for ((e, a), b) in expect[pl.hidden()]
+                .iter_mut()
+                .zip(&coef_grad)
+                .zip(&reg_grad)
+            {
                 *e = a + b;
             }
             let e = max_rel(&g, &expect);
-            assert!(e <= 1e-13, "{act} {opening:?}: gradient differs from the chain rule by {e:e}");
+            assert!(
+                e <= 1e-13,
+                "{act} {opening:?}: gradient differs from the chain rule by {e:e}"
+            );
             let reg = c.net.opening_regularization(&p[pl.opening()], None)
                 + creg
                 + c.net.classifier_regularization(&p[pl.classifier()], None);
@@ -201,12 +243,19 @@ fn spline_gradient_matches_finite_differences() {
             let h = 1e-6;
             let mut q = p.clone();
             q[i] += h;
-            let jp = obj.objective_gradient(&q, &c.x, &c.labels, &mut scratch).objective;
+            let jp = obj
+                .objective_gradient(&q, &c.x, &c.labels, &mut scratch)
+                .objective;
             q[i] -= 2.0 * h;
-            let jm = obj.objective_gradient(&q, &c.x, &c.labels, &mut scratch).objective;
+            let jm = obj
+                .objective_gradient(&q, &c.x, &c.labels, &mut scratch)
+                .objective;
             let fd = (jp - jm) / (2.0 * h);
             worst = worst.max((fd - g[i]).abs() / (1e-3 + g[i].abs()));
         }
-        assert!(worst < 1e-6, "{act}: finite differences differ by {worst:e}");
+        assert!(
+            worst < 1e-6,
+            "{act}: finite differences differ by {worst:e}"
+        );
     }
 }

@@ -54,7 +54,10 @@ impl Case {
             lam: data(width * batch, 4),
             gk: vec![0.0; width * width],
             gb: vec![0.0; width],
-            theta: data(width * width, 1).into_iter().chain(data(width, 2)).collect(),
+            theta: data(width * width, 1)
+                .into_iter()
+                .chain(data(width, 2))
+                .collect(),
             grad: vec![0.0; width * width + width],
             scratch: Scratch::new(width * batch),
         }
@@ -64,7 +67,12 @@ impl Case {
         let dense = Dense { width: self.width };
         let step = dense.linearize(Activation::SmoothRelu, 0.1, &self.theta);
         step.forward(&self.u, &mut self.u_next, &mut self.scratch);
-        step.adjoint(&self.u, &mut self.lam, &mut self.scratch, Some(&mut self.grad));
+        step.adjoint(
+            &self.u,
+            &mut self.lam,
+            &mut self.scratch,
+            Some(&mut self.grad),
+        );
         black_box(&self.lam);
     }
 

@@ -389,13 +389,25 @@ macro_rules! dispatch {
 
 /// U⁺ = U + h σ(K U + b 1ᵀ) (requires [`supported`]`(width)`).
 pub fn forward(step: &DenseStep, u: &[f64], u_next: &mut [f64]) {
-    let DenseStep { act, h, width, k, b } = *step;
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
     dispatch!(width, act, forward(h, k, b, u, u_next))
 }
 
 /// U ← U + h σ(K U + b 1ᵀ) (requires [`supported`]`(width)`).
 pub fn forward_in_place(step: &DenseStep, u: &mut [f64]) {
-    let DenseStep { act, h, width, k, b } = *step;
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
     dispatch!(width, act, forward_in_place(h, k, b, u))
 }
 
@@ -407,7 +419,13 @@ pub fn adjoint(
     lam: &mut [f64],
     grad: Option<(&mut [f64], &mut [f64])>,
 ) {
-    let DenseStep { act, h, width, k, b } = *step;
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
     dispatch!(width, act, adjoint(h, k, b, u, lam, grad))
 }
 
@@ -420,7 +438,13 @@ pub fn adjoint_from(
     lam_out: &mut [f64],
     grad: Option<(&mut [f64], &mut [f64])>,
 ) {
-    let DenseStep { act, h, width, k, b } = *step;
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
     dispatch!(
         width,
         act,
@@ -431,6 +455,12 @@ pub fn adjoint_from(
 /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 with S = σ'(K U + b 1ᵀ) ⊙ (h λ⁺); the same bits as the
 /// gradient of [`adjoint`] (requires [`supported`]`(width)`).
 pub fn gradient(step: &DenseStep, u: &[f64], lam_next: &[f64], gk: &mut [f64], gb: &mut [f64]) {
-    let DenseStep { act, h, width, k, b } = *step;
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
     dispatch!(width, act, gradient(h, k, b, u, lam_next, gk, gb))
 }

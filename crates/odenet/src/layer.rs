@@ -163,7 +163,9 @@ impl DenseStep<'_> {
     fn pre_activation(&self, u: &[f64], z: &mut [f64]) {
         let batch = u.len() / self.width;
         broadcast_columns(self.b, z);
-        gemm(self.width, self.width, batch, 1.0, self.k, false, u, false, 1.0, z);
+        gemm(
+            self.width, self.width, batch, 1.0, self.k, false, u, false, 1.0, z,
+        );
     }
 
     /// S = σ'(Z) ⊙ (h Λ⁺) into `s`, from Z in `z`.

@@ -158,7 +158,9 @@ impl Network {
             Opening::Activate => {
                 let (w_in, b_in) = open.split_at(sh.width * sh.input);
                 broadcast_columns(b_in, pre);
-                gemm(sh.width, sh.input, batch, 1.0, w_in, false, x, false, 1.0, pre);
+                gemm(
+                    sh.width, sh.input, batch, 1.0, w_in, false, x, false, 1.0, pre,
+                );
                 for (u, &a) in u0.iter_mut().zip(pre.iter()) {
                     *u = self.activation.value(a);
                 }
@@ -202,7 +204,9 @@ impl Network {
         let batch = u_final.len() / sh.width;
         let (w_c, b_c) = class.split_at(sh.classes * sh.width);
         broadcast_columns(b_c, logits);
-        gemm(sh.classes, sh.width, batch, 1.0, w_c, false, u_final, false, 1.0, logits);
+        gemm(
+            sh.classes, sh.width, batch, 1.0, w_c, false, u_final, false, 1.0, logits,
+        );
     }
 
     /// The classifier's adjoint from the loss seed G = ∂loss/∂Z (C × B): ∂J/∂W_c += G U_Nᵀ,
@@ -221,7 +225,18 @@ impl Network {
         let (gw, gb) = grad.split_at_mut(c * w);
         gemm(c, batch, w, 1.0, seed, false, u_final, true, 1.0, gw);
         add_row_sums(c, seed, gb);
-        gemm(w, c, batch, 1.0, &class[..c * w], true, seed, false, 0.0, lam_final);
+        gemm(
+            w,
+            c,
+            batch,
+            1.0,
+            &class[..c * w],
+            true,
+            seed,
+            false,
+            0.0,
+            lam_final,
+        );
     }
 
     /// γ_tik/2 ‖(W_in, b_in)‖², adding its gradient into `grad` (the opening block) when given.
