@@ -250,9 +250,10 @@ impl<C: Comm> Objective<C> {
             open: &theta[self.model_layout.opening.clone()],
             x,
             batch,
-            scratch: Scratch::new(sh.width * batch),
+            scratch: std::mem::take(&mut self.buf.scratch),
         };
         sweep.solve(&mut app);
+        self.buf.scratch = app.scratch;
         let mut out = [0.0, 0.0];
         if part.is_last() {
             let mut logits = vec![0.0; sh.classes * batch];
