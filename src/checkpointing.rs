@@ -10,7 +10,7 @@ use crate::train::{OptimizerState, Start};
 use anyhow::{bail, Result};
 use checkpoint::{Checkpoint, History, NetShape, RngState};
 use mgrit::Comm;
-use odenet::{Network, Opening, Regularization, Shape};
+use odenet::{Closing, Network, Opening, Regularization, Shape};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -25,12 +25,14 @@ pub fn net_shape(net: &Network, hidden_sets: usize) -> NetShape {
         layers: s.layers,
         opening_params: s.opening == Opening::Activate,
         hidden_sets,
+        classifier_params: s.closing == Closing::Affine,
+        time_scale: s.time_scale,
     }
 }
 
 /// What differs between a checkpoint's network `src` and the run's `d` in the sizes that
-/// every way of carrying parameters over needs equal: input features, width, classes and
-/// the opening layer (each as "… (the run has …)").
+/// every way of carrying parameters over needs equal: input features, width, classes, the
+/// opening and closing layers and the time scale (each as "… (the run has …)").
 fn size_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
     let mut diffs = Vec::new();
     if src.input != d.input {
@@ -54,6 +56,22 @@ fn size_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
             "opening {} (the run has {})",
             kind(src.opening_params),
             kind(d.opening_params)
+        ));
+    }
+    if src.classifier_params != d.classifier_params {
+        let kind = |p: bool| if p { "\"affine\"" } else { "\"average\"" };
+        diffs.push(format!(
+            "closing {} (the run has {})",
+            kind(src.classifier_params),
+            kind(d.classifier_params)
+        ));
+    }
+    if src.time_scale != d.time_scale {
+        let kind = |p: bool| if p { "a learnable" } else { "a fixed" };
+        diffs.push(format!(
+            "{} time scale (the run has {})",
+            kind(src.time_scale),
+            kind(d.time_scale)
         ));
     }
     diffs
@@ -121,6 +139,7 @@ pub fn transfer(
     let mut out = vec![0.0; dl.len];
     out[dl.opening()].copy_from_slice(&params[sl.opening()]);
     out[dl.classifier()].copy_from_slice(&params[sl.classifier()]);
+    out[dl.scale.clone()].copy_from_slice(&params[sl.scale.clone()]);
     let (nc, nf) = (src.layers, d.layers);
     for i in 0..nf {
         let dst_block = dl.layer(i);
@@ -170,6 +189,7 @@ fn refine_knots(params: &[f64], src: NetShape, dst: &Network, dst_sets: usize) -
     out[dl.opening()].copy_from_slice(&params[sl.opening()]);
     out[dl.hidden()].copy_from_slice(&coef);
     out[dl.classifier()].copy_from_slice(&params[sl.classifier()]);
+    out[dl.scale.clone()].copy_from_slice(&params[sl.scale.clone()]);
     Ok(out)
 }
 
@@ -445,11 +465,9 @@ pub fn init_parameters(
                 Opening::Replicate
             };
             let shape = Shape {
-                input: sh.input,
-                width: sh.width,
-                classes: sh.classes,
                 layers: first_layers,
                 opening,
+                ..sh.layout().shape
             };
             let net = Network::new(
                 shape,
@@ -482,13 +500,7 @@ mod tests {
     use odenet::{Activation, Loss};
 
     fn net(layers: usize) -> Network {
-        let shape = Shape {
-            input: 2,
-            width: 2,
-            classes: 3,
-            layers,
-            opening: Opening::Activate,
-        };
+        let shape = Shape::dense(2, 2, 3, layers);
         Network::new(
             shape,
             Activation::Tanh,
@@ -531,13 +543,7 @@ mod tests {
     fn other_widths_are_refused_with_the_difference_named() {
         let c = net(3);
         let p = vec![0.0; c.num_params()];
-        let shape = Shape {
-            input: 2,
-            width: 4,
-            classes: 3,
-            layers: 3,
-            opening: Opening::Activate,
-        };
+        let shape = Shape::dense(2, 4, 3, 3);
         let wide = Network::new(
             shape,
             Activation::Tanh,

@@ -6,7 +6,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bspline::KnotKind;
-use odenet::{Activation, Loss, Opening};
+use odenet::{Activation, Closing, Loss, Opening};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -67,6 +67,9 @@ pub struct NetworkConfig {
     pub final_time: f64,
     pub activation: Activation,
     pub opening: Opening,
+    pub closing: Closing,
+    /// Make the time scale s (the ODE runs to s·T) a trainable parameter, starting at 1.
+    pub learn_time_scale: bool,
     pub loss: Loss,
     pub init_open: f64,
     pub init_hidden: f64,
@@ -157,6 +160,8 @@ impl Default for Config {
                 final_time: 1.0,
                 activation: Activation::SmoothRelu,
                 opening: Opening::Activate,
+                closing: Closing::Affine,
+                learn_time_scale: false,
                 loss: Loss::CrossEntropy,
                 init_open: 1.0,
                 init_hidden: 0.1,
@@ -287,6 +292,8 @@ choice_enum! {
     pub enum DataKind {
         /// The Peaks data set, generated in code.
         Peaks = "peaks",
+        /// Sine regression, generated in code: y = sin(x), x uniform on [−π, π].
+        Sine = "sine",
         Csv = "csv",
         Hdf5 = "hdf5",
     }
@@ -356,6 +363,11 @@ impl Choice for Opening {
     ];
 }
 
+impl Choice for Closing {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("affine", Closing::Affine), ("average", Closing::Average)];
+}
+
 impl Choice for Loss {
     const CHOICES: &'static [(&'static str, Self)] =
         &[("crossentropy", Loss::CrossEntropy), ("mse", Loss::Mse)];
@@ -369,11 +381,12 @@ impl Choice for KnotKind {
 }
 
 /// Every choice key with its names, in the order loading checks them.
-fn choice_keys() -> [(&'static str, Vec<&'static str>); 10] {
+fn choice_keys() -> [(&'static str, Vec<&'static str>); 11] {
     [
         ("network.activation", Activation::names()),
         ("network.loss", Loss::names()),
         ("network.opening", Opening::names()),
+        ("network.closing", Closing::names()),
         ("optimizer.kind", OptimizerKind::names()),
         ("output.progress", Progress::names()),
         ("optimizer.schedule", ScheduleKind::names()),
@@ -490,7 +503,7 @@ impl Config {
         }
         let (opening, kind) = (self.network.opening, self.data.kind);
         let d = &self.data;
-        if kind == DataKind::Peaks {
+        if matches!(kind, DataKind::Peaks | DataKind::Sine) {
             at_least("data.train_size", d.train_size, 1)?;
             at_least("data.val_size", d.val_size, 1)?;
         } else if d.path.is_empty() {
@@ -984,6 +997,7 @@ mod tests {
     fn every_choice_is_named_as_serde_names_it() {
         names_match_serde::<Activation>();
         names_match_serde::<Opening>();
+        names_match_serde::<Closing>();
         names_match_serde::<Loss>();
         names_match_serde::<KnotKind>();
         names_match_serde::<ControlsKind>();

@@ -2,7 +2,7 @@
 
 use crate::config::{Config, DataKind};
 use anyhow::{bail, Result};
-use layerpar_data::{generate_peaks, read_csv, read_hdf5, Dataset};
+use layerpar_data::{generate_peaks, generate_sine, read_csv, read_hdf5, Dataset};
 use std::path::Path;
 
 /// (training set, validation set) for the configuration.
@@ -15,10 +15,14 @@ pub fn load(config: &Config) -> Result<(Dataset, Dataset)> {
 pub fn load_data(config: &Config) -> Result<(Dataset, Dataset, bool)> {
     crate::limits::check_data(config)?;
     let d = &config.data;
-    let mut seeded = d.kind == DataKind::Peaks;
+    let mut seeded = matches!(d.kind, DataKind::Peaks | DataKind::Sine);
     let (train, val) = match d.kind {
         DataKind::Peaks => {
             let (t, v) = generate_peaks(d.train_size, d.val_size, config.seed);
+            (t, Some(v))
+        }
+        DataKind::Sine => {
+            let (t, v) = generate_sine(d.train_size, d.val_size, config.seed);
             (t, Some(v))
         }
         DataKind::Csv => read_csv(Path::new(&d.path))?,
@@ -46,7 +50,14 @@ pub fn load_data(config: &Config) -> Result<(Dataset, Dataset, bool)> {
             train.split_tail(hold)
         }
     };
-    if train.classes < 2 {
+    if train.is_regression() {
+        if config.network.loss != odenet::Loss::Mse {
+            bail!(
+                "the data has real-valued targets (regression): set config key `network.loss` = \"mse\", got \"{}\"",
+                crate::config::Choice::name(config.network.loss)
+            );
+        }
+    } else if train.classes < 2 {
         bail!(
             "the training data has {} class(es); at least 2 are needed",
             train.classes

@@ -6,7 +6,8 @@ use layer_parallel::SolverSettings;
 use layerpar_data::rng::{generator, uniform};
 use odenet::{Network, Regularization, Shape};
 
-/// The network for `config` on data with `input` features and `classes` classes.
+/// The network for `config` on data with `input` features and `classes` outputs (the
+/// number of classes, or of regression targets per example).
 pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Network> {
     let n = &config.network;
     let opening = n.opening;
@@ -16,12 +17,19 @@ pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Ne
             n.width
         );
     }
+    if n.closing == odenet::Closing::Average && classes != 1 {
+        bail!(
+            "config key `network.closing` = \"average\" gives one output, but the data needs {classes} (classes or targets per example); use \"affine\""
+        );
+    }
     let shape = Shape {
         input,
         width: n.width,
         classes,
         layers: n.layers,
         opening,
+        closing: n.closing,
+        time_scale: n.learn_time_scale,
     };
     let o = &config.optimizer;
     Ok(Network::new(
@@ -86,6 +94,8 @@ pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
         n.init_class / (sh.width as f64).sqrt(),
         &mut g,
     );
+    // The time scale starts at 1: the configured final time T.
+    theta[l.scale.clone()].fill(1.0);
     theta
 }
 

@@ -45,3 +45,51 @@ fn parallel_gradient_passes_finite_differences() {
         );
     }
 }
+
+/// Sine regression (copy opening, average closing, MSE against real targets) and a learnable
+/// time scale: bitwise the serial gradient with one level on 1–4 ranks (the scale's gradient
+/// is reduced in layer order), within 1e-9 with converged MGRIT, and passing finite
+/// differences (the scale's entry included), per-layer and spline.
+#[test]
+fn regression_and_time_scale_gradients_match_the_serial_ones() {
+    assert_same_bits_on_2_to_4_ranks(&[
+        "--levels",
+        "1",
+        "--sine",
+        "--time-scale",
+        "--layers",
+        "13",
+    ]);
+    assert_same_bits_on_2_to_4_ranks(&["--levels", "1", "--time-scale", "--layers", "13"]);
+    for p in [1, 2, 3, 4] {
+        check(
+            p,
+            &[
+                "--levels",
+                "3",
+                "--sine",
+                "--time-scale",
+                "--layers",
+                "29",
+                "--tol",
+                "1e-12",
+            ],
+        );
+        check(
+            p,
+            &[
+                "--levels",
+                "2",
+                "--fd",
+                "--sine",
+                "--time-scale",
+                "--width",
+                "5",
+            ],
+        );
+        check(
+            p,
+            &["--levels", "2", "--fd", "--time-scale", "--spline", "6"],
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! `layerpar-check [--levels L] [--cf C] [--tol T] [--fd] [--width W] [--layers N]
-//! [--activation A]`: the layer-parallel objective and gradient against the serial ones,
-//! under MPI.
+//! [--activation A] [--sine] [--time-scale]`: the layer-parallel objective and gradient
+//! against the serial ones, under MPI. `--sine`: sine regression (1 input, copy opening,
+//! average closing, MSE against real targets) instead of Peaks classification;
+//! `--time-scale`: a learnable time scale (s = 1.3) as the last parameter.
 //!
 //! Prints (rank 0) the relative differences to the serial J and ∇J, the bits of J and a
 //! fingerprint of the whole gradient (for bit-for-bit comparisons across rank counts), and,
@@ -10,10 +12,10 @@
 use layer_parallel::SolverSettings;
 use layerpar::parallel::fingerprint;
 use layerpar::train::DistNet;
-use layerpar_data::generate_peaks;
 use layerpar_data::rng::{generator, uniform, Generator};
+use layerpar_data::{generate_peaks, generate_sine};
 use mgrit::{Comm, MpiComm, Options};
-use odenet::{Activation, Loss, Network, Opening, Regularization, Shape, Workspace};
+use odenet::{Activation, Closing, Loss, Network, Opening, Regularization, Shape, Workspace};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -35,13 +37,7 @@ fn check_network(shape: Shape, act: Activation, ddt: f64) -> Network {
 }
 
 fn peaks_shape(width: usize, layers: usize) -> Shape {
-    Shape {
-        input: 2,
-        width,
-        classes: 5,
-        layers,
-        opening: Opening::Activate,
-    }
+    Shape::dense(2, width, 5, layers)
 }
 
 /// n parameters uniform in [−0.8, 0.8].
@@ -147,36 +143,49 @@ fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         let degree: usize = arg(&args, "--degree", 3);
-        let code = spline_check(&comm, levels, cf, tol, width, layers, m, degree, &act, fd);
+        let time_scale = args.iter().any(|a| a == "--time-scale");
+        let code = spline_check(
+            &comm, levels, cf, tol, width, layers, m, degree, &act, fd, time_scale,
+        );
         drop(comm);
         drop(universe);
         std::process::exit(code);
     }
 
-    let net = check_network(
-        peaks_shape(width, layers),
-        act.parse::<Activation>().expect("activation"),
-        1e-4,
-    );
-    let (data, _) = generate_peaks(37, 5, 3);
-    let theta = random_parameters(&mut generator(11, 1), net.num_params());
+    let sine = args.iter().any(|a| a == "--sine");
+    let shape = Shape {
+        time_scale: args.iter().any(|a| a == "--time-scale"),
+        ..if sine {
+            Shape {
+                opening: Opening::Replicate,
+                closing: Closing::Average,
+                ..Shape::dense(1, width, 1, layers)
+            }
+        } else {
+            peaks_shape(width, layers)
+        }
+    };
+    let mut net = check_network(shape, act.parse::<Activation>().expect("activation"), 1e-4);
+    let data = if sine {
+        net.loss = Loss::Mse;
+        generate_sine(37, 5, 3).0
+    } else {
+        generate_peaks(37, 5, 3).0
+    };
+    let mut theta = random_parameters(&mut generator(11, 1), net.num_params());
+    theta[net.layout.scale.clone()].fill(1.3);
 
     // Serial reference on every rank.
     let mut ws = Workspace::default();
     let mut grad_serial = vec![0.0; theta.len()];
-    let serial = net.objective_gradient(
-        &theta,
-        &data.features,
-        &data.labels,
-        &mut ws,
-        &mut grad_serial,
-    );
+    let serial =
+        net.objective_gradient(&theta, &data.features, data.y(), &mut ws, &mut grad_serial);
 
     let mut dist =
         DistNet::new(net.clone(), &comm, settings(levels, cf, tol), None).expect("setup");
     let local = dist.layout.extract(&net, &dist.part, &theta);
     let mut grad_local = vec![0.0; local.len()];
-    let v = dist.objective_gradient(&local, &data.features, &data.labels, &mut grad_local);
+    let v = dist.objective_gradient(&local, &data.features, data.y(), &mut grad_local);
     let grad = dist.gather(&grad_local);
 
     let mut tally = Tally {
@@ -209,17 +218,22 @@ fn main() {
     if fd {
         // Coordinates spread over every block: opening, several layers, classifier.
         let l = &net.layout;
-        let mut coords = vec![l.open_weight.start, l.open_bias.start + 1];
+        let mut coords = Vec::new();
+        if !l.opening().is_empty() {
+            coords.extend([l.open_weight.start, l.open_bias.start + 1]);
+        }
         for n in [0, layers / 2, layers - 1] {
             coords.push(l.layer_weight(n).start + 1);
             coords.push(l.layer_bias(n).start);
         }
-        coords.push(l.class_weight.start + 2);
-        coords.push(l.class_bias.end - 1);
+        if !l.classifier().is_empty() {
+            coords.extend([l.class_weight.start + 2, l.class_bias.end - 1]);
+        }
+        coords.extend(l.scale.clone());
         let worst = worst_fd_error(&coords, &theta, &grad, |t| {
             let tl = dist.layout.extract(&net, &dist.part, t);
             let mut gl = vec![0.0; tl.len()];
-            dist.objective_gradient(&tl, &data.features, &data.labels, &mut gl)
+            dist.objective_gradient(&tl, &data.features, data.y(), &mut gl)
                 .objective
         });
         tally.check(
@@ -250,16 +264,21 @@ fn spline_check(
     degree: usize,
     act: &str,
     fd: bool,
+    time_scale: bool,
 ) -> i32 {
     use bspline::{Basis, KnotKind};
     let root = comm.rank() == 0;
-    let shape = peaks_shape(width, layers);
+    let shape = Shape {
+        time_scale,
+        ..peaks_shape(width, layers)
+    };
     let net = check_network(shape, act.parse::<Activation>().expect("activation"), 1e-3);
     let (data, _) = generate_peaks(37, 5, 3);
     let pshape = Shape { layers: m, ..shape };
     let pnet = check_network(pshape, net.activation, 1e-3);
     let mut g = generator(13, 1);
-    let params = random_parameters(&mut g, pnet.num_params());
+    let mut params = random_parameters(&mut g, pnet.num_params());
+    params[pnet.layout.scale.clone()].fill(0.9);
     let basis = Basis::uniform(KnotKind::Clamped, degree, m, 2.0).expect("basis");
     let settings = |levels: usize| settings(levels, cf, tol);
     let eval = |dist: &mut DistNet, p: &[f64]| {
@@ -304,6 +323,7 @@ fn spline_check(
     if fd {
         let l = &pnet.layout;
         let mut coords = vec![l.open_weight.start, l.class_bias.end - 1];
+        coords.extend(l.scale.clone());
         for i in [0, m / 2, m - 1] {
             coords.push(l.layer_weight(i).start + 1);
             coords.push(l.layer_bias(i).start);
@@ -324,6 +344,7 @@ fn spline_check(
     // The per-layer vector drops the last coefficient set (θ(T) belongs to no layer).
     let mut lp = hp[..hnet.layout.hidden_start + layers * hnet.layout.layer_len].to_vec();
     lp.extend_from_slice(&hp[hnet.layout.classifier()]);
+    lp.extend_from_slice(&hp[hnet.layout.scale.clone()]);
     let mut sp = DistNet::new(lnet.clone(), comm, settings(1), Some(hat)).expect("setup");
     let local = sp.layout.extract(&hnet, &sp.part, &hp);
     let mut gl = vec![0.0; local.len()];
@@ -340,6 +361,7 @@ fn spline_check(
     let extra = 0.5 * lnet.regularization.tikhonov * tail.iter().map(|x| x * x).sum::<f64>();
     let mut gs_shared = gs[..k].to_vec();
     gs_shared.extend_from_slice(&gs[hnet.layout.classifier()]);
+    gs_shared.extend_from_slice(&gs[hnet.layout.scale.clone()]);
     let grel = relative_difference(&gs_shared, &gp);
     let jdiff = (vs.objective - extra - vp.objective).abs() / vp.objective.abs();
     tally.check(grel <= 1e-14 && jdiff <= 1e-14, format!("degree-1 splines with M = N + 1 vs per-layer: gradient {grel:.3e}, objective {jdiff:.3e}"));

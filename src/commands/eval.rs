@@ -23,11 +23,11 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
         let config = crate::config::load_str(&file.config, &origin, &sets)?;
         let (train, val) = crate::data::load(&config)?;
         let sh = file.shape;
-        if train.dim != sh.input || train.classes != sh.classes {
+        if train.dim != sh.input || train.outputs() != sh.classes {
             bail!(
-                "the data has {} features and {} classes, the checkpoint's network {} and {}",
+                "the data has {} features and {} outputs (classes or targets), the checkpoint's network {} and {}",
                 train.dim,
-                train.classes,
+                train.outputs(),
                 sh.input,
                 sh.classes
             );
@@ -72,14 +72,24 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             file.level,
             net.layout.shape.layers
         );
-        println!(
-            "train:      loss {tl:.6e}  accuracy {ta:.4}  ({} examples)",
-            train.len()
-        );
-        println!(
-            "validation: loss {vl:.6e}  accuracy {va:.4}  ({} examples)",
-            val.len()
-        );
+        for (name, set, loss, acc) in [
+            ("train:     ", &train, tl, ta),
+            ("validation:", &val, vl, va),
+        ] {
+            let metric = match crate::train::ValidationMetrics::new(set).regression(loss) {
+                (Some(rmse), Some(r2)) => format!("rmse {rmse:.6e}  r2 {r2:.6}"),
+                (Some(rmse), None) => format!("rmse {rmse:.6e}"),
+                _ => format!("accuracy {acc:.4}"),
+            };
+            println!("{name} loss {loss:.6e}  {metric}  ({} examples)", set.len());
+        }
+        if net.layout.shape.time_scale {
+            println!(
+                "time scale {:.6}: final time {:.6}",
+                net.time_scale(&theta),
+                net.time_scale(&theta) * net.final_time
+            );
+        }
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         }
         let config = crate::config::load(args.config.as_deref(), &args.set)?;
         let (train, _) = crate::data::load(&config)?;
-        let net = crate::model::build_network(&config, train.dim, train.classes)?;
+        let net = crate::model::build_network(&config, train.dim, train.outputs())?;
         Ok((config, train, net))
     })();
     let (config, train, net) = agree(par, setup)?;
@@ -55,7 +55,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         &mut obj,
         &theta,
         &train.features,
-        &train.labels,
+        train.y(),
         args.evaluations,
     );
     let used = match &args.model {

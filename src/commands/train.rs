@@ -76,7 +76,7 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
             val.dim
         );
     }
-    crate::limits::check_network(&config, train.dim, train.classes, train.len(), par.size())?;
+    crate::limits::check_network(&config, train.dim, train.outputs(), train.len(), par.size())?;
     let coarsest = NestedPlan::new(&config).levels[0].layers;
     if par.size() > coarsest {
         bail!(
@@ -200,13 +200,21 @@ fn announce_run(reporter: &Reporter, par: &Parallel, s: &Setup, resume: Option<&
         par.size(),
         plural(par.size())
     ));
+    let outputs = if s.train.is_regression() {
+        format!(
+            "{} target{} (regression)",
+            s.train.target_dim,
+            plural(s.train.target_dim)
+        )
+    } else {
+        format!("{} classes", s.train.outputs())
+    };
     reporter.note(&format!(
-        "data: {}, {} training / {} validation examples, {} features, {} classes",
+        "data: {}, {} training / {} validation examples, {} features, {outputs}",
         s.config.data.kind,
         s.train.len(),
         s.val.len(),
         s.train.dim,
-        s.train.classes
     ));
     if let (Some(c), Some(path)) = (&s.resume, resume) {
         reporter.note(&format!(
@@ -347,7 +355,7 @@ impl<'c> Levels<'_, 'c> {
     fn train(&mut self, level: usize) -> Result<LevelEnd> {
         let par = self.par;
         let cfg = self.plan.config(self.base, level);
-        let (dim, classes) = (self.problem.train.dim, self.problem.train.classes);
+        let (dim, classes) = (self.problem.train.dim, self.problem.train.outputs());
         let net = crate::model::build_network(&cfg, dim, classes)?;
         self.problem.net = net.clone();
         let basis = cfg.spline_basis()?;
@@ -459,7 +467,7 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         reporter.note(n);
     }
     let problem = Problem {
-        net: crate::model::build_network(config, s.train.dim, s.train.classes)?,
+        net: crate::model::build_network(config, s.train.dim, s.train.outputs())?,
         train: s.train,
         val: s.val,
     };
@@ -485,6 +493,14 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     if par.is_root() {
         println!("stopped: {}", last.stop);
         println!("final: {}", format_row(&last.row));
+        if !last.row.final_time.is_nan() && s.config.network.learn_time_scale {
+            println!(
+                "learnt time scale {:.6}: final time T = {:.6} (configured {})",
+                last.row.final_time / s.config.network.final_time,
+                last.row.final_time,
+                s.config.network.final_time
+            );
+        }
         println!(
             "parameters: {} on {} rank{}, fingerprint {:#018x}",
             last.params.len(),

@@ -80,7 +80,7 @@ pub fn calibrate<C: Comm>(
     obj: &mut Objective<C>,
     theta: &[f64],
     x: &[f64],
-    labels: &[usize],
+    labels: odenet::Targets<'_>,
     evaluations: usize,
 ) -> Calibration {
     let measured = measure(obj, theta, x, labels, evaluations);
@@ -94,7 +94,7 @@ pub fn measure<C: Comm>(
     obj: &mut Objective<C>,
     theta: &[f64],
     x: &[f64],
-    labels: &[usize],
+    labels: odenet::Targets<'_>,
     evaluations: usize,
 ) -> Measurements {
     let evals = evaluations.max(1);
@@ -163,7 +163,7 @@ fn time_evaluations<C: Comm>(
     obj: &mut Objective<C>,
     theta: &[f64],
     x: &[f64],
-    labels: &[usize],
+    labels: odenet::Targets<'_>,
     evals: usize,
 ) -> (f64, StepCounts, StepCounts) {
     let mut grad = vec![0.0; theta.len()];
@@ -256,17 +256,11 @@ mod tests {
     use super::*;
     use layer_parallel::SolverSettings;
     use mgrit::{problems::ModelProblem, Options, SerialComm, Solver};
-    use odenet::{Activation, Loss, Network, Opening, Regularization, Shape};
+    use odenet::{Activation, Loss, Network, Regularization, Shape};
 
     /// A tiny network (3 inputs, width 3, 4 classes, `layers` layers) on a batch of 5.
     fn tiny(layers: usize) -> (Network, Vec<f64>, Vec<usize>, Vec<f64>) {
-        let shape = Shape {
-            input: 3,
-            width: 3,
-            classes: 4,
-            layers,
-            opening: Opening::Activate,
-        };
+        let shape = Shape::dense(3, 3, 4, layers);
         let reg = Regularization {
             tikhonov: 1e-3,
             ddt: 1e-3,
@@ -300,7 +294,7 @@ mod tests {
             adjoint: options(levels),
         };
         let mut obj = Objective::new(net, &SerialComm, settings, None).unwrap();
-        calibrate(&mut obj, &theta, &x, &labels, evaluations)
+        calibrate(&mut obj, &theta, &x, (&labels).into(), evaluations)
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The training history: one row per optimization iteration, written as CSV by rank 0.
 //!
 //! Columns (a contract that job scripts rely on): `iter,objective,loss,grad_norm,train_acc,
-//! val_acc,fwd_res,adj_res,time_s`, then `step` (the accepted step or learning rate) and
-//! `level` (the nested-iteration level). Residual columns are empty when no MGRIT residual
-//! was computed.
+//! val_acc,fwd_res,adj_res,time_s`, then `step` (the accepted step or learning rate),
+//! `level` (the nested-iteration level), `val_loss` (mean loss on the validation set),
+//! `val_rmse` and `val_r2` (regression: root-mean-square error over every target value, and
+//! R² = 1 − SSE/SST, on the validation set) and `final_time` (s·T, the ODE's final time
+//! with the time scale s; T when the scale is not learnt). Residual columns are empty when no
+//! MGRIT residual was computed; accuracy columns are empty for regression, the RMSE and R²
+//! columns for classification.
 
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -24,10 +28,13 @@ pub struct Row {
     pub time_s: f64,
     pub step: f64,
     pub level: usize,
+    pub val_loss: f64,
+    pub val_rmse: Option<f64>,
+    pub val_r2: Option<f64>,
+    pub final_time: f64,
 }
 
-pub const HEADER: &str =
-    "iter,objective,loss,grad_norm,train_acc,val_acc,fwd_res,adj_res,time_s,step,level";
+pub const HEADER: &str = "iter,objective,loss,grad_norm,train_acc,val_acc,fwd_res,adj_res,time_s,step,level,val_loss,val_rmse,val_r2,final_time";
 
 /// The column names of [`HEADER`].
 pub fn columns() -> Vec<String> {
@@ -49,6 +56,10 @@ impl Row {
             self.time_s,
             self.step,
             self.level as f64,
+            self.val_loss,
+            self.val_rmse.unwrap_or(f64::NAN),
+            self.val_r2.unwrap_or(f64::NAN),
+            self.final_time,
         ]
     }
 
@@ -62,6 +73,8 @@ impl Row {
         };
         let num = |name: &str| get(name).unwrap_or(0.0);
         let opt = |name: &str| get(name).filter(|x| !x.is_nan());
+        // Columns newer than the file read as unknown.
+        let nan = |name: &str| get(name).unwrap_or(f64::NAN);
         Row {
             iter: num("iter") as usize,
             objective: num("objective"),
@@ -74,24 +87,34 @@ impl Row {
             time_s: num("time_s"),
             step: num("step"),
             level: num("level") as usize,
+            val_loss: nan("val_loss"),
+            val_rmse: opt("val_rmse"),
+            val_r2: opt("val_r2"),
+            final_time: nan("final_time"),
         }
     }
 
     pub fn csv(&self) -> String {
         let opt = |v: Option<f64>| v.map(|x| format!("{x:.17e}")).unwrap_or_default();
+        // NaN (an accuracy of a regression run, a value unknown to an older file): empty.
+        let num = |x: f64| opt(Some(x).filter(|x| !x.is_nan()));
         format!(
-            "{},{:.17e},{:.17e},{:.17e},{:.17e},{:.17e},{},{},{:.6},{:.17e},{}",
+            "{},{:.17e},{:.17e},{:.17e},{},{},{},{},{:.6},{:.17e},{},{},{},{},{}",
             self.iter,
             self.objective,
             self.loss,
             self.grad_norm,
-            self.train_acc,
-            self.val_acc,
+            num(self.train_acc),
+            num(self.val_acc),
             opt(self.fwd_res),
             opt(self.adj_res),
             self.time_s,
             self.step,
-            self.level
+            self.level,
+            num(self.val_loss),
+            opt(self.val_rmse),
+            opt(self.val_r2),
+            num(self.final_time)
         )
     }
 }

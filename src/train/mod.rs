@@ -32,12 +32,7 @@ pub struct Problem {
 pub fn evaluate(net: &Network, theta: &[f64], data: &Dataset, ws: &mut Workspace) -> (f64, f64) {
     let mut loss = 0.0;
     let mut correct = 0;
-    let d = data.dim;
-    for (x, y) in data
-        .features
-        .chunks(CHUNK * d)
-        .zip(data.labels.chunks(CHUNK))
-    {
+    for (x, y) in data.chunks(CHUNK) {
         let (l, c) = net.evaluate(theta, x, y, ws);
         loss += l;
         correct += c;
@@ -57,7 +52,7 @@ pub fn full_objective_gradient(
 ) -> ObjectiveValue {
     let n = data.len();
     if n <= CHUNK {
-        return net.objective_gradient(theta, &data.features, &data.labels, ws, grad);
+        return net.objective_gradient(theta, &data.features, data.y(), ws, grad);
     }
     let mut data_net = net.clone();
     data_net.regularization = Default::default();
@@ -65,12 +60,7 @@ pub fn full_objective_gradient(
     grad.fill(0.0);
     let mut loss = 0.0;
     let mut correct = 0;
-    let d = data.dim;
-    for (x, y) in data
-        .features
-        .chunks(CHUNK * d)
-        .zip(data.labels.chunks(CHUNK))
-    {
+    for (x, y) in data.chunks(CHUNK) {
         let w = y.len() as f64 / n as f64;
         let v = data_net.objective_gradient(theta, x, y, ws, &mut part);
         optim::axpy(w, &part, grad);
@@ -161,11 +151,57 @@ pub struct Limits {
 }
 
 /// The loss of a network whose logits are all zero, ℓ₀: ln C for cross-entropy, 1/2 for the
-/// squared error (the scale of a loss that has learned nothing).
+/// squared error against one-hot labels (the scale of a loss that has learned nothing).
 pub fn zero_logit_loss(loss: odenet::Loss, classes: usize) -> f64 {
     match loss {
         odenet::Loss::CrossEntropy => (classes.max(1) as f64).ln(),
         odenet::Loss::Mse => 0.5,
+    }
+}
+
+/// ℓ₀ of a training set: [`zero_logit_loss`] for labels; for real-valued targets the mean of
+/// ½‖y_j‖² (the loss of zero outputs), at least 1e-300.
+pub fn zero_output_loss(loss: odenet::Loss, train: &Dataset) -> f64 {
+    if !train.is_regression() {
+        return zero_logit_loss(loss, train.classes);
+    }
+    let sum: f64 = train.targets.iter().map(|y| 0.5 * y * y).sum();
+    (sum / train.len().max(1) as f64).max(1e-300)
+}
+
+/// What the regression columns of the history need from the validation set: its size, the
+/// targets per example and the total sum of squares SST = Σ_j ‖y_j − ȳ‖².
+pub struct ValidationMetrics {
+    regression: bool,
+    examples: f64,
+    targets: f64,
+    sst: f64,
+}
+
+impl ValidationMetrics {
+    pub fn new(val: &Dataset) -> Self {
+        ValidationMetrics {
+            regression: val.is_regression(),
+            examples: val.len() as f64,
+            targets: val.target_dim as f64,
+            sst: if val.is_regression() {
+                odenet::loss::total_sum_of_squares(&val.targets, val.target_dim)
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// (RMSE, R²) from the mean validation loss ℓ = (1/n) Σ_j ½‖z_j − y_j‖² (None for
+    /// classification): SSE = 2nℓ, RMSE = √(SSE/(n·m)), R² = 1 − SSE/SST (None when SST = 0).
+    pub fn regression(&self, val_loss: f64) -> (Option<f64>, Option<f64>) {
+        if !self.regression {
+            return (None, None);
+        }
+        let sse = 2.0 * self.examples * val_loss;
+        let rmse = (sse / (self.examples * self.targets)).sqrt();
+        let r2 = (self.sst > 0.0).then(|| 1.0 - sse / self.sst);
+        (Some(rmse), r2)
     }
 }
 
@@ -246,6 +282,8 @@ pub fn run(
     let clock = || start.time_offset + t0.elapsed().as_secs_f64();
     let mut rows = start.rows;
     let mut last_val = rows.last().map(|r| r.val_acc).unwrap_or(0.0);
+    let val_metrics = ValidationMetrics::new(&obj.problem.val);
+    let zero_loss = zero_output_loss(obj.problem.net.loss, &obj.problem.train);
     let mut emit = |obj: &mut Objective,
                     rows: &mut Vec<Row>,
                     opt: &dyn Optimizer,
@@ -254,18 +292,28 @@ pub fn run(
                     m: Measured|
      -> Result<f64> {
         let val = &obj.problem.val;
+        let (val_loss, val_acc) = obj.dist.evaluate(theta, &val.features, val.y());
+        let regression = val.is_regression();
+        let unless_regression = |acc: f64| if regression { f64::NAN } else { acc };
+        let (val_rmse, val_r2) = val_metrics.regression(val_loss);
+        let net = &obj.problem.net;
+        let scale = obj.dist.time_scale(theta);
         let row = Row {
             iter,
             objective: m.objective,
             loss: m.loss,
             grad_norm: m.grad_norm,
-            train_acc: m.train_acc,
-            val_acc: obj.dist.evaluate(theta, &val.features, &val.labels).1,
+            train_acc: unless_regression(m.train_acc),
+            val_acc: unless_regression(val_acc),
             fwd_res: m.fwd_res,
             adj_res: m.adj_res,
             time_s: clock(),
             step: m.step,
             level: limits.level,
+            val_loss,
+            val_rmse,
+            val_r2,
+            final_time: scale * net.final_time,
         };
         if !row.objective.is_finite() {
             bail!(
@@ -273,7 +321,6 @@ pub fn run(
                 row.iter
             );
         }
-        let zero_loss = zero_logit_loss(obj.problem.net.loss, obj.problem.train.classes);
         if let Some(why) = diverged(&row, rows, limits.divergence_factor, zero_loss) {
             bail!(why);
         }
@@ -335,6 +382,10 @@ mod tests {
             grad_norm: 0.0,
             train_acc: 0.0,
             val_acc: 0.0,
+            val_loss: 0.0,
+            val_rmse: None,
+            val_r2: None,
+            final_time: 1.0,
             fwd_res: None,
             adj_res: None,
             time_s: 0.0,

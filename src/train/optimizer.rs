@@ -204,11 +204,10 @@ impl LbfgsSearch {
 impl Optimizer for LbfgsSearch {
     fn start(&mut self, obj: &mut Objective, theta: &[f64], fresh: bool) -> Option<Measured> {
         let t = &obj.problem.train;
-        self.value =
-            Some(
-                obj.dist
-                    .objective_gradient(theta, &t.features, &t.labels, &mut self.grad),
-            );
+        self.value = Some(
+            obj.dist
+                .objective_gradient(theta, &t.features, t.y(), &mut self.grad),
+        );
         fresh.then(|| self.measured(obj, 0.0))
     }
 
@@ -220,7 +219,7 @@ impl Optimizer for LbfgsSearch {
     }
 
     fn next_iter(&mut self, obj: &mut Objective, theta: &mut Vec<f64>, iter: usize) -> Next {
-        let (x, y) = (&obj.problem.train.features, &obj.problem.train.labels);
+        let (x, y) = (&obj.problem.train.features, obj.problem.train.y());
         let value = self.value.expect("start evaluates first").objective;
         let accepted = loop {
             let d = self.memory.direction(&self.grad, &self.space);
@@ -330,7 +329,7 @@ struct Epochs<R> {
     space: DistSpace,
     grad: Vec<f64>,
     gsum: Vec<f64>,
-    batch: (Vec<f64>, Vec<usize>),
+    batch: layerpar_data::Dataset,
     /// The last epoch's mean gradient norm.
     mean_grad_norm: f64,
 }
@@ -347,7 +346,7 @@ impl<R: Rule> Epochs<R> {
             space,
             grad: Vec::new(),
             gsum: Vec::new(),
-            batch: (Vec::new(), Vec::new()),
+            batch: layerpar_data::Dataset::default(),
             mean_grad_norm: f64::INFINITY,
         }
     }
@@ -361,7 +360,7 @@ impl<R: Rule> Epochs<R> {
         (fwd_res, adj_res): (Option<f64>, Option<f64>),
     ) -> Measured {
         let t = &obj.problem.train;
-        let (loss, train_acc) = obj.dist.evaluate(theta, &t.features, &t.labels);
+        let (loss, train_acc) = obj.dist.evaluate(theta, &t.features, t.y());
         let reg = obj.dist.regularization(theta);
         Measured {
             objective: loss + reg,
@@ -385,7 +384,7 @@ impl<R: Rule> Optimizer for Epochs<R> {
         let t = &obj.problem.train;
         let v0 = obj
             .dist
-            .objective_gradient(theta, &t.features, &t.labels, &mut self.grad);
+            .objective_gradient(theta, &t.features, t.y(), &mut self.grad);
         let gnorm = self.space.norm(&self.grad);
         Some(Self::measured(
             obj,
@@ -402,10 +401,14 @@ impl<R: Rule> Optimizer for Epochs<R> {
         self.gsum.fill(0.0);
         let nb = self.batcher.batches_per_epoch();
         let mut res = (None, None);
-        let (x, y) = &mut self.batch;
         for b in 0..nb {
-            obj.problem.train.gather(self.batcher.batch(b), x, y);
-            let v = obj.dist.objective_gradient(theta, x, y, &mut self.grad);
+            obj.problem
+                .train
+                .gather(self.batcher.batch(b), &mut self.batch);
+            let batch = &self.batch;
+            let v = obj
+                .dist
+                .objective_gradient(theta, &batch.features, batch.y(), &mut self.grad);
             res = (v.fwd_res, v.adj_res);
             self.rule.step(theta, &self.grad, lr);
             optim::axpy(1.0, &self.grad, &mut self.gsum);

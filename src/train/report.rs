@@ -12,11 +12,23 @@ pub enum Reporter {
     Silent,
 }
 
+/// The validation figure of a row: accuracy, or RMSE and R² for regression.
+fn validation(r: &Row, digits: usize) -> String {
+    match (r.val_rmse, r.val_r2) {
+        (Some(rmse), Some(r2)) => format!("val rmse {rmse:.digits$e} r2 {r2:.digits$}"),
+        _ => format!("train {:.digits$}  val {:.digits$}", r.train_acc, r.val_acc),
+    }
+}
+
 /// One line of metrics.
 pub fn format_row(r: &Row) -> String {
     let mut s = format!(
-        "iter {:>5}  obj {:.6e}  loss {:.6e}  |g| {:.3e}  train {:.4}  val {:.4}",
-        r.iter, r.objective, r.loss, r.grad_norm, r.train_acc, r.val_acc
+        "iter {:>5}  obj {:.6e}  loss {:.6e}  |g| {:.3e}  {}",
+        r.iter,
+        r.objective,
+        r.loss,
+        r.grad_norm,
+        validation(r, 4)
     );
     if let Some(f) = r.fwd_res {
         s += &format!("  fwd {f:.2e}");
@@ -58,8 +70,10 @@ impl Reporter {
             Reporter::Bar(pb) => {
                 pb.set_position(r.iter as u64);
                 pb.set_message(format!(
-                    "loss {:.4e} |g| {:.2e} train {:.3} val {:.3}",
-                    r.loss, r.grad_norm, r.train_acc, r.val_acc
+                    "loss {:.4e} |g| {:.2e} {}",
+                    r.loss,
+                    r.grad_norm,
+                    validation(r, 3)
                 ));
             }
             Reporter::Lines { every } => {

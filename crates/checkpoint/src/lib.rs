@@ -5,8 +5,8 @@
 //!
 //! | where | what |
 //! |---|---|
-//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `config` (resolved TOML), `optimizer`, `checksum`, `version_checksum` |
-//! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (S × w × w), `hidden_bias` (S × w), `classifier_weight` (C × w), `classifier_bias` (C), row-major as the math writes them; S = `hidden_sets` (N layers, or M spline coefficient sets) |
+//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `hidden_sets`, `opening_params`, `classifier_params` and `time_scale` (0 or 1; absent in older files: 1 and 0), `config` (resolved TOML), `optimizer`, `checksum`, `version_checksum` |
+//! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (S × w × w), `hidden_bias` (S × w), `classifier_weight` (C × w), `classifier_bias` (C), `time_scale` (1, only with a learnable time scale), row-major as the math writes them; S = `hidden_sets` (N layers, or M spline coefficient sets); the opening and classifier arrays have 0 rows when those layers have no parameters |
 //! | `optimizer/` | `lbfgs_s`, `lbfgs_y` (pairs × n), `adam_m`, `adam_v`, `sgd_velocity` (n), attribute `adam_t` — vectors in the global parameter order |
 //! | `rng/` | `seed` (32 bytes), `stream`, `word_pos` (2 × u64: high, low), `batch_order` |
 //! | `history/` | `values` (rows × columns, NaN for an empty cell), attribute `columns` |
@@ -21,7 +21,7 @@
 //! damaged one), a checksum of the whole file, kept in its 512-byte userblock, is checked.
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
-use odenet::{Layout, Opening, Shape};
+use odenet::{Closing, Layout, Opening, Shape};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -58,6 +58,10 @@ pub struct NetShape {
     /// Hidden parameter sets: `layers` for per-layer controls, the number of B-spline
     /// coefficient sets for spline controls.
     pub hidden_sets: usize,
+    /// Whether the closing layer has parameters (the `affine` closing, not `average`).
+    pub classifier_params: bool,
+    /// Whether θ ends with a learnable time scale.
+    pub time_scale: bool,
 }
 
 impl NetShape {
@@ -72,6 +76,12 @@ impl NetShape {
             } else {
                 Opening::Replicate
             },
+            closing: if self.classifier_params {
+                Closing::Affine
+            } else {
+                Closing::Average
+            },
+            time_scale: self.time_scale,
         })
     }
 }
@@ -165,6 +175,13 @@ impl Checkpoint {
             self.shape.layers as u64,
             self.shape.opening_params as u64,
         ]);
+        // (Hashed only when not the defaults, so files from before these layers still verify.)
+        if !self.shape.classifier_params || self.shape.time_scale {
+            h.u64s(&[
+                self.shape.classifier_params as u64,
+                self.shape.time_scale as u64,
+            ]);
+        }
         h.f64s(&self.params);
         h.bytes(self.optimizer.kind.as_bytes());
         for v in self.optimizer.lbfgs_s.iter().chain(&self.optimizer.lbfgs_y) {
@@ -426,6 +443,8 @@ fn write_contents(
     attr_u64(f, "layers", s.layers as u64)?;
     attr_u64(f, "hidden_sets", n as u64)?;
     attr_u64(f, "opening_params", s.opening_params as u64)?;
+    attr_u64(f, "classifier_params", s.classifier_params as u64)?;
+    attr_u64(f, "time_scale", s.time_scale as u64)?;
     attr_str(f, "config", &c.config)?;
     attr_str(f, "optimizer", &c.optimizer.kind)?;
     attr_u64(f, "checksum", c.checksum())?;
@@ -464,13 +483,22 @@ fn write_contents(
     }
     put(&p, "hidden_weight", &[n, w, w], &hw)?;
     put(&p, "hidden_bias", &[n, w], &hb)?;
+    let class_rows = if s.classifier_params { k } else { 0 };
     put(
         &p,
         "classifier_weight",
-        &[k, w],
-        &to_row_major(k, w, &th[layout.class_weight.clone()]),
+        &[class_rows, w],
+        &to_row_major(class_rows, w, &th[layout.class_weight.clone()]),
     )?;
-    put(&p, "classifier_bias", &[k], &th[layout.class_bias.clone()])?;
+    put(
+        &p,
+        "classifier_bias",
+        &[class_rows],
+        &th[layout.class_bias.clone()],
+    )?;
+    if s.time_scale {
+        put(&p, "time_scale", &[1], &th[layout.scale.clone()])?;
+    }
     drop(p);
     fault(Stage::Parameters).map_err(Failure::Injected)?;
 
@@ -603,30 +631,38 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         }
         Ok(v as usize)
     };
+    // A 0/1 attribute; `default` when the file predates it.
+    let flag = |name: &str, default: Option<bool>| -> Result<bool, CheckpointError> {
+        if default.is_some() && f.attr(name).is_err() {
+            return Ok(default.unwrap_or(false));
+        }
+        match u64_attr(&f, name)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(corrupt(format!("attribute `{name}` = {v} is not 0 or 1"))),
+        }
+    };
     let shape = NetShape {
         input: dim("input_dim")?,
         width: dim("width")?,
         classes: dim("classes")?,
         layers: dim("layers")?,
-        opening_params: match u64_attr(&f, "opening_params")? {
-            0 => false,
-            1 => true,
-            v => {
-                return Err(corrupt(format!(
-                    "attribute `opening_params` = {v} is not 0 or 1"
-                )))
-            }
-        },
+        opening_params: flag("opening_params", None)?,
         hidden_sets: dim("hidden_sets")?,
+        classifier_params: flag("classifier_params", Some(true))?,
+        time_scale: flag("time_scale", Some(false))?,
     };
     let (w, d, k, n) = (shape.width, shape.input, shape.classes, shape.hidden_sets);
     let open_rows = if shape.opening_params { w } else { 0 };
+    let class_rows = if shape.classifier_params { k } else { 0 };
     // The parameter count, in checked arithmetic: the attributes are not trusted yet.
     let len = (|| {
         let open = open_rows.checked_mul(d)?.checked_add(open_rows)?;
         let hidden = w.checked_mul(w)?.checked_add(w)?.checked_mul(n)?;
-        let class = k.checked_mul(w)?.checked_add(k)?;
-        open.checked_add(hidden)?.checked_add(class)
+        let class = class_rows.checked_mul(w)?.checked_add(class_rows)?;
+        open.checked_add(hidden)?
+            .checked_add(class)?
+            .checked_add(usize::from(shape.time_scale))
     })()
     .filter(|&len| len as u64 <= file_values)
     .ok_or_else(|| {
@@ -708,10 +744,14 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         );
         params[layout.layer_bias(i)].copy_from_slice(&hb[i * w..(i + 1) * w]);
     }
-    let (cw, _) = get(&p, gp, "classifier_weight", &[Some(k), Some(w)])?;
-    from_row_major(k, w, &cw, &mut params[layout.class_weight.clone()]);
-    let (cb, _) = get(&p, gp, "classifier_bias", &[Some(k)])?;
+    let (cw, _) = get(&p, gp, "classifier_weight", &[Some(class_rows), Some(w)])?;
+    from_row_major(class_rows, w, &cw, &mut params[layout.class_weight.clone()]);
+    let (cb, _) = get(&p, gp, "classifier_bias", &[Some(class_rows)])?;
     params[layout.class_bias.clone()].copy_from_slice(&cb);
+    if shape.time_scale {
+        let (ts, _) = get(&p, gp, "time_scale", &[Some(1)])?;
+        params[layout.scale.clone()].copy_from_slice(&ts);
+    }
 
     let o = group("optimizer")?;
     let go = "optimizer";
@@ -831,6 +871,8 @@ mod tests {
             layers: 5,
             opening_params: true,
             hidden_sets: 5,
+            classifier_params: true,
+            time_scale: false,
         };
         let len = shape.layout().len;
         let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
@@ -886,6 +928,37 @@ mod tests {
             1,
             "no temporary file is left"
         );
+    }
+
+    /// The copy opening, the average closing and a learnable time scale round-trip; the scale
+    /// is the last parameter.
+    #[test]
+    fn parameter_free_layers_and_the_time_scale_round_trip() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let mut c = sample();
+        c.shape = NetShape {
+            opening_params: false,
+            classifier_params: false,
+            time_scale: true,
+            classes: 1,
+            ..c.shape
+        };
+        let len = c.shape.layout().len;
+        assert_eq!(len, 5 * 12 + 1);
+        let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
+        c.params = v(0.5);
+        c.optimizer.lbfgs_s = vec![v(1.0)];
+        c.optimizer.lbfgs_y = vec![v(2.0)];
+        c.optimizer.adam_m.clear();
+        c.optimizer.adam_v.clear();
+        c.optimizer.sgd_velocity.clear();
+        write(&p, &c).unwrap();
+        let r = read(&p).unwrap();
+        assert!(same(&c, &r));
+        assert_eq!(r.shape, c.shape);
+        assert_eq!(*r.params.last().unwrap(), 0.5 * (len - 1) as f64 + 0.25);
     }
 
     #[test]
@@ -956,6 +1029,8 @@ mod tests {
             layers,
             opening_params: false,
             hidden_sets: layers,
+            classifier_params: true,
+            time_scale: false,
         };
         let len = shape.layout().len;
         let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.5).collect::<Vec<f64>>();

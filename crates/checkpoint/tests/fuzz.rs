@@ -32,6 +32,8 @@ fn sample(optimizer: &str) -> Checkpoint {
         layers: 6,
         opening_params: true,
         hidden_sets: 6,
+        classifier_params: true,
+        time_scale: false,
     };
     let len = shape.layout().len;
     let v = |s: f64| (0..len).map(|i| s * i as f64 - 0.75).collect::<Vec<f64>>();

@@ -1,10 +1,13 @@
 //! Data files: HDF5 and CSV, read with validation and written atomically.
 //!
 //! HDF5 layout: groups `train` and (optionally) `val`, each with `features` (n × d, f64) and
-//! `labels` (n, integer); a root attribute `classes` (optional: else max label + 1).
+//! either `labels` (n, integer; classification) or `targets` (n × m or n, f64; regression);
+//! for labels a root attribute `classes` (optional: else max label + 1).
 //!
-//! CSV layout: a header row; a column `label`, an optional column `split` (`train` | `val`),
-//! every other column a feature. Rows without `split` are training examples.
+//! CSV layout: a header row; a column `label` (classification) or one or more columns whose
+//! names start with `target` (regression: `target`, or `target0`, `target1`, …), an optional
+//! column `split` (`train` | `val`), every other column a feature. Rows without `split` are
+//! training examples.
 //!
 //! Reading refuses, with one line naming the file and the place: a path that is not a regular
 //! file, duplicate column names, non-finite features, labels that are not whole numbers ≥ 0
@@ -82,11 +85,13 @@ pub fn write_hdf5(path: &Path, train: &Dataset, val: &Dataset) -> Result<(), Dat
     write_atomically(path, |tmp| {
         let e = h5err(tmp);
         let file = hdf5::File::create(tmp).map_err(&e)?;
-        file.new_attr::<u64>()
-            .shape(())
-            .create("classes")
-            .and_then(|a| a.write_scalar(&(train.classes as u64)))
-            .map_err(&e)?;
+        if !train.is_regression() {
+            file.new_attr::<u64>()
+                .shape(())
+                .create("classes")
+                .and_then(|a| a.write_scalar(&(train.classes as u64)))
+                .map_err(&e)?;
+        }
         for (name, set) in [("train", train), ("val", val)] {
             let g = file.create_group(name).map_err(&e)?;
             g.new_dataset::<f64>()
@@ -94,6 +99,14 @@ pub fn write_hdf5(path: &Path, train: &Dataset, val: &Dataset) -> Result<(), Dat
                 .create("features")
                 .and_then(|d| d.write_raw(&set.features))
                 .map_err(&e)?;
+            if train.is_regression() {
+                g.new_dataset::<f64>()
+                    .shape((set.len(), train.target_dim))
+                    .create("targets")
+                    .and_then(|d| d.write_raw(&set.targets))
+                    .map_err(&e)?;
+                continue;
+            }
             let labels: Vec<i64> = set.labels.iter().map(|&l| l as i64).collect();
             g.new_dataset::<i64>()
                 .shape(set.len())
@@ -149,8 +162,83 @@ fn check_storage(path: &Path, name: &str, ds: &hdf5::Dataset) -> Result<(), Data
     }
 }
 
-/// One group's features (rows × dim, checked finite), dim and raw labels.
-type RawGroup = (Vec<f64>, usize, Vec<i64>);
+/// One group's features (rows × dim, checked finite), dim, and raw labels or targets.
+struct RawGroup {
+    features: Vec<f64>,
+    dim: usize,
+    y: RawTargets,
+}
+
+enum RawTargets {
+    Labels(Vec<i64>),
+    /// Values (rows × m, checked finite) and m.
+    Values(Vec<f64>, usize),
+}
+
+impl RawGroup {
+    fn rows(&self) -> usize {
+        self.features.len() / self.dim
+    }
+}
+
+/// `name/targets` (n × m or n, numbers, finite) of a group with `rows` feature rows.
+fn read_targets(
+    path: &Path,
+    g: &hdf5::Group,
+    name: &str,
+    rows: usize,
+) -> Result<(Vec<f64>, usize), DataError> {
+    use hdf5::types::TypeDescriptor as T;
+    let td = g.dataset("targets").map_err(|_| {
+        malformed(
+            path,
+            format!("group `{name}` has neither `labels` nor `targets`"),
+        )
+    })?;
+    let shape = td.shape();
+    let m = match shape[..] {
+        [_] => 1,
+        [_, m] if m > 0 => m,
+        _ => {
+            return Err(malformed(
+                path,
+                format!("`{name}/targets` must be n × m or n, got shape {shape:?}"),
+            ))
+        }
+    };
+    if shape[0] != rows {
+        return Err(malformed(
+            path,
+            format!(
+                "`{name}` has {rows} feature rows but {} target rows",
+                shape[0]
+            ),
+        ));
+    }
+    match td.dtype().and_then(|t| t.to_descriptor()) {
+        Ok(T::Float(_) | T::Integer(_) | T::Unsigned(_)) => {}
+        _ => {
+            return Err(malformed(
+                path,
+                format!("`{name}/targets` does not hold numbers"),
+            ))
+        }
+    }
+    check_storage(path, &format!("{name}/targets"), &td)?;
+    let values = td.read_raw::<f64>().map_err(h5err(path))?;
+    if let Some(at) = values.iter().position(|x| !x.is_finite()) {
+        return Err(malformed(
+            path,
+            format!(
+                "`{name}/targets`[{}, {}] is {}, not a finite number",
+                at / m,
+                at % m,
+                values[at]
+            ),
+        ));
+    }
+    Ok((values, m))
+}
 
 fn read_group(path: &Path, file: &hdf5::File, name: &str) -> Result<Option<RawGroup>, DataError> {
     use hdf5::types::TypeDescriptor as T;
@@ -191,6 +279,14 @@ fn read_group(path: &Path, file: &hdf5::File, name: &str) -> Result<Option<RawGr
                 features[at]
             ),
         ));
+    }
+    if g.dataset("labels").is_err() {
+        let (values, m) = read_targets(path, &g, name, shape[0])?;
+        return Ok(Some(RawGroup {
+            features,
+            dim,
+            y: RawTargets::Values(values, m),
+        }));
     }
     let ld = g
         .dataset("labels")
@@ -248,7 +344,11 @@ fn read_group(path: &Path, file: &hdf5::File, name: &str) -> Result<Option<RawGr
             ),
         ));
     }
-    Ok(Some((features, dim, labels)))
+    Ok(Some(RawGroup {
+        features,
+        dim,
+        y: RawTargets::Labels(labels),
+    }))
 }
 
 /// Reads an HDF5 data file: (train, validation if the file has a `val` group).
@@ -258,14 +358,71 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
     let file = hdf5::File::open(path).map_err(&e)?;
     let train =
         read_group(path, &file, "train")?.ok_or_else(|| malformed(path, "no group `train`"))?;
-    if train.2.is_empty() {
+    if train.features.is_empty() {
         return Err(malformed(
             path,
             "no training rows (`train/features` has 0 rows)",
         ));
     }
     let val = read_group(path, &file, "val")?;
-    let examples = train.2.len() + val.as_ref().map_or(0, |v| v.2.len());
+    if let Some(v) = &val {
+        if v.dim != train.dim {
+            return Err(malformed(
+                path,
+                format!("`train` has {} features but `val` has {}", train.dim, v.dim),
+            ));
+        }
+    }
+    match &train.y {
+        RawTargets::Values(_, m) => regression_sets(path, train.dim, *m, train, val),
+        RawTargets::Labels(_) => classification_sets(path, &file, train, val),
+    }
+}
+
+/// The train and validation sets of a regression file (both with targets, the same m).
+fn regression_sets(
+    path: &Path,
+    dim: usize,
+    m: usize,
+    train: RawGroup,
+    val: Option<RawGroup>,
+) -> Result<(Dataset, Option<Dataset>), DataError> {
+    let make = |group: &str, g: RawGroup| match g.y {
+        RawTargets::Values(values, mv) if mv == m => {
+            Ok(Dataset::regression(g.features, values, dim, m))
+        }
+        RawTargets::Values(_, mv) => Err(malformed(
+            path,
+            format!("`train` has {m} targets per example but `{group}` has {mv}"),
+        )),
+        RawTargets::Labels(_) => Err(malformed(
+            path,
+            format!("`train` has `targets` but `{group}` has `labels`"),
+        )),
+    };
+    let t = make("train", train)?;
+    let v = val.map(|v| make("val", v)).transpose()?;
+    Ok((t, v))
+}
+
+/// The train and validation sets of a classification file, with the class count.
+fn classification_sets(
+    path: &Path,
+    file: &hdf5::File,
+    train: RawGroup,
+    val: Option<RawGroup>,
+) -> Result<(Dataset, Option<Dataset>), DataError> {
+    let e = h5err(path);
+    let labels_of = |g: &RawGroup, group: &str| match &g.y {
+        RawTargets::Labels(l) => Ok(l.clone()),
+        RawTargets::Values(..) => Err(malformed(
+            path,
+            format!("`train` has `labels` but `{group}` has `targets`"),
+        )),
+    };
+    let train_labels = labels_of(&train, "train")?;
+    let val_labels = val.as_ref().map(|v| labels_of(v, "val")).transpose()?;
+    let examples = train.rows() + val.as_ref().map_or(0, |v| v.rows());
     let classes = match file.attr("classes") {
         Ok(a) => {
             use hdf5::types::TypeDescriptor as T;
@@ -294,10 +451,9 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
             )?
         }
         Err(_) => {
-            let max_label = train
-                .2
+            let max_label = train_labels
                 .iter()
-                .chain(val.iter().flat_map(|v| v.2.iter()))
+                .chain(val_labels.iter().flatten())
                 .copied()
                 .max()
                 .unwrap_or(0);
@@ -309,28 +465,26 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
             )?
         }
     };
-    let make = |group: &str, (features, dim, labels): RawGroup| -> Result<Dataset, DataError> {
-        Ok(Dataset {
-            labels: check_labels(path, group, &labels, classes)?,
-            features,
-            dim,
+    let t = Dataset::labelled(
+        train.features,
+        check_labels(path, "train", &train_labels, classes)?,
+        train.dim,
+        classes,
+    );
+    let v = match (val, val_labels) {
+        (Some(v), Some(l)) => Some(Dataset::labelled(
+            v.features,
+            check_labels(path, "val", &l, classes)?,
+            v.dim,
             classes,
-        })
+        )),
+        _ => None,
     };
-    let t = make("train", train)?;
-    let v = val.map(|v| make("val", v)).transpose()?;
-    if let Some(v) = &v {
-        if v.dim != t.dim {
-            return Err(malformed(
-                path,
-                format!("`train` has {} features but `val` has {}", t.dim, v.dim),
-            ));
-        }
-    }
     Ok((t, v))
 }
 
-/// Writes train and validation sets as one CSV file with columns `x0…, label, split`.
+/// Writes train and validation sets as one CSV file with columns `x0…, label, split`
+/// (regression: `x0…, target, split`, or `target0, target1, …` for several targets).
 pub fn write_csv(
     path: &Path,
     names: &[&str],
@@ -352,13 +506,28 @@ pub fn write_csv(
                     .unwrap_or(format!("x{i}"))
             })
             .collect();
-        writeln!(w, "{},label,split", header.join(",")).map_err(werr)?;
+        let y = match train.target_dim {
+            0 => "label".to_string(),
+            1 => "target".to_string(),
+            m => (0..m)
+                .map(|k| format!("target{k}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        writeln!(w, "{},{y},split", header.join(",")).map_err(werr)?;
         for (split, set) in [("train", train), ("val", val)] {
             for j in 0..set.len() {
                 for v in set.example(j) {
                     write!(w, "{v:e},").map_err(werr)?;
                 }
-                writeln!(w, "{},{split}", set.labels[j]).map_err(werr)?;
+                if set.is_regression() {
+                    for v in set.target(j) {
+                        write!(w, "{v:e},").map_err(werr)?;
+                    }
+                    writeln!(w, "{split}").map_err(werr)?;
+                } else {
+                    writeln!(w, "{},{split}", set.labels[j]).map_err(werr)?;
+                }
             }
         }
         w.flush().map_err(werr)
@@ -392,18 +561,39 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
             ));
         }
     }
-    let label_col = cols
-        .iter()
-        .position(|c| *c == "label")
-        .ok_or_else(|| malformed(path, "the header has no column `label`"))?;
+    let label_col = cols.iter().position(|c| *c == "label");
+    let target_cols: Vec<usize> = (0..cols.len())
+        .filter(|&i| cols[i].starts_with("target"))
+        .collect();
+    match (label_col, target_cols.is_empty()) {
+        (None, true) => {
+            return Err(malformed(
+                path,
+                "the header has no column `label` (classification) and no `target…` column (regression)",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(malformed(
+                path,
+                format!(
+                    "the header has both a `label` column and target column `{}`: a file is either classification or regression",
+                    cols[target_cols[0]]
+                ),
+            ))
+        }
+        _ => {}
+    }
     let split_col = cols.iter().position(|c| *c == "split");
     let feature_cols: Vec<usize> = (0..cols.len())
-        .filter(|&i| i != label_col && Some(i) != split_col)
+        .filter(|&i| Some(i) != label_col && Some(i) != split_col && !target_cols.contains(&i))
         .collect();
     if feature_cols.is_empty() {
         return Err(malformed(path, "the header has no feature columns"));
     }
     let dim = feature_cols.len();
+    let Some(label_col) = label_col else {
+        return read_csv_targets(path, &cols, lines, &feature_cols, &target_cols, split_col);
+    };
     let mut sets: [(Vec<f64>, Vec<i64>); 2] = Default::default();
     // The largest label and its line.
     let mut max_label = (0i64, 0usize);
@@ -420,36 +610,11 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
                 ),
             ));
         }
-        let which = match split_col.map(|c| fields[c]) {
-            None | Some("train") => 0,
-            Some("val") | Some("validation") => 1,
-            Some(other) => {
-                return Err(malformed(
-                    path,
-                    format!(
-                        "line {}: unknown split `{other}` (expected train or val)",
-                        lineno + 1
-                    ),
-                ))
-            }
-        };
+        let which = split_of(path, lineno, split_col.map(|c| fields[c]))?;
         for &c in &feature_cols {
-            let v = fields[c]
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| {
-                    malformed(
-                        path,
-                        format!(
-                            "line {}, column `{}`: `{}` is not a finite number",
-                            lineno + 1,
-                            cols[c],
-                            fields[c]
-                        ),
-                    )
-                })?;
-            sets[which].0.push(v);
+            sets[which]
+                .0
+                .push(number(path, lineno, cols[c], fields[c])?);
         }
         let l: i64 = fields[label_col].parse().map_err(|_| {
             malformed(
@@ -486,22 +651,94 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
         &format!("label {} on line {}", max_label.0, max_label.1),
     )?;
     let [(tf, tl), (vf, vl)] = sets;
-    let train = Dataset {
-        labels: check_labels(path, "train", &tl, classes)?,
-        features: tf,
-        dim,
-        classes,
-    };
+    let train = Dataset::labelled(tf, check_labels(path, "train", &tl, classes)?, dim, classes);
     let val = if vl.is_empty() {
         None
     } else {
-        Some(Dataset {
-            labels: check_labels(path, "val", &vl, classes)?,
-            features: vf,
+        Some(Dataset::labelled(
+            vf,
+            check_labels(path, "val", &vl, classes)?,
             dim,
             classes,
-        })
+        ))
     };
+    Ok((train, val))
+}
+
+/// The set a CSV row belongs to (0 train, 1 validation) from its `split` field.
+fn split_of(path: &Path, lineno: usize, split: Option<&str>) -> Result<usize, DataError> {
+    match split {
+        None | Some("train") => Ok(0),
+        Some("val") | Some("validation") => Ok(1),
+        Some(other) => Err(malformed(
+            path,
+            format!(
+                "line {}: unknown split `{other}` (expected train or val)",
+                lineno + 1
+            ),
+        )),
+    }
+}
+
+/// A finite number from a CSV field.
+fn number(path: &Path, lineno: usize, col: &str, field: &str) -> Result<f64, DataError> {
+    field
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| {
+            malformed(
+                path,
+                format!(
+                    "line {}, column `{col}`: `{field}` is not a finite number",
+                    lineno + 1
+                ),
+            )
+        })
+}
+
+/// The rest of a regression CSV file: features and target columns of every row.
+fn read_csv_targets<'a>(
+    path: &Path,
+    cols: &[&str],
+    lines: impl Iterator<Item = (usize, &'a str)>,
+    feature_cols: &[usize],
+    target_cols: &[usize],
+    split_col: Option<usize>,
+) -> Result<(Dataset, Option<Dataset>), DataError> {
+    let mut sets: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+    for (lineno, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != cols.len() {
+            return Err(malformed(
+                path,
+                format!(
+                    "line {} has {} fields, the header has {}",
+                    lineno + 1,
+                    fields.len(),
+                    cols.len()
+                ),
+            ));
+        }
+        let which = split_of(path, lineno, split_col.map(|c| fields[c]))?;
+        for &c in feature_cols {
+            sets[which]
+                .0
+                .push(number(path, lineno, cols[c], fields[c])?);
+        }
+        for &c in target_cols {
+            sets[which]
+                .1
+                .push(number(path, lineno, cols[c], fields[c])?);
+        }
+    }
+    if sets[0].1.is_empty() {
+        return Err(malformed(path, "no training rows"));
+    }
+    let (dim, m) = (feature_cols.len(), target_cols.len());
+    let [(tf, tt), (vf, vt)] = sets;
+    let train = Dataset::regression(tf, tt, dim, m);
+    let val = (!vt.is_empty()).then(|| Dataset::regression(vf, vt, dim, m));
     Ok((train, val))
 }
 
@@ -519,6 +756,29 @@ mod tests {
         let (t2, v2) = read_hdf5(&p).unwrap();
         assert_eq!(t, t2);
         assert_eq!(Some(v), v2);
+    }
+
+    #[test]
+    fn regression_files_round_trip() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let (t, v) = crate::generate_sine(40, 8, 3);
+        let p = dir.path().join("s.csv");
+        write_csv(&p, &["x"], &t, &v).unwrap();
+        assert!(fs::read_to_string(&p)
+            .unwrap()
+            .starts_with("x,target,split\n"));
+        assert_eq!(read_csv(&p).unwrap(), (t.clone(), Some(v.clone())));
+        let h = dir.path().join("s.h5");
+        write_hdf5(&h, &t, &v).unwrap();
+        assert_eq!(read_hdf5(&h).unwrap(), (t, Some(v)));
+        // Two targets per example.
+        let two = Dataset::regression(vec![1.0, 2.0], vec![0.5, -0.5, 1.5, -1.5], 1, 2);
+        write_csv(&p, &["x"], &two, &Dataset::regression(vec![], vec![], 1, 2)).unwrap();
+        assert!(fs::read_to_string(&p)
+            .unwrap()
+            .starts_with("x,target0,target1,split\n"));
+        assert_eq!(read_csv(&p).unwrap(), (two, None));
     }
 
     #[test]
@@ -547,6 +807,12 @@ mod tests {
         assert!(!e.contains('\n'));
         fs::write(&p, "x,y\n1,2\n").unwrap();
         assert!(read_csv(&p).unwrap_err().to_string().contains("label"));
+        fs::write(&p, "x,label,target\n1,2,0.5\n").unwrap();
+        let e = read_csv(&p).unwrap_err().to_string();
+        assert!(e.contains("both") && e.contains("`target`"), "{e}");
+        fs::write(&p, "x,target\n1,0.5\n2,nan\n").unwrap();
+        let e = read_csv(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("`target`"), "{e}");
         let h = dir.path().join("bad.h5");
         fs::write(&h, b"this is not hdf5").unwrap();
         let e = read_hdf5(&h).unwrap_err().to_string();

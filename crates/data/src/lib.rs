@@ -1,40 +1,98 @@
 //! # layerpar-data — data sets for layerpar
 //!
 //! A [`Dataset`] is a column-major matrix of features (d × n, one example per column) with a
-//! class label per example. Sources: the synthetic Peaks problem generated in code, and user
+//! class label per example (classification) or m real-valued targets per example
+//! (regression). Sources: the synthetic Peaks and sine problems generated in code, and user
 //! files in HDF5 or CSV. [`Batcher`] draws shuffled mini-batches, reshuffled every epoch.
 
 pub mod batch;
 pub mod io;
 pub mod peaks;
 pub mod rng;
+pub mod sine;
 
 pub use batch::Batcher;
 pub use io::{read_csv, read_hdf5, write_csv, write_hdf5};
 pub use peaks::{generate_peaks, peaks_value, PeaksClasses};
+pub use sine::generate_sine;
 
 use std::path::PathBuf;
 
-/// A labelled data set: features d × n (column-major) and n labels in 0..classes.
-#[derive(Clone, Debug, PartialEq)]
+/// A data set: features d × n (column-major) and, per example, a label in 0..classes
+/// (classification) or `target_dim` real values (regression). Exactly one of `labels` and
+/// `targets` is non-empty (unless the set has no examples).
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Dataset {
     /// Features of example j at `features[j·dim .. (j+1)·dim]`.
     pub features: Vec<f64>,
+    /// Class labels (classification; empty for regression).
     pub labels: Vec<usize>,
+    /// Targets of example j at `targets[j·target_dim .. (j+1)·target_dim]` (regression;
+    /// empty for classification).
+    pub targets: Vec<f64>,
     /// Features per example, d.
     pub dim: usize,
-    /// Number of classes C; every label is below it.
+    /// Number of classes C; every label is below it (0 for regression).
     pub classes: usize,
+    /// Targets per example m (0 for classification).
+    pub target_dim: usize,
 }
 
 impl Dataset {
+    /// A classification set.
+    pub fn labelled(features: Vec<f64>, labels: Vec<usize>, dim: usize, classes: usize) -> Self {
+        Dataset {
+            features,
+            labels,
+            targets: Vec::new(),
+            dim,
+            classes,
+            target_dim: 0,
+        }
+    }
+
+    /// A regression set with `target_dim` targets per example.
+    pub fn regression(
+        features: Vec<f64>,
+        targets: Vec<f64>,
+        dim: usize,
+        target_dim: usize,
+    ) -> Self {
+        Dataset {
+            features,
+            labels: Vec::new(),
+            targets,
+            dim,
+            classes: 0,
+            target_dim,
+        }
+    }
+
+    /// Whether the examples carry real-valued targets.
+    pub fn is_regression(&self) -> bool {
+        self.target_dim > 0
+    }
+
+    /// Outputs the network needs: the number of classes, or of targets per example.
+    pub fn outputs(&self) -> usize {
+        if self.is_regression() {
+            self.target_dim
+        } else {
+            self.classes
+        }
+    }
+
     /// Number of examples n.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        if self.is_regression() {
+            self.targets.len() / self.target_dim
+        } else {
+            self.labels.len()
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
     }
 
     /// Features of example j.
@@ -42,13 +100,56 @@ impl Dataset {
         &self.features[j * self.dim..(j + 1) * self.dim]
     }
 
-    /// Copies the examples `idx` into a batch: x (d × |idx|) and labels.
-    pub fn gather(&self, idx: &[usize], x: &mut Vec<f64>, labels: &mut Vec<usize>) {
-        x.clear();
-        labels.clear();
+    /// Targets of example j (regression).
+    pub fn target(&self, j: usize) -> &[f64] {
+        &self.targets[j * self.target_dim..(j + 1) * self.target_dim]
+    }
+
+    /// What the network's outputs are compared with.
+    pub fn y(&self) -> odenet::Targets<'_> {
+        if self.is_regression() {
+            odenet::Targets::Values {
+                values: &self.targets,
+                dim: self.target_dim,
+            }
+        } else {
+            odenet::Targets::Labels(&self.labels)
+        }
+    }
+
+    /// The examples in consecutive pieces of at most `size`: (features, targets) of each.
+    pub fn chunks(&self, size: usize) -> impl Iterator<Item = (&[f64], odenet::Targets<'_>)> {
+        let n = self.len();
+        (0..n).step_by(size.max(1)).map(move |start| {
+            let end = (start + size).min(n);
+            let x = &self.features[start * self.dim..end * self.dim];
+            let y = if self.is_regression() {
+                odenet::Targets::Values {
+                    values: &self.targets[start * self.target_dim..end * self.target_dim],
+                    dim: self.target_dim,
+                }
+            } else {
+                odenet::Targets::Labels(&self.labels[start..end])
+            };
+            (x, y)
+        })
+    }
+
+    /// Copies the examples `idx` into `batch` (which keeps its allocations).
+    pub fn gather(&self, idx: &[usize], batch: &mut Dataset) {
+        batch.features.clear();
+        batch.labels.clear();
+        batch.targets.clear();
+        batch.dim = self.dim;
+        batch.classes = self.classes;
+        batch.target_dim = self.target_dim;
         for &j in idx {
-            x.extend_from_slice(self.example(j));
-            labels.push(self.labels[j]);
+            batch.features.extend_from_slice(self.example(j));
+            if self.is_regression() {
+                batch.targets.extend_from_slice(self.target(j));
+            } else {
+                batch.labels.push(self.labels[j]);
+            }
         }
     }
 
@@ -57,9 +158,15 @@ impl Dataset {
         let keep = self.len() - count.min(self.len());
         let tail = Dataset {
             features: self.features.split_off(keep * self.dim),
-            labels: self.labels.split_off(keep),
+            labels: if self.is_regression() {
+                Vec::new()
+            } else {
+                self.labels.split_off(keep)
+            },
+            targets: self.targets.split_off(keep * self.target_dim),
             dim: self.dim,
             classes: self.classes,
+            target_dim: self.target_dim,
         };
         (self, tail)
     }
@@ -68,15 +175,12 @@ impl Dataset {
     pub fn shuffle(&mut self, g: &mut rng::Generator) {
         let mut order: Vec<usize> = (0..self.len()).collect();
         rng::shuffle(g, &mut order);
-        let mut features = Vec::with_capacity(self.features.len());
-        for &j in &order {
-            features.extend_from_slice(self.example(j));
-        }
-        self.labels = order.iter().map(|&j| self.labels[j]).collect();
-        self.features = features;
+        let mut shuffled = Dataset::default();
+        self.gather(&order, &mut shuffled);
+        *self = shuffled;
     }
 
-    /// Number of examples per class.
+    /// Number of examples per class (classification).
     pub fn class_counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.classes];
         for &l in &self.labels {

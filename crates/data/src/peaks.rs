@@ -65,12 +65,12 @@ fn sample(map: &PeaksClasses, count: usize, g: &mut crate::rng::Generator) -> Da
         }
     }
     shuffle(g, &mut points);
-    Dataset {
-        features: points.iter().flat_map(|(p, _)| *p).collect(),
-        labels: points.iter().map(|(_, k)| *k).collect(),
-        dim: 2,
-        classes: c,
-    }
+    Dataset::labelled(
+        points.iter().flat_map(|(p, _)| *p).collect(),
+        points.iter().map(|(_, k)| *k).collect(),
+        2,
+        c,
+    )
 }
 
 /// The Peaks training and validation sets (5 balanced classes, shuffled), fixed by `seed`.

@@ -1,7 +1,8 @@
 //! Forward and adjoint propagation as MGRIT applications ([`mgrit::App`]).
 //!
 //! A state is a whole batch, w × B column-major. Coarse levels rediscretize: a coarse step
-//! of size m·h from time index a uses the fine control θ_a.
+//! of size m·h from time index a uses the fine control θ_a. With a learnable time scale s
+//! every step of size Δt on the grid of [0, T] is taken with s·Δt.
 
 use crate::ghosts::LayerControls;
 use mgrit::{App, Comm, Solver, StepInfo};
@@ -25,12 +26,14 @@ impl App for ForwardApp<'_> {
     type State = Vec<f64>;
 
     fn step(&mut self, u: &mut Vec<f64>, info: &StepInfo) {
-        let step = self.net.step(self.ctrl.layer(info.from), info.dt);
+        let dt = info.dt * self.ctrl.time_scale();
+        let step = self.net.step(self.ctrl.layer(info.from), dt);
         step.forward_in_place(u, &mut self.scratch);
     }
 
     fn step_from(&mut self, src: &Vec<f64>, dst: &mut Vec<f64>, info: &StepInfo) {
-        let step = self.net.step(self.ctrl.layer(info.from), info.dt);
+        let dt = info.dt * self.ctrl.time_scale();
+        let step = self.net.step(self.ctrl.layer(info.from), dt);
         dst.resize(src.len(), 0.0);
         step.forward(src, dst, &mut self.scratch);
     }
@@ -86,7 +89,9 @@ impl<C: Comm> AdjointApp<'_, C> {
     /// The adjoint step of `info` into `lam`: in place, or from `lam_next` when given.
     fn adjoint_step(&mut self, lam_next: Option<&[f64]>, lam: &mut [f64], info: &StepInfo) {
         let a = info.to;
-        let step = self.net.step(self.ctrl.layer(a), info.dt);
+        let step = self
+            .net
+            .step(self.ctrl.layer(a), info.dt * self.ctrl.time_scale());
         let u = self
             .forward
             .state(a)

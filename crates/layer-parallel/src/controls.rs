@@ -67,6 +67,7 @@ impl Controls {
                 let mut theta = vec![0.0; model.len];
                 theta[model.opening.clone()].copy_from_slice(&params[layout.opening.clone()]);
                 theta[model.classifier.clone()].copy_from_slice(&params[layout.classifier.clone()]);
+                theta[model.scale.clone()].copy_from_slice(&params[layout.scale.clone()]);
                 for n in part.owned_layers.clone() {
                     sp.layer(coef, n, &mut theta[model.layer(n)]);
                 }
@@ -157,6 +158,7 @@ impl Controls {
         grad.fill(0.0);
         grad[layout.opening.clone()].copy_from_slice(&grad_model[model.opening.clone()]);
         grad[layout.classifier.clone()].copy_from_slice(&grad_model[model.classifier.clone()]);
+        grad[layout.scale.clone()].copy_from_slice(&grad_model[model.scale.clone()]);
         for ((g, a), b) in grad[layout.layers.clone()]
             .iter_mut()
             .zip(&total)
@@ -248,6 +250,7 @@ impl SplineControls {
         let mut theta = vec![0.0; l.len];
         theta[l.opening()].copy_from_slice(&params[pl.opening()]);
         theta[l.classifier()].copy_from_slice(&params[pl.classifier()]);
+        theta[l.scale.clone()].copy_from_slice(&params[pl.scale.clone()]);
         for n in 0..l.shape.layers {
             self.layer(&params[pl.hidden()], n, &mut theta[l.layer(n)]);
         }

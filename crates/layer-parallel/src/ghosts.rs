@@ -117,6 +117,17 @@ impl<'a> LayerControls<'a> {
                 .unwrap_or_else(|| panic!("ghost control of layer {n} was not exchanged"))
         }
     }
+
+    /// The time scale s (replicated on every rank; 1 when it is not learnable). Every step of
+    /// size Δt on the time grid of [0, T] is taken with s·Δt.
+    pub fn time_scale(&self) -> f64 {
+        let r = &self.layout.scale;
+        if r.is_empty() {
+            1.0
+        } else {
+            self.theta[r.start]
+        }
+    }
 }
 
 /// The hidden layers a rank needs but does not own: the control of the step into its first

@@ -5,7 +5,9 @@
 //! U_{n+1} = U_n + h σ(K_n U_n + b_n 1ᵀ), θ = P(p) ([`Controls`]).
 //! The gradient is the exact discrete adjoint: Λ_N = W_cᵀ G (G = ∂loss/∂Z),
 //! Λ_n = Λ_{n+1} + K_nᵀ S_n with S_n = σ'(K_n U_n + b_n) ⊙ (h Λ_{n+1}), ∂J/∂K_n = S_n U_nᵀ,
-//! ∂J/∂b_n = S_n 1, ∂J/∂W_in = (σ'(A) ⊙ Λ_0) Xᵀ, then pulled back to p by Pᵀ. With one MGRIT
+//! ∂J/∂b_n = S_n 1, ∂J/∂W_in = (σ'(A) ⊙ Λ_0) Xᵀ, then pulled back to p by Pᵀ. A learnable
+//! time scale s (every step s·h) has ∂J/∂s = Σ_n h ⟨Λ_{n+1}, σ(K_n U_n + b_n 1ᵀ)⟩, each rank
+//! forming its layers' terms and the sum taken in layer order. With one MGRIT
 //! level both solves are the exact serial sweeps, pipelined over the ranks; with more they are
 //! MGRIT iterations (one-shot when their iteration counts are small).
 //!
@@ -18,7 +20,7 @@ use crate::controls::Controls;
 use crate::ghosts::{Ghosts, LayerControls};
 use crate::partition::{LocalLayout, Partition};
 use mgrit::{Comm, Options, Solver, Stats};
-use odenet::loss::loss_sum;
+use odenet::loss::{loss_sum, Targets};
 use odenet::network::ordered_sum;
 use odenet::{Layer, Network, Scratch, Step};
 use std::collections::BTreeMap;
@@ -150,6 +152,17 @@ impl<C: Comm> Objective<C> {
         self.forward.grid().num_levels()
     }
 
+    /// The time scale s of this rank's part of p (replicated on every rank; 1 when it is not
+    /// learnable). The ODE runs to s·T.
+    pub fn time_scale(&self, params: &[f64]) -> f64 {
+        let r = &self.layout.scale;
+        if r.is_empty() {
+            1.0
+        } else {
+            params[r.start]
+        }
+    }
+
     /// Whether the hidden controls are B-splines.
     pub fn is_spline(&self) -> bool {
         self.controls.is_spline()
@@ -220,11 +233,17 @@ impl<C: Comm> Objective<C> {
         self.comm.all_gather(mine)
     }
 
-    /// (mean loss, accuracy) of p on (x, labels) by an exact forward sweep, pipelined over
-    /// the ranks. Collective.
-    pub fn evaluate(&mut self, params: &[f64], x: &[f64], labels: &[usize]) -> (f64, f64) {
+    /// (mean loss, accuracy) of p on (x, targets) by an exact forward sweep, pipelined over
+    /// the ranks (accuracy 0 for real-valued targets). Collective.
+    pub fn evaluate<'t>(
+        &mut self,
+        params: &[f64],
+        x: &[f64],
+        targets: impl Into<Targets<'t>>,
+    ) -> (f64, f64) {
+        let targets = targets.into();
         let theta = self.model(params);
-        let batch = labels.len();
+        let batch = targets.len();
         let (net, part) = (&self.net, &self.part);
         let sweep = match self.sweeps.entry(batch) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -259,22 +278,23 @@ impl<C: Comm> Objective<C> {
             let mut logits = vec![0.0; sh.classes * batch];
             let u = sweep.state(sh.layers).expect("the last rank owns U_N");
             net.classify(&theta[self.model_layout.classifier.clone()], u, &mut logits);
-            let (l, c) = loss_sum(net.loss, sh.classes, &logits, labels, None);
+            let (l, c) = loss_sum(net.loss, sh.classes, &logits, targets, None);
             out = [l / batch as f64, c as f64 / batch as f64];
         }
         let v = self.broadcast_from_last(&out);
         (v[0], v[1])
     }
 
-    /// J at p (this rank's part) on the batch (x, labels) and this rank's part of ∇J, with
+    /// J at p (this rank's part) on the batch (x, targets) and this rank's part of ∇J, with
     /// forward and adjoint MGRIT. Collective.
-    pub fn objective_gradient(
+    pub fn objective_gradient<'t>(
         &mut self,
         params: &[f64],
         x: &[f64],
-        labels: &[usize],
+        targets: impl Into<Targets<'t>>,
         grad: &mut [f64],
     ) -> Value {
+        let labels = targets.into();
         let batch = labels.len();
         self.ensure_batch(batch);
         let theta = self.model(params);
@@ -379,7 +399,7 @@ impl<C: Comm> Objective<C> {
         &mut self,
         theta: &[f64],
         x: &[f64],
-        labels: &[usize],
+        labels: Targets<'_>,
         grad: &mut [f64],
     ) -> ([f64; 2], Stats, Stats) {
         let batch = labels.len();
@@ -419,8 +439,8 @@ impl<C: Comm> Objective<C> {
         };
         let astats = self.adjoint.solve(&mut adj);
         self.buf.scratch = adj.scratch;
-        if !fused {
-            self.layer_gradients(theta, grad);
+        if !fused || !ml.scale.is_empty() {
+            self.layer_gradients(theta, grad, !fused);
         }
         if self.part.is_first() {
             let open = &theta[ml.opening.clone()];
@@ -440,7 +460,7 @@ impl<C: Comm> Objective<C> {
 
     /// On the last rank: the logits Z = W_c U_N + b_c, the loss and the number correct, the
     /// classifier's gradient and λ_N = W_cᵀ ∂loss/∂Z. Zeros elsewhere.
-    fn loss_terms(&mut self, theta: &[f64], labels: &[usize], grad: &mut [f64]) -> [f64; 2] {
+    fn loss_terms(&mut self, theta: &[f64], labels: Targets<'_>, grad: &mut [f64]) -> [f64; 2] {
         if !self.part.is_last() {
             return [0.0, 0.0];
         }
@@ -469,10 +489,13 @@ impl<C: Comm> Objective<C> {
         [total * scale, correct as f64]
     }
 
-    /// The hidden layers' gradients after a multilevel adjoint solve, from λ_{n+1} and U_n:
-    /// S_n = σ'(K_n U_n + b_n) ⊙ h λ_{n+1}, ∂J/∂K_n += S_n U_nᵀ, ∂J/∂b_n += S_n 1. The λ of a
-    /// rank's first point goes to the rank before (which owns the layer ending there).
-    fn layer_gradients(&mut self, theta: &[f64], grad: &mut [f64]) {
+    /// After the adjoint solve, from λ_{n+1} and U_n of every owned layer: the hidden layers'
+    /// gradients when `hidden` (a multilevel solve; S_n = σ'(K_n U_n + b_n) ⊙ s·h λ_{n+1},
+    /// ∂J/∂K_n += S_n U_nᵀ, ∂J/∂b_n += S_n 1) and the time scale's gradient when it is
+    /// learnable (∂J/∂s = Σ_n h ⟨λ_{n+1}, σ(K_n U_n + b_n)⟩, in layer order, on every rank).
+    /// The λ of a rank's first point goes to the rank before (which owns the layer ending
+    /// there). Collective.
+    fn layer_gradients(&mut self, theta: &[f64], grad: &mut [f64], hidden: bool) {
         let (lo, hi) = (self.part.points.start, self.part.points.end);
         if lo > 0 {
             let lam_lo = self.adjoint.state(lo).expect("owned");
@@ -482,6 +505,13 @@ impl<C: Comm> Objective<C> {
         // Every rank but the last owns layer hi−1, whose λ_hi is the right neighbour's first.
         let lam_hi = (!self.part.is_last()).then(|| self.comm.recv(self.part.rank + 1, LAMBDA_TAG));
         let h = self.net.step_size();
+        let scale = self.model_layout.scale.clone();
+        let hs = h * if scale.is_empty() {
+            1.0
+        } else {
+            theta[scale.start]
+        };
+        let mut scale_terms = Vec::new();
         for n in self.part.owned_layers.clone() {
             let next = if n + 1 < hi {
                 self.adjoint.state(n + 1).expect("owned")
@@ -490,13 +520,17 @@ impl<C: Comm> Objective<C> {
             };
             let range = self.model_layout.layer(n);
             let u = self.forward.state(n).expect("owned");
-            self.net.step(&theta[range.clone()], h).gradient(
-                u,
-                next,
-                &mut self.buf.scratch,
-                &mut grad[range],
-            );
+            let step = self.net.step(&theta[range.clone()], hs);
+            if hidden {
+                step.gradient(u, next, &mut self.buf.scratch, &mut grad[range]);
+            }
+            if !scale.is_empty() {
+                scale_terms.push(h * step.increment_dot(u, next, &mut self.buf.scratch));
+            }
         }
         self.comm.wait_sends();
+        if !scale.is_empty() {
+            grad[scale.start] = ordered_sum(&self.comm.all_gather(&scale_terms));
+        }
     }
 }

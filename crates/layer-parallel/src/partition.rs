@@ -80,21 +80,27 @@ impl Partition {
 }
 
 /// Layout of this rank's part of a parameter vector: [opening (rank 0)] [hidden] [classifier
-/// (last rank)], where hidden is the owned layers' controls (per-layer) or every B-spline
-/// coefficient (spline controls, replicated on every rank). The unique parts, concatenated in
-/// rank order, are the global vector (opening, hidden sets in order, classifier).
+/// (last rank)] [time scale], where hidden is the owned layers' controls (per-layer) or every
+/// B-spline coefficient (spline controls, replicated on every rank), and the time scale s (when
+/// learnable) is replicated on every rank. The unique parts, concatenated in rank order, are
+/// the global vector (opening, hidden sets in order, classifier, time scale): replicated
+/// coefficients count as rank 0's, the replicated time scale as the last rank's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalLayout {
     pub opening: Range<usize>,
     pub layers: Range<usize>,
     pub classifier: Range<usize>,
+    /// The time scale s (one value on every rank, or empty when it is fixed).
+    pub scale: Range<usize>,
     pub layer_len: usize,
     pub first_layer: usize,
     pub len: usize,
     /// The hidden block holds all M spline coefficients, the same on every rank.
     pub replicated: bool,
-    /// This rank is rank 0 (which alone counts replicated blocks in dot products).
+    /// This rank is rank 0 (which alone counts replicated coefficients in dot products).
     pub first_rank: bool,
+    /// This rank is the last (which alone counts the replicated time scale).
+    pub last_rank: bool,
 }
 
 impl LocalLayout {
@@ -122,11 +128,13 @@ impl LocalLayout {
             0
         };
         let classifier = layers.end..layers.end + class_len;
+        let scale = classifier.end..classifier.end + g.scale.len();
         LocalLayout {
             opening: 0..open_len,
-            len: classifier.end,
+            len: scale.end,
             layers,
             classifier,
+            scale,
             layer_len: g.layer_len,
             first_layer: if replicated {
                 0
@@ -135,7 +143,13 @@ impl LocalLayout {
             },
             replicated,
             first_rank: part.is_first(),
+            last_rank: part.is_last(),
         }
+    }
+
+    /// Whether this rank counts the hidden block and the time scale as its own.
+    fn owns(&self) -> (bool, bool) {
+        (!self.replicated || self.first_rank, self.last_rank)
     }
 
     /// The block of owned layer n (or coefficient set n).
@@ -145,13 +159,14 @@ impl LocalLayout {
     }
 
     /// The blocks in layer order whose partial dot products are summed in order; replicated
-    /// coefficients count on rank 0 only.
+    /// coefficients count on rank 0 only, the replicated time scale on the last rank only.
     pub fn segments(&self) -> Vec<Range<usize>> {
+        let (hidden, scale) = self.owns();
         let mut s = Vec::new();
         if !self.opening.is_empty() {
             s.push(self.opening.clone());
         }
-        if !self.replicated || self.first_rank {
+        if hidden {
             let mut start = self.layers.start;
             while start < self.layers.end {
                 s.push(start..start + self.layer_len);
@@ -161,6 +176,9 @@ impl LocalLayout {
         if !self.classifier.is_empty() {
             s.push(self.classifier.clone());
         }
+        if scale && !self.scale.is_empty() {
+            s.push(self.scale.clone());
+        }
         s
     }
 
@@ -169,30 +187,40 @@ impl LocalLayout {
         let g = &net.layout;
         let open = g.opening().len();
         let class = g.classifier().len();
+        let scale = g.scale.len();
+        let class_end = global.len() - scale;
         let mut local = Vec::with_capacity(self.len);
         if part.is_first() {
             local.extend_from_slice(&global[..open]);
         }
         if self.replicated {
-            local.extend_from_slice(&global[open..global.len() - class]);
+            local.extend_from_slice(&global[open..class_end - class]);
         } else {
             for n in part.owned_layers.clone() {
                 local.extend_from_slice(&global[g.layer(n)]);
             }
         }
         if part.is_last() {
-            local.extend_from_slice(&global[global.len() - class..]);
+            local.extend_from_slice(&global[class_end - class..class_end]);
         }
+        local.extend_from_slice(&global[class_end..]);
         local
     }
 
     /// The part of a local vector that no other rank holds (what a gather concatenates).
     pub fn unique<'a>(&self, local: &'a [f64]) -> std::borrow::Cow<'a, [f64]> {
-        if !self.replicated || self.first_rank {
+        let (hidden, scale) = self.owns();
+        if hidden && (scale || self.scale.is_empty()) {
             return std::borrow::Cow::Borrowed(local);
         }
         let mut v = local[self.opening.clone()].to_vec();
+        if hidden {
+            v.extend_from_slice(&local[self.layers.clone()]);
+        }
         v.extend_from_slice(&local[self.classifier.clone()]);
+        if scale {
+            v.extend_from_slice(&local[self.scale.clone()]);
+        }
         std::borrow::Cow::Owned(v)
     }
 }

@@ -8,7 +8,7 @@ use layer_parallel::ghosts::{Ghosts, LayerControls};
 use layer_parallel::{LocalLayout, Partition};
 use mgrit::harness::{check_app, check_state, Report};
 use mgrit::{Options, SerialComm, Solver, StepInfo};
-use odenet::{Activation, Loss, Network, Opening, Regularization, Scratch, Shape};
+use odenet::{Activation, Loss, Network, Regularization, Scratch, Shape};
 
 fn values(n: usize, seed: u64) -> Vec<f64> {
     let mut s = seed;
@@ -41,13 +41,7 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
         (Activation::Relu, 8),
     ] {
         let layers = 6;
-        let shape = Shape {
-            input: 2,
-            width,
-            classes: 3,
-            layers,
-            opening: Opening::Activate,
-        };
+        let shape = Shape::dense(2, width, 3, layers);
         let net = Network::new(
             shape,
             act,

@@ -5,7 +5,9 @@
 
 use layer_parallel::{Objective, SolverSettings, SplineControls};
 use mgrit::{Options, SerialComm};
-use odenet::{Activation, Loss, Network, Opening, Regularization, Shape, Workspace};
+use odenet::{
+    Activation, Closing, Loss, Network, Opening, Regularization, Shape, Targets, Workspace,
+};
 
 /// SplitMix64 numbers in [−1, 1).
 struct Mix(u64);
@@ -32,11 +34,8 @@ struct Case {
 
 fn case(act: Activation, opening: Opening, loss: Loss, width: usize, seed: u64) -> Case {
     let shape = Shape {
-        input: 3,
-        width,
-        classes: 4,
-        layers: 12,
         opening,
+        ..Shape::dense(3, width, 4, 12)
     };
     let reg = Regularization {
         tikhonov: 1e-2,
@@ -257,5 +256,109 @@ fn spline_gradient_matches_finite_differences() {
             worst < 1e-6,
             "{act}: finite differences differ by {worst:e}"
         );
+    }
+}
+
+/// Sine-experiment layers (copy opening, average closing) with real-valued targets and a
+/// learnable time scale: one MGRIT level equals the serial objective bit for bit, converged
+/// MGRIT agrees to the tolerance, and spline controls pass finite differences (the time
+/// scale's entry included).
+#[test]
+fn regression_and_time_scale_equal_the_serial_objective() {
+    for act in Activation::ALL {
+        for (opening, closing, time_scale) in [
+            (Opening::Replicate, Closing::Average, true),
+            (Opening::Replicate, Closing::Average, false),
+            (Opening::Activate, Closing::Affine, true),
+        ] {
+            let outputs = if closing == Closing::Average { 1 } else { 2 };
+            let shape = Shape {
+                opening,
+                closing,
+                time_scale,
+                ..Shape::dense(1, 4, outputs, 12)
+            };
+            let reg = Regularization {
+                tikhonov: 1e-2,
+                ddt: 1e-3,
+                classifier: 2e-2,
+            };
+            let net = Network::new(shape, act, 2.0, Loss::Mse, reg);
+            let mut g = Mix(31 + act as u64);
+            let batch = 7;
+            let x = g.vec(batch, 3.0);
+            let values = g.vec(batch * outputs, 1.0);
+            let y = Targets::Values {
+                values: &values,
+                dim: outputs,
+            };
+            let mut theta = g.vec(net.num_params(), 0.7);
+            if time_scale {
+                theta[net.layout.scale.start] = 1.4;
+            }
+            let what = format!("{act} {opening:?} {closing:?} scale {time_scale}");
+            let mut ws = Workspace::default();
+            let mut g_serial = vec![0.0; theta.len()];
+            let v_serial = net.objective_gradient(&theta, &x, y, &mut ws, &mut g_serial);
+            assert!(g_serial.iter().any(|&v| v != 0.0), "{what}: zero gradient");
+            if time_scale {
+                assert_ne!(g_serial[net.layout.scale.start], 0.0, "{what}: ∂J/∂s = 0");
+            }
+            let mut obj = Objective::new(net.clone(), &SerialComm, settings(1), None).unwrap();
+            let mut grad = vec![0.0; theta.len()];
+            let v = obj.objective_gradient(&theta, &x, y, &mut grad);
+            assert_eq!(
+                v.objective.to_bits(),
+                v_serial.objective.to_bits(),
+                "{what}: J"
+            );
+            assert_eq!(grad, g_serial, "{what}: gradient");
+            let (l, _) = obj.evaluate(&theta, &x, y);
+            let (sum, _) = net.evaluate(&theta, &x, y, &mut ws);
+            assert_eq!(
+                l.to_bits(),
+                (sum / batch as f64).to_bits(),
+                "{what}: evaluate"
+            );
+            for levels in [2, 3] {
+                let mut obj =
+                    Objective::new(net.clone(), &SerialComm, settings(levels), None).unwrap();
+                let v = obj.objective_gradient(&theta, &x, y, &mut grad);
+                assert!(
+                    (v.objective - v_serial.objective).abs() <= 1e-12 * v_serial.objective.abs(),
+                    "{what} {levels} levels: J"
+                );
+                let e = max_rel(&grad, &g_serial);
+                assert!(e <= 1e-9, "{what} {levels} levels: gradient error {e:e}");
+            }
+            // Spline controls: finite differences of J(p) in every third entry and the scale.
+            let basis = bspline::Basis::uniform(bspline::KnotKind::Clamped, 2, 5, 2.0).unwrap();
+            let pl = layer_parallel::spline_layout(&net, basis.count());
+            let mut p = g.vec(pl.len, 0.7);
+            if time_scale {
+                p[pl.scale.start] = 0.8;
+            }
+            let mut obj =
+                Objective::new(net.clone(), &SerialComm, settings(1), Some(basis)).unwrap();
+            let mut gp = vec![0.0; p.len()];
+            obj.objective_gradient(&p, &x, y, &mut gp);
+            let mut scratch = vec![0.0; p.len()];
+            let mut worst = 0.0f64;
+            let entries: Vec<usize> = (0..p.len()).step_by(3).chain(pl.scale.clone()).collect();
+            for i in entries {
+                let h = 1e-6;
+                let mut q = p.clone();
+                q[i] += h;
+                let jp = obj.objective_gradient(&q, &x, y, &mut scratch).objective;
+                q[i] -= 2.0 * h;
+                let jm = obj.objective_gradient(&q, &x, y, &mut scratch).objective;
+                let fd = (jp - jm) / (2.0 * h);
+                worst = worst.max((fd - gp[i]).abs() / (1e-3 + gp[i].abs()));
+            }
+            assert!(
+                worst < 1e-6,
+                "{what} spline: finite differences differ by {worst:e}"
+            );
+        }
     }
 }

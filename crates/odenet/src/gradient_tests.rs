@@ -16,69 +16,122 @@ impl Mix {
     }
 }
 
-fn setup(
+/// One model variant of the FD check.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
     act: Activation,
     loss: Loss,
     opening: Opening,
-    width: usize,
-) -> (Network, Vec<f64>, Vec<f64>, Vec<usize>) {
+    closing: Closing,
+    time_scale: bool,
+    /// Real-valued targets (MSE against them) instead of class labels.
+    regression: bool,
+}
+
+impl Variant {
+    fn classify(act: Activation, loss: Loss, opening: Opening) -> Self {
+        Variant {
+            act,
+            loss,
+            opening,
+            closing: Closing::Affine,
+            time_scale: false,
+            regression: false,
+        }
+    }
+}
+
+/// The batch's targets: labels, or real values (classes per example).
+enum Y {
+    Labels(Vec<usize>),
+    Values(Vec<f64>, usize),
+}
+
+impl Y {
+    fn targets(&self) -> Targets<'_> {
+        match self {
+            Y::Labels(l) => Targets::Labels(l),
+            Y::Values(v, dim) => Targets::Values {
+                values: v,
+                dim: *dim,
+            },
+        }
+    }
+}
+
+fn setup(v: Variant, width: usize) -> (Network, Vec<f64>, Vec<f64>, Y) {
+    let outputs = if v.closing == Closing::Average { 1 } else { 3 };
     let shape = Shape {
-        input: 3,
-        width,
-        classes: 3,
-        layers: 5,
-        opening,
+        opening: v.opening,
+        closing: v.closing,
+        time_scale: v.time_scale,
+        ..Shape::dense(3, width, outputs, 5)
     };
     let reg = Regularization {
         tikhonov: 1e-2,
         ddt: 1e-3,
         classifier: 2e-2,
     };
-    let net = Network::new(shape, act, 1.5, loss, reg);
-    let mut rng = Mix(7 + act as u64 * 31 + loss as u64 * 7 + opening as u64);
-    let theta: Vec<f64> = (0..net.num_params()).map(|_| rng.next()).collect();
+    let net = Network::new(shape, v.act, 1.5, v.loss, reg);
+    let mut rng =
+        Mix(7 + v.act as u64 * 31 + v.loss as u64 * 7 + v.opening as u64 + 3 * v.closing as u64);
+    let mut theta: Vec<f64> = (0..net.num_params()).map(|_| rng.next()).collect();
+    if v.time_scale {
+        theta[net.layout.scale.start] = 1.3;
+    }
     let batch = 6;
     let x: Vec<f64> = (0..shape.input * batch).map(|_| 2.0 * rng.next()).collect();
-    let labels: Vec<usize> = (0..batch).map(|j| j % shape.classes).collect();
-    (net, theta, x, labels)
+    let y = if v.regression {
+        Y::Values((0..outputs * batch).map(|_| rng.next()).collect(), outputs)
+    } else {
+        Y::Labels((0..batch).map(|j| j % shape.classes).collect())
+    };
+    (net, theta, x, y)
 }
 
 fn check(act: Activation, loss: Loss, opening: Opening) {
+    check_variant(Variant::classify(act, loss, opening));
+}
+
+fn check_variant(v: Variant) {
     for width in [4, 5] {
-        check_width(act, loss, opening, width);
+        check_width(v, width);
     }
 }
 
-fn check_width(act: Activation, loss: Loss, opening: Opening, width: usize) {
-    let (net, theta, x, labels) = setup(act, loss, opening, width);
+fn check_width(v: Variant, width: usize) {
+    let (net, theta, x, y) = setup(v, width);
     let mut ws = Workspace::default();
     let mut grad = vec![0.0; net.num_params()];
-    let val = net.objective_gradient(&theta, &x, &labels, &mut ws, &mut grad);
+    let val = net.objective_gradient(&theta, &x, y.targets(), &mut ws, &mut grad);
 
     // The objective must agree with the forward-only evaluation.
-    let (lsum, correct) = net.evaluate(&theta, &x, &labels, &mut ws);
-    assert!((lsum / labels.len() as f64 - val.loss).abs() < 1e-14);
+    let (lsum, correct) = net.evaluate(&theta, &x, y.targets(), &mut ws);
+    assert!((lsum / y.targets().len() as f64 - val.loss).abs() < 1e-14);
     assert_eq!(correct, val.correct);
 
     let objective = |t: &[f64], ws: &mut Workspace| {
         let mut g = vec![0.0; t.len()];
-        net.objective_gradient(t, &x, &labels, ws, &mut g).objective
+        net.objective_gradient(t, &x, y.targets(), ws, &mut g)
+            .objective
     };
     let l = &net.layout;
     let mut blocks = vec![
         ("classifier W_c", l.class_weight.clone()),
         ("classifier b_c", l.class_bias.clone()),
+        ("time scale s", l.scale.clone()),
+        ("opening W_in", l.open_weight.clone()),
+        ("opening b_in", l.open_bias.clone()),
     ];
-    if opening == Opening::Activate {
-        blocks.push(("opening W_in", l.open_weight.clone()));
-        blocks.push(("opening b_in", l.open_bias.clone()));
-    }
     for n in 0..l.shape.layers {
         blocks.push(("hidden K_n", l.layer_weight(n)));
         blocks.push(("hidden b_n", l.layer_bias(n)));
     }
     let eps = 1e-6;
     for (name, range) in blocks {
+        if range.is_empty() {
+            continue;
+        }
         let mut num = 0.0;
         let mut den = 0.0;
         for i in range.clone() {
@@ -92,9 +145,64 @@ fn check_width(act: Activation, loss: Loss, opening: Opening, width: usize) {
         }
         let rel = (num / den.max(1e-300)).sqrt();
         assert!(
-            rel < 1e-6,
-            "{act:?} {loss:?} {opening:?} width {width} {name} {range:?}: relative error {rel:e}"
+            den > 0.0,
+            "{v:?} width {width} {name}: zero gradient, inconclusive"
         );
+        assert!(
+            rel < 1e-6,
+            "{v:?} width {width} {name} {range:?}: relative error {rel:e}"
+        );
+    }
+}
+
+#[test]
+fn gradient_matches_finite_differences_regression_average_closing_time_scale() {
+    for act in Activation::ALL {
+        for (opening, closing) in [
+            (Opening::Replicate, Closing::Average),
+            (Opening::Activate, Closing::Affine),
+            (Opening::Activate, Closing::Average),
+        ] {
+            for time_scale in [false, true] {
+                check_variant(Variant {
+                    act,
+                    loss: Loss::Mse,
+                    opening,
+                    closing,
+                    time_scale,
+                    regression: true,
+                });
+            }
+        }
+        // The time scale with classification too.
+        check_variant(Variant {
+            time_scale: true,
+            ..Variant::classify(act, Loss::CrossEntropy, Opening::Activate)
+        });
+    }
+}
+
+/// A learnable time scale s runs the ODE to s·T: the same output as T' = s·T with s = 1.
+#[test]
+fn time_scale_stretches_the_final_time() {
+    let v = Variant {
+        time_scale: true,
+        ..Variant::classify(Activation::Tanh, Loss::Mse, Opening::Activate)
+    };
+    let (net, mut theta, x, y) = setup(v, 4);
+    theta[net.layout.scale.start] = 2.5;
+    let mut fixed = net.clone();
+    fixed.layout = Layout::new(Shape {
+        time_scale: false,
+        ..net.layout.shape
+    });
+    fixed.final_time = 2.5 * net.final_time;
+    let mut ws = Workspace::default();
+    net.evaluate(&theta, &x, y.targets(), &mut ws);
+    let scaled = ws.logits().to_vec();
+    fixed.evaluate(&theta[..theta.len() - 1], &x, y.targets(), &mut ws);
+    for (a, b) in scaled.iter().zip(ws.logits()) {
+        assert!((a - b).abs() < 1e-14 * (1.0 + b.abs()), "{a} vs {b}");
     }
 }
 
@@ -116,13 +224,7 @@ fn gradient_matches_finite_differences_mse_and_replicate() {
 #[test]
 fn more_layers_with_same_controls_converge_to_the_ode() {
     // Forward Euler is first order: halving h roughly halves the change of the output.
-    let shape = |n| Shape {
-        input: 2,
-        width: 3,
-        classes: 2,
-        layers: n,
-        opening: Opening::Activate,
-    };
+    let shape = |n| Shape::dense(2, 3, 2, n);
     let mut rng = Mix(3);
     let base = Network::new(
         shape(1),

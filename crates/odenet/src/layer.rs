@@ -72,6 +72,11 @@ pub trait Step {
     /// The parameter gradient alone (Λ is not updated): adds (∂Z/∂θ)ᵀ S into `grad`; the same
     /// bits as the gradient of [`Step::adjoint`].
     fn gradient(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch, grad: &mut [f64]);
+
+    /// ⟨Λ⁺, σ(Z(U))⟩ = ∂⟨Λ⁺, Φ(U)⟩/∂h, the step's part of the derivative of J in its step
+    /// size (summed over the batch in storage order). With a time scale s, h = s·h₀ and
+    /// ∂J/∂s = Σ_n h₀ ⟨Λ_{n+1}, σ(Z_n(U_n))⟩.
+    fn increment_dot(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch) -> f64;
 }
 
 /// Work arrays of a step for one batch: Z (pre-activation) and S (sensitivity). Reused across
@@ -261,6 +266,16 @@ impl Step for DenseStep<'_> {
         self.sensitivity(z, lam_next, s);
         self.add_gradient(u, s, grad);
     }
+
+    fn increment_dot(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch) -> f64 {
+        let z = scratch.z(u.len());
+        self.pre_activation(u, z);
+        let mut sum = 0.0;
+        for (&zi, &li) in z.iter().zip(lam_next) {
+            sum += li * self.act.value(zi);
+        }
+        sum
+    }
 }
 
 #[cfg(test)]
@@ -372,6 +387,12 @@ mod tests {
                 let (gk3, gb3) = (g3[..width * width].to_vec(), g3[width * width..].to_vec());
                 assert_eq!(lam3, lam, "out-of-place adjoint w={width} {act}");
                 assert_eq!((gk3, gb3), (gk, gb));
+                let dot_ref: f64 = z.iter().zip(&lam0).map(|(zi, l)| l * act.value(*zi)).sum();
+                let dot = step.increment_dot(&u, &lam0, &mut scratch);
+                assert!(
+                    (dot - dot_ref).abs() <= 1e-12 * (1.0 + dot_ref.abs()),
+                    "increment_dot w={width} {act}: {dot} vs {dot_ref}"
+                );
             }
         }
     }

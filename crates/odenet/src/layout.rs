@@ -1,8 +1,10 @@
 //! Where each parameter block sits in the flat parameter vector θ.
 //!
-//! θ = [ W_in (w × d_in), b_in (w) | K_0 (w × w), b_0 (w) | … | K_{N−1}, b_{N−1} | W_c (C × w), b_c (C) ]
+//! θ = [ W_in (w × d_in), b_in (w) | K_0 (w × w), b_0 (w) | … | K_{N−1}, b_{N−1} | W_c (C × w), b_c (C) | s ]
 //!
-//! All matrices are column-major. With the `replicate` opening the opening block is empty.
+//! All matrices are column-major. With the `replicate` opening the opening block is empty,
+//! with the `average` closing the classifier block is empty, and the time scale s is there
+//! only when it is learnable ([`Shape::time_scale`]).
 
 use std::ops::Range;
 
@@ -29,6 +31,30 @@ impl std::str::FromStr for Opening {
     }
 }
 
+/// How the last state U_N (w × B) becomes the outputs Z (C × B).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Closing {
+    /// Z = W_c U_N + b_c 1ᵀ, trainable W_c and b_c (a classifier, or a linear read-out).
+    Affine,
+    /// Every output is the mean of the state: Z_k = (1/w) Σ_i U_N[i]; no parameters (the
+    /// sine experiment's closing).
+    Average,
+}
+
+impl std::str::FromStr for Closing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "affine" => Ok(Closing::Affine),
+            "average" => Ok(Closing::Average),
+            _ => Err(format!(
+                "unknown closing \"{s}\" (expected \"affine\" or \"average\")"
+            )),
+        }
+    }
+}
+
 /// Sizes of the network: input dimension, width, classes and hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -42,6 +68,26 @@ pub struct Shape {
     pub layers: usize,
     /// The opening layer kind.
     pub opening: Opening,
+    /// The closing layer kind.
+    pub closing: Closing,
+    /// Whether θ ends with a learnable time scale s, which multiplies every step:
+    /// U_{n+1} = U_n + s·h σ(K_n U_n + b_n 1ᵀ) (so the ODE runs to s·T).
+    pub time_scale: bool,
+}
+
+impl Shape {
+    /// A shape with the `activate` opening, the `affine` closing and a fixed time scale.
+    pub fn dense(input: usize, width: usize, classes: usize, layers: usize) -> Self {
+        Shape {
+            input,
+            width,
+            classes,
+            layers,
+            opening: Opening::Activate,
+            closing: Closing::Affine,
+            time_scale: false,
+        }
+    }
 }
 
 /// The ranges of each block in θ.
@@ -60,6 +106,8 @@ pub struct Layout {
     pub class_weight: Range<usize>,
     /// b_c, C.
     pub class_bias: Range<usize>,
+    /// The time scale s (one value, or empty when the time scale is fixed at 1).
+    pub scale: Range<usize>,
     /// Total length of θ.
     pub len: usize,
 }
@@ -80,9 +128,14 @@ impl Layout {
         let hidden_start = open_bias.end;
         let layer_len = w * w + w;
         let class_start = hidden_start + n * layer_len;
-        let class_weight = class_start..class_start + c * w;
-        let class_bias = class_weight.end..class_weight.end + c;
-        let len = class_bias.end;
+        let (cw, cb) = match shape.closing {
+            Closing::Affine => (c * w, c),
+            Closing::Average => (0, 0),
+        };
+        let class_weight = class_start..class_start + cw;
+        let class_bias = class_weight.end..class_weight.end + cb;
+        let scale = class_bias.end..class_bias.end + usize::from(shape.time_scale);
+        let len = scale.end;
         Layout {
             shape,
             open_weight,
@@ -91,6 +144,7 @@ impl Layout {
             layer_len,
             class_weight,
             class_bias,
+            scale,
             len,
         }
     }
@@ -135,13 +189,7 @@ mod tests {
 
     #[test]
     fn blocks_tile_the_vector() {
-        let l = Layout::new(Shape {
-            input: 2,
-            width: 3,
-            classes: 4,
-            layers: 5,
-            opening: Opening::Activate,
-        });
+        let l = Layout::new(Shape::dense(2, 3, 4, 5));
         assert_eq!(l.open_weight, 0..6);
         assert_eq!(l.open_bias, 6..9);
         assert_eq!(l.layer(0), 9..21);
@@ -150,6 +198,18 @@ mod tests {
         assert_eq!(l.hidden(), 9..69);
         assert_eq!(l.class_weight, 69..81);
         assert_eq!(l.class_bias, 81..85);
+        assert_eq!(l.scale, 85..85);
         assert_eq!(l.len, 85);
+        let l = Layout::new(Shape {
+            opening: Opening::Replicate,
+            closing: Closing::Average,
+            time_scale: true,
+            ..Shape::dense(2, 3, 1, 5)
+        });
+        assert_eq!(l.opening(), 0..0);
+        assert_eq!(l.hidden(), 0..60);
+        assert_eq!(l.classifier(), 60..60);
+        assert_eq!(l.scale, 60..61);
+        assert_eq!(l.len, 61);
     }
 }

@@ -18,8 +18,8 @@ pub mod network;
 
 pub use activation::Activation;
 pub use layer::{Dense, DenseStep, Layer, Scratch, Step};
-pub use layout::{Layout, Opening, Shape};
-pub use loss::Loss;
+pub use layout::{Closing, Layout, Opening, Shape};
+pub use loss::{Loss, Targets};
 pub use network::{Network, ObjectiveValue, Regularization, Workspace};
 
 #[cfg(test)]

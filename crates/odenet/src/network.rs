@@ -2,9 +2,9 @@
 //! regularization; the objective J(θ) and its exact discrete adjoint gradient.
 
 use crate::layer::{Dense, DenseStep, Scratch, Step};
-use crate::layout::{Layout, Opening, Shape};
+use crate::layout::{Closing, Layout, Opening, Shape};
 use crate::linalg::{add_row_sums, broadcast_columns, dot, gemm};
-use crate::loss::{loss_sum, Loss};
+use crate::loss::{loss_sum, Loss, Targets};
 use crate::Activation;
 
 /// Σ of the values in order (the one summation order every rank count uses).
@@ -27,7 +27,8 @@ pub struct Regularization {
     pub classifier: f64,
 }
 
-/// An ODE-net with per-layer controls: U_{n+1} = U_n + h σ(K_n U_n + b_n 1ᵀ), h = T/N.
+/// An ODE-net with per-layer controls: U_{n+1} = U_n + s·h σ(K_n U_n + b_n 1ᵀ), h = T/N,
+/// with the time scale s = 1 or, when learnable, the last entry of θ.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Network {
     pub layout: Layout,
@@ -122,6 +123,17 @@ impl Network {
         self.final_time / self.layout.shape.layers as f64
     }
 
+    /// The time scale s of θ: its last entry when learnable, else 1. The ODE then runs over
+    /// [0, s·T] and every step is s·h.
+    pub fn time_scale(&self, theta: &[f64]) -> f64 {
+        let r = &self.layout.scale;
+        if r.is_empty() {
+            1.0
+        } else {
+            theta[r.start]
+        }
+    }
+
     /// Number of parameters, the length of θ.
     pub fn num_params(&self) -> usize {
         self.layout.len
@@ -197,20 +209,34 @@ impl Network {
         add_row_sums(sh.width, s, gb);
     }
 
-    /// Classifier from the classifier block `class` = (W_c, b_c) of θ: Z = W_c U_N + b_c 1ᵀ
-    /// (C × B).
+    /// The closing layer from its block `class` of θ, Z (C × B): the affine closing
+    /// Z = W_c U_N + b_c 1ᵀ, or the average closing Z_k = (1/w) Σ_i U_N[i] (no block).
     pub fn classify(&self, class: &[f64], u_final: &[f64], logits: &mut [f64]) {
         let sh = &self.layout.shape;
         let batch = u_final.len() / sh.width;
-        let (w_c, b_c) = class.split_at(sh.classes * sh.width);
-        broadcast_columns(b_c, logits);
-        gemm(
-            sh.classes, sh.width, batch, 1.0, w_c, false, u_final, false, 1.0, logits,
-        );
+        match sh.closing {
+            Closing::Affine => {
+                let (w_c, b_c) = class.split_at(sh.classes * sh.width);
+                broadcast_columns(b_c, logits);
+                gemm(
+                    sh.classes, sh.width, batch, 1.0, w_c, false, u_final, false, 1.0, logits,
+                );
+            }
+            Closing::Average => {
+                let inv = 1.0 / sh.width as f64;
+                for (z, u) in logits
+                    .chunks_exact_mut(sh.classes)
+                    .zip(u_final.chunks_exact(sh.width))
+                {
+                    z.fill(u.iter().sum::<f64>() * inv);
+                }
+            }
+        }
     }
 
-    /// The classifier's adjoint from the loss seed G = ∂loss/∂Z (C × B): ∂J/∂W_c += G U_Nᵀ,
-    /// ∂J/∂b_c += G 1 into `grad` (the classifier block), and Λ_N = W_cᵀ G into `lam_final`.
+    /// The closing's adjoint from the loss seed G = ∂loss/∂Z (C × B): Λ_N into `lam_final`,
+    /// and the block's gradient added into `grad`. Affine: ∂J/∂W_c += G U_Nᵀ, ∂J/∂b_c += G 1,
+    /// Λ_N = W_cᵀ G. Average: Λ_N[i] = (1/w) Σ_k G_k, no gradient.
     pub fn classifier_adjoint(
         &self,
         class: &[f64],
@@ -222,6 +248,13 @@ impl Network {
         let sh = &self.layout.shape;
         let (w, c) = (sh.width, sh.classes);
         let batch = u_final.len() / w;
+        if sh.closing == Closing::Average {
+            let inv = 1.0 / w as f64;
+            for (l, g) in lam_final.chunks_exact_mut(w).zip(seed.chunks_exact(c)) {
+                l.fill(g.iter().sum::<f64>() * inv);
+            }
+            return;
+        }
         let (gw, gb) = grad.split_at_mut(c * w);
         gemm(c, batch, w, 1.0, seed, false, u_final, true, 1.0, gw);
         add_row_sums(c, seed, gb);
@@ -335,18 +368,19 @@ impl Network {
     }
 
     /// Forward propagation without keeping the states: returns (Σ loss_j, correct) on the batch.
-    /// `x` is d_in × B, `labels` has length B. Uses an exact (serial) forward sweep.
-    pub fn evaluate(
+    /// `x` is d_in × B, `targets` has B examples. Uses an exact (serial) forward sweep.
+    pub fn evaluate<'t>(
         &self,
         theta: &[f64],
         x: &[f64],
-        labels: &[usize],
+        targets: impl Into<Targets<'t>>,
         ws: &mut Workspace,
     ) -> (f64, usize) {
+        let targets = targets.into();
         let sh = self.layout.shape;
-        let batch = labels.len();
+        let batch = targets.len();
         ws.ensure(self, batch, false);
-        let h = self.step_size();
+        let h = self.step_size() * self.time_scale(theta);
         let l = &self.layout;
         let u = &mut ws.states[0];
         self.open(&theta[l.opening()], x, u, &mut ws.open_pre);
@@ -355,34 +389,37 @@ impl Network {
                 .forward_in_place(u, &mut ws.scratch);
         }
         self.classify(&theta[l.classifier()], &ws.states[0], &mut ws.logits);
-        loss_sum(self.loss, sh.classes, &ws.logits, labels, None)
+        loss_sum(self.loss, sh.classes, &ws.logits, targets, None)
     }
 
-    /// Objective J(θ) on the batch (x, labels) and its exact gradient ∇J (overwrites `grad`).
+    /// Objective J(θ) on the batch (x, targets) and its exact gradient ∇J (overwrites `grad`).
     ///
     /// Discrete adjoint: G = ∂loss/∂Z, Λ_N = W_cᵀ G; for n = N−1 … 0:
-    /// S_n = σ'(K_n U_n + b_n) ⊙ (h Λ_{n+1}), Λ_n = Λ_{n+1} + K_nᵀ S_n,
-    /// ∂J/∂K_n = S_n U_nᵀ, ∂J/∂b_n = S_n 1; opening: ∂J/∂W_in = (σ'(A) ⊙ Λ_0) Xᵀ.
-    pub fn objective_gradient(
+    /// S_n = σ'(K_n U_n + b_n) ⊙ (s·h Λ_{n+1}), Λ_n = Λ_{n+1} + K_nᵀ S_n,
+    /// ∂J/∂K_n = S_n U_nᵀ, ∂J/∂b_n = S_n 1; opening: ∂J/∂W_in = (σ'(A) ⊙ Λ_0) Xᵀ; a learnable
+    /// time scale: ∂J/∂s = Σ_n h ⟨Λ_{n+1}, σ(K_n U_n + b_n 1ᵀ)⟩ (summed in layer order).
+    pub fn objective_gradient<'t>(
         &self,
         theta: &[f64],
         x: &[f64],
-        labels: &[usize],
+        targets: impl Into<Targets<'t>>,
         ws: &mut Workspace,
         grad: &mut [f64],
     ) -> ObjectiveValue {
+        let targets = targets.into();
         let sh = self.layout.shape;
         let l = &self.layout;
         let (c, nl) = (sh.classes, sh.layers);
-        let batch = labels.len();
+        let batch = targets.len();
         ws.ensure(self, batch, true);
         let h = self.step_size();
+        let hs = h * self.time_scale(theta);
 
         // Forward sweep, keeping U_0 … U_N.
         self.open(&theta[l.opening()], x, &mut ws.states[0], &mut ws.open_pre);
         for n in 0..nl {
             let (done, rest) = ws.states.split_at_mut(n + 1);
-            self.step(&theta[l.layer(n)], h)
+            self.step(&theta[l.layer(n)], hs)
                 .forward(&done[n], &mut rest[0], &mut ws.scratch);
         }
         self.classify(&theta[l.classifier()], &ws.states[nl], &mut ws.logits);
@@ -391,7 +428,7 @@ impl Network {
             self.loss,
             c,
             &ws.logits,
-            labels,
+            targets,
             Some((&mut ws.seed, scale)),
         );
         let loss = loss_total * scale;
@@ -405,13 +442,21 @@ impl Network {
             &mut grad[l.classifier()],
             &mut ws.lam,
         );
+        let mut scale_terms = vec![0.0; if l.scale.is_empty() { 0 } else { nl }];
         for n in (0..nl).rev() {
-            self.step(&theta[l.layer(n)], h).adjoint(
+            let step = self.step(&theta[l.layer(n)], hs);
+            if let Some(t) = scale_terms.get_mut(n) {
+                *t = h * step.increment_dot(&ws.states[n], &ws.lam, &mut ws.scratch);
+            }
+            step.adjoint(
                 &ws.states[n],
                 &mut ws.lam,
                 &mut ws.scratch,
                 Some(&mut grad[l.layer(n)]),
             );
+        }
+        if !l.scale.is_empty() {
+            grad[l.scale.start] = ordered_sum(&scale_terms);
         }
         self.opening_gradient(x, &ws.open_pre, &ws.lam, &mut ws.s, &mut grad[l.opening()]);
 
