@@ -111,6 +111,21 @@ enum DataCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Write the sine regression data set (y = sin(x), x uniform on [−π, π]) to FILE.h5 and FILE.csv.
+    Sine {
+        /// Output file; .h5 and .csv versions are written.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training examples.
+        #[arg(long, default_value_t = 1000)]
+        train: usize,
+        /// Validation examples.
+        #[arg(long, default_value_t = 200)]
+        val: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn report(e: &anyhow::Error) {
@@ -175,7 +190,16 @@ fn main() -> ExitCode {
                     val,
                     seed,
                 },
-        } => commands::data::peaks(&out, train, val, seed),
+        } => commands::data::generate(false, &out, train, val, seed),
+        Command::Data {
+            kind:
+                DataCommand::Sine {
+                    out,
+                    train,
+                    val,
+                    seed,
+                },
+        } => commands::data::generate(true, &out, train, val, seed),
         Command::Inspect { file } => commands::inspect::run(&file),
         Command::Scaling {
             config,

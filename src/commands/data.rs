@@ -1,7 +1,8 @@
-//! `layerpar data peaks --out FILE`: writes the Peaks data set to HDF5 and CSV.
+//! `layerpar data peaks|sine --out FILE`: writes the Peaks (classification) or sine
+//! (regression) data set to HDF5 and CSV.
 
 use anyhow::{bail, Result};
-use layerpar_data::{generate_peaks, write_csv, write_hdf5};
+use layerpar_data::{generate_peaks, generate_sine, write_csv, write_hdf5};
 use std::path::{Path, PathBuf};
 
 /// The two files written for `--out`: FILE with extension .h5 and .csv.
@@ -31,17 +32,24 @@ pub fn require_output_dir(out: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn peaks(out: &Path, train: usize, val: usize, seed: u64) -> Result<()> {
+/// Writes the Peaks (`sine` false) or sine data set as FILE.h5 and FILE.csv.
+pub fn generate(sine: bool, out: &Path, train: usize, val: usize, seed: u64) -> Result<()> {
     if train == 0 || val == 0 {
         bail!("--train and --val must be ≥ 1");
     }
     require_output_dir(out)?;
     let (h5, csv) = output_paths(out);
-    let (t, v) = generate_peaks(train, val, seed);
+    let (t, v, names, what) = if sine {
+        let (t, v) = generate_sine(train, val, seed);
+        (t, v, &["x"][..], "targets y = sin(x)")
+    } else {
+        let (t, v) = generate_peaks(train, val, seed);
+        (t, v, &["x", "y"][..], "5 classes")
+    };
     write_hdf5(&h5, &t, &v)?;
-    write_csv(&csv, &["x", "y"], &t, &v)?;
+    write_csv(&csv, names, &t, &v)?;
     println!(
-        "wrote {} and {} ({} training, {} validation examples, 5 classes)",
+        "wrote {} and {} ({} training, {} validation examples, {what})",
         h5.display(),
         csv.display(),
         t.len(),
