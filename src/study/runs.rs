@@ -360,12 +360,13 @@ fn plan(par: &Parallel, opts: &Options) -> Result<(Option<Prepared>, Vec<usize>)
     } else {
         Err(anyhow!("not prepared on this rank"))
     };
-    let bytes = par.broadcast_bytes(
-        prepared
-            .as_ref()
-            .ok()
-            .map(|(_, ids)| ids.iter().flat_map(|&i| (i as u64).to_le_bytes()).collect()),
-    );
+    // The count first: a broadcast is never empty.
+    let bytes = par.broadcast_bytes(prepared.as_ref().ok().map(|(_, ids)| {
+        std::iter::once(ids.len())
+            .chain(ids.iter().copied())
+            .flat_map(|i| (i as u64).to_le_bytes())
+            .collect()
+    }));
     match (prepared, bytes) {
         (Ok((p, ids)), _) => Ok((Some(p), ids)),
         (Err(e), None) if par.is_root() => Err(e),
@@ -373,6 +374,7 @@ fn plan(par: &Parallel, opts: &Options) -> Result<(Option<Prepared>, Vec<usize>)
         (Err(_), Some(b)) => Ok((
             None,
             b.chunks_exact(8)
+                .skip(1)
                 .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
                 .collect(),
         )),
