@@ -193,7 +193,7 @@ fn a_signalled_study_stops_with_75_and_continues() {
         "long.toml",
         "[study]\nname = \"long\"\nseeds = [1, 2]\n[study.base]\n\"optimizer.max_iter\" = 400\n\"optimizer.gtol\" = 0\n\"data.train_size\" = 200\n\"data.val_size\" = 40\n\"network.layers\" = 6\n\"network.width\" = 4\n",
     );
-    let mut child = std::process::Command::new(BIN)
+    let child = std::process::Command::new(BIN)
         .args(["study", "long.toml"])
         .current_dir(d)
         .stdout(std::process::Stdio::piped())

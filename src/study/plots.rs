@@ -191,8 +191,8 @@ impl Figure for BoxPlots<'_> {
             return empty_panel(&root, "", "no finished runs");
         };
         let areas = root.split_evenly((1, first.metrics.len().max(1)));
-        for m in 0..first.metrics.len() {
-            panel(&areas[m], self, m)?;
+        for (m, area) in areas.iter().enumerate().take(first.metrics.len()) {
+            panel(area, self, m)?;
         }
         Ok(())
     }

@@ -84,13 +84,12 @@ fn record_design(p: &Prepared) -> Result<()> {
                 .position(|(a, b)| a != b)
                 .unwrap_or(o.len().min(n.len()));
             let what = match (o.get(first), n.get(first)) {
-                (Some(_), Some(line)) => format!(
-                    "{}",
-                    line.split(" config ")
-                        .next()
-                        .unwrap_or(line)
-                        .trim_start_matches("# ")
-                ),
+                (Some(_), Some(line)) => line
+                    .split(" config ")
+                    .next()
+                    .unwrap_or(line)
+                    .trim_start_matches("# ")
+                    .to_string(),
                 _ => format!(
                     "the run count ({} recorded, {} now)",
                     o.len() - 1,
