@@ -170,11 +170,11 @@ against an existing OUT.
 Study file (TOML):
 
   [study]
-  name = \"splinet\"            # output folder by default
-  config = \"base.toml\"        # optional base config file (relative to the study file)
-  out = \"study-splinet\"       # optional output folder (relative to the current folder)
+  name = \"splinet\"             # output folder by default
+  config = \"base.toml\"         # optional base config file (relative to the study file)
+  out = \"study-splinet\"        # optional output folder (relative to the current folder)
   seeds = [1, 2, 3]            # each design point runs once per seed (default [1])
-  design = \"lhs\"              # \"grid\" (default): every combination; \"lhs\": Latin hypercube
+  design = \"lhs\"               # \"grid\" (default): every combination; \"lhs\": Latin hypercube
   samples = 8                  # lhs: number of points
   lhs_seed = 1                 # lhs: the sample's seed (default 1)
   reach_acc = 0.9              # the summary's reached fraction: val_acc >= this
@@ -185,7 +185,7 @@ Study file (TOML):
   [[study.param]]              # a range ...
   key = \"optimizer.learning_rate\"
   range = [1e-3, 0.3]
-  scale = \"log\"               # or \"linear\" (default)
+  scale = \"log\"                # or \"linear\" (default)
   integer = false              # true rounds (layer or coefficient counts)
   points = 4                   # grid only: points from lo to hi
   [[study.param]]              # ... or a set of values (numbers, strings, booleans)
