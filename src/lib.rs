@@ -1,22 +1,26 @@
 //! # layerpar — layer-parallel training of deep residual networks
 //!
 //! The library behind the `layerpar` binary: configuration, data loading, model construction,
-//! the training driver, the scaling model (`scaling`: calibrate, predict) and the commands.
+//! the training driver, the scaling model (`scaling`: calibrate, predict), studies (`study`:
+//! designed sets of runs and their summaries), plots (`plot`) and the commands.
 //! The numerical pieces live in focused crates: `odenet` (the model and its adjoint), `optim`
 //! (optimizers) and `layerpar-data` (data sets).
 
 pub mod checkpointing;
 pub mod commands;
 pub mod config;
+pub mod csvtable;
 pub mod data;
 pub mod limits;
 pub mod model;
 pub mod nested;
 pub mod observers;
 pub mod parallel;
+pub mod plot;
 pub mod rundir;
 pub mod scaling;
 pub mod signals;
+pub mod study;
 pub mod train;
 
 /// Writes `error: MESSAGE` as one line to stderr in a single `write` call, so that under

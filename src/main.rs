@@ -61,6 +61,46 @@ enum Command {
         #[arg(long, value_name = "FILE.svg")]
         plot: Option<PathBuf>,
     },
+    /// Run a designed set of trainings from a study file (a grid or Latin hypercube over
+    /// config keys, times seeds, in groups) and summarize them (run under `mpirun -n P`:
+    /// every run uses all ranks).
+    #[command(long_about = STUDY_HELP)]
+    Study {
+        /// The study file (TOML; see below).
+        file: PathBuf,
+        /// Override a key of the base configuration for every run (repeatable; part of the
+        /// design, so a resumed study must be given the same).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        set: Vec<String>,
+        /// Output folder (instead of the study file's `out`, default: the study's name).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Run only run ID (a job-array task; 0-based) and return; the summary is written
+        /// when the last run finishes.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["list", "count", "summarize"])]
+        run: Option<usize>,
+        /// Run at most N of the pending runs, then stop (rerun to continue).
+        #[arg(long, value_name = "N", conflicts_with_all = ["list", "count", "summarize"])]
+        max_runs: Option<usize>,
+        /// Print the runs (settings, finished or pending) and exit.
+        #[arg(long, conflicts_with_all = ["count", "summarize"])]
+        list: bool,
+        /// Print the number of runs alone and exit.
+        #[arg(long, conflicts_with = "summarize")]
+        count: bool,
+        /// Write runs.csv, summary.csv and the box plots from the finished runs and exit.
+        #[arg(long)]
+        summarize: bool,
+    },
+    /// Plot a training history: objective and loss, accuracy (or RMSE/R²) and MGRIT
+    /// residuals per iteration, as PREFIX.svg and PREFIX.png.
+    Plot {
+        /// A history CSV written by `layerpar train` (e.g. runs/history.csv).
+        history: PathBuf,
+        /// Output prefix (default: the history's path without .csv).
+        #[arg(long, value_name = "PREFIX")]
+        out: Option<PathBuf>,
+    },
     /// Print what a checkpoint holds (and verify its checksum).
     Inspect {
         /// Checkpoint file.
@@ -128,6 +168,56 @@ enum DataCommand {
     },
 }
 
+const STUDY_HELP: &str = "\
+Run a designed set of trainings from a study file and summarize them.
+
+Every run is the base configuration + its group's settings + a design point + a seed,
+applied as --set overrides (so every key is checked as `layerpar train` checks it; a bad
+study file fails before any run starts). Runs go one after another, each on all ranks of
+the MPI job, each in OUT/runs/run-NNNN/ (history.csv, final.h5, result.csv). OUT gets
+design.txt (the resolved design), runs.csv (one row per finished run), summary.csv (per
+group: n, mean, median, min, max, std of val_acc and val_loss over the runs that ended ok,
+and the fraction of all runs that reached reach_acc) and boxplot.svg/.png, and the table is
+printed. Interrupted (SIGTERM/SIGUSR1: exit 75, or killed), the same command continues:
+finished runs are skipped, an unfinished one starts over. A changed study file is refused
+against an existing OUT.
+
+Study file (TOML):
+
+  [study]
+  name = \"splinet\"             # output folder by default
+  config = \"base.toml\"         # optional base config file (relative to the study file)
+  out = \"study-splinet\"        # optional output folder (relative to the current folder)
+  seeds = [1, 2, 3]            # each design point runs once per seed (default [1])
+  design = \"lhs\"               # \"grid\" (default): every combination; \"lhs\": Latin hypercube
+  samples = 8                  # lhs: number of points
+  lhs_seed = 1                 # lhs: the sample's seed (default 1)
+  reach_acc = 0.9              # the summary's reached fraction: val_acc >= this
+
+  [study.base]                 # settings for every run, dotted keys as --set takes them
+  \"optimizer.kind\" = \"adam\"
+
+  [[study.param]]              # a range ...
+  key = \"optimizer.learning_rate\"
+  range = [1e-3, 0.3]
+  scale = \"log\"                # or \"linear\" (default)
+  integer = false              # true rounds (layer or coefficient counts)
+  points = 4                   # grid only: points from lo to hi
+  [[study.param]]              # ... or a set of values (numbers, strings, booleans)
+  key = \"network.layers\"
+  values = [16, 32, 64]
+
+  [[study.group]]              # optional groups, each with its own settings
+  name = \"resnet\"
+  set = { \"controls.kind\" = \"layer\" }
+  [[study.group]]
+  name = \"splinet\"
+  set = { \"controls.kind\" = \"spline\", \"controls.count\" = 8 }
+
+Run ids: groups outermost, then design points, then seeds. A job array runs one run per
+task: N=$(layerpar study FILE --count); sbatch --array=0-$((N-1)) jobscripts/study-array.sbatch
+(each task: layerpar study FILE --run $SLURM_ARRAY_TASK_ID).";
+
 fn report(e: &anyhow::Error) {
     if e.downcast_ref::<AlreadyReported>().is_none() {
         layerpar::print_error_line(&format!("{e:#}"));
@@ -154,6 +244,11 @@ fn with_mpi(command: impl FnOnce(&Parallel) -> anyhow::Result<()>) -> ExitCode {
             if let Some(i) = e.downcast_ref::<layerpar::signals::Interrupted>() {
                 if par.is_root() {
                     eprintln!("{i}");
+                }
+                ExitCode::from(layerpar::signals::REQUEUE_EXIT_CODE)
+            } else if let Some(s) = e.downcast_ref::<layerpar::study::runs::Stopped>() {
+                if par.is_root() {
+                    eprintln!("{s}");
                 }
                 ExitCode::from(layerpar::signals::REQUEUE_EXIT_CODE)
             } else {
@@ -201,6 +296,34 @@ fn main() -> ExitCode {
                 },
         } => commands::data::generate(true, &out, train, val, seed),
         Command::Inspect { file } => commands::inspect::run(&file),
+        Command::Plot { history, out } => commands::plot::run(&history, out.as_deref()),
+        Command::Study {
+            file,
+            set,
+            out,
+            run,
+            max_runs,
+            list,
+            count,
+            summarize,
+        } => {
+            let opts = layerpar::study::runs::Options {
+                file,
+                set,
+                out,
+                run,
+                max_runs,
+            };
+            if list {
+                commands::study::list(&opts)
+            } else if count {
+                commands::study::count(&opts)
+            } else if summarize {
+                commands::study::summarize(&opts)
+            } else {
+                return with_mpi(|par| commands::study::run(par, &opts));
+            }
+        }
         Command::Scaling {
             config,
             set,

@@ -320,6 +320,35 @@ fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
         .collect();
     assert_eq!(ranks, ["1", "2", "4"], "{out}");
 
+    // (e) A study as a job array: one run per task; the last task writes the summary.
+    std::fs::write(
+        w.join("tiny.toml"),
+        "[study]\nname = \"tiny\"\nseeds = [1, 2]\n[study.base]\n\"optimizer.max_iter\" = 3\n\"data.train_size\" = 200\n\"network.layers\" = 4\n[[study.group]]\nname = \"layer\"\n[[study.group]]\nname = \"spline\"\nset = { \"controls.kind\" = \"spline\", \"controls.count\" = 4 }\n",
+    )
+    .unwrap();
+    let count = ok(&layerpar(w, &["study", "tiny.toml", "--count"]));
+    assert_eq!(count.trim(), "4");
+    let job = cluster.sbatch(
+        w,
+        &jobscript("study-array.sbatch"),
+        &["--array=0-3", "--ntasks=1"],
+        &[("STUDY", "tiny.toml".into())],
+    );
+    cluster.wait(&job, minute);
+    let runs = std::fs::read_to_string(w.join("tiny/runs.csv")).unwrap_or_default();
+    let tasks: String = (0..4)
+        .map(|t| {
+            std::fs::read_to_string(w.join(format!("layerpar-study-{job}_{t}.out")))
+                .unwrap_or_default()
+        })
+        .collect();
+    println!("--- study-array.sbatch (job {job}) ---\n{tasks}");
+    assert_eq!(runs.lines().count(), 5, "{runs}\n{tasks}");
+    assert!(
+        w.join("tiny/summary.csv").is_file() && w.join("tiny/boxplot.png").is_file(),
+        "{tasks}"
+    );
+
     // (c) A long run, signalled (as Slurm does before the time limit), requeued and resumed,
     // launched by mpirun and by srun (PMIx). Long enough (several seconds) that the signal
     // lands well before the end.

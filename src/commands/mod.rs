@@ -4,7 +4,9 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod inspect;
+pub mod plot;
 pub mod scaling;
+pub mod study;
 pub mod train;
 
 use crate::config::Config;

@@ -439,7 +439,53 @@ impl<'c> Levels<'_, 'c> {
     }
 }
 
+/// How a training run ended (on every rank).
+pub struct Trained {
+    /// Why the last level stopped.
+    pub stop: String,
+    /// The last history row.
+    pub row: Row,
+    /// The whole trained parameter vector.
+    pub params: Vec<f64>,
+    pub history: PathBuf,
+    pub checkpoint: PathBuf,
+    /// The configured T of a run with a learnable time scale (the learnt one is the last
+    /// row's `final_time`).
+    pub configured_final_time: Option<f64>,
+}
+
+/// `layerpar train`: trains, then rank 0 prints how the run ended.
 pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
+    let t = train(par, args)?;
+    if par.is_root() {
+        println!("stopped: {}", t.stop);
+        println!("final: {}", format_row(&t.row));
+        if let Some(configured) = t.configured_final_time {
+            println!(
+                "learnt time scale {:.6}: final time T = {:.6} (configured {configured})",
+                t.row.final_time / configured,
+                t.row.final_time,
+            );
+        }
+        println!(
+            "parameters: {} on {} rank{}, fingerprint {:#018x}",
+            t.params.len(),
+            par.size(),
+            plural(par.size()),
+            fingerprint(&t.params)
+        );
+        println!(
+            "wrote {} and {}",
+            t.history.display(),
+            t.checkpoint.display()
+        );
+    }
+    Ok(())
+}
+
+/// Trains the run that `args` describe on every rank (the driver of `layerpar train`, also
+/// used by `layerpar study` for each of its runs); prints only the run's notes and progress.
+pub fn train(par: &Parallel, args: &TrainArgs) -> Result<Trained> {
     crate::signals::install();
     let comm = MpiComm::new(par.world());
     let config = super::root_config(par, || load_config(args))?;
@@ -490,29 +536,15 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
         last = Some(levels.train(level)?);
     }
     let last = last.expect("at least one level ran");
-    if par.is_root() {
-        println!("stopped: {}", last.stop);
-        println!("final: {}", format_row(&last.row));
-        if !last.row.final_time.is_nan() && s.config.network.learn_time_scale {
-            println!(
-                "learnt time scale {:.6}: final time T = {:.6} (configured {})",
-                last.row.final_time / s.config.network.final_time,
-                last.row.final_time,
-                s.config.network.final_time
-            );
-        }
-        println!(
-            "parameters: {} on {} rank{}, fingerprint {:#018x}",
-            last.params.len(),
-            par.size(),
-            plural(par.size()),
-            fingerprint(&last.params)
-        );
-        println!(
-            "wrote {} and {}",
-            history_path.display(),
-            ckpt_dir.join("final.h5").display()
-        );
-    }
-    Ok(())
+    Ok(Trained {
+        stop: last.stop,
+        row: last.row,
+        params: last.params,
+        history: history_path,
+        checkpoint: ckpt_dir.join("final.h5"),
+        configured_final_time: config
+            .network
+            .learn_time_scale
+            .then_some(config.network.final_time),
+    })
 }

@@ -26,6 +26,8 @@ fn render_speedup(
     measured: (f64, f64),
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
+    // Text layout needs the built-in font.
+    crate::plot::fonts();
     let x_max = curve.last().map_or(2.0, |c| c.0).max(2.0);
     let y_values = curve.iter().map(|c| c.1).chain([measured.1, x_max]);
     let y_max = y_values.clone().fold(1.0_f64, f64::max) * 1.5;
