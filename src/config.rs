@@ -39,8 +39,10 @@ pub struct NestedConfig {
     pub interp: Interp,
     /// Iterations per level (empty: optimizer.max_iter for each).
     pub max_iter: Vec<usize>,
-    /// Validation accuracy at which a level stops early (empty: none).
+    /// Accuracy at which a level stops early (empty: none), measured by `target_measure`.
     pub target_acc: Vec<f64>,
+    /// Which accuracy `target_acc` is compared with: validation (the default) or training.
+    pub target_measure: TargetMeasure,
     /// MGRIT levels per nested level (empty: mgrit.max_levels for each).
     pub mgrit_levels: Vec<usize>,
 }
@@ -221,6 +223,7 @@ impl Default for Config {
                 interp: Interp::Constant,
                 max_iter: Vec::new(),
                 target_acc: Vec::new(),
+                target_measure: TargetMeasure::Val,
                 mgrit_levels: Vec::new(),
             },
         }
@@ -341,6 +344,16 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// Which accuracy a nested level's `target_acc` is compared with (after each iteration).
+    pub enum TargetMeasure {
+        /// The validation accuracy (`val_acc` of the history).
+        Val = "val",
+        /// The training accuracy (`train_acc`), as the reference code stops.
+        Train = "train",
+    }
+}
+
 impl Choice for Activation {
     const CHOICES: &'static [(&'static str, Self)] = &[
         ("tanh", Activation::Tanh),
@@ -369,7 +382,7 @@ impl Choice for KnotKind {
 }
 
 /// Every choice key with its names, in the order loading checks them.
-fn choice_keys() -> [(&'static str, Vec<&'static str>); 10] {
+fn choice_keys() -> [(&'static str, Vec<&'static str>); 11] {
     [
         ("network.activation", Activation::names()),
         ("network.loss", Loss::names()),
@@ -381,6 +394,7 @@ fn choice_keys() -> [(&'static str, Vec<&'static str>); 10] {
         ("controls.kind", ControlsKind::names()),
         ("controls.knots", KnotKind::names()),
         ("nested.interp", Interp::names()),
+        ("nested.target_measure", TargetMeasure::names()),
     ]
 }
 
@@ -992,6 +1006,7 @@ mod tests {
         names_match_serde::<Progress>();
         names_match_serde::<DataKind>();
         names_match_serde::<Interp>();
+        names_match_serde::<TargetMeasure>();
         // Every choice key exists, and every bad value names the key and every choice.
         for (key, names) in choice_keys() {
             let e = err("", &[&format!("{key}=nope")]);

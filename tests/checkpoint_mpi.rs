@@ -592,3 +592,83 @@ fn a_signal_stops_with_a_checkpoint_and_the_resumed_history_is_exact() {
     );
     assert_eq!(rows(&d.join("sig.csv")), rows(&d.join("ref.csv")));
 }
+
+/// `nested.target_acc` holds fractions, and `nested.target_measure` chooses the accuracy it
+/// is compared with: a level stops before the first iteration after the row whose chosen
+/// accuracy (validation by default, or training) reaches the target, with exactly the rows
+/// the unstopped run has up to there; the next level then runs its whole budget.
+#[test]
+fn nested_levels_stop_when_the_chosen_accuracy_reaches_a_fractional_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = [
+        "train",
+        "--set",
+        "network.layers=8",
+        "--set",
+        "nested.levels=2",
+        "--set",
+        "nested.max_iter=[12,2]",
+        "--set",
+        "data.train_size=300",
+        "--set",
+        "data.val_size=50",
+        "--set",
+        "output.progress=lines",
+    ];
+    let with = |extra: &[&str], name: &str| -> Vec<String> {
+        let dirset = format!("output.checkpoint_dir={name}");
+        let hist = format!("{name}.csv");
+        let args = [&base[..], extra, &["--set", &dirset, "--history", &hist]].concat();
+        run(d, 2, &args)
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    with(&[], "full");
+    let full = rows(&d.join("full.csv"));
+    let (train, val) = (
+        column(&d.join("full.csv"), "train_acc"),
+        column(&d.join("full.csv"), "val_acc"),
+    );
+    assert_eq!(full.len(), 13 + 3);
+    // The first row of level 0 whose accuracy reaches t.
+    let first = |acc: &[f64], t: f64| acc[..13].iter().position(|&a| a >= t);
+    // A fractional target that the two measures reach at different rows inside the budget.
+    let t = train[1..13]
+        .iter()
+        .chain(&val[1..13])
+        .copied()
+        .filter(|&t| t > 0.0 && t < 1.0)
+        .find(|&t| match (first(&train, t), first(&val, t)) {
+            (Some(a), Some(b)) => a != b && a < 12 && b < 12,
+            _ => false,
+        })
+        .expect("a target the two accuracies reach at different iterations");
+    let target = format!("nested.target_acc=[{t}, 1]");
+    for (measure, acc) in [("val", &val), ("train", &train)] {
+        let k = first(acc, t).unwrap();
+        let m = format!("nested.target_measure={measure}");
+        let mut extra = vec!["--set", &target];
+        if measure == "train" {
+            extra.extend(["--set", &m]);
+        }
+        let out = with(&extra, measure);
+        let got = rows(&d.join(format!("{measure}.csv")));
+        let level0: Vec<_> = got.iter().filter(|r| r[9] == "0").cloned().collect();
+        assert_eq!(level0, full[..=k], "{measure}: stops right after row {k}");
+        assert_eq!(got.len(), k + 1 + 3, "{measure}: level 1 runs its budget");
+        let what = if measure == "val" {
+            "validation"
+        } else {
+            "training"
+        };
+        let note = format!("nested level 0 stopped: {what} accuracy reached {t:.4}");
+        assert!(out.iter().any(|l| *l == note), "{note}\n{out:?}");
+        assert!(
+            out.iter()
+                .any(|l| l == "stopped: reached optimizer.max_iter = 2"),
+            "{out:?}"
+        );
+    }
+}

@@ -360,7 +360,8 @@ impl<'c> Levels<'_, 'c> {
         let (theta, start) = self.start(level, &cfg, &dist)?;
         let limits = Limits {
             max_iter: cfg.optimizer.max_iter,
-            target_val_acc: self.plan.levels[level].target_acc,
+            target_acc: self.plan.levels[level].target_acc,
+            target_measure: cfg.nested.target_measure,
             level,
             divergence_factor: cfg.optimizer.divergence_factor,
         };
@@ -479,7 +480,11 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
     let first = s.resume.as_ref().map_or(0, |c| c.level as usize);
     let mut last = None;
     for level in first..plan.levels.len() {
-        last = Some(levels.train(level)?);
+        let end = levels.train(level)?;
+        if level + 1 < plan.levels.len() {
+            reporter.note(&format!("nested level {level} stopped: {}", end.stop));
+        }
+        last = Some(end);
     }
     let last = last.expect("at least one level ran");
     if par.is_root() {
