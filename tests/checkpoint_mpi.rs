@@ -672,3 +672,75 @@ fn nested_levels_stop_when_the_chosen_accuracy_reaches_a_fractional_target() {
         );
     }
 }
+
+/// `eval --set network.layers=K` of a per-layer checkpoint: at the checkpoint's own depth the
+/// parameters as they are (the last history row); at another depth the controls interpolated
+/// in time as `--init-from` moves them (nested.interp), with the loss and accuracy of the
+/// network that `train --init-from` starts from (its row 0), and a note saying so.
+#[test]
+fn eval_of_a_per_layer_checkpoint_at_another_depth_interpolates_its_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(
+        d,
+        0,
+        &[&["train", "--set", "optimizer.max_iter=15"][..], SMALL].concat(),
+    );
+    // The printed "loss L  accuracy A" of an eval line that starts with `what`.
+    let metrics = |out: &str, what: &str| -> (f64, String) {
+        let l = line(out, what);
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let at = |k: &str| w[w.iter().position(|x| *x == k).unwrap() + 1];
+        (at("loss").parse().unwrap(), at("accuracy").to_string())
+    };
+    let eval = |sets: &[&str]| {
+        let mut args = vec!["eval", "--checkpoint", "runs/final.h5"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        ok(&layerpar(d, &args))
+    };
+    let hist = d.join("runs/history.csv");
+    let same = eval(&["network.layers=7"]);
+    assert!(!same.contains("interpolated"), "{same}");
+    assert_eq!(same, eval(&[]), "the checkpoint's own depth is the default");
+    let (loss, acc) = metrics(&same, "train:");
+    let last = column(&hist, "loss")[15];
+    assert!((loss - last).abs() <= 1e-6 * last, "{loss} vs {last}");
+    assert_eq!(acc, format!("{:.4}", column(&hist, "train_acc")[15]));
+    for (k, interp) in [("14", "constant"), ("14", "linear"), ("4", "linear")] {
+        let layers = format!("network.layers={k}");
+        let how = format!("nested.interp={interp}");
+        let e = eval(&[&layers, &how]);
+        assert!(
+            e.contains(&format!(
+                "per-layer controls interpolated in time from 7 to {k} hidden layers (nested.interp = \"{interp}\")"
+            )) && e.contains(&format!("evaluated with {k} hidden layers")),
+            "{e}"
+        );
+        let name = format!("init-{k}-{interp}");
+        let (dirset, csv) = (format!("output.checkpoint_dir={name}"), format!("{name}.csv"));
+        let args = [
+            &[
+                "train", "--init-from", "runs/final.h5", "--set", &layers, "--set", &how,
+                "--set", "optimizer.max_iter=0", "--set", &dirset, "--history", &csv,
+            ][..],
+            &SMALL[..4],
+        ]
+        .concat();
+        run(d, 2, &args);
+        let start = d.join(&csv);
+        for (what, col) in [("train:", "train_acc"), ("validation:", "val_acc")] {
+            let (loss, acc) = metrics(&e, what);
+            if what == "train:" {
+                let l0 = column(&start, "loss")[0];
+                assert!((loss - l0).abs() <= 1e-6 * l0, "{k} {interp}: {loss} vs {l0}");
+            }
+            assert_eq!(acc, format!("{:.4}", column(&start, col)[0]), "{k} {interp}");
+        }
+    }
+    // The interpolations differ (the test would not tell them apart otherwise).
+    let (a, _) = metrics(&eval(&["network.layers=14"]), "train:");
+    let (b, _) = metrics(&eval(&["network.layers=14", "nested.interp=linear"]), "train:");
+    assert_ne!(a, b);
+}
