@@ -664,7 +664,7 @@ fn nested_levels_stop_when_the_chosen_accuracy_reaches_a_fractional_target() {
             "training"
         };
         let note = format!("nested level 0 stopped: {what} accuracy reached {t:.4}");
-        assert!(out.iter().any(|l| *l == note), "{note}\n{out:?}");
+        assert!(out.contains(&note), "{note}\n{out:?}");
         assert!(
             out.iter()
                 .any(|l| l == "stopped: reached optimizer.max_iter = 2"),
@@ -719,11 +719,25 @@ fn eval_of_a_per_layer_checkpoint_at_another_depth_interpolates_its_controls() {
             "{e}"
         );
         let name = format!("init-{k}-{interp}");
-        let (dirset, csv) = (format!("output.checkpoint_dir={name}"), format!("{name}.csv"));
+        let (dirset, csv) = (
+            format!("output.checkpoint_dir={name}"),
+            format!("{name}.csv"),
+        );
         let args = [
             &[
-                "train", "--init-from", "runs/final.h5", "--set", &layers, "--set", &how,
-                "--set", "optimizer.max_iter=0", "--set", &dirset, "--history", &csv,
+                "train",
+                "--init-from",
+                "runs/final.h5",
+                "--set",
+                &layers,
+                "--set",
+                &how,
+                "--set",
+                "optimizer.max_iter=0",
+                "--set",
+                &dirset,
+                "--history",
+                &csv,
             ][..],
             &SMALL[..4],
         ]
@@ -734,13 +748,23 @@ fn eval_of_a_per_layer_checkpoint_at_another_depth_interpolates_its_controls() {
             let (loss, acc) = metrics(&e, what);
             if what == "train:" {
                 let l0 = column(&start, "loss")[0];
-                assert!((loss - l0).abs() <= 1e-6 * l0, "{k} {interp}: {loss} vs {l0}");
+                assert!(
+                    (loss - l0).abs() <= 1e-6 * l0,
+                    "{k} {interp}: {loss} vs {l0}"
+                );
             }
-            assert_eq!(acc, format!("{:.4}", column(&start, col)[0]), "{k} {interp}");
+            assert_eq!(
+                acc,
+                format!("{:.4}", column(&start, col)[0]),
+                "{k} {interp}"
+            );
         }
     }
     // The interpolations differ (the test would not tell them apart otherwise).
     let (a, _) = metrics(&eval(&["network.layers=14"]), "train:");
-    let (b, _) = metrics(&eval(&["network.layers=14", "nested.interp=linear"]), "train:");
+    let (b, _) = metrics(
+        &eval(&["network.layers=14", "nested.interp=linear"]),
+        "train:",
+    );
     assert_ne!(a, b);
 }

@@ -3,8 +3,8 @@
 //! coefficients evaluated at the K layers; per-layer controls interpolated in time).
 
 use super::agree;
-use crate::parallel::Parallel;
 use crate::config::Choice;
+use crate::parallel::Parallel;
 use crate::train::evaluate;
 use anyhow::{bail, Result};
 use checkpoint::NetShape;
@@ -62,14 +62,8 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             } == sh;
         if other_depth {
             let interp = config.interp();
-            let params = crate::checkpointing::transfer(
-                &file.params,
-                sh,
-                &net,
-                sets,
-                false,
-                interp,
-            )?;
+            let params =
+                crate::checkpointing::transfer(&file.params, sh, &net, sets, false, interp)?;
             let note = format!(
                 "per-layer controls interpolated in time from {} to {depth} hidden layers (nested.interp = \"{}\")",
                 sh.layers,
