@@ -100,6 +100,8 @@ pub struct MgritConfig {
     pub fmg: bool,
     pub skip: bool,
     pub warm_restart: bool,
+    /// How a warm-restarted solve starts on a new mini-batch.
+    pub batch_start: BatchStart,
     pub print_level: usize,
 }
 
@@ -184,6 +186,7 @@ impl Default for Config {
                 fmg: false,
                 skip: true,
                 warm_restart: true,
+                batch_start: BatchStart::Coarse,
                 print_level: 0,
             },
             optimizer: OptimizerConfig {
@@ -345,6 +348,17 @@ choice_enum! {
 }
 
 choice_enum! {
+    /// How the warm-restarted MGRIT solves of mini-batch training start on each new batch.
+    pub enum BatchStart {
+        /// From the coarse-grid propagation of the new batch's initial condition, then
+        /// mgrit.max_iter (adjoint_max_iter) cycles.
+        Coarse = "coarse",
+        /// From the previous batch's states (other examples), as layerpar did before.
+        Warm = "warm",
+    }
+}
+
+choice_enum! {
     /// Which accuracy a nested level's `target_acc` is compared with (after each iteration).
     pub enum TargetMeasure {
         /// The validation accuracy (`val_acc` of the history).
@@ -382,7 +396,7 @@ impl Choice for KnotKind {
 }
 
 /// Every choice key with its names, in the order loading checks them.
-fn choice_keys() -> [(&'static str, Vec<&'static str>); 11] {
+fn choice_keys() -> [(&'static str, Vec<&'static str>); 12] {
     [
         ("network.activation", Activation::names()),
         ("network.loss", Loss::names()),
@@ -395,6 +409,7 @@ fn choice_keys() -> [(&'static str, Vec<&'static str>); 11] {
         ("controls.knots", KnotKind::names()),
         ("nested.interp", Interp::names()),
         ("nested.target_measure", TargetMeasure::names()),
+        ("mgrit.batch_start", BatchStart::names()),
     ]
 }
 
@@ -1007,6 +1022,7 @@ mod tests {
         names_match_serde::<DataKind>();
         names_match_serde::<Interp>();
         names_match_serde::<TargetMeasure>();
+        names_match_serde::<BatchStart>();
         // Every choice key exists, and every bad value names the key and every choice.
         for (key, names) in choice_keys() {
             let e = err("", &[&format!("{key}=nope")]);

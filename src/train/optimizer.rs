@@ -6,7 +6,7 @@
 //! optimizer's memory: what it exports for a checkpoint and what it is restored from.
 
 use super::{Problem, Stop};
-use crate::config::{Config, OptimizerKind};
+use crate::config::{BatchStart, Config, OptimizerKind};
 use crate::train::{DistNet, DistSpace};
 use anyhow::Result;
 use layer_parallel::Value as DistValue;
@@ -333,6 +333,8 @@ struct Epochs<R> {
     batch: (Vec<f64>, Vec<usize>),
     /// The last epoch's mean gradient norm.
     mean_grad_norm: f64,
+    /// Tell the objective about each new mini-batch (mgrit.batch_start = "coarse").
+    restart_batches: bool,
 }
 
 impl<R: Rule> Epochs<R> {
@@ -349,6 +351,7 @@ impl<R: Rule> Epochs<R> {
             gsum: Vec::new(),
             batch: (Vec::new(), Vec::new()),
             mean_grad_norm: f64::INFINITY,
+            restart_batches: config.mgrit.batch_start == BatchStart::Coarse,
         }
     }
 
@@ -405,6 +408,9 @@ impl<R: Rule> Optimizer for Epochs<R> {
         let (x, y) = &mut self.batch;
         for b in 0..nb {
             obj.problem.train.gather(self.batcher.batch(b), x, y);
+            if nb > 1 && self.restart_batches {
+                obj.dist.new_batch();
+            }
             let v = obj.dist.objective_gradient(theta, x, y, &mut self.grad);
             res = (v.fwd_res, v.adj_res);
             self.rule.step(theta, &self.grad, lr);

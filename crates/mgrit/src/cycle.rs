@@ -372,7 +372,10 @@ mod tests {
         s.restart_from_coarse();
         let st = s.solve(&mut ModelProblem::linear(3));
         let mut f = Solver::new(20, 0.0, 0.5, one, SerialComm).unwrap();
-        assert_eq!(st.steps_per_level, f.solve(&mut ModelProblem::linear(3)).steps_per_level);
+        assert_eq!(
+            st.steps_per_level,
+            f.solve(&mut ModelProblem::linear(3)).steps_per_level
+        );
         assert_eq!(s.state(20), f.state(20));
     }
 
