@@ -39,8 +39,10 @@ pub struct NestedConfig {
     pub interp: Interp,
     /// Iterations per level (empty: optimizer.max_iter for each).
     pub max_iter: Vec<usize>,
-    /// Validation accuracy at which a level stops early (empty: none).
+    /// Accuracy at which a level stops early (empty: none), measured by `target_measure`.
     pub target_acc: Vec<f64>,
+    /// Which accuracy `target_acc` is compared with: validation (the default) or training.
+    pub target_measure: TargetMeasure,
     /// MGRIT levels per nested level (empty: mgrit.max_levels for each).
     pub mgrit_levels: Vec<usize>,
 }
@@ -101,6 +103,8 @@ pub struct MgritConfig {
     pub fmg: bool,
     pub skip: bool,
     pub warm_restart: bool,
+    /// How a warm-restarted solve starts on a new mini-batch.
+    pub batch_start: BatchStart,
     pub print_level: usize,
 }
 
@@ -187,6 +191,7 @@ impl Default for Config {
                 fmg: false,
                 skip: true,
                 warm_restart: true,
+                batch_start: BatchStart::Coarse,
                 print_level: 0,
             },
             optimizer: OptimizerConfig {
@@ -226,6 +231,7 @@ impl Default for Config {
                 interp: Interp::Constant,
                 max_iter: Vec::new(),
                 target_acc: Vec::new(),
+                target_measure: TargetMeasure::Val,
                 mgrit_levels: Vec::new(),
             },
         }
@@ -348,6 +354,27 @@ choice_enum! {
     }
 }
 
+choice_enum! {
+    /// How the warm-restarted MGRIT solves of mini-batch training start on each new batch.
+    pub enum BatchStart {
+        /// From the coarse-grid propagation of the new batch's initial condition, then
+        /// mgrit.max_iter (adjoint_max_iter) cycles.
+        Coarse = "coarse",
+        /// From the previous batch's states (other examples), as layerpar did before.
+        Warm = "warm",
+    }
+}
+
+choice_enum! {
+    /// Which accuracy a nested level's `target_acc` is compared with (after each iteration).
+    pub enum TargetMeasure {
+        /// The validation accuracy (`val_acc` of the history).
+        Val = "val",
+        /// The training accuracy (`train_acc`), as the reference code stops.
+        Train = "train",
+    }
+}
+
 impl Choice for Activation {
     const CHOICES: &'static [(&'static str, Self)] = &[
         ("tanh", Activation::Tanh),
@@ -381,7 +408,7 @@ impl Choice for KnotKind {
 }
 
 /// Every choice key with its names, in the order loading checks them.
-fn choice_keys() -> [(&'static str, Vec<&'static str>); 11] {
+fn choice_keys() -> [(&'static str, Vec<&'static str>); 13] {
     [
         ("network.activation", Activation::names()),
         ("network.loss", Loss::names()),
@@ -394,6 +421,8 @@ fn choice_keys() -> [(&'static str, Vec<&'static str>); 11] {
         ("controls.kind", ControlsKind::names()),
         ("controls.knots", KnotKind::names()),
         ("nested.interp", Interp::names()),
+        ("nested.target_measure", TargetMeasure::names()),
+        ("mgrit.batch_start", BatchStart::names()),
     ]
 }
 
@@ -1006,6 +1035,8 @@ mod tests {
         names_match_serde::<Progress>();
         names_match_serde::<DataKind>();
         names_match_serde::<Interp>();
+        names_match_serde::<TargetMeasure>();
+        names_match_serde::<BatchStart>();
         // Every choice key exists, and every bad value names the key and every choice.
         for (key, names) in choice_keys() {
             let e = err("", &[&format!("{key}=nope")]);

@@ -111,7 +111,9 @@ enum Command {
         /// Checkpoint written by `layerpar train` (e.g. runs/final.h5).
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Override a key of the stored configuration (e.g. data.kind, data.path).
+        /// Override a key of the stored configuration (e.g. data.kind, data.path;
+        /// network.layers=K evaluates at another depth, per-layer controls interpolated in
+        /// time by nested.interp).
         #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
         set: Vec<String>,
     },

@@ -18,7 +18,8 @@ pub struct Level {
     /// Spline coefficient sets M_ℓ (None for per-layer controls): controls.count, and with
     /// knot refinement M_ℓ = 2 M_{ℓ−1} − d (midpoint insertion into every knot interval).
     pub spline_count: Option<usize>,
-    /// Validation accuracy at which the level stops early: nested.target_acc[ℓ].
+    /// Accuracy at which the level stops early: nested.target_acc[ℓ] (compared with the
+    /// accuracy nested.target_measure names).
     pub target_acc: Option<f64>,
 }
 

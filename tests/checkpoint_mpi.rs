@@ -592,3 +592,179 @@ fn a_signal_stops_with_a_checkpoint_and_the_resumed_history_is_exact() {
     );
     assert_eq!(rows(&d.join("sig.csv")), rows(&d.join("ref.csv")));
 }
+
+/// `nested.target_acc` holds fractions, and `nested.target_measure` chooses the accuracy it
+/// is compared with: a level stops before the first iteration after the row whose chosen
+/// accuracy (validation by default, or training) reaches the target, with exactly the rows
+/// the unstopped run has up to there; the next level then runs its whole budget.
+#[test]
+fn nested_levels_stop_when_the_chosen_accuracy_reaches_a_fractional_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = [
+        "train",
+        "--set",
+        "network.layers=8",
+        "--set",
+        "nested.levels=2",
+        "--set",
+        "nested.max_iter=[12,2]",
+        "--set",
+        "data.train_size=300",
+        "--set",
+        "data.val_size=50",
+        "--set",
+        "output.progress=lines",
+    ];
+    let with = |extra: &[&str], name: &str| -> Vec<String> {
+        let dirset = format!("output.checkpoint_dir={name}");
+        let hist = format!("{name}.csv");
+        let args = [&base[..], extra, &["--set", &dirset, "--history", &hist]].concat();
+        run(d, 2, &args)
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    with(&[], "full");
+    let full = rows(&d.join("full.csv"));
+    let (train, val) = (
+        column(&d.join("full.csv"), "train_acc"),
+        column(&d.join("full.csv"), "val_acc"),
+    );
+    assert_eq!(full.len(), 13 + 3);
+    // The first row of level 0 whose accuracy reaches t.
+    let first = |acc: &[f64], t: f64| acc[..13].iter().position(|&a| a >= t);
+    // A fractional target that the two measures reach at different rows inside the budget.
+    let t = train[1..13]
+        .iter()
+        .chain(&val[1..13])
+        .copied()
+        .filter(|&t| t > 0.0 && t < 1.0)
+        .find(|&t| match (first(&train, t), first(&val, t)) {
+            (Some(a), Some(b)) => a != b && a < 12 && b < 12,
+            _ => false,
+        })
+        .expect("a target the two accuracies reach at different iterations");
+    let target = format!("nested.target_acc=[{t}, 1]");
+    for (measure, acc) in [("val", &val), ("train", &train)] {
+        let k = first(acc, t).unwrap();
+        let m = format!("nested.target_measure={measure}");
+        let mut extra = vec!["--set", &target];
+        if measure == "train" {
+            extra.extend(["--set", &m]);
+        }
+        let out = with(&extra, measure);
+        let got = rows(&d.join(format!("{measure}.csv")));
+        let level0: Vec<_> = got.iter().filter(|r| r[9] == "0").cloned().collect();
+        assert_eq!(level0, full[..=k], "{measure}: stops right after row {k}");
+        assert_eq!(got.len(), k + 1 + 3, "{measure}: level 1 runs its budget");
+        let what = if measure == "val" {
+            "validation"
+        } else {
+            "training"
+        };
+        let note = format!("nested level 0 stopped: {what} accuracy reached {t:.4}");
+        assert!(out.contains(&note), "{note}\n{out:?}");
+        assert!(
+            out.iter()
+                .any(|l| l == "stopped: reached optimizer.max_iter = 2"),
+            "{out:?}"
+        );
+    }
+}
+
+/// `eval --set network.layers=K` of a per-layer checkpoint: at the checkpoint's own depth the
+/// parameters as they are (the last history row); at another depth the controls interpolated
+/// in time as `--init-from` moves them (nested.interp), with the loss and accuracy of the
+/// network that `train --init-from` starts from (its row 0), and a note saying so.
+#[test]
+fn eval_of_a_per_layer_checkpoint_at_another_depth_interpolates_its_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(
+        d,
+        0,
+        &[&["train", "--set", "optimizer.max_iter=15"][..], SMALL].concat(),
+    );
+    // The printed "loss L  accuracy A" of an eval line that starts with `what`.
+    let metrics = |out: &str, what: &str| -> (f64, String) {
+        let l = line(out, what);
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let at = |k: &str| w[w.iter().position(|x| *x == k).unwrap() + 1];
+        (at("loss").parse().unwrap(), at("accuracy").to_string())
+    };
+    let eval = |sets: &[&str]| {
+        let mut args = vec!["eval", "--checkpoint", "runs/final.h5"];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        ok(&layerpar(d, &args))
+    };
+    let hist = d.join("runs/history.csv");
+    let same = eval(&["network.layers=7"]);
+    assert!(!same.contains("interpolated"), "{same}");
+    assert_eq!(same, eval(&[]), "the checkpoint's own depth is the default");
+    let (loss, acc) = metrics(&same, "train:");
+    let last = column(&hist, "loss")[15];
+    assert!((loss - last).abs() <= 1e-6 * last, "{loss} vs {last}");
+    assert_eq!(acc, format!("{:.4}", column(&hist, "train_acc")[15]));
+    for (k, interp) in [("14", "constant"), ("14", "linear"), ("4", "linear")] {
+        let layers = format!("network.layers={k}");
+        let how = format!("nested.interp={interp}");
+        let e = eval(&[&layers, &how]);
+        assert!(
+            e.contains(&format!(
+                "per-layer controls interpolated in time from 7 to {k} hidden layers (nested.interp = \"{interp}\")"
+            )) && e.contains(&format!("evaluated with {k} hidden layers")),
+            "{e}"
+        );
+        let name = format!("init-{k}-{interp}");
+        let (dirset, csv) = (
+            format!("output.checkpoint_dir={name}"),
+            format!("{name}.csv"),
+        );
+        let args = [
+            &[
+                "train",
+                "--init-from",
+                "runs/final.h5",
+                "--set",
+                &layers,
+                "--set",
+                &how,
+                "--set",
+                "optimizer.max_iter=0",
+                "--set",
+                &dirset,
+                "--history",
+                &csv,
+            ][..],
+            &SMALL[..4],
+        ]
+        .concat();
+        run(d, 2, &args);
+        let start = d.join(&csv);
+        for (what, col) in [("train:", "train_acc"), ("validation:", "val_acc")] {
+            let (loss, acc) = metrics(&e, what);
+            if what == "train:" {
+                let l0 = column(&start, "loss")[0];
+                assert!(
+                    (loss - l0).abs() <= 1e-6 * l0,
+                    "{k} {interp}: {loss} vs {l0}"
+                );
+            }
+            assert_eq!(
+                acc,
+                format!("{:.4}", column(&start, col)[0]),
+                "{k} {interp}"
+            );
+        }
+    }
+    // The interpolations differ (the test would not tell them apart otherwise).
+    let (a, _) = metrics(&eval(&["network.layers=14"]), "train:");
+    let (b, _) = metrics(
+        &eval(&["network.layers=14", "nested.interp=linear"]),
+        "train:",
+    );
+    assert_ne!(a, b);
+}

@@ -1,10 +1,13 @@
 //! `layerpar eval --checkpoint FILE`: loss and accuracy of a checkpoint's parameters on the
-//! training and validation data.
+//! training and validation data, with `--set network.layers=K` at another depth (spline
+//! coefficients evaluated at the K layers; per-layer controls interpolated in time).
 
 use super::agree;
+use crate::config::Choice;
 use crate::parallel::Parallel;
 use crate::train::evaluate;
 use anyhow::{bail, Result};
+use checkpoint::NetShape;
 use odenet::Workspace;
 use std::path::Path;
 
@@ -46,6 +49,28 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
         if config.is_spline() {
             want.layers = sh.layers;
         }
+        // Per-layer controls at another depth are interpolated in time, as --init-from and
+        // nested iteration carry them (nested.interp).
+        let depth = want.layers;
+        let other_depth = !config.is_spline()
+            && sh.hidden_sets == sh.layers
+            && depth != sh.layers
+            && NetShape {
+                layers: sh.layers,
+                hidden_sets: sh.hidden_sets,
+                ..want
+            } == sh;
+        if other_depth {
+            let interp = config.interp();
+            let params =
+                crate::checkpointing::transfer(&file.params, sh, &net, sets, false, interp)?;
+            let note = format!(
+                "per-layer controls interpolated in time from {} to {depth} hidden layers (nested.interp = \"{}\")",
+                sh.layers,
+                interp.name()
+            );
+            return Ok((file, params, net, train, val, Some(note)));
+        }
         if want != sh {
             bail!(
                 "--set changed the network: the checkpoint has {} layers of width {} ({} hidden sets), the configuration {} of width {} ({})",
@@ -58,9 +83,9 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             );
         }
         let theta = crate::model::layer_parameters(&config, &net, &file.params)?;
-        Ok((file, theta, net, train, val))
+        Ok((file, theta, net, train, val, None))
     })();
-    let (file, theta, net, train, val) = agree(par, setup)?;
+    let (file, theta, net, train, val, note) = agree(par, setup)?;
     let mut ws = Workspace::default();
     let (tl, ta) = evaluate(&net, &theta, &train, &mut ws);
     let (vl, va) = evaluate(&net, &theta, &val, &mut ws);
@@ -72,6 +97,9 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             file.level,
             net.layout.shape.layers
         );
+        if let Some(note) = note {
+            println!("{note}");
+        }
         for (name, set, loss, acc) in [
             ("train:     ", &train, tl, ta),
             ("validation:", &val, vl, va),

@@ -7,7 +7,7 @@ use super::agree;
 use crate::checkpointing::{
     gather, init_parameters, net_shape, resume, resume_changes, transfer, Snapshot,
 };
-use crate::config::{Choice, Config};
+use crate::config::{BatchStart, Choice, Config, OptimizerKind};
 use crate::nested::NestedPlan;
 use crate::observers::{write_or_abort, Checkpoints, HistoryFile};
 use crate::parallel::{fingerprint, Parallel};
@@ -76,6 +76,7 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
             val.dim
         );
     }
+    check_batch(&config, train.len())?;
     crate::limits::check_network(&config, train.dim, train.outputs(), train.len(), par.size())?;
     let coarsest = NestedPlan::new(&config).levels[0].layers;
     if par.size() > coarsest {
@@ -114,6 +115,29 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
         init,
         notes,
     })
+}
+
+/// L-BFGS trains on the whole training set: a mini-batch size below it is refused (it was
+/// once ignored silently).
+fn check_batch(config: &Config, examples: usize) -> Result<()> {
+    let o = &config.optimizer;
+    if o.kind == OptimizerKind::Lbfgs && o.batch_size > 0 && o.batch_size < examples {
+        bail!(
+            "config keys `optimizer.kind` = \"lbfgs\" and `optimizer.batch_size` = {} do not go together: L-BFGS trains on the full training set ({examples} examples); set optimizer.batch_size = 0, or optimizer.kind = \"adam\" or \"sgd\" for mini-batches",
+            o.batch_size
+        );
+    }
+    Ok(())
+}
+
+/// The header's batch: "full" when one batch holds the whole training set (L-BFGS always).
+fn batch_text(config: &Config, examples: usize) -> String {
+    let b = config.optimizer.batch_size;
+    if config.optimizer.kind == OptimizerKind::Lbfgs || b == 0 || b >= examples {
+        "full".to_string()
+    } else {
+        b.to_string()
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -234,6 +258,7 @@ fn announce_level(
     level: usize,
     cfg: &Config,
     dist: &DistNet,
+    examples: usize,
 ) {
     let net = &dist.net;
     let sh = *net.shape();
@@ -287,15 +312,22 @@ fn announce_level(
         sh.layers / ranks,
         sh.layers.div_ceil(ranks),
     ));
-    reporter.note(&format!(
-        "optimizer: {}, {} iterations, batch {}",
-        cfg.optimizer.kind,
-        cfg.optimizer.max_iter,
-        if cfg.optimizer.batch_size == 0 {
-            "full".to_string()
-        } else {
-            cfg.optimizer.batch_size.to_string()
+    let batch = batch_text(cfg, examples);
+    let start = if batch != "full" && dist.levels() > 1 && cfg.mgrit.warm_restart {
+        match cfg.mgrit.batch_start {
+            BatchStart::Coarse => {
+                " (each batch's MGRIT solves start from its coarse-grid propagation)"
+            }
+            BatchStart::Warm => {
+                " (each batch's MGRIT solves start from the previous batch's states)"
+            }
         }
+    } else {
+        ""
+    };
+    reporter.note(&format!(
+        "optimizer: {}, {} iterations, batch {batch}{start}",
+        cfg.optimizer.kind, cfg.optimizer.max_iter,
     ));
 }
 
@@ -364,11 +396,21 @@ impl<'c> Levels<'_, 'c> {
             par,
             DistNet::new(net, self.comm, settings, basis).map_err(anyhow::Error::from),
         )?;
-        announce_level(self.reporter, par.size(), self.plan, level, &cfg, &dist);
+        let examples = self.problem.train.len();
+        announce_level(
+            self.reporter,
+            par.size(),
+            self.plan,
+            level,
+            &cfg,
+            &dist,
+            examples,
+        );
         let (theta, start) = self.start(level, &cfg, &dist)?;
         let limits = Limits {
             max_iter: cfg.optimizer.max_iter,
-            target_val_acc: self.plan.levels[level].target_acc,
+            target_acc: self.plan.levels[level].target_acc,
+            target_measure: cfg.nested.target_measure,
             level,
             divergence_factor: cfg.optimizer.divergence_factor,
         };
@@ -533,7 +575,11 @@ pub fn train(par: &Parallel, args: &TrainArgs) -> Result<Trained> {
     let first = s.resume.as_ref().map_or(0, |c| c.level as usize);
     let mut last = None;
     for level in first..plan.levels.len() {
-        last = Some(levels.train(level)?);
+        let end = levels.train(level)?;
+        if level + 1 < plan.levels.len() {
+            reporter.note(&format!("nested level {level} stopped: {}", end.stop));
+        }
+        last = Some(end);
     }
     let last = last.expect("at least one level ran");
     Ok(Trained {

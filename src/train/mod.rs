@@ -10,6 +10,7 @@ pub mod report;
 pub type DistNet = layer_parallel::Objective<mgrit::MpiComm>;
 /// Ordered inner products on this rank's part of the parameters.
 pub type DistSpace = layer_parallel::DistSpace<mgrit::MpiComm>;
+use crate::config::TargetMeasure;
 use anyhow::{bail, Result};
 use history::Row;
 use layerpar_data::Dataset;
@@ -83,8 +84,11 @@ pub enum Stop {
     MaxIter { max_iter: usize, epochs: bool },
     /// ‖∇J‖ ≤ gtol (L-BFGS), or the epoch's mean mini-batch gradient norm (`mean`).
     Gradient { gtol: f64, mean: bool },
-    /// The validation accuracy reached the level's target.
-    Target { accuracy: f64 },
+    /// The accuracy named by `measure` reached the level's target `accuracy`.
+    Target {
+        accuracy: f64,
+        measure: TargetMeasure,
+    },
     /// The line search failed along −∇J at iteration `iter`; θ is the last accepted iterate.
     LineSearch { iter: usize },
 }
@@ -104,7 +108,13 @@ impl std::fmt::Display for Stop {
                 };
                 write!(f, "{what} below optimizer.gtol = {gtol:e}")
             }
-            Stop::Target { accuracy } => write!(f, "validation accuracy reached {accuracy:.4}"),
+            Stop::Target { accuracy, measure } => {
+                let what = match measure {
+                    TargetMeasure::Val => "validation",
+                    TargetMeasure::Train => "training",
+                };
+                write!(f, "{what} accuracy reached {accuracy:.4}")
+            }
             Stop::LineSearch { iter } => write!(
                 f,
                 "line search failed at iteration {iter}; kept the last accepted iterate"
@@ -142,8 +152,10 @@ impl Start {
 pub struct Limits {
     /// Iterations k = 1 … max_iter.
     pub max_iter: usize,
-    /// Stop before an iteration once the validation accuracy is at least this.
-    pub target_val_acc: Option<f64>,
+    /// Stop before an iteration once the accuracy named by `target_measure` is at least this.
+    pub target_acc: Option<f64>,
+    /// Which accuracy of the last row `target_acc` is compared with.
+    pub target_measure: TargetMeasure,
     /// Nested-iteration level written into the rows.
     pub level: usize,
     /// optimizer.divergence_factor (0: never stop as diverged; see [`diverged`]).
@@ -268,7 +280,7 @@ pub struct Outcome {
 
 /// Trains this rank's part `theta` from `start`: row 0 (on a fresh start), then iterations
 /// start.iteration + 1 … limits.max_iter of `opt`. Before each iteration it stops if the last
-/// row reached the target accuracy or the optimizer has converged; each row (finite J, or
+/// row reached the target accuracy (validation or training, `limits.target_measure`) or the optimizer has converged; each row (finite J, or
 /// an error) goes to every observer in order.
 pub fn run(
     mut opt: Box<dyn Optimizer>,
@@ -281,7 +293,11 @@ pub fn run(
     let t0 = Instant::now();
     let clock = || start.time_offset + t0.elapsed().as_secs_f64();
     let mut rows = start.rows;
-    let mut last_val = rows.last().map(|r| r.val_acc).unwrap_or(0.0);
+    let measure = |r: &Row| match limits.target_measure {
+        TargetMeasure::Val => r.val_acc,
+        TargetMeasure::Train => r.train_acc,
+    };
+    let mut last_acc = rows.last().map(measure).unwrap_or(0.0);
     let val_metrics = ValidationMetrics::new(&obj.problem.val);
     let zero_loss = zero_output_loss(obj.problem.net.loss, &obj.problem.train);
     let mut emit = |obj: &mut Objective,
@@ -324,7 +340,7 @@ pub fn run(
         if let Some(why) = diverged(&row, rows, limits.divergence_factor, zero_loss) {
             bail!(why);
         }
-        let val_acc = row.val_acc;
+        let acc = measure(&row);
         rows.push(row);
         let it = Iterate {
             row: rows.last().expect("just pushed"),
@@ -336,22 +352,25 @@ pub fn run(
         for o in observers.iter_mut() {
             o.observe(&it)?;
         }
-        Ok(val_acc)
+        Ok(acc)
     };
     if let Some(m) = opt.start(obj, &theta, start.iteration == 0) {
-        last_val = emit(obj, &mut rows, opt.as_ref(), &theta, 0, m)?;
+        last_acc = emit(obj, &mut rows, opt.as_ref(), &theta, 0, m)?;
     }
     let stop = 'iterations: {
         for iter in start.iteration + 1..=limits.max_iter {
-            if let Some(accuracy) = limits.target_val_acc.filter(|&t| last_val >= t) {
-                break 'iterations Stop::Target { accuracy };
+            if let Some(accuracy) = limits.target_acc.filter(|&t| last_acc >= t) {
+                break 'iterations Stop::Target {
+                    accuracy,
+                    measure: limits.target_measure,
+                };
             }
             if let Some(stop) = opt.converged_before() {
                 break 'iterations stop;
             }
             match opt.next_iter(obj, &mut theta, iter) {
                 Next::Stop(stop) => break 'iterations stop,
-                Next::Row(m) => last_val = emit(obj, &mut rows, opt.as_ref(), &theta, iter, m)?,
+                Next::Row(m) => last_acc = emit(obj, &mut rows, opt.as_ref(), &theta, iter, m)?,
             }
             if let Some(stop) = opt.converged_after() {
                 break 'iterations stop;
@@ -372,7 +391,7 @@ pub fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{diverged, zero_logit_loss, Row, Stop};
+    use super::{diverged, zero_logit_loss, Row, Stop, TargetMeasure};
 
     fn row(iter: usize, objective: f64) -> Row {
         Row {
@@ -456,8 +475,18 @@ mod tests {
                 "mean gradient norm below optimizer.gtol = 5e-1",
             ),
             (
-                Stop::Target { accuracy: 0.9 },
+                Stop::Target {
+                    accuracy: 0.9,
+                    measure: TargetMeasure::Val,
+                },
                 "validation accuracy reached 0.9000",
+            ),
+            (
+                Stop::Target {
+                    accuracy: 0.955,
+                    measure: TargetMeasure::Train,
+                },
+                "training accuracy reached 0.9550",
             ),
             (
                 Stop::LineSearch { iter: 7 },

@@ -6,7 +6,7 @@
 //! optimizer's memory: what it exports for a checkpoint and what it is restored from.
 
 use super::{Problem, Stop};
-use crate::config::{Config, OptimizerKind};
+use crate::config::{BatchStart, Config, OptimizerKind};
 use crate::train::{DistNet, DistSpace};
 use anyhow::Result;
 use layer_parallel::Value as DistValue;
@@ -332,6 +332,8 @@ struct Epochs<R> {
     batch: layerpar_data::Dataset,
     /// The last epoch's mean gradient norm.
     mean_grad_norm: f64,
+    /// Tell the objective about each new mini-batch (mgrit.batch_start = "coarse").
+    restart_batches: bool,
 }
 
 impl<R: Rule> Epochs<R> {
@@ -348,6 +350,7 @@ impl<R: Rule> Epochs<R> {
             gsum: Vec::new(),
             batch: layerpar_data::Dataset::default(),
             mean_grad_norm: f64::INFINITY,
+            restart_batches: config.mgrit.batch_start == BatchStart::Coarse,
         }
     }
 
@@ -405,6 +408,9 @@ impl<R: Rule> Optimizer for Epochs<R> {
             obj.problem
                 .train
                 .gather(self.batcher.batch(b), &mut self.batch);
+            if nb > 1 && self.restart_batches {
+                obj.dist.new_batch();
+            }
             let batch = &self.batch;
             let v = obj
                 .dist

@@ -91,6 +91,8 @@ pub struct Objective<C: Comm> {
     /// Step calls of this rank per MGRIT level, forward and adjoint, since the last clear.
     pub fwd_steps: Vec<u64>,
     pub adj_steps: Vec<u64>,
+    /// The next `objective_gradient` is on other examples ([`Objective::new_batch`]).
+    new_batch: bool,
 }
 
 impl<C: Comm> Objective<C> {
@@ -135,6 +137,7 @@ impl<C: Comm> Objective<C> {
             buf: Buffers::default(),
             fwd_steps: Vec::new(),
             adj_steps: Vec::new(),
+            new_batch: false,
         })
     }
 
@@ -185,6 +188,16 @@ impl<C: Comm> Objective<C> {
     /// This rank's part of the global parameter vector `global`.
     pub fn extract(&self, global: &[f64]) -> Vec<f64> {
         self.layout.extract(&self.net, &self.part, global)
+    }
+
+    /// Says that the next [`Objective::objective_gradient`] is on other examples than the
+    /// last one (a new mini-batch): a warm-restarted forward or adjoint solve then starts
+    /// from the coarse-grid propagation of the new batch's initial condition (U_0 = opening
+    /// of its inputs; λ_N of its loss), followed by its max_iter cycles, instead of from the
+    /// states of other examples ([`mgrit::Solver::restart_from_coarse`]). No effect with one
+    /// MGRIT level or without warm restarts, whose solves start afresh anyway.
+    pub fn new_batch(&mut self) {
+        self.new_batch = true;
     }
 
     fn ensure_batch(&mut self, batch: usize) {
@@ -297,6 +310,13 @@ impl<C: Comm> Objective<C> {
         let labels = targets.into();
         let batch = labels.len();
         self.ensure_batch(batch);
+        if std::mem::take(&mut self.new_batch) {
+            for s in [&mut self.forward, &mut self.adjoint] {
+                if s.options().warm_restart && s.grid().num_levels() > 1 {
+                    s.restart_from_coarse();
+                }
+            }
+        }
         let theta = self.model(params);
         let (scalars, reg, fstats, astats) = if self.is_spline() {
             let mut grad_model = vec![0.0; self.model_layout.len];

@@ -58,6 +58,10 @@ struct CycleState {
     /// Skip the first down-cycle: only when the solve started from `App::init` (a warm
     /// restart keeps its information instead).
     skip: bool,
+    /// The first (skipped) cycle is a coarse start ([`Solver::restart_from_coarse`]) that
+    /// further cycles follow: its last fine F-relaxation is left out, since the next cycle's
+    /// relaxation begins by recomputing every fine F-point from the same C-points.
+    coarse_start: bool,
     tol: Option<f64>,
 }
 
@@ -111,17 +115,20 @@ fn cycle<A: App, C: Comm>(
         correct(&mut a[l], &mut b[0]);
     }
     ctx.stats.times.correct += t.elapsed();
-    let t = Instant::now();
-    f_relax(ctx, l, &mut levels[l]);
-    ctx.stats.times.relax += t.elapsed();
+    if !(l == 0 && st.first && st.coarse_start) {
+        let t = Instant::now();
+        f_relax(ctx, l, &mut levels[l]);
+        ctx.stats.times.relax += t.elapsed();
+    }
     Flow::Continue(residual)
 }
 
 impl<S: Clone, C: Comm> Solver<S, C> {
     /// Solves the recurrence over the solver's communicator (collective: every rank of it
     /// calls `solve`). Starts from `App::init` (or, with `warm_restart`, from the previous
-    /// solution with a fresh initial condition) and runs cycles until the C-point residual
-    /// norm meets the tolerance or `max_iter` cycles are done.
+    /// solution with a fresh initial condition; or, after [`Solver::restart_from_coarse`],
+    /// from the coarse propagation of the initial condition) and runs cycles until the
+    /// C-point residual norm meets the tolerance or `max_iter` cycles are done.
     pub fn solve<A: App<State = S>>(&mut self, app: &mut A) -> Stats {
         let start = Instant::now();
         let nl = self.levels.len();
@@ -132,6 +139,7 @@ impl<S: Clone, C: Comm> Solver<S, C> {
         };
         // Level 0: initial guess, or the previous solution with the initial condition renewed.
         let fresh = !self.initialized || !self.opts.warm_restart;
+        let coarse_start = std::mem::take(&mut self.coarse_start);
         if fresh {
             // A fresh solve starts like the first one: no state, right-hand side or scratch of
             // an earlier solve survives on any level (after a `reset` the states may even
@@ -176,11 +184,12 @@ impl<S: Clone, C: Comm> Solver<S, C> {
             let kind = if self.opts.fmg { Kind::F } else { Kind::V };
             let mut st = CycleState {
                 first: true,
-                skip: fresh && self.opts.skip,
+                skip: coarse_start || (fresh && self.opts.skip),
+                coarse_start,
                 tol: None,
             };
             let verbose = self.opts.verbosity >= 2 && comm.rank() == 0;
-            for iter in 0..self.opts.max_iter {
+            for iter in 0..self.opts.max_iter + usize::from(coarse_start) {
                 let flow = cycle(&mut ctx, &mut self.levels, 0, kind, &mut st);
                 st.first = false;
                 ctx.stats.iterations = iter + 1;
@@ -298,6 +307,76 @@ mod tests {
             assert_eq!(x.len(), 3, "state {i} has the new size");
             assert_eq!(x, y, "state {i}");
         }
+    }
+
+    /// `restart_from_coarse` forgets a warm solver's solution and starts from the coarse
+    /// propagation of the initial condition, then runs max_iter cycles: the same bits as a
+    /// new solver's skipped first cycle followed by max_iter cycles (also with `skip` off),
+    /// for fewer fine steps (the skipped cycle's last fine F-relaxation is recomputed by the
+    /// next cycle anyway). Afterwards the solver warm-restarts again.
+    #[test]
+    fn a_coarse_restart_is_a_skipped_cycle_followed_by_max_iter_cycles() {
+        for (levels, nrelax, skip) in [(2, 1, true), (2, 0, false), (3, 1, true)] {
+            let warm = Options {
+                max_levels: levels,
+                cfactor: vec![4],
+                nrelax: vec![nrelax],
+                max_iter: 2,
+                skip,
+                warm_restart: true,
+                ..opts()
+            };
+            // The reference: a new solver whose first cycle is skipped, 3 cycles in all.
+            let mut fresh = Solver::new(
+                66,
+                0.0,
+                0.5,
+                Options {
+                    max_iter: 3,
+                    skip: true,
+                    ..warm.clone()
+                },
+                SerialComm,
+            )
+            .unwrap();
+            let want = fresh.solve(&mut ModelProblem::linear(3));
+            let mut s = Solver::new(66, 0.0, 0.5, warm.clone(), SerialComm).unwrap();
+            s.solve(&mut ModelProblem::linear(5));
+            s.solve(&mut ModelProblem::linear(5));
+            s.restart_from_coarse();
+            let got = s.solve(&mut ModelProblem::linear(3));
+            assert_eq!(got.iterations, 3);
+            assert_eq!(got.residuals, want.residuals, "{levels} levels");
+            assert_eq!(got.residuals.len(), 2);
+            for i in 0..=66 {
+                assert_eq!(s.state(i), fresh.state(i), "state {i}, {levels} levels");
+            }
+            let fine_points = 66 - 66 / 4;
+            assert_eq!(
+                got.steps_per_level[0] + fine_points as u64,
+                want.steps_per_level[0]
+            );
+            assert_eq!(got.steps_per_level[1..], want.steps_per_level[1..]);
+            // The next solve is warm again: it starts from this solution.
+            let again = s.solve(&mut ModelProblem::linear(3));
+            assert_eq!(again.iterations, 2);
+            assert!(again.residuals[0] < got.residuals[1], "{again:?} {got:?}");
+        }
+        // One level: the serial sweep, as without the restart.
+        let one = Options {
+            max_levels: 1,
+            warm_restart: true,
+            ..opts()
+        };
+        let mut s = Solver::new(20, 0.0, 0.5, one.clone(), SerialComm).unwrap();
+        s.restart_from_coarse();
+        let st = s.solve(&mut ModelProblem::linear(3));
+        let mut f = Solver::new(20, 0.0, 0.5, one, SerialComm).unwrap();
+        assert_eq!(
+            st.steps_per_level,
+            f.solve(&mut ModelProblem::linear(3)).steps_per_level
+        );
+        assert_eq!(s.state(20), f.state(20));
     }
 
     #[test]

@@ -232,6 +232,9 @@ pub struct Solver<S, C: Comm = SerialComm> {
     vrank: usize,
     levels: Vec<Level<S>>,
     initialized: bool,
+    /// The next solve starts from the coarse propagation of the initial condition and runs
+    /// max_iter cycles after it (see [`Solver::restart_from_coarse`]).
+    coarse_start: bool,
     comm: C,
 }
 
@@ -297,6 +300,7 @@ impl<S: Clone, C: Comm> Solver<S, C> {
             vrank,
             levels,
             initialized: false,
+            coarse_start: false,
             comm,
         })
     }
@@ -354,6 +358,18 @@ impl<S: Clone, C: Comm> Solver<S, C> {
     /// Forgets the previous solution: the next solve starts from `App::init`.
     pub fn reset(&mut self) {
         self.initialized = false;
+        self.coarse_start = false;
+    }
+
+    /// Forgets the previous solution; the next solve starts from the coarse-grid propagation
+    /// of its initial condition: from `App::init`, a first cycle that does no work on the way
+    /// down (whatever [`Options::skip`] says), so that the coarsest level propagates the
+    /// initial condition sequentially and the way up interpolates it to every level (F-
+    /// relaxation). Then it runs its `max_iter` cycles as usual. With one level the solve is
+    /// the serial sweep anyway.
+    pub fn restart_from_coarse(&mut self) {
+        self.initialized = false;
+        self.coarse_start = self.levels.len() > 1;
     }
 
     /// Calls `App::access` on every owned fine point, in time order of the solve.
