@@ -64,6 +64,10 @@ impl App for ForwardApp<'_> {
     fn unpack(&self, buf: &[f64]) -> Vec<f64> {
         buf.to_vec()
     }
+
+    fn packed_len(&self, x: &Vec<f64>) -> usize {
+        x.len()
+    }
 }
 
 /// Adjoint propagation in reverse time: λ_a = λ_b + Δt K_aᵀ (σ'(K_a U_a + b_a) ⊙ λ_b) for a
@@ -147,6 +151,10 @@ impl<C: Comm> App for AdjointApp<'_, C> {
 
     fn unpack(&self, buf: &[f64]) -> Vec<f64> {
         buf.to_vec()
+    }
+
+    fn packed_len(&self, x: &Vec<f64>) -> usize {
+        x.len()
     }
 }
 

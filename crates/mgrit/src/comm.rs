@@ -1,5 +1,6 @@
-//! Communication between ranks: non-blocking sends of packed states to neighbours, blocking
-//! receives, and reductions whose result does not depend on the number of ranks.
+//! Communication between ranks: non-blocking sends of packed states to neighbours, receives
+//! posted ahead of the work that does not need them (or blocking ones), and reductions whose
+//! result does not depend on the number of ranks.
 //!
 //! [`SerialComm`] is always available; [`MpiComm`] needs the crate's `mpi` feature (on by
 //! default).
@@ -20,6 +21,22 @@ pub trait Comm {
     fn send(&self, to: usize, tag: i32, data: Vec<f64>);
     /// Receives the next message with `tag` from rank `from` (blocking).
     fn recv(&self, from: usize, tag: i32) -> Vec<f64>;
+    /// Starts receiving the next message with `tag` from rank `from`, of at most `len`
+    /// values, and returns at once; [`Comm::wait_recv`] completes it. Posting a receive
+    /// before local work lets a large message travel while the work runs. The default
+    /// receives only when waited on.
+    fn post_recv(&self, from: usize, tag: i32, len: usize) -> PostedRecv {
+        PostedRecv {
+            from,
+            tag,
+            len,
+            slot: None,
+        }
+    }
+    /// Completes a receive started by [`Comm::post_recv`] (blocking) and returns its values.
+    fn wait_recv(&self, posted: PostedRecv) -> Vec<f64> {
+        self.recv(posted.from, posted.tag)
+    }
     /// Completes every send started so far.
     fn wait_sends(&self);
     /// Every rank's `local` values, concatenated in rank order, on every rank.
@@ -36,6 +53,19 @@ pub trait Comm {
     fn ordered_sum(&self, local: &[f64]) -> f64 {
         self.all_gather(local).iter().sum()
     }
+}
+
+/// A receive started by [`Comm::post_recv`]; complete it with [`Comm::wait_recv`] on the same
+/// communicator.
+#[must_use = "a posted receive must be completed with Comm::wait_recv"]
+#[derive(Debug)]
+pub struct PostedRecv {
+    pub from: usize,
+    pub tag: i32,
+    /// The most values the message may carry.
+    pub len: usize,
+    /// The communicator's own handle of the request (None: receive when waited on).
+    pub slot: Option<usize>,
 }
 
 /// A single process: nothing to exchange.
@@ -75,6 +105,8 @@ pub struct MpiComm {
     /// `Drop for MpiComm` has completed every pending send).
     world: SimpleCommunicator,
     pending: RefCell<Vec<(Vec<f64>, mpi::ffi::MPI_Request)>>,
+    /// Posted receives: buffer and request, by slot (None once completed).
+    receives: RefCell<Vec<Option<(Vec<f64>, mpi::ffi::MPI_Request)>>>,
 }
 
 #[cfg(feature = "mpi")]
@@ -85,6 +117,7 @@ impl MpiComm {
         MpiComm {
             world: world.duplicate(),
             pending: RefCell::new(Vec::new()),
+            receives: RefCell::new(Vec::new()),
         }
     }
 
@@ -131,6 +164,62 @@ impl Comm for MpiComm {
         data
     }
 
+    /// `MPI_Irecv` into a buffer of `len` values kept here until [`Comm::wait_recv`].
+    fn post_recv(&self, from: usize, tag: i32, len: usize) -> PostedRecv {
+        let mut buffer = vec![0.0f64; len];
+        let mut request: mpi::ffi::MPI_Request = unsafe { std::mem::zeroed() };
+        // SAFETY: the buffer's heap storage is kept in `receives` (it does not move when the
+        // Vec is moved) until MPI_Wait completes the request in `wait_recv` or `drop`.
+        let rc = unsafe {
+            mpi::ffi::MPI_Irecv(
+                buffer.as_mut_ptr() as *mut std::ffi::c_void,
+                len as i32,
+                f64::equivalent_datatype().as_raw(),
+                from as i32,
+                tag,
+                self.world.as_raw(),
+                &mut request,
+            )
+        };
+        assert_eq!(rc, 0, "MPI_Irecv failed");
+        let mut receives = self.receives.borrow_mut();
+        let slot = match receives.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                receives.push(None);
+                receives.len() - 1
+            }
+        };
+        receives[slot] = Some((buffer, request));
+        PostedRecv {
+            from,
+            tag,
+            len,
+            slot: Some(slot),
+        }
+    }
+
+    /// `MPI_Wait` on the posted receive; the buffer is cut to the values that arrived.
+    fn wait_recv(&self, posted: PostedRecv) -> Vec<f64> {
+        let slot = posted.slot.expect("posted by this communicator");
+        let (mut buffer, mut request) = self.receives.borrow_mut()[slot]
+            .take()
+            .expect("a posted receive is completed once");
+        let mut status: mpi::ffi::MPI_Status = unsafe { std::mem::zeroed() };
+        let mut count: i32 = 0;
+        // SAFETY: `request` came from MPI_Irecv on `buffer`, which is still alive; the status
+        // is read for the received count.
+        unsafe {
+            let rc = mpi::ffi::MPI_Wait(&mut request, &mut status);
+            assert_eq!(rc, 0, "MPI_Wait failed");
+            let rc =
+                mpi::ffi::MPI_Get_count(&status, f64::equivalent_datatype().as_raw(), &mut count);
+            assert_eq!(rc, 0, "MPI_Get_count failed");
+        }
+        buffer.truncate(count.max(0) as usize);
+        buffer
+    }
+
     fn wait_sends(&self) {
         for (buffer, mut request) in self.pending.borrow_mut().drain(..) {
             // SAFETY: `request` came from MPI_Isend on `buffer`, which is still alive.
@@ -174,5 +263,15 @@ impl Drop for MpiComm {
     /// this runs), so no send is ever left on a freed communicator.
     fn drop(&mut self) {
         self.wait_sends();
+        // A receive posted but never waited on (a panic between post and wait) is cancelled
+        // and completed before its buffer is freed.
+        for (buffer, mut request) in self.receives.get_mut().drain(..).flatten() {
+            // SAFETY: the request came from MPI_Irecv on `buffer`, still alive here.
+            unsafe {
+                mpi::ffi::MPI_Cancel(&mut request);
+                mpi::ffi::MPI_Wait(&mut request, mpi::ffi::RSMPI_STATUS_IGNORE);
+            }
+            drop(buffer);
+        }
     }
 }

@@ -116,6 +116,18 @@ impl<A: App, C: Comm> Ctx<'_, A, C> {
         self.app.unpack(&buf)
     }
 
+    /// Posts the receive of a state shaped like `like` from `from` (see
+    /// [`Comm::post_recv`]); [`Ctx::wait_state`] completes it.
+    pub fn post_state(&self, from: usize, tag: i32, like: &A::State) -> crate::PostedRecv {
+        self.comm.post_recv(from, tag, self.app.packed_len(like))
+    }
+
+    /// Completes a receive posted by [`Ctx::post_state`].
+    pub fn wait_state(&self, posted: crate::PostedRecv) -> A::State {
+        let buf = self.comm.wait_recv(posted);
+        self.app.unpack(&buf)
+    }
+
     /// u_i ← Φ^l_i(u_{i−1}) + g_i for an owned point i, with u_{i−1} from `prev` when the
     /// previous point is not owned (it came from the left neighbour).
     pub fn propagate(

@@ -49,7 +49,7 @@ mod restrict;
 
 #[cfg(feature = "mpi")]
 pub use comm::MpiComm;
-pub use comm::{Comm, SerialComm};
+pub use comm::{Comm, PostedRecv, SerialComm};
 pub use distribution::Distribution;
 pub use fingerprint::{fingerprint, Fnv1a};
 pub use grid::{Grid, LevelShape};
@@ -105,6 +105,15 @@ pub trait App {
 
     /// Rebuilds a state from a message buffer.
     fn unpack(&self, buf: &[f64]) -> Self::State;
+
+    /// The number of values [`App::pack`] appends for `x` (the length of a message carrying
+    /// it, so a receive can be posted before the message arrives). The default packs `x`
+    /// once to count; an application whose states pack as they are overrides it.
+    fn packed_len(&self, x: &Self::State) -> usize {
+        let mut buf = Vec::new();
+        self.pack(x, &mut buf);
+        buf.len()
+    }
 
     /// dst ← src, reusing dst's storage where possible.
     fn copy(&self, src: &Self::State, dst: &mut Self::State) {

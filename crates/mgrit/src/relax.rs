@@ -3,7 +3,9 @@
 //!
 //! F-points whose C-point lives on the left neighbour need that neighbour's last value after
 //! its own F-relaxation; a rank therefore relaxes its trailing interval first and sends its
-//! last value at once, so the neighbour waits for at most one interval.
+//! last value at once, so the neighbour waits for at most one interval. Receives are posted
+//! before the local work that does not need them, so a large boundary state travels while
+//! that work runs; the values computed, and their order, are the same either way.
 
 use crate::comm::Comm;
 use crate::level::{tag, Ctx, Level, Phase};
@@ -20,7 +22,9 @@ pub(crate) fn f_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
     let need_left = lo > 0 && !shape.is_cpoint(lo);
     let send_right = hi < shape.points() && !shape.is_cpoint(hi);
     let first_c = shape.next_cpoint(lo);
+    let left = || lvl.left.expect("a left neighbour owns point lo−1");
     if first_c < hi {
+        let posted = need_left.then(|| ctx.post_state(left(), t, &lvl.u[0]));
         let last_c = shape.prev_cpoint(hi - 1);
         // Trailing interval first, then the value the right neighbour waits for.
         for i in last_c + 1..hi {
@@ -42,8 +46,8 @@ pub(crate) fn f_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
             c += shape.cf;
         }
         // Leading F-points, continuing the left neighbour's interval.
-        if need_left {
-            let prev = ctx.recv_state(lvl.left.expect("a left neighbour owns point lo−1"), t);
+        if let Some(posted) = posted {
+            let prev = ctx.wait_state(posted);
             ctx.propagate(l, lvl, lo, Some(&prev));
             for i in lo + 1..first_c {
                 ctx.propagate(l, lvl, i, None);
@@ -51,7 +55,7 @@ pub(crate) fn f_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
         }
     } else {
         // Only F-points here: the interval runs through from the left.
-        let prev = ctx.recv_state(lvl.left.expect("a left neighbour owns point lo−1"), t);
+        let prev = ctx.recv_state(left(), t);
         ctx.propagate(l, lvl, lo, Some(&prev));
         for i in lo + 1..hi {
             ctx.propagate(l, lvl, i, None);
@@ -75,6 +79,12 @@ pub(crate) fn c_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
     }
     let shape = lvl.shape.clone();
     let t = tag(l, Phase::CRelax);
+    // My first point is a C-point whose F-point lives on the left: post its receive first
+    // and update that C-point last (C-points are updated independently of each other).
+    let mut posted = (lo > 0 && shape.is_cpoint(lo)).then(|| {
+        let left = lvl.left.expect("a left neighbour owns point lo−1");
+        ctx.post_state(left, t, &lvl.u[0])
+    });
     if hi < shape.points() && shape.is_cpoint(hi) {
         ctx.send_state(
             lvl.right.expect("a right neighbour owns point hi"),
@@ -82,15 +92,19 @@ pub(crate) fn c_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
             &lvl.u[lvl.at(hi - 1)],
         );
     }
-    let left = if lo > 0 && shape.is_cpoint(lo) {
-        Some(ctx.recv_state(lvl.left.expect("a left neighbour owns point lo−1"), t))
-    } else {
-        None
-    };
     let omega = ctx.opts.c_weight;
-    let mut c = shape.next_cpoint(lo.max(1));
+    let start = shape.next_cpoint(lo.max(1));
     let mut pool = std::mem::take(&mut lvl.scratch);
-    while c < hi {
+    let owned: Vec<usize> = (start..hi).step_by(shape.cf).collect();
+    let (remote_first, local) = match owned.split_first() {
+        Some((&c, rest)) if c == lo && posted.is_some() => (Some(c), rest),
+        _ => (None, &owned[..]),
+    };
+    let mut left = None;
+    for &c in local.iter().chain(remote_first.iter()) {
+        if Some(c) == remote_first {
+            left = Some(ctx.wait_state(posted.take().expect("posted")));
+        }
         let k = lvl.at(c);
         let prev = if c == lo {
             left.as_ref().expect("received")
@@ -113,7 +127,6 @@ pub(crate) fn c_relax<A: App, C: Comm>(ctx: &mut Ctx<A, C>, l: usize, lvl: &mut 
             ctx.app.sum(omega, &w, 1.0 - omega, &mut lvl.u[k]);
         }
         pool.push(w);
-        c += shape.cf;
     }
     lvl.scratch = pool;
     ctx.comm.wait_sends();
