@@ -306,13 +306,20 @@ fn report(args: &ScalingArgs, machine: &Machine, cal: &Calibration, model: &Mode
             pred.forward, pred.adjoint
         );
     }
-    // The run's own split: L = P (data groups are another branch's: D = 1 here).
-    let here = Split { data: 1, layer: p };
+    // The run's own split: D × L with D = --data-groups when it divides P (a run with
+    // parallel.data_groups = D), else 1 × P.
+    let d = args.data_groups.filter(|d| p % d == 0).unwrap_or(1);
+    let here = Split {
+        data: d,
+        layer: p / d,
+    };
     let mine = predict::predict(model, grid, machine, here);
     let measured = m.seconds_per_iteration;
     println!(
-        "time per iteration on {p} rank{} (D × L = 1 × {p}): measured {measured:.4} s, model {:.4} s ({:+.1} %)",
+        "time per iteration on {p} rank{} (D × L = {} × {}): measured {measured:.4} s, model {:.4} s ({:+.1} %)",
         if p == 1 { "" } else { "s" },
+        here.data,
+        here.layer,
         mine.seconds,
         100.0 * (mine.seconds - measured) / measured
     );
