@@ -489,7 +489,7 @@ mod tests {
             assert_eq!(per_eval(&total), hand);
         }
         let counts = StepCounts::gather(&SerialComm, &hand, 3);
-        assert_eq!(counts.per_rank, [hand.clone()]);
+        assert_eq!(counts.per_rank, std::slice::from_ref(&hand));
         assert_eq!((counts.busiest(0), counts.total(2)), (80.0, 16.0));
     }
 
