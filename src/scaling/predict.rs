@@ -180,9 +180,20 @@ pub fn owners(grid: &Grid, p: usize, level: usize) -> Vec<usize> {
 /// The most coarsest-level points one of `p` ranks steps to in one sequential sweep: its
 /// points, less point 0 (the initial condition, never stepped to).
 pub fn coarsest_share(grid: &Grid, p: usize) -> usize {
-    ranges(grid, p, grid.num_levels() - 1)
-        .iter()
-        .map(|r| r.len() - usize::from(r.start == 0 && !r.is_empty()))
+    coarsest_share_in(grid, p, false)
+}
+
+/// [`coarsest_share`] of the forward solve or, `reverse`, of the adjoint, whose time runs
+/// backward: every rank keeps its layers, and its points are numbered from the end, so the
+/// point never stepped to is fine point N.
+pub fn coarsest_share_in(grid: &Grid, p: usize, reverse: bool) -> usize {
+    let lv = grid.levels.last().expect("a grid has a level");
+    let d = Distribution::new(grid.levels[0].steps, p, reverse);
+    (0..p)
+        .map(|q| {
+            let r = d.level_range(q, lv.stride, lv.points());
+            r.len() - usize::from(r.start == 0 && !r.is_empty())
+        })
         .max()
         .unwrap_or(0)
 }
@@ -200,10 +211,9 @@ pub fn step_calls(model: &Model, grid: &Grid, p: usize) -> Vec<StepCalls> {
                     adjoint: model.c_adjoint[l] * pts,
                 }
             } else {
-                let share = coarsest_share(grid, p) as f64;
                 StepCalls {
-                    forward: model.k_forward * share,
-                    adjoint: model.k_adjoint * share,
+                    forward: model.k_forward * coarsest_share_in(grid, p, false) as f64,
+                    adjoint: model.k_adjoint * coarsest_share_in(grid, p, true) as f64,
                 }
             }
         })
@@ -568,9 +578,13 @@ pub(super) mod tests {
                 .map(|c| (c.forward, c.adjoint))
                 .collect()
         };
-        // c_l · pts_l(P) below the coarsest level, k · share on it.
-        assert_eq!(calls(2), [(36.0, 18.0), (15.0, 5.0), (4.0, 2.0)]);
-        assert_eq!(calls(4), [(20.0, 10.0), (9.0, 3.0), (2.0, 1.0)]);
+        // c_l · pts_l(P) below the coarsest level, k · share on it. The adjoint's share
+        // counts points in reversed time: at P = 2 rank 0 holds fine points 0…8, reversed
+        // 8…16, whose coarsest points 8, 12, 16 are all stepped to (3, forward 2); at P = 4
+        // rank 0 holds reversed 12…16 (2, forward 1).
+        assert_eq!(calls(2), [(36.0, 18.0), (15.0, 5.0), (4.0, 3.0)]);
+        assert_eq!(calls(4), [(20.0, 10.0), (9.0, 3.0), (2.0, 2.0)]);
+        assert_eq!([1, 2, 4].map(|p| coarsest_share_in(&g, p, true)), [4, 3, 2]);
         assert_eq!(calls(1), [(68.0, 34.0), (27.0, 9.0), (8.0, 4.0)]);
         // m_lev = cycles (4 + 2 nrelax) · (levels below the coarsest with ≥ 2 owners) + 3
         // = 4·6·2 + 3 = 51; m_coarse = (k^f + k^a)(owners of the coarsest level − 1).
