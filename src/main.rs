@@ -36,31 +36,10 @@ enum Command {
         #[arg(long, value_name = "CKPT")]
         init_from: Option<PathBuf>,
     },
-    /// Predict time per evaluation, speedup and efficiency for P = 1, 2, 4, … ranks from a
-    /// model calibrated on this run (run it under mpirun -n P to validate at P).
-    Scaling {
-        /// Configuration file (TOML).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override one key (repeatable).
-        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-        set: Vec<String>,
-        /// Objective evaluations to measure.
-        #[arg(long, default_value_t = 3)]
-        evaluations: usize,
-        /// Largest rank count in the table.
-        #[arg(long, default_value_t = 1024)]
-        max_ranks: usize,
-        /// Save the calibrated model to this file.
-        #[arg(long)]
-        save: Option<PathBuf>,
-        /// Predict with this saved model (to validate it at this rank count).
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Draw the predicted speedup and the measured point as an SVG file.
-        #[arg(long, value_name = "FILE.svg")]
-        plot: Option<PathBuf>,
-    },
+    /// Predict time per training iteration, speedup and efficiency for P = 1, 2, 4, … ranks
+    /// (the best split into data groups × layer-parallel ranks) from a model calibrated on
+    /// this run (run it under mpirun -n P to validate at P).
+    Scaling(commands::scaling::ScalingArgs),
     /// Run a designed set of trainings from a study file (a grid or Latin hypercube over
     /// config keys, times seeds, in groups) and summarize them (run under `mpirun -n P`:
     /// every run uses all ranks).
@@ -326,24 +305,7 @@ fn main() -> ExitCode {
                 return with_mpi(|par| commands::study::run(par, &opts));
             }
         }
-        Command::Scaling {
-            config,
-            set,
-            evaluations,
-            max_ranks,
-            save,
-            model,
-            plot,
-        } => {
-            let args = commands::scaling::ScalingArgs {
-                config,
-                set,
-                evaluations,
-                max_ranks,
-                save,
-                model,
-                plot,
-            };
+        Command::Scaling(args) => {
             return with_mpi(|par| commands::scaling::run(par, &args));
         }
         Command::Train {

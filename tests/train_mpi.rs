@@ -342,7 +342,7 @@ fn the_scaling_model_predicts_step_counts_at_another_rank_count() {
         "{svg}"
     );
     assert!(
-        val.contains("read from model.toml") && val.contains("time per evaluation on 2 ranks"),
+        val.contains("read from model.toml") && val.contains("time per iteration on 2 ranks"),
         "{val}"
     );
     for line in val.lines().filter(|l| l.trim_start().starts_with("level ")) {

@@ -1,13 +1,18 @@
 //! The performance model of layer-parallel training behind `layerpar scaling`: the time per
-//! objective evaluation (forward solve, adjoint solve, gradient) at P ranks.
+//! L-BFGS training iteration (the evaluations of J and ∇J of its line search, the validation
+//! sweep, the optimizer's reductions) on a grid of P = D × L ranks (D data groups of L
+//! layer-parallel ranks).
 //!
-//! [`calibrate()`] measures on this machine and this run (the time of one forward and one
-//! adjoint layer step, of one state message, of a few evaluations, and the step calls of every
-//! rank on every MGRIT level) and fits a [`Model`]: per-point step rates c_l, coarsest sweeps
-//! k, and an overhead factor ω that makes the model reproduce the measured time at the
-//! calibration rank count. [`predict`] turns a model, the MGRIT grid and a rank count P into
-//! the predicted time per evaluation, speedup and efficiency (its module documentation states
-//! the formulas). [`plot`] draws the predicted speedup as SVG.
+//! [`calibrate`] holds what is measured on this machine and this run: a few real training
+//! iterations with the run's solver settings (every rank's step calls per MGRIT level per
+//! evaluation, the evaluations per iteration, the time per iteration), the validation sweep,
+//! the exact serial evaluation and validation sweep (the serial reference), the forward and
+//! adjoint step times at every batch a data group may hold, and the on-node message latency
+//! and bandwidth; and the fit of the [`Model`] to them. [`predict`] turns a model, the MGRIT
+//! grid, a [`predict::Machine`] (interconnect latency and bandwidth, ranks per node, cores)
+//! and a split (D, L) into the predicted time per iteration, speedup and efficiency, and
+//! finds the best split of each P (its module documentation states every term). [`plot`]
+//! draws the predicted speedup as SVG.
 //!
 //! A model is saved as TOML (`--save`) and read back (`--model`) to validate it at another
 //! rank count: [`Model::to_toml`], [`Model::read`].
@@ -16,8 +21,8 @@ pub mod calibrate;
 pub mod plot;
 pub mod predict;
 
-pub use calibrate::{calibrate, Calibration, Measurements, StepCounts};
-pub use predict::{Prediction, StepCalls};
+pub use calibrate::{Calibration, Measurements, StepCounts};
+pub use predict::{Machine, Prediction, Split, StepCalls};
 
 use std::path::Path;
 
@@ -27,17 +32,31 @@ use std::path::Path;
 pub struct Model {
     /// N, the fine steps (hidden layers).
     pub layers: usize,
-    /// t_f, seconds per forward layer step.
-    pub t_forward: f64,
-    /// t_a, seconds per adjoint layer step.
-    pub t_adjoint: f64,
-    /// t_msg, seconds per neighbour message of one state.
-    pub t_message: f64,
-    /// ω: measured / raw model time at the calibration rank count (copies, sums, norms and
-    /// other work the step counts do not see).
-    pub overhead: f64,
+    /// w, the state width (a message of one example's state is w values).
+    pub width: usize,
+    /// B and V: training and validation examples (a row of D holds ⌈B/D⌉ and ⌈V/D⌉).
+    pub batch: usize,
+    pub val_batch: usize,
+    /// Values of one hidden layer's controls (w² + w dense) and of the opening and
+    /// classifier together (the gradient a column combines over the rows).
+    pub params_per_layer: usize,
+    pub edge_params: usize,
     /// The rank count the model was calibrated on.
     pub calibrated_ranks: usize,
+    /// The step-time table: batch sizes (ascending) and t_f(b), t_a(b) in seconds.
+    pub batches: Vec<usize>,
+    pub t_forward: Vec<f64>,
+    pub t_adjoint: Vec<f64>,
+    /// α_node (s) and β_node (bytes/s) of a message between ranks of one node.
+    pub node_latency: f64,
+    pub node_bandwidth: f64,
+    /// Whether they were measured (ping-pong on ≥ 2 ranks) rather than nominal.
+    pub message_measured: bool,
+    /// ω: measured / modelled compute of the evaluations at the calibration (copies, sums,
+    /// norms, the optimizer's vector work: what the step counts do not see).
+    pub overhead: f64,
+    /// ω_v: the same for the validation sweep.
+    pub val_overhead: f64,
     /// c^f_l, c^a_l: step calls per evaluation per owned point on level l, on the busiest
     /// rank (one entry per level; the coarsest entry is 0, its work is in k).
     pub c_forward: Vec<f64>,
@@ -50,6 +69,14 @@ pub struct Model {
     pub cycles: f64,
     /// CF-sweeps per relaxation.
     pub nrelax: f64,
+    /// e: evaluations of J and ∇J per L-BFGS iteration (1 + the line search's backtracks).
+    pub evaluations_per_iteration: f64,
+    /// m: the L-BFGS memory (its two-loop recursion costs 2m + 2 reductions).
+    pub lbfgs_memory: usize,
+    /// T_s,eval and T_s,val: the measured exact serial evaluation (forward, adjoint and
+    /// gradient, one level on one rank) and validation sweep, seconds.
+    pub serial_evaluation: f64,
+    pub serial_validation: f64,
 }
 
 impl Model {
@@ -90,20 +117,7 @@ mod tests {
     use super::*;
 
     fn model() -> Model {
-        Model {
-            layers: 64,
-            t_forward: 1.25e-6,
-            t_adjoint: 2.5e-6,
-            t_message: 5.2e-6,
-            overhead: 2.25,
-            calibrated_ranks: 1,
-            c_forward: vec![5.0, 6.0, 0.0],
-            c_adjoint: vec![3.5, 2.75, 0.0],
-            k_forward: 3.0,
-            k_adjoint: 1.0,
-            cycles: 4.0,
-            nrelax: 1.0,
-        }
+        predict::tests::model3()
     }
 
     #[test]
@@ -114,17 +128,30 @@ mod tests {
             keys,
             [
                 "layers",
+                "width",
+                "batch",
+                "val_batch",
+                "params_per_layer",
+                "edge_params",
+                "calibrated_ranks",
+                "batches",
                 "t_forward",
                 "t_adjoint",
-                "t_message",
+                "node_latency",
+                "node_bandwidth",
+                "message_measured",
                 "overhead",
-                "calibrated_ranks",
+                "val_overhead",
                 "c_forward",
                 "c_adjoint",
                 "k_forward",
                 "k_adjoint",
                 "cycles",
-                "nrelax"
+                "nrelax",
+                "evaluations_per_iteration",
+                "lbfgs_memory",
+                "serial_evaluation",
+                "serial_validation",
             ]
         );
         let dir = tempfile::tempdir().unwrap();
@@ -142,11 +169,11 @@ mod tests {
 
     #[test]
     fn a_model_fits_only_its_depth_and_level_count() {
-        assert_eq!(model().check_fits(64, 3), Ok(()));
+        assert_eq!(model().check_fits(16, 3), Ok(()));
         assert_eq!(
             model().check_fits(32, 3).unwrap_err(),
-            "calibrated for 64 layers and 3 levels, this run has 32 and 3"
+            "calibrated for 16 layers and 3 levels, this run has 32 and 3"
         );
-        assert!(model().check_fits(64, 2).is_err());
+        assert!(model().check_fits(16, 2).is_err());
     }
 }

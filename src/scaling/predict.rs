@@ -1,38 +1,145 @@
-//! Predictions of a calibrated [`Model`] at P ranks: pure functions of the model, the MGRIT
-//! grid of the run and P (no measurement, no communication).
+//! Predictions of a calibrated [`Model`]: pure functions of the model, the MGRIT grid of the
+//! run, the [`Machine`] and the grid of ranks (no measurement, no communication).
 //!
-//! With L levels (level l has N_l steps, stride m_l, N_l + 1 points), t_f, t_a the forward and
-//! adjoint step times, t_msg the time of one state message and ω the overhead factor:
+//! P = D·L ranks form D rows of L ranks (rank = row·L + column, rows contiguous); row r holds
+//! ⌈B/D⌉ of the B training examples (the busiest row) and ⌈V/D⌉ of the V validation examples
+//! and runs the layer-parallel solves over its L ranks; gradients are combined over the rows.
+//! With L levels of MGRIT (level l: N_l steps), t_f(b), t_a(b) the measured forward and adjoint
+//! step times at batch b (interpolated in the measured table), b = ⌈B/D⌉, v = ⌈V/D⌉:
 //!
 //! ```text
-//! pts_l(P)  = max over ranks q of the level-l points q owns          (block distribution)
-//! T_raw(P)  = Σ_{l < L−1} (c^f_l t_f + c^a_l t_a) · pts_l(P)          (relaxation, restriction)
-//!           + (k^f t_f + k^a t_a) · N_{L−1}                          (sequential coarsest solve)
-//!           + ⌈N/P⌉ t_a                                              (gradient pass)
-//!           + m(P) t_msg                                             (messages)
-//! m(P)      = cycles · (4 + 2 nrelax) · (L − 1) + (k^f + k^a) · P + 3  for P > 1, 0 for P = 1
-//! T(P)      = ω · T_raw(P)
+//! pts_l(L)   = the most level-l points one of the L ranks of a row owns (block distribution)
+//! own_l(L)   = the ranks of a row that own level-l points
+//! C_eval     = Σ_{l<L−1} (c^f_l t_f + c^a_l t_a)·pts_l + (k^f t_f + k^a t_a)·N_{L−1}
+//!              + ⌈N/L⌉ t_a                             (one level: N (t_f + t_a))
+//! C_val      = N t_f(v)                                (the exact validation sweep, pipelined)
+//! m_lev      = cycles·(4 + 2 nrelax)·#{l < L−1 : own_l ≥ 2} + 3     (one level: 2(L−1) + 3)
+//! m_coarse   = (k^f + k^a)·(own_{L−1} − 1)             (the coarsest pipeline: owners only)
+//! M_eval     = m_lev·h(w b) + m_coarse hops of w b values (each on or off node)
+//!              + (cycles + 2)·R(L)                     (residual norms, loss, regularization)
+//! G_eval     = (D − 1 + ⌈log₂ D⌉)·(h(G) + h(2))         (ordered chain + broadcast over rows:
+//!              the gradient of the busiest column, G = ⌈N/L⌉(w² + w) + opening + classifier
+//!              values, and the loss and count)
+//! M_val      = (L − 1)·h(w v) + R(L) + (D − 1 + ⌈log₂ D⌉)·h(2)
+//! R_iter     = (2m + 8)·R(L)                           (L-BFGS: two-loop, pair, slope, norms)
+//! T(D, L)    = σ·(ω e C_eval + ω_v C_val) + e (M_eval + G_eval) + M_val + R_iter
 //! ```
 //!
-//! and with one level (the serial sweep, pipelined over the ranks)
-//! T_raw(P) = N (t_f + t_a) + m(P) t_msg, m(P) = 2P for P > 1 and 0 for P = 1.
-//! The serial reference is T_s = ω · N (t_f + t_a); speedup S(P) = T_s / T(P), efficiency
-//! E(P) = S(P) / P.
+//! with h(n) = α + 8n/β the time of one message of n values (α, β: the measured on-node
+//! latency and bandwidth when both ranks are on one node of `ranks_per_node` ranks, the
+//! interconnect's otherwise), R(n) = ⌈log₂ n⌉ α + 8(n − 1)/β one ordered reduction of a scalar
+//! over n ranks (all-gather, recursive doubling), σ = max(1, min(P, ranks_per_node)/cores)
+//! the compute slowdown of ranks sharing cores, e the evaluations (J and ∇J) per L-BFGS
+//! iteration, m the L-BFGS memory, ω and ω_v the compute overhead factors of an evaluation
+//! and of the validation sweep (fitted at the calibration; messages are never scaled by them).
+//! The serial reference is measured: T_s = e·T_s,eval + T_s,val (one rank, one level).
+//! Speedup S = T_s / T(D, L), efficiency E = S / P.
 
 use super::Model;
 use mgrit::{Distribution, Grid};
 
-/// The model's prediction at one rank count.
+/// The machine a prediction is for (inputs, not measured).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Machine {
+    /// α, seconds per message between nodes.
+    pub latency: f64,
+    /// β, bytes per second between nodes.
+    pub bandwidth: f64,
+    /// Ranks on one node (messages between them take the measured on-node time).
+    pub ranks_per_node: usize,
+    /// Cores per node for those ranks (fewer than ranks: the ranks share them).
+    pub cores: usize,
+}
+
+impl Machine {
+    /// Defaults for a typical HDR InfiniBand cluster: α = 1.5 µs, β = 12 GB/s, 64 ranks
+    /// (one per core) per node.
+    pub const CLUSTER: Machine = Machine {
+        latency: 1.5e-6,
+        bandwidth: 12e9,
+        ranks_per_node: 64,
+        cores: 64,
+    };
+
+    /// Checks the inputs (a one-line reason when one is out of range).
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.latency.is_finite() && self.latency >= 0.0) {
+            return Err(format!(
+                "--latency must be ≥ 0 seconds, not {}",
+                self.latency
+            ));
+        }
+        if !(self.bandwidth.is_finite() && self.bandwidth > 0.0) {
+            return Err(format!(
+                "--bandwidth must be > 0 bytes/s, not {}",
+                self.bandwidth
+            ));
+        }
+        if self.ranks_per_node == 0 || self.cores == 0 {
+            return Err("--ranks-per-node and --cores must be ≥ 1".into());
+        }
+        Ok(())
+    }
+
+    /// σ: the compute slowdown of `p` ranks (at most a node's worth share its cores).
+    pub fn slowdown(&self, p: usize) -> f64 {
+        (p.min(self.ranks_per_node) as f64 / self.cores as f64).max(1.0)
+    }
+}
+
+/// A grid of ranks: D rows (data groups) of L ranks (layer parallelism).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub data: usize,
+    pub layer: usize,
+}
+
+impl Split {
+    pub fn ranks(&self) -> usize {
+        self.data * self.layer
+    }
+}
+
+/// The model's prediction at one grid of ranks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Prediction {
-    /// P.
-    pub ranks: usize,
-    /// T(P), seconds per objective evaluation.
+    pub split: Split,
+    /// T(D, L), seconds per training iteration.
     pub seconds: f64,
-    /// S(P) = T_s / T(P).
+    /// S = T_s / T.
     pub speedup: f64,
-    /// E(P) = S(P) / P (a fraction, 1 = ideal).
+    /// E = S / P (a fraction, 1 = ideal).
     pub efficiency: f64,
+    /// The terms of T.
+    pub parts: Parts,
+}
+
+/// The terms of T(D, L) (seconds per iteration).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Parts {
+    /// σ ω e C_eval.
+    pub compute: f64,
+    /// σ ω_v C_val.
+    pub validation: f64,
+    /// e M_eval: the solves' messages and reductions within a row.
+    pub messages: f64,
+    /// e G_eval: the ordered chain and broadcast over rows.
+    pub combine: f64,
+    /// M_val: the validation sweep's messages.
+    pub val_messages: f64,
+    /// R_iter: the optimizer's reductions.
+    pub reductions: f64,
+}
+
+impl Parts {
+    pub fn total(&self) -> f64 {
+        self.compute
+            + self.validation
+            + self.messages
+            + self.combine
+            + self.val_messages
+            + self.reductions
+    }
 }
 
 /// Step calls on the busiest rank per evaluation on one level, forward and adjoint.
@@ -42,38 +149,57 @@ pub struct StepCalls {
     pub adjoint: f64,
 }
 
-/// The largest number of points of a level (stride `stride`, `points` points) that one of
-/// `p` ranks owns, for a block distribution of the `steps` + 1 fine points.
-pub fn max_points(steps: usize, p: usize, stride: usize, points: usize) -> usize {
-    let d = Distribution::new(steps, p, false);
+/// The level-`level` point ranges of the `p` ranks of a row.
+fn ranges(grid: &Grid, p: usize, level: usize) -> Vec<std::ops::Range<usize>> {
+    let lv = &grid.levels[level];
+    let d = Distribution::new(grid.levels[0].steps, p, false);
     (0..p)
-        .map(|q| d.level_range(q, stride, points).len())
-        .max()
-        .unwrap_or(0)
+        .map(|q| d.level_range(q, lv.stride, lv.points()))
+        .collect()
 }
 
 /// pts_l(P): the most level-`level` points one of `p` ranks owns.
 pub fn busiest_points(grid: &Grid, p: usize, level: usize) -> usize {
-    let lv = &grid.levels[level];
-    max_points(grid.levels[0].steps, p, lv.stride, lv.points())
+    ranges(grid, p, level)
+        .iter()
+        .map(|r| r.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The ranks (of `p`) that own level-`level` points, in order.
+pub fn owners(grid: &Grid, p: usize, level: usize) -> Vec<usize> {
+    ranges(grid, p, level)
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(q, _)| q)
+        .collect()
 }
 
 /// The most coarsest-level points one of `p` ranks steps to in one sequential sweep: its
 /// points, less point 0 (the initial condition, never stepped to).
 pub fn coarsest_share(grid: &Grid, p: usize) -> usize {
-    let coarse = grid.levels.last().expect("a grid has a level");
-    let d = Distribution::new(grid.levels[0].steps, p, false);
+    coarsest_share_in(grid, p, false)
+}
+
+/// [`coarsest_share`] of the forward solve or, `reverse`, of the adjoint, whose time runs
+/// backward: every rank keeps its layers, and its points are numbered from the end, so the
+/// point never stepped to is fine point N.
+pub fn coarsest_share_in(grid: &Grid, p: usize, reverse: bool) -> usize {
+    let lv = grid.levels.last().expect("a grid has a level");
+    let d = Distribution::new(grid.levels[0].steps, p, reverse);
     (0..p)
         .map(|q| {
-            let r = d.level_range(q, coarse.stride, coarse.points());
+            let r = d.level_range(q, lv.stride, lv.points());
             r.len() - usize::from(r.start == 0 && !r.is_empty())
         })
         .max()
         .unwrap_or(0)
 }
 
-/// Step calls per evaluation on the busiest rank at `p` ranks, per level: c_l · pts_l(P) on
-/// the levels below the coarsest, k · (the busiest rank's coarsest share) on the coarsest.
+/// Step calls per evaluation on the busiest rank of a row of `p` ranks, per level: c_l ·
+/// pts_l below the coarsest level, k · (the busiest rank's coarsest share) on it.
 pub fn step_calls(model: &Model, grid: &Grid, p: usize) -> Vec<StepCalls> {
     let nl = grid.num_levels();
     (0..nl)
@@ -85,84 +211,279 @@ pub fn step_calls(model: &Model, grid: &Grid, p: usize) -> Vec<StepCalls> {
                     adjoint: model.c_adjoint[l] * pts,
                 }
             } else {
-                let share = coarsest_share(grid, p) as f64;
                 StepCalls {
-                    forward: model.k_forward * share,
-                    adjoint: model.k_adjoint * share,
+                    forward: model.k_forward * coarsest_share_in(grid, p, false) as f64,
+                    adjoint: model.k_adjoint * coarsest_share_in(grid, p, true) as f64,
                 }
             }
         })
         .collect()
 }
 
-/// m(P): the state messages on the critical path of one evaluation. Per MGRIT cycle and level
-/// below the coarsest: the first F-relaxation, a C- and an F-relaxation per CF-sweep, two
-/// restriction exchanges and the final F-relaxation (4 + 2·nrelax); the coarsest solve: P
-/// hops per sequential sweep (k^f + k^a sweeps); and 3 for the objective's exchanges outside
-/// the solves. With one level: 2P (the forward and the adjoint pipeline). None on one rank.
-pub fn messages(model: &Model, grid: &Grid, p: usize) -> f64 {
+/// Messages on the critical path of one evaluation within a row of `p` ranks: (m_lev,
+/// m_coarse) of the module documentation. None on one rank.
+pub fn messages(model: &Model, grid: &Grid, p: usize) -> (f64, f64) {
     if p <= 1 {
+        return (0.0, 0.0);
+    }
+    let nl = grid.num_levels();
+    if nl == 1 {
+        return (2.0 * (p - 1) as f64 + 3.0, 0.0);
+    }
+    let busy = (0..nl - 1)
+        .filter(|&l| owners(grid, p, l).len() >= 2)
+        .count();
+    let lev = model.cycles * (4.0 + 2.0 * model.nrelax) * busy as f64 + 3.0;
+    let hops = owners(grid, p, nl - 1).len().saturating_sub(1);
+    (lev, (model.k_forward + model.k_adjoint) * hops as f64)
+}
+
+/// Which node rank `q` of row `row` is on (rows of `layer` ranks, contiguous).
+fn node(row: usize, q: usize, split: Split, m: &Machine) -> usize {
+    (row * split.layer + q) / m.ranks_per_node
+}
+
+/// The most hops along the rank chain `chain` (ranks of a row) that cross a node boundary,
+/// over the rows of `split`.
+fn crossings(chain: &[usize], split: Split, m: &Machine) -> usize {
+    (0..split.data)
+        .map(|r| {
+            chain
+                .windows(2)
+                .filter(|w| node(r, w[0], split, m) != node(r, w[1], split, m))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// h(n): one message of `values` f64, off node (`cross`) or on node.
+pub fn hop(model: &Model, m: &Machine, values: f64, cross: bool) -> f64 {
+    let bytes = 8.0 * values;
+    if cross {
+        m.latency + bytes / m.bandwidth
+    } else {
+        model.node_latency + bytes / model.node_bandwidth
+    }
+}
+
+/// R(n): an ordered reduction of one scalar over `n` ranks (all-gather, recursive doubling),
+/// off node when `cross`.
+pub fn reduction(model: &Model, m: &Machine, n: usize, cross: bool) -> f64 {
+    if n <= 1 {
         return 0.0;
     }
-    let nl = grid.num_levels();
-    if nl == 1 {
-        return 2.0 * p as f64;
-    }
-    let per_level_msgs = 4.0 + 2.0 * model.nrelax;
-    let coarse_hops = (model.k_forward + model.k_adjoint) * p as f64;
-    model.cycles * per_level_msgs * (nl - 1) as f64 + coarse_hops + 3.0
+    let (alpha, beta) = if cross {
+        (m.latency, m.bandwidth)
+    } else {
+        (model.node_latency, model.node_bandwidth)
+    };
+    log2_ceil(n) * alpha + 8.0 * (n - 1) as f64 / beta
 }
 
-/// T_raw(P): the model's time per evaluation before the overhead factor.
-pub fn raw_seconds(model: &Model, grid: &Grid, p: usize) -> f64 {
-    let (t_f, t_a, t_msg) = (model.t_forward, model.t_adjoint, model.t_message);
+/// ⌈log₂ d⌉.
+fn log2_ceil(d: usize) -> f64 {
+    (d as f64).log2().ceil()
+}
+
+/// t(b): a step time at batch `b`, linear between the measured batch sizes (proportional
+/// below the smallest, linear extrapolation above the largest).
+pub fn step_time(batches: &[usize], times: &[f64], b: usize) -> f64 {
+    let b = b as f64;
+    let n = batches.len();
+    if n == 1 || b <= batches[0] as f64 {
+        return times[0] * b / batches[0] as f64;
+    }
+    let k = (1..n).find(|&k| b <= batches[k] as f64).unwrap_or(n - 1);
+    let (b0, b1) = (batches[k - 1] as f64, batches[k] as f64);
+    times[k - 1] + (times[k] - times[k - 1]) * (b - b0) / (b1 - b0)
+}
+
+/// ⌈n / d⌉.
+fn share(n: usize, d: usize) -> usize {
+    n.div_ceil(d)
+}
+
+/// C_eval and C_val of the module documentation (seconds, before σ and ω).
+pub fn compute(model: &Model, grid: &Grid, split: Split) -> (f64, f64) {
+    let (b, v) = (
+        share(model.batch, split.data),
+        share(model.val_batch, split.data),
+    );
+    let tf = step_time(&model.batches, &model.t_forward, b);
+    let ta = step_time(&model.batches, &model.t_adjoint, b);
+    let tv = step_time(&model.batches, &model.t_forward, v);
     let n = grid.levels[0].steps;
     let nl = grid.num_levels();
+    let val = n as f64 * tv;
     if nl == 1 {
-        return n as f64 * (t_f + t_a) + messages(model, grid, p) * t_msg;
+        return (n as f64 * (tf + ta), val);
     }
+    let l = split.layer;
     let mut t = 0.0;
-    for l in 0..nl - 1 {
-        t += (model.c_forward[l] * t_f + model.c_adjoint[l] * t_a)
-            * busiest_points(grid, p, l) as f64;
+    for lv in 0..nl - 1 {
+        t += (model.c_forward[lv] * tf + model.c_adjoint[lv] * ta)
+            * busiest_points(grid, l, lv) as f64;
     }
-    t += (model.k_forward * t_f + model.k_adjoint * t_a) * grid.levels[nl - 1].steps as f64;
-    t += (n as f64 / p as f64).ceil() * t_a;
-    if p > 1 {
-        t += messages(model, grid, p) * t_msg;
-    }
-    t
+    t += (model.k_forward * tf + model.k_adjoint * ta) * grid.levels[nl - 1].steps as f64;
+    t += share(n, l) as f64 * ta;
+    (t, val)
 }
 
-/// T(P) = ω · T_raw(P), seconds per evaluation.
-pub fn seconds(model: &Model, grid: &Grid, p: usize) -> f64 {
-    model.overhead * raw_seconds(model, grid, p)
+/// The terms of T(D, L) (seconds per iteration; see the module documentation).
+pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
+    let (d, l) = (split.data, split.layer);
+    let p = split.ranks();
+    let (b, v) = (share(model.batch, d), share(model.val_batch, d));
+    let w = model.width as f64;
+    let (c_eval, c_val) = compute(model, grid, split);
+    let sigma = m.slowdown(p);
+    let e = model.evaluations_per_iteration;
+    // Within a row: does any row straddle a node (then its neighbour exchanges do)?
+    let all: Vec<usize> = (0..l).collect();
+    let row_cross = crossings(&all, split, m) > 0;
+    let (lev, coarse) = messages(model, grid, l);
+    let nl = grid.num_levels();
+    let chain = owners(grid, l, nl - 1);
+    let coarse_cross = if nl == 1 {
+        0
+    } else {
+        crossings(&chain, split, m)
+    };
+    let sweeps = model.k_forward + model.k_adjoint;
+    let hops = chain.len().saturating_sub(1) as f64;
+    let state = w * b as f64;
+    let mut m_eval = lev * hop(model, m, state, row_cross);
+    if hops > 0.0 {
+        let off = coarse_cross as f64 * sweeps;
+        m_eval += off * hop(model, m, state, true) + (coarse - off) * hop(model, m, state, false);
+    }
+    m_eval += (model.cycles + 2.0) * reduction(model, m, l, row_cross);
+    // Over rows: an ordered chain (row r → r + 1, L ranks apart) and a broadcast.
+    let g_eval = if d > 1 {
+        let grad = share(model.layers, l) as f64 * model.params_per_layer as f64
+            + model.edge_params as f64;
+        let col_cross = (0..l)
+            .map(|c| {
+                (0..d - 1)
+                    .filter(|&r| node(r, c, split, m) != node(r + 1, c, split, m))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0) as f64;
+        let on = (d - 1) as f64 - col_cross;
+        let bcast_cross = p > m.ranks_per_node;
+        let chain_t = |n: f64| col_cross * hop(model, m, n, true) + on * hop(model, m, n, false);
+        chain_t(grad)
+            + chain_t(2.0)
+            + log2_ceil(d) * (hop(model, m, grad, bcast_cross) + hop(model, m, 2.0, bcast_cross))
+    } else {
+        0.0
+    };
+    let rows = if d > 1 {
+        (d - 1) as f64 * hop(model, m, 2.0, p > m.ranks_per_node)
+            + log2_ceil(d) * hop(model, m, 2.0, p > m.ranks_per_node)
+    } else {
+        0.0
+    };
+    let val_hops = (l - 1) as f64;
+    let m_val = val_hops * hop(model, m, w * v as f64, row_cross)
+        + reduction(model, m, l, row_cross)
+        + rows;
+    let r_iter = (2.0 * model.lbfgs_memory as f64 + 8.0) * reduction(model, m, l, row_cross);
+    Parts {
+        compute: sigma * model.overhead * e * c_eval,
+        validation: sigma * model.val_overhead * c_val,
+        messages: e * m_eval,
+        combine: e * g_eval,
+        val_messages: m_val,
+        reductions: r_iter,
+    }
 }
 
-/// T_s = ω · N (t_f + t_a): the serial reference (one rank, one level).
+/// T(D, L), seconds per training iteration.
+pub fn seconds(model: &Model, grid: &Grid, m: &Machine, split: Split) -> f64 {
+    parts(model, grid, m, split).total()
+}
+
+/// T_s = e·T_s,eval + T_s,val: the measured serial iteration (one rank, one level).
 pub fn serial_seconds(model: &Model) -> f64 {
-    model.overhead * model.layers as f64 * (model.t_forward + model.t_adjoint)
+    model.evaluations_per_iteration * model.serial_evaluation + model.serial_validation
 }
 
-/// T(P), S(P) and E(P) at `p` ranks.
-pub fn predict(model: &Model, grid: &Grid, p: usize) -> Prediction {
-    let t = seconds(model, grid, p);
+/// T, S and E at `split`.
+pub fn predict(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Prediction {
+    let parts = parts(model, grid, m, split);
+    let t = parts.total();
     let speedup = serial_seconds(model) / t;
     Prediction {
-        ranks: p,
+        split,
         seconds: t,
         speedup,
-        efficiency: speedup / p as f64,
+        efficiency: speedup / split.ranks() as f64,
+        parts,
     }
 }
 
-/// The predictions for P = 1, 2, 4, … up to `max_ranks` and at most one rank per layer.
-pub fn table(model: &Model, grid: &Grid, max_ranks: usize) -> Vec<Prediction> {
-    let limit = max_ranks.min(grid.levels[0].steps);
-    std::iter::successors(Some(1usize), |q| q.checked_mul(2))
-        .take_while(|&q| q <= limit)
-        .map(|q| predict(model, grid, q))
+/// The splits of `p` ranks that fit: D divides P, L = P/D ≤ N layers, D ≤ B examples.
+pub fn splits(model: &Model, p: usize) -> Vec<Split> {
+    (1..=p)
+        .filter(|d| p % d == 0)
+        .map(|d| Split {
+            data: d,
+            layer: p / d,
+        })
+        .filter(|s| s.layer <= model.layers && s.data <= model.batch)
         .collect()
+}
+
+/// The fastest split of `p` ranks (`data`: only D = that one), None when none fits.
+pub fn best(
+    model: &Model,
+    grid: &Grid,
+    m: &Machine,
+    p: usize,
+    data: Option<usize>,
+) -> Option<Prediction> {
+    splits(model, p)
+        .into_iter()
+        .filter(|s| data.is_none_or(|d| s.data == d))
+        .map(|s| predict(model, grid, m, s))
+        .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
+}
+
+/// One row of the table: the best split of P and the layer-only split (D = 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Row {
+    pub ranks: usize,
+    pub best: Prediction,
+    pub layer_only: Option<Prediction>,
+}
+
+/// The best splits for P = 1, 2, 4, … up to `max_ranks` (those P with a split that fits).
+pub fn table(
+    model: &Model,
+    grid: &Grid,
+    m: &Machine,
+    max_ranks: usize,
+    data: Option<usize>,
+) -> Vec<Row> {
+    std::iter::successors(Some(1usize), |q| q.checked_mul(2))
+        .take_while(|&q| q <= max_ranks)
+        .filter_map(|p| {
+            let best = best(model, grid, m, p, data)?;
+            let layer_only = best_layer_only(model, grid, m, p);
+            Some(Row {
+                ranks: p,
+                best,
+                layer_only,
+            })
+        })
+        .collect()
+}
+
+fn best_layer_only(model: &Model, grid: &Grid, m: &Machine, p: usize) -> Option<Prediction> {
+    (p <= model.layers).then(|| predict(model, grid, m, Split { data: 1, layer: p }))
 }
 
 #[cfg(test)]
@@ -179,26 +500,55 @@ pub(super) mod tests {
         g
     }
 
-    /// A synthetic calibration with values that make every predicted time exact in binary.
+    /// A synthetic calibration with values that make every predicted time exact in binary:
+    /// step times proportional to the batch (t_f = 2, t_a = 3 at B = 8), on-node messages
+    /// of 0.5 + 8n/16 (α = 0.5, β = 16 bytes per second), no overheads (ω = ω_v = 1).
     pub(crate) fn model3() -> Model {
         Model {
             layers: 16,
-            t_forward: 2.0,
-            t_adjoint: 3.0,
-            t_message: 0.5,
-            overhead: 1.5,
+            width: 2,
+            batch: 8,
+            val_batch: 4,
+            params_per_layer: 6,
+            edge_params: 4,
             calibrated_ranks: 2,
+            batches: vec![1, 2, 4, 8],
+            t_forward: vec![0.25, 0.5, 1.0, 2.0],
+            t_adjoint: vec![0.375, 0.75, 1.5, 3.0],
+            node_latency: 0.5,
+            node_bandwidth: 16.0,
+            message_measured: true,
+            overhead: 1.5,
+            val_overhead: 1.0,
             c_forward: vec![4.0, 3.0, 0.0],
             c_adjoint: vec![2.0, 1.0, 0.0],
             k_forward: 2.0,
             k_adjoint: 1.0,
             cycles: 4.0,
             nrelax: 1.0,
+            evaluations_per_iteration: 1.0,
+            lbfgs_memory: 0,
+            serial_evaluation: 80.0,
+            serial_validation: 16.0,
         }
     }
 
+    /// One node of 64 ranks on 64 cores, an interconnect of α = 1, β = 8 bytes per second.
+    pub(crate) fn node() -> Machine {
+        Machine {
+            latency: 1.0,
+            bandwidth: 8.0,
+            ranks_per_node: 64,
+            cores: 64,
+        }
+    }
+
+    fn lonly(l: usize) -> Split {
+        Split { data: 1, layer: l }
+    }
+
     #[test]
-    fn busiest_points_match_a_hand_count_of_the_block_distribution() {
+    fn busiest_points_and_owners_match_a_hand_count_of_the_block_distribution() {
         let g = grid3();
         // P = 2: fine points 0..9 | 9..17. Level 1 (even fine indices): 0,2,4,6,8 | 10..16
         // (5 | 4); level 2 (multiples of 4): 0,4,8 | 12,16 (3 | 2).
@@ -208,11 +558,15 @@ pub(super) mod tests {
             let got: Vec<usize> = (0..3).map(|l| busiest_points(&g, p, l)).collect();
             assert_eq!(got, want, "P = {p}");
         }
-        // The coarsest sweep's share: the busiest rank's points less point 0.
         assert_eq!([1, 2, 4].map(|p| coarsest_share(&g, p)), [4, 2, 1]);
         // More ranks than points on a level: some own none, the busiest one.
         assert_eq!(busiest_points(&g, 16, 2), 1);
         assert_eq!(coarsest_share(&g, 16), 1);
+        // P = 16: rank 0 owns fine points 0, 1 and rank q ≥ 1 owns point q + 1, so the
+        // coarsest points 0, 4, 8, 12, 16 belong to ranks 0, 3, 7, 11, 15.
+        assert_eq!(owners(&g, 16, 2), [0, 3, 7, 11, 15]);
+        assert_eq!(owners(&g, 4, 2), [0, 1, 2, 3]);
+        assert_eq!(owners(&g, 16, 1).len(), 9);
     }
 
     #[test]
@@ -224,78 +578,154 @@ pub(super) mod tests {
                 .map(|c| (c.forward, c.adjoint))
                 .collect()
         };
-        // c_l · pts_l(P) below the coarsest level, k · share on it.
-        assert_eq!(calls(2), [(36.0, 18.0), (15.0, 5.0), (4.0, 2.0)]);
-        assert_eq!(calls(4), [(20.0, 10.0), (9.0, 3.0), (2.0, 1.0)]);
+        // c_l · pts_l(P) below the coarsest level, k · share on it. The adjoint's share
+        // counts points in reversed time: at P = 2 rank 0 holds fine points 0…8, reversed
+        // 8…16, whose coarsest points 8, 12, 16 are all stepped to (3, forward 2); at P = 4
+        // rank 0 holds reversed 12…16 (2, forward 1).
+        assert_eq!(calls(2), [(36.0, 18.0), (15.0, 5.0), (4.0, 3.0)]);
+        assert_eq!(calls(4), [(20.0, 10.0), (9.0, 3.0), (2.0, 2.0)]);
+        assert_eq!([1, 2, 4].map(|p| coarsest_share_in(&g, p, true)), [4, 3, 2]);
         assert_eq!(calls(1), [(68.0, 34.0), (27.0, 9.0), (8.0, 4.0)]);
-        // m(P) = cycles (4 + 2 nrelax)(L − 1) + (k^f + k^a) P + 3 = 48 + 3P + 3; none at P = 1.
-        assert_eq!(messages(&m, &g, 1), 0.0);
-        assert_eq!(messages(&m, &g, 2), 57.0);
-        assert_eq!(messages(&m, &g, 4), 63.0);
-        assert_eq!(messages(&m, &g, 16), 99.0);
-        // One level: the forward and the adjoint pipeline, P hops each.
+        // m_lev = cycles (4 + 2 nrelax) · (levels below the coarsest with ≥ 2 owners) + 3
+        // = 4·6·2 + 3 = 51; m_coarse = (k^f + k^a)(owners of the coarsest level − 1).
+        assert_eq!(messages(&m, &g, 1), (0.0, 0.0));
+        assert_eq!(messages(&m, &g, 2), (51.0, 3.0));
+        assert_eq!(messages(&m, &g, 4), (51.0, 9.0));
+        // P = 16: only 5 ranks own coarsest points: 4 hops per sweep, not 16.
+        assert_eq!(messages(&m, &g, 16), (51.0, 12.0));
+        // One level: the forward and the adjoint pipeline, L − 1 hops each, and 3.
         let g1 = Grid::new(16, 1, &[2], 2);
-        assert_eq!(messages(&m, &g1, 1), 0.0);
-        assert_eq!(messages(&m, &g1, 4), 8.0);
+        assert_eq!(messages(&m, &g1, 1), (0.0, 0.0));
+        assert_eq!(messages(&m, &g1, 4), (9.0, 0.0));
+    }
+
+    #[test]
+    fn splits_fit_the_layers_and_the_examples() {
+        let m = model3();
+        let ds = |p| splits(&m, p).iter().map(|s| s.data).collect::<Vec<_>>();
+        assert_eq!(ds(1), [1]);
+        assert_eq!(ds(4), [1, 2, 4]);
+        // L ≤ 16 layers and D ≤ 8 examples.
+        assert_eq!(ds(32), [2, 4, 8]);
+        assert_eq!(ds(256), Vec::<usize>::new());
+        assert_eq!(step_time(&m.batches, &m.t_forward, 3), 0.75);
+        assert_eq!(step_time(&m.batches, &m.t_forward, 16), 4.0);
     }
 
     #[test]
     fn predicted_times_equal_hand_computed_values() {
-        let (g, m) = (grid3(), model3());
-        // Per point (c^f t_f + c^a t_a): level 0: 4·2 + 2·3 = 14, level 1: 3·2 + 1·3 = 9;
-        // coarsest (k^f t_f + k^a t_a) N_2 = (2·2 + 1·3)·4 = 28; gradient ⌈16/P⌉·3.
-        // P = 1: 14·17 + 9·9 + 28 + 48          = 395
-        // P = 2: 14·9 + 9·5 + 28 + 24 + 57·0.5  = 251.5
-        // P = 4: 14·5 + 9·3 + 28 + 12 + 63·0.5  = 168.5
-        for (p, raw) in [(1, 395.0), (2, 251.5), (4, 168.5)] {
-            assert_eq!(raw_seconds(&m, &g, p), raw, "P = {p}");
-            assert_eq!(seconds(&m, &g, p), 1.5 * raw, "P = {p}");
-        }
-        // T_s = ω N (t_f + t_a) = 1.5 · 16 · 5.
-        assert_eq!(serial_seconds(&m), 120.0);
-        let at2 = predict(&m, &g, 2);
-        assert_eq!(at2.seconds, 377.25);
-        assert_eq!(at2.speedup, 120.0 / 377.25);
-        assert_eq!(at2.efficiency, 120.0 / 377.25 / 2.0);
-        // One level: N (t_f + t_a) + 2P t_msg.
-        let g1 = Grid::new(16, 1, &[2], 2);
-        let m1 = Model {
-            c_forward: vec![0.0],
-            c_adjoint: vec![0.0],
-            k_forward: 1.0,
-            k_adjoint: 1.0,
-            ..m
-        };
-        assert_eq!(raw_seconds(&m1, &g1, 1), 80.0);
-        assert_eq!(raw_seconds(&m1, &g1, 4), 84.0);
-        let one = predict(&m1, &g1, 1);
+        let (g, m, mach) = (grid3(), model3(), node());
+        // P = 1 = (1, 1): C_eval = 14·17 + 9·9 + 28 + 16·3 = 395 (per point c^f t_f + c^a t_a:
+        // 4·2 + 2·3 = 14 on level 0, 3·2 + 1·3 = 9 on level 1; coarsest (2·2 + 1·3)·4 = 28;
+        // gradient ⌈16/1⌉·3), C_val = 16 t_f(4) = 16. No messages.
+        let p1 = parts(&m, &g, &mach, lonly(1));
         assert_eq!(
-            (one.seconds, one.speedup, one.efficiency),
-            (120.0, 1.0, 1.0)
+            p1,
+            Parts {
+                compute: 1.5 * 395.0,
+                validation: 16.0,
+                ..Parts::default()
+            }
         );
+        // P = 2 = (1, 2): C_eval = 14·9 + 9·5 + 28 + 8·3 = 223. A state is w·b = 16 values:
+        // h = 0.5 + 128/16 = 8.5; m_lev = 51, m_coarse = 3: 54·8.5 = 459; reductions
+        // (cycles + 2) = 6 of R(2) = 1·0.5 + 8·1/16 = 1: 6. Validation: 1 hop of w·v = 8
+        // values (0.5 + 4 = 4.5) and R(2) = 1; optimizer: (2·0 + 8) R(2) = 8.
+        let p2 = parts(&m, &g, &mach, lonly(2));
         assert_eq!(
-            step_calls(&m1, &g1, 4),
-            [StepCalls {
-                forward: 4.0,
-                adjoint: 4.0
-            }]
+            p2,
+            Parts {
+                compute: 1.5 * 223.0,
+                validation: 16.0,
+                messages: 459.0 + 6.0,
+                combine: 0.0,
+                val_messages: 4.5 + 1.0,
+                reductions: 8.0,
+            }
         );
+        // P = 2 = (2, 1): b = 4, v = 2: C_eval = 395/2, C_val = 16·0.5 = 8; no row messages;
+        // the chain and the broadcast over 2 rows: (1 + 1)(h(G) + h(2)) with G = 16·6 + 4 = 100
+        // values: h(G) = 0.5 + 800/16 = 50.5, h(2) = 0.5 + 1 = 1.5: 104; validation scalars
+        // (1 + 1)·1.5 = 3.
+        let d2 = parts(&m, &g, &mach, Split { data: 2, layer: 1 });
+        assert_eq!(
+            d2,
+            Parts {
+                compute: 1.5 * 197.5,
+                validation: 8.0,
+                messages: 0.0,
+                combine: 104.0,
+                val_messages: 3.0,
+                reductions: 0.0,
+            }
+        );
+        // T_s = e·80 + 16 = 96 (measured, not modelled).
+        assert_eq!(serial_seconds(&m), 96.0);
+        let at2 = predict(&m, &g, &mach, lonly(2));
+        assert_eq!(at2.seconds, p2.total());
+        assert_eq!(at2.speedup, 96.0 / p2.total());
+        assert_eq!(at2.efficiency, at2.speedup / 2.0);
+        // The best split of 2 ranks is the data split here (a message costs as much as 17
+        // forward steps).
+        assert_eq!(
+            best(&m, &g, &mach, 2, None).unwrap().split,
+            Split { data: 2, layer: 1 }
+        );
+        assert_eq!(best(&m, &g, &mach, 2, Some(1)).unwrap().split, lonly(2));
     }
 
     #[test]
-    fn the_table_doubles_p_up_to_the_limit_and_one_rank_per_layer() {
+    fn off_node_hops_take_the_interconnect_and_shared_cores_slow_compute() {
         let (g, m) = (grid3(), model3());
-        let ranks = |max| {
-            table(&m, &g, max)
-                .iter()
-                .map(|r| r.ranks)
-                .collect::<Vec<_>>()
+        // Two ranks per node on one core each: P = 4 = (1, 4) spans 2 nodes; ranks 1 → 2
+        // cross. Every row exchange is then off node: h = 1 + 128/8 = 17.
+        let mach = Machine {
+            ranks_per_node: 2,
+            cores: 2,
+            ..node()
         };
-        assert_eq!(ranks(1024), [1, 2, 4, 8, 16]);
-        assert_eq!(ranks(5), [1, 2, 4]);
-        assert_eq!(ranks(1), [1]);
-        for row in table(&m, &g, 1024) {
-            assert_eq!(row, predict(&m, &g, row.ranks));
+        let p4 = parts(&m, &g, &mach, lonly(4));
+        // m_lev = 51 off node; m_coarse = 9 hops, 3 of them (one per sweep) off node:
+        // 51·17 + 3·17 + 6·8.5 = 969; reductions 6·R(4) off node = 6·(2·1 + 8·3/8) = 30.
+        assert_eq!(p4.messages, 969.0 + 30.0);
+        // Four ranks on one node of 2 cores: σ = 2.
+        let shared = Machine {
+            ranks_per_node: 4,
+            cores: 2,
+            ..node()
+        };
+        assert_eq!(shared.slowdown(4), 2.0);
+        assert_eq!(shared.slowdown(1), 1.0);
+        let c4 = parts(&m, &g, &shared, lonly(4)).compute;
+        let c4_free = parts(&m, &g, &node(), lonly(4)).compute;
+        assert_eq!(c4, 2.0 * c4_free);
+        assert!(Machine {
+            bandwidth: 0.0,
+            ..node()
         }
+        .check()
+        .is_err());
+        assert!(Machine::CLUSTER.check().is_ok());
+    }
+
+    #[test]
+    fn the_table_doubles_p_and_keeps_splits_that_fit() {
+        let (g, m, mach) = (grid3(), model3(), node());
+        let rows = table(&m, &g, &mach, 1024, None);
+        // L ≤ 16 and D ≤ 8: the largest P is 128 = 8 × 16.
+        assert_eq!(
+            rows.iter().map(|r| r.ranks).collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64, 128]
+        );
+        for r in &rows {
+            assert_eq!(Some(r.best), best(&m, &g, &mach, r.ranks, None));
+            assert_eq!(r.layer_only.is_some(), r.ranks <= 16);
+        }
+        let forced = table(&m, &g, &mach, 1024, Some(4));
+        assert_eq!(
+            forced.iter().map(|r| r.ranks).collect::<Vec<_>>(),
+            [4, 8, 16, 32, 64]
+        );
+        assert!(forced.iter().all(|r| r.best.split.data == 4));
     }
 }
