@@ -136,7 +136,8 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let mut trace = Trace::default();
     let limits = Limits {
         max_iter: 1 + args.iterations,
-        target_val_acc: None,
+        target_acc: None,
+        target_measure: crate::config::TargetMeasure::Val,
         level: 0,
         divergence_factor: 0.0,
     };
