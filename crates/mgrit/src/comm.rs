@@ -104,10 +104,15 @@ pub struct MpiComm {
     /// The duplicated communicator, owned (freed by `MPI_Comm_free` when dropped, after
     /// `Drop for MpiComm` has completed every pending send).
     world: SimpleCommunicator,
-    pending: RefCell<Vec<(Vec<f64>, mpi::ffi::MPI_Request)>>,
-    /// Posted receives: buffer and request, by slot (None once completed).
-    receives: RefCell<Vec<Option<(Vec<f64>, mpi::ffi::MPI_Request)>>>,
+    pending: RefCell<Vec<Transfer>>,
+    /// Posted receives, by slot (None once completed).
+    receives: RefCell<Vec<Option<Transfer>>>,
 }
+
+/// A message buffer and the MPI request that uses it (the buffer lives until the request
+/// completes).
+#[cfg(feature = "mpi")]
+type Transfer = (Vec<f64>, mpi::ffi::MPI_Request);
 
 #[cfg(feature = "mpi")]
 impl MpiComm {
