@@ -25,6 +25,9 @@ use odenet::network::ordered_sum;
 use odenet::{Layer, Network, Scratch, Step};
 use std::collections::BTreeMap;
 
+mod grid;
+pub use grid::{even_part, DataGrid};
+
 const LAMBDA_TAG: i32 = 7002;
 
 /// MGRIT settings of the forward and adjoint solves.
@@ -91,6 +94,8 @@ pub struct Objective<C: Comm> {
     /// Step calls of this rank per MGRIT level, forward and adjoint, since the last clear.
     pub fwd_steps: Vec<u64>,
     pub adj_steps: Vec<u64>,
+    /// The data × layer grid this objective is a row of ([`Objective::set_data_grid`]).
+    data: Option<DataGrid<C>>,
 }
 
 impl<C: Comm> Objective<C> {
@@ -135,6 +140,7 @@ impl<C: Comm> Objective<C> {
             buf: Buffers::default(),
             fwd_steps: Vec::new(),
             adj_steps: Vec::new(),
+            data: None,
         })
     }
 
@@ -242,6 +248,11 @@ impl<C: Comm> Objective<C> {
         targets: impl Into<Targets<'t>>,
     ) -> (f64, f64) {
         let targets = targets.into();
+        if let Some(grid) = self.data.take() {
+            let v = self.grid_evaluate(&grid, params, x, targets);
+            self.data = Some(grid);
+            return v;
+        }
         let theta = self.model(params);
         let batch = targets.len();
         let (net, part) = (&self.net, &self.part);
@@ -295,6 +306,11 @@ impl<C: Comm> Objective<C> {
         grad: &mut [f64],
     ) -> Value {
         let labels = targets.into();
+        if let Some(grid) = self.data.take() {
+            let v = self.grid_objective_gradient(&grid, params, x, labels, grad);
+            self.data = Some(grid);
+            return v;
+        }
         let batch = labels.len();
         self.ensure_batch(batch);
         let theta = self.model(params);
