@@ -277,4 +277,17 @@ fn bad_grids_are_refused_with_the_key_named() {
         "2 ranks per data group for 1 hidden layers",
     );
     fails_with(&train(1, &["parallel.chunks=x"]), "parallel.chunks");
+    fails_with(
+        &layerpar(
+            d,
+            &[
+                "scaling",
+                "--set",
+                "parallel.data_groups=2",
+                "--set",
+                "parallel.chunks=2",
+            ],
+        ),
+        "`parallel.data_groups` = 2: `layerpar scaling` models layer parallelism",
+    );
 }
