@@ -401,6 +401,8 @@ pub fn resume_changes(stored: &Config, new: &Config, seeded_data: bool) -> Resul
                     " (no effect: the parameters come from the checkpoint)"
                 } else if key.starts_with("data.") || key == "seed" {
                     " (the run continues on other data)"
+                } else if key == "parallel.chunks" {
+                    " (sums over examples are grouped by other chunks: the continued run differs in the last bits)"
                 } else {
                     ""
                 };

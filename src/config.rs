@@ -1,5 +1,5 @@
 //! The run configuration: TOML sections `[data] [network] [controls] [mgrit] [optimizer]
-//! [output]` and a top-level `seed`, with `--set section.key=value` overrides.
+//! [output] [nested] [parallel]` and a top-level `seed`, with `--set section.key=value` overrides.
 //!
 //! Loading checks every key against the defaults before anything runs: an unknown key, a value
 //! of the wrong type and an out-of-range value each get a one-line error that names the key.
@@ -26,6 +26,30 @@ pub struct Config {
     pub optimizer: OptimizerConfig,
     pub output: OutputConfig,
     pub nested: NestedConfig,
+    /// Data × layer parallelism (absent from configurations stored before it existed).
+    #[serde(default)]
+    pub parallel: ParallelConfig,
+}
+
+/// `[parallel]`: the P ranks form a `data_groups` × L grid; each row of L ranks holds the
+/// layers (layer parallelism) and its whole chunks of every batch (data parallelism).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelConfig {
+    /// D: rows of the grid (P must be a multiple).
+    pub data_groups: usize,
+    /// K ≥ D: every batch is cut into this many chunks whose sums are added in chunk order,
+    /// so results are the same for every data_groups ≤ chunks.
+    pub chunks: usize,
+}
+
+impl Default for ParallelConfig {
+    fn default() -> Self {
+        ParallelConfig {
+            data_groups: 1,
+            chunks: 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -234,6 +258,7 @@ impl Default for Config {
                 target_measure: TargetMeasure::Val,
                 mgrit_levels: Vec::new(),
             },
+            parallel: ParallelConfig::default(),
         }
     }
 }
@@ -542,6 +567,15 @@ impl Config {
             );
         }
         open_unit("data.val_fraction", d.val_fraction)?;
+        let p = &self.parallel;
+        at_least("parallel.data_groups", p.data_groups, 1)?;
+        if p.chunks < p.data_groups {
+            bail!(
+                "config key `parallel.chunks` must be ≥ parallel.data_groups = {} (every data group takes whole chunks of each batch), got {}",
+                p.data_groups,
+                p.chunks
+            );
+        }
         let n = &self.network;
         at_least("network.width", n.width, 1)?;
         at_least("network.layers", n.layers, 1)?;

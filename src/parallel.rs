@@ -87,3 +87,76 @@ impl Parallel {
 }
 
 pub use layer_parallel::fingerprint;
+
+/// The D × L grid of a run: D = `parallel.data_groups` rows of L layer ranks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GridShape {
+    pub data_groups: usize,
+    pub layer_ranks: usize,
+    pub chunks: usize,
+}
+
+impl GridShape {
+    /// The grid of `ranks` ranks; an error names the key when D does not divide them.
+    pub fn new(config: &crate::config::Config, ranks: usize) -> anyhow::Result<GridShape> {
+        let p = &config.parallel;
+        if ranks % p.data_groups != 0 {
+            anyhow::bail!(
+                "config key `parallel.data_groups` = {} does not divide the {ranks} MPI rank{}: run P = data_groups · L ranks",
+                p.data_groups,
+                if ranks == 1 { "" } else { "s" }
+            );
+        }
+        Ok(GridShape {
+            data_groups: p.data_groups,
+            layer_ranks: ranks / p.data_groups,
+            chunks: p.chunks,
+        })
+    }
+
+    /// Every batch the run evaluates (the mini-batches and the last, smaller one, the
+    /// training set, the validation set) has at least one example per chunk.
+    pub fn check_batches(
+        &self,
+        config: &crate::config::Config,
+        train: usize,
+        val: usize,
+    ) -> anyhow::Result<()> {
+        let k = self.chunks;
+        if k == 1 {
+            return Ok(());
+        }
+        let o = &config.optimizer;
+        let mut sizes = vec![("the training set", train), ("the validation set", val)];
+        if o.kind != crate::config::OptimizerKind::Lbfgs && o.batch_size > 0 && o.batch_size < train
+        {
+            sizes.push(("a mini-batch (optimizer.batch_size)", o.batch_size));
+            if train % o.batch_size != 0 {
+                sizes.push(("the last mini-batch of an epoch", train % o.batch_size));
+            }
+        }
+        match sizes.iter().find(|(_, n)| *n < k) {
+            Some((what, n)) => anyhow::bail!(
+                "config key `parallel.chunks` = {k} exceeds the {n} examples of {what}: every chunk needs at least one example"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The communicators of a run: the row's (the layer-parallel objective's ranks) and, for a
+/// grid (data_groups > 1 or chunks > 1), the column's. World rank p sits in row p / L,
+/// column p mod L, so rank 0 (which writes every file) is in row 0. Collective.
+pub fn grid_comms(
+    par: &Parallel,
+    p: &crate::config::ParallelConfig,
+) -> (mgrit::MpiComm, Option<mgrit::MpiComm>) {
+    if p.data_groups == 1 && p.chunks == 1 {
+        return (mgrit::MpiComm::new(par.world()), None);
+    }
+    let l = par.size() / p.data_groups;
+    let (row, col) = (par.rank() / l, par.rank() % l);
+    let row_comm = mgrit::MpiComm::split(par.world(), row, col);
+    let col_comm = mgrit::MpiComm::split(par.world(), col, row);
+    (row_comm, Some(col_comm))
+}

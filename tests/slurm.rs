@@ -277,6 +277,49 @@ fn job_scripts_run_on_a_real_slurm_and_a_signalled_job_requeues_exactly() {
     assert_eq!(fingerprint(&out_srun), fingerprint(&out), "{out_srun}");
     assert!(fingerprint(&out).is_some());
 
+    // (a'') A 2 × 2 data × layer grid (DATA_GROUPS, CHUNKS): the bits of the same chunked run
+    // on one rank.
+    let job = cluster.sbatch(
+        w,
+        &jobscript("train.sbatch"),
+        &[],
+        &[
+            ("SETS", sets.clone()),
+            ("RUN_DIR", "train-grid".into()),
+            ("DATA_GROUPS", "2".into()),
+            ("CHUNKS", "4".into()),
+        ],
+    );
+    cluster.wait(&job, minute);
+    let out_grid = output(w, "layerpar-train", &job);
+    println!("--- train.sbatch, DATA_GROUPS=2 CHUNKS=4 (job {job}) ---\n{out_grid}");
+    assert!(
+        out_grid.contains("training on 4 MPI ranks") && out_grid.contains("grid: 2 × 2 ("),
+        "{out_grid}"
+    );
+    let serial: Vec<String> = sets
+        .split_whitespace()
+        .map(String::from)
+        .chain(
+            [
+                "--set",
+                "parallel.chunks=4",
+                "--set",
+                "output.checkpoint_dir=grid1",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    let serial: Vec<&str> = ["train", "--history", "grid1.csv"]
+        .into_iter()
+        .chain(serial.iter().map(|s| s.as_str()))
+        .collect();
+    let one = ok(&layerpar(w, &serial));
+    let tail =
+        |o: &str| fingerprint(o).and_then(|l| l.split("fingerprint ").nth(1).map(String::from));
+    assert!(tail(&one).is_some(), "{one}");
+    assert_eq!(tail(&out_grid), tail(&one), "{out_grid}");
+
     // (b) Nested iteration.
     let job = cluster.sbatch(
         w,

@@ -83,6 +83,12 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
             super::data::require_output_dir(out)?;
         }
         let config = crate::config::load(args.config.as_deref(), &args.set)?;
+        if config.parallel.data_groups > 1 {
+            anyhow::bail!(
+                "config key `parallel.data_groups` = {}: `layerpar scaling` models layer parallelism on one row of ranks; set it to 1 (a row of a grid runs as L ranks would)",
+                config.parallel.data_groups
+            );
+        }
         if config.optimizer.kind != OptimizerKind::Lbfgs {
             bail!("layerpar scaling models L-BFGS training: set optimizer.kind = \"lbfgs\"");
         }

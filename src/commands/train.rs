@@ -18,7 +18,7 @@ use crate::train::DistNet;
 use crate::train::{optimizer, Limits, Objective, Outcome, Problem, Start};
 use anyhow::{bail, Context, Result};
 use checkpoint::{Checkpoint, NetShape};
-use mgrit::MpiComm;
+use mgrit::{Comm, MpiComm};
 use std::path::{Path, PathBuf};
 
 pub struct TrainArgs {
@@ -77,12 +77,21 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
         );
     }
     check_batch(&config, train.len())?;
-    crate::limits::check_network(&config, train.dim, train.outputs(), train.len(), par.size())?;
+    let grid = crate::parallel::GridShape::new(&config, par.size())?;
+    grid.check_batches(&config, train.len(), val.len())?;
+    crate::limits::check_network(
+        &config,
+        train.dim,
+        train.outputs(),
+        train.len(),
+        grid.layer_ranks,
+    )?;
     let coarsest = NestedPlan::new(&config).levels[0].layers;
-    if par.size() > coarsest {
+    if grid.layer_ranks > coarsest {
         bail!(
-            "{} ranks for {coarsest} hidden layers{}: layer-parallel training needs at most one rank per layer (network.layers ≥ ranks)",
-            par.size(),
+            "{} ranks{} for {coarsest} hidden layers{}: layer-parallel training needs at most one rank per layer (network.layers ≥ ranks)",
+            grid.layer_ranks,
+            if grid.data_groups > 1 { " per data group" } else { "" },
             if config.nested.levels > 1 { " on the first nested level" } else { "" }
         );
     }
@@ -224,6 +233,15 @@ fn announce_run(reporter: &Reporter, par: &Parallel, s: &Setup, resume: Option<&
         par.size(),
         plural(par.size())
     ));
+    let p = &s.config.parallel;
+    if p.data_groups > 1 || p.chunks > 1 {
+        reporter.note(&format!(
+            "grid: {} × {} (data groups × layer ranks), every batch in {} chunks summed in chunk order",
+            p.data_groups,
+            par.size() / p.data_groups,
+            p.chunks
+        ));
+    }
     let outputs = if s.train.is_regression() {
         format!(
             "{} target{} (regression)",
@@ -342,6 +360,8 @@ struct LevelEnd {
 struct Levels<'a, 'c> {
     par: &'a Parallel,
     comm: &'c MpiComm,
+    /// The column communicator of a data × layer grid (None: no grid).
+    col: Option<&'c MpiComm>,
     /// The run's configuration (stored in every checkpoint).
     base: &'a Config,
     plan: &'a NestedPlan,
@@ -397,9 +417,13 @@ impl<'c> Levels<'_, 'c> {
             DistNet::new(net, self.comm, settings, basis).map_err(anyhow::Error::from),
         )?;
         let examples = self.problem.train.len();
+        if let Some(col) = self.col {
+            let grid = layer_parallel::DataGrid::new(col.duplicate(), cfg.parallel.chunks);
+            dist.set_data_grid(grid);
+        }
         announce_level(
             self.reporter,
-            par.size(),
+            self.comm.size(),
             self.plan,
             level,
             &cfg,
@@ -529,10 +553,10 @@ pub fn run(par: &Parallel, args: &TrainArgs) -> Result<()> {
 /// used by `layerpar study` for each of its runs); prints only the run's notes and progress.
 pub fn train(par: &Parallel, args: &TrainArgs) -> Result<Trained> {
     crate::signals::install();
-    let comm = MpiComm::new(par.world());
     let config = super::root_config(par, || load_config(args))?;
     let s = agree(par, setup(par, args, config))?;
     let config = &s.config;
+    let (comm, col) = crate::parallel::grid_comms(par, &config.parallel);
     let plan = NestedPlan::new(config);
     let history_path = args
         .history
@@ -562,6 +586,7 @@ pub fn train(par: &Parallel, args: &TrainArgs) -> Result<Trained> {
     let mut levels = Levels {
         par,
         comm: &comm,
+        col: col.as_ref(),
         base: config,
         plan: &plan,
         reporter: &reporter,

@@ -32,7 +32,7 @@ pub mod objective;
 pub mod partition;
 
 pub use controls::{Controls, SplineControls};
-pub use objective::{Objective, SetupError, SolverSettings, Value};
+pub use objective::{DataGrid, Objective, SetupError, SolverSettings, Value};
 pub use partition::{spline_layout, LocalLayout, Partition, TooManyRanks};
 
 use mgrit::Comm;

@@ -25,6 +25,9 @@ use odenet::network::ordered_sum;
 use odenet::{Layer, Network, Scratch, Step};
 use std::collections::BTreeMap;
 
+mod grid;
+pub use grid::{even_part, DataGrid};
+
 const LAMBDA_TAG: i32 = 7002;
 
 /// MGRIT settings of the forward and adjoint solves.
@@ -93,6 +96,8 @@ pub struct Objective<C: Comm> {
     pub adj_steps: Vec<u64>,
     /// The next `objective_gradient` is on other examples ([`Objective::new_batch`]).
     new_batch: bool,
+    /// The data × layer grid this objective is a row of ([`Objective::set_data_grid`]).
+    data: Option<DataGrid<C>>,
 }
 
 impl<C: Comm> Objective<C> {
@@ -138,6 +143,7 @@ impl<C: Comm> Objective<C> {
             fwd_steps: Vec::new(),
             adj_steps: Vec::new(),
             new_batch: false,
+            data: None,
         })
     }
 
@@ -200,6 +206,18 @@ impl<C: Comm> Objective<C> {
         self.new_batch = true;
     }
 
+    /// After [`Objective::new_batch`]: the warm-restarted solves of this evaluation start
+    /// from the coarse propagation of the new batch (call after `ensure_batch`).
+    fn begin_batch(&mut self) {
+        if std::mem::take(&mut self.new_batch) {
+            for s in [&mut self.forward, &mut self.adjoint] {
+                if s.options().warm_restart && s.grid().num_levels() > 1 {
+                    s.restart_from_coarse();
+                }
+            }
+        }
+    }
+
     fn ensure_batch(&mut self, batch: usize) {
         let sh = self.net.layout.shape;
         let b = &mut self.buf;
@@ -255,6 +273,11 @@ impl<C: Comm> Objective<C> {
         targets: impl Into<Targets<'t>>,
     ) -> (f64, f64) {
         let targets = targets.into();
+        if let Some(grid) = self.data.take() {
+            let v = self.grid_evaluate(&grid, params, x, targets);
+            self.data = Some(grid);
+            return v;
+        }
         let theta = self.model(params);
         let batch = targets.len();
         let (net, part) = (&self.net, &self.part);
@@ -308,15 +331,14 @@ impl<C: Comm> Objective<C> {
         grad: &mut [f64],
     ) -> Value {
         let labels = targets.into();
+        if let Some(grid) = self.data.take() {
+            let v = self.grid_objective_gradient(&grid, params, x, labels, grad);
+            self.data = Some(grid);
+            return v;
+        }
         let batch = labels.len();
         self.ensure_batch(batch);
-        if std::mem::take(&mut self.new_batch) {
-            for s in [&mut self.forward, &mut self.adjoint] {
-                if s.options().warm_restart && s.grid().num_levels() > 1 {
-                    s.restart_from_coarse();
-                }
-            }
-        }
+        self.begin_batch();
         let theta = self.model(params);
         let (scalars, reg, fstats, astats) = if self.is_spline() {
             let mut grad_model = vec![0.0; self.model_layout.len];

@@ -126,6 +126,21 @@ impl MpiComm {
         }
     }
 
+    /// The ranks of `world` with the same `color`, numbered by `key` (then by their rank in
+    /// `world`), as a communicator with its own message space (`MPI_Comm_split`; collective
+    /// over `world`). A data × layer grid splits the world by row and by column.
+    pub fn split(world: &SimpleCommunicator, color: usize, key: usize) -> MpiComm {
+        let color = mpi::topology::Color::with_value(color as i32);
+        let part = world
+            .split_by_color_with_key(color, key as i32)
+            .expect("a rank with a color is in a part");
+        MpiComm {
+            world: part,
+            pending: RefCell::new(Vec::new()),
+            receives: RefCell::new(Vec::new()),
+        }
+    }
+
     /// The underlying (duplicated) MPI communicator, for collectives the trait lacks.
     pub fn communicator(&self) -> &SimpleCommunicator {
         &self.world

@@ -87,7 +87,7 @@ fn cycle<A: App, C: Comm>(
     }
     ctx.stats.times.relax += t.elapsed();
     let t = Instant::now();
-    let norms = {
+    let mut norms = {
         let (a, b) = levels.split_at_mut(l + 1);
         restrict(ctx, l, &mut a[l], &mut b[0], skipped)
     };
@@ -95,6 +95,7 @@ fn cycle<A: App, C: Comm>(
     let mut residual = None;
     if l == 0 && ctx.opts.compute_residual && !skipped {
         let t = Instant::now();
+        ctx.app.combine_norms(&mut norms);
         let norm = ctx.comm.ordered_sum(&norms).sqrt();
         ctx.stats.times.residual_norm += t.elapsed();
         residual = Some(norm);

@@ -100,6 +100,21 @@ pub trait App {
     /// A norm of the state (the residual norm is the 2-norm over points of these).
     fn norm(&self, x: &Self::State) -> f64;
 
+    /// Appends the squared norm of a C-point residual to `out`, as one or more parts in a
+    /// fixed order (default: the one part `norm(x)²`). An application whose states are parts
+    /// of larger ones (data parallelism: each group of ranks holds some examples of a batch)
+    /// appends one part per piece and merges them in [`App::combine_norms`].
+    fn norm_parts(&self, x: &Self::State, out: &mut Vec<f64>) {
+        let n = self.norm(x);
+        out.push(n * n);
+    }
+
+    /// Turns this rank's residual parts (as [`App::norm_parts`] appended them, C-point by
+    /// C-point) into one squared norm per C-point, before they are summed in point order.
+    /// Called at the same iterations on every rank, so it may be collective over ranks
+    /// outside the solver's communicator. Default: unchanged (one part per point).
+    fn combine_norms(&mut self, _parts: &mut Vec<f64>) {}
+
     /// Appends the state to a message buffer.
     fn pack(&self, x: &Self::State, buf: &mut Vec<f64>);
 

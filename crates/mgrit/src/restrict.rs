@@ -86,8 +86,7 @@ pub(crate) fn restrict<A: App, C: Comm>(
             ctx.app.sum(1.0, &fg[i], 1.0, gk);
         }
         ctx.app.sum(-1.0, &fine.u[i], 1.0, gk);
-        let n = ctx.app.norm(gk);
-        norms.push(n * n);
+        ctx.app.norm_parts(gk, &mut norms);
     }
     ctx.comm.wait_sends();
 
