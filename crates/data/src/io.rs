@@ -598,18 +598,7 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
     // The largest label and its line.
     let mut max_label = (0i64, 0usize);
     for (lineno, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != cols.len() {
-            return Err(malformed(
-                path,
-                format!(
-                    "line {} has {} fields, the header has {}",
-                    lineno + 1,
-                    fields.len(),
-                    cols.len()
-                ),
-            ));
-        }
+        let fields = row_fields(path, lineno, line, cols.len())?;
         let which = split_of(path, lineno, split_col.map(|c| fields[c]))?;
         for &c in &feature_cols {
             sets[which]
@@ -665,6 +654,27 @@ pub fn read_csv(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
     Ok((train, val))
 }
 
+/// The trimmed fields of CSV line `lineno`, which must number as many as the header's.
+fn row_fields<'a>(
+    path: &Path,
+    lineno: usize,
+    line: &'a str,
+    columns: usize,
+) -> Result<Vec<&'a str>, DataError> {
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if fields.len() != columns {
+        return Err(malformed(
+            path,
+            format!(
+                "line {} has {} fields, the header has {columns}",
+                lineno + 1,
+                fields.len()
+            ),
+        ));
+    }
+    Ok(fields)
+}
+
 /// The set a CSV row belongs to (0 train, 1 validation) from its `split` field.
 fn split_of(path: &Path, lineno: usize, split: Option<&str>) -> Result<usize, DataError> {
     match split {
@@ -708,18 +718,7 @@ fn read_csv_targets<'a>(
 ) -> Result<(Dataset, Option<Dataset>), DataError> {
     let mut sets: [(Vec<f64>, Vec<f64>); 2] = Default::default();
     for (lineno, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != cols.len() {
-            return Err(malformed(
-                path,
-                format!(
-                    "line {} has {} fields, the header has {}",
-                    lineno + 1,
-                    fields.len(),
-                    cols.len()
-                ),
-            ));
-        }
+        let fields = row_fields(path, lineno, line, cols.len())?;
         let which = split_of(path, lineno, split_col.map(|c| fields[c]))?;
         for &c in feature_cols {
             sets[which]
