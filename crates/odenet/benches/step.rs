@@ -4,6 +4,13 @@
 //!
 //! `layer` is the library kernel; `gemm` is the same step written out as four GEMMs, a
 //! baseline that shows the kernel's overhead.
+//!
+//! With tanh (`dense_step_tanh`), three figures come from the same run, each as min / median /
+//! max over 15 timed loops: the library step (forward + adjoint with gradient), the same step
+//! as four GEMMs with a libm `tanh` call per element (the element-wise passes before the
+//! vectorized tanh; for w ≥ 32 exactly the code the library ran before), and one
+//! w × w · w × B dgemm, the reference ratio. `activation_pass` times σ and σ' over 64 × 1024
+//! values in [−4, 4]: libm loops against the library's passes, in ns per element.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use odenet::layer::{Dense, Layer, Scratch, Step};
@@ -64,8 +71,12 @@ impl Case {
     }
 
     fn layer(&mut self) {
+        self.layer_with(Activation::SmoothRelu);
+    }
+
+    fn layer_with(&mut self, act: Activation) {
         let dense = Dense { width: self.width };
-        let step = dense.linearize(Activation::SmoothRelu, 0.1, &self.theta);
+        let step = dense.linearize(act, 0.1, &self.theta);
         step.forward(&self.u, &mut self.u_next, &mut self.scratch);
         step.adjoint(
             &self.u,
@@ -78,6 +89,11 @@ impl Case {
 
     fn gemms(&mut self) {
         let act = Activation::SmoothRelu;
+        self.gemms_with(|z| act.value(z), |z| act.derivative(z));
+    }
+
+    /// The step as four GEMMs and two element-wise passes with the given σ and σ'.
+    fn gemms_with(&mut self, value: impl Fn(f64) -> f64, derivative: impl Fn(f64) -> f64) {
         let (w, batch, h) = (self.width, self.u.len() / self.width, 0.1);
         broadcast_columns(&self.b, &mut self.z);
         gemm(
@@ -93,7 +109,7 @@ impl Case {
             &mut self.z,
         );
         for ((n, &x), &z) in self.u_next.iter_mut().zip(&self.u).zip(&self.z) {
-            *n = x + h * act.value(z);
+            *n = x + h * value(z);
         }
         broadcast_columns(&self.b, &mut self.z);
         gemm(
@@ -109,7 +125,7 @@ impl Case {
             &mut self.z,
         );
         for ((s, &z), &l) in self.s.iter_mut().zip(&self.z).zip(&self.lam) {
-            *s = act.derivative(z) * h * l;
+            *s = derivative(z) * h * l;
         }
         gemm(
             w,
@@ -138,6 +154,172 @@ impl Case {
         );
         black_box(&self.lam);
     }
+
+    /// Z = K U: one dgemm of the step's shape (w × w times w × B).
+    fn dgemm(&mut self) {
+        let (w, batch) = (self.width, self.u.len() / self.width);
+        gemm(
+            w,
+            w,
+            batch,
+            1.0,
+            &self.k,
+            false,
+            &self.u,
+            false,
+            0.0,
+            &mut self.z,
+        );
+        black_box(&self.z);
+    }
+}
+
+/// Seconds per call of `f` as (min, median, max) over 15 timed loops of `reps` calls.
+fn spread(mut f: impl FnMut(), reps: usize) -> [f64; 3] {
+    f();
+    let mut t: Vec<f64> = (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            t.elapsed().as_secs_f64() / reps as f64
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    [t[0], t[t.len() / 2], t[t.len() - 1]]
+}
+
+fn show(t: [f64; 3], scale: f64, unit: &str) -> String {
+    format!(
+        "{:.3}/{:.3}/{:.3} {unit}",
+        t[0] * scale,
+        t[1] * scale,
+        t[2] * scale
+    )
+}
+
+/// σ and σ' alone over 64 × 1024 values: libm loops against the library's passes.
+fn activation_pass(c: &mut Criterion) {
+    let n = 64 * 1024;
+    let x: Vec<f64> = data(n, 7).iter().map(|v| v * 40.0).collect();
+    let mut out = vec![0.0; n];
+    let reps = 50;
+    let ns = 1e9 / n as f64;
+    println!(
+        "activation pass over {n} values in [-4, 4] ({}), ns per element min/median/max:",
+        odenet::activation::isa()
+    );
+    let libm = spread(
+        || {
+            for (o, &v) in out.iter_mut().zip(&x) {
+                *o = v.tanh();
+            }
+            black_box(&out);
+        },
+        reps,
+    );
+    let ours = spread(
+        || {
+            odenet::activation::tanh_slice(&x, &mut out);
+            black_box(&out);
+        },
+        reps,
+    );
+    let libm_d = spread(
+        || {
+            for (o, &v) in out.iter_mut().zip(&x) {
+                let t = v.tanh();
+                *o = 1.0 - t * t;
+            }
+            black_box(&out);
+        },
+        reps,
+    );
+    let ours_d = spread(
+        || {
+            odenet::activation::tanh_derivative_slice(&x, &mut out);
+            black_box(&out);
+        },
+        reps,
+    );
+    println!(
+        "  tanh:  libm {}  tanh_slice {}  (libm/ours at the median {:.2})",
+        show(libm, ns, "ns"),
+        show(ours, ns, "ns"),
+        libm[1] / ours[1]
+    );
+    println!(
+        "  tanh': libm {}  tanh_derivative_slice {}  (libm/ours at the median {:.2})",
+        show(libm_d, ns, "ns"),
+        show(ours_d, ns, "ns"),
+        libm_d[1] / ours_d[1]
+    );
+    for act in [Activation::Relu, Activation::SmoothRelu] {
+        let t = spread(
+            || {
+                odenet::activation::apply(act, &x, &mut out);
+                black_box(&out);
+            },
+            reps,
+        );
+        println!("  {act}: apply {}", show(t, ns, "ns"));
+    }
+    let mut group = c.benchmark_group("activation_pass");
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function("libm_tanh", |b| {
+        b.iter(|| {
+            for (o, &v) in out.iter_mut().zip(&x) {
+                *o = v.tanh();
+            }
+            black_box(&out);
+        })
+    });
+    group.bench_function("tanh_slice", |b| {
+        b.iter(|| {
+            odenet::activation::tanh_slice(&x, &mut out);
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+/// The step with tanh: library kernel, four GEMMs with libm passes, and one dgemm.
+fn tanh_step(c: &mut Criterion) {
+    let batch = 1024;
+    let mut group = c.benchmark_group("dense_step_tanh");
+    for width in [4usize, 8, 16, 64] {
+        let flops = Dense { width }.step_flops(batch);
+        let reps = (1e8 / flops).clamp(2.0, 2000.0) as usize;
+        let mut case = Case::new(width, batch);
+        let ms = 1e3;
+        let t_layer = spread(|| case.layer_with(Activation::Tanh), reps);
+        let t_libm = spread(
+            || case.gemms_with(f64::tanh, |z| 1.0 - z.tanh() * z.tanh()),
+            reps,
+        );
+        let t_smooth = spread(|| case.layer_with(Activation::SmoothRelu), reps);
+        let t_dgemm = spread(|| case.dgemm(), reps);
+        println!(
+            "tanh width {width:>3}, batch {batch}, ms min/median/max: layer {}; GEMMs + libm passes {}; layer with smoothrelu {}; one dgemm {}",
+            show(t_layer, ms, ""),
+            show(t_libm, ms, ""),
+            show(t_smooth, ms, ""),
+            show(t_dgemm, ms, ""),
+        );
+        println!(
+            "    medians: layer / dgemm {:.2}, GEMMs+libm / dgemm {:.2}, layer(smoothrelu) / dgemm {:.2}, GEMMs+libm / layer {:.2}",
+            t_layer[1] / t_dgemm[1],
+            t_libm[1] / t_dgemm[1],
+            t_smooth[1] / t_dgemm[1],
+            t_libm[1] / t_layer[1]
+        );
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_with_input(BenchmarkId::new("layer", width), &width, |bch, _| {
+            bch.iter(|| case.layer_with(Activation::Tanh))
+        });
+    }
+    group.finish();
 }
 
 /// Best of 7 timed loops, in seconds per call.
@@ -178,5 +360,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, activation_pass, tanh_step);
 criterion_main!(benches);

@@ -13,6 +13,7 @@
 //! (`matrixmultiply`) plus one elementwise pass. The choice depends only on the width and the
 //! machine, so every rank makes the same one.
 
+use crate::activation;
 use crate::fused;
 use crate::linalg::{add_row_sums, broadcast_columns, gemm};
 use crate::Activation;
@@ -175,9 +176,7 @@ impl DenseStep<'_> {
 
     /// S = σ'(Z) ⊙ (h Λ⁺) into `s`, from Z in `z`.
     fn sensitivity(&self, z: &[f64], lam_next: &[f64], s: &mut [f64]) {
-        for ((si, &zi), &li) in s.iter_mut().zip(z).zip(lam_next) {
-            *si = self.act.derivative(zi) * self.h * li;
-        }
+        activation::sensitivity(self.act, self.h, z, lam_next, s);
     }
 
     /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1.
@@ -206,9 +205,7 @@ impl Step for DenseStep<'_> {
         }
         let z = scratch.z(u.len());
         self.pre_activation(u, z);
-        for ((un, &ui), &zi) in u_next.iter_mut().zip(u).zip(z.iter()) {
-            *un = ui + self.h * self.act.value(zi);
-        }
+        activation::forward(self.act, self.h, z, u, u_next);
     }
 
     #[inline]
@@ -218,9 +215,7 @@ impl Step for DenseStep<'_> {
         }
         let z = scratch.z(u.len());
         self.pre_activation(u, z);
-        for (ui, &zi) in u.iter_mut().zip(z.iter()) {
-            *ui += self.h * self.act.value(zi);
-        }
+        activation::forward_in_place(self.act, self.h, z, u);
     }
 
     /// Λ = Λ⁺ + Kᵀ S with S = σ'(K U + b 1ᵀ) ⊙ (h Λ⁺); ∂J/∂K += S Uᵀ, ∂J/∂b += S 1.
@@ -268,11 +263,13 @@ impl Step for DenseStep<'_> {
     }
 
     fn increment_dot(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch) -> f64 {
-        let z = scratch.z(u.len());
+        let (z, s) = scratch.parts(u.len());
         self.pre_activation(u, z);
+        // σ(Z) in one vectorized pass, then the sum in storage order.
+        activation::apply(self.act, z, s);
         let mut sum = 0.0;
-        for (&zi, &li) in z.iter().zip(lam_next) {
-            sum += li * self.act.value(zi);
+        for (&si, &li) in s.iter().zip(lam_next) {
+            sum += li * si;
         }
         sum
     }

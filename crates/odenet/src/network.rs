@@ -173,9 +173,7 @@ impl Network {
                 gemm(
                     sh.width, sh.input, batch, 1.0, w_in, false, x, false, 1.0, pre,
                 );
-                for (u, &a) in u0.iter_mut().zip(pre.iter()) {
-                    *u = self.activation.value(a);
-                }
+                crate::activation::apply(self.activation, pre, u0);
             }
             Opening::Replicate => {
                 u0.fill(0.0);
@@ -201,9 +199,7 @@ impl Network {
             return;
         }
         let batch = x.len() / sh.input;
-        for (si, (&a, &l)) in s.iter_mut().zip(pre.iter().zip(lam0)) {
-            *si = self.activation.derivative(a) * l;
-        }
+        crate::activation::scaled_derivative(self.activation, pre, lam0, s);
         let (gw, gb) = grad.split_at_mut(sh.width * sh.input);
         gemm(sh.width, batch, sh.input, 1.0, s, false, x, true, 1.0, gw);
         add_row_sums(sh.width, s, gb);
