@@ -6,6 +6,7 @@
 //! The numerical pieces live in focused crates: `odenet` (the model and its adjoint), `optim`
 //! (optimizers) and `layerpar-data` (data sets).
 
+pub mod bench;
 pub mod checkpointing;
 pub mod commands;
 pub mod config;

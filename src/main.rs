@@ -40,6 +40,10 @@ enum Command {
     /// (the best split into data groups × layer-parallel ranks) from a model calibrated on
     /// this run (run it under mpirun -n P to validate at P).
     Scaling(commands::scaling::ScalingArgs),
+    /// Time the performance table's cases (run under `mpirun -n P`; P is the case's rank
+    /// count): per evaluation or training iteration min/median/max, GFLOP/s and the ratio to
+    /// a dgemm of the step's shape timed in the same run.
+    Bench(commands::bench::BenchArgs),
     /// Run a designed set of trainings from a study file (a grid or Latin hypercube over
     /// config keys, times seeds, in groups) and summarize them (run under `mpirun -n P`:
     /// every run uses all ranks).
@@ -304,6 +308,9 @@ fn main() -> ExitCode {
             } else {
                 return with_mpi(|par| commands::study::run(par, &opts));
             }
+        }
+        Command::Bench(args) => {
+            return with_mpi(|par| commands::bench::run(par, &args));
         }
         Command::Scaling(args) => {
             return with_mpi(|par| commands::scaling::run(par, &args));

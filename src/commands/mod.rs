@@ -1,5 +1,6 @@
 //! One module per command of the `layerpar` binary.
 
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod eval;

@@ -1,0 +1,477 @@
+//! Benchmarks of whole evaluations and training iterations (`layerpar bench`): the cases,
+//! their timing, their flop counts and the reference dgemm.
+//!
+//! A case is a set of `--set` overrides on the default configuration (so the network, the
+//! data and the MGRIT settings are built exactly as `layerpar train` builds them) and what is
+//! timed: one `objective_gradient` (forward solve, loss, adjoint solve, gradient) on the
+//! whole training set as the batch, or one training iteration of the real loop
+//! ([`crate::train::run`]).
+//!
+//! Flops are nominal: one w × w × B matrix product is `step_flops(B) / 4` (a dense step and
+//! its adjoint with the gradient are four such products, [`odenet::Layer::step_flops`]).
+//! From the objective's step counters, summed over the ranks and every MGRIT level: a
+//! forward step call is one product; an adjoint step call is three with one level (it forms
+//! the layer's gradient too) and two with more, where a gradient pass of two products per
+//! layer follows the solve. An exact forward sweep over a data set (the training loop's
+//! loss, accuracy and validation passes) is one product per layer at that batch. The opening
+//! and closing layers are left out.
+
+use crate::train::DistNet;
+use anyhow::{bail, Result};
+use mgrit::Comm;
+use odenet::linalg::gemm;
+use odenet::Layer;
+use std::time::Instant;
+
+/// What a case times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// One `objective_gradient` on the whole training set.
+    Evaluation,
+    /// One training iteration of the real loop (an epoch of one full batch for Adam).
+    Iteration,
+}
+
+impl Unit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Evaluation => "evaluation",
+            Unit::Iteration => "iteration",
+        }
+    }
+}
+
+/// A benchmark case: its name, what it times and its settings on top of the defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct Case {
+    pub name: &'static str,
+    pub unit: Unit,
+    pub about: &'static str,
+    pub settings: &'static [&'static str],
+}
+
+/// The wide network of the performance table: width 64, 256 layers, tanh, T = 4, Peaks
+/// with 1024 training examples (the batch); MGRIT with FCF relaxation, a skipped first
+/// down-cycle, 2 forward and 2 adjoint iterations exactly (tolerance 0) and no warm
+/// restarts, so that every timed evaluation does the same work.
+const WIDE: [&str; 12] = [
+    "network.width=64",
+    "network.layers=256",
+    "network.activation=tanh",
+    "network.final_time=4",
+    "data.kind=peaks",
+    "data.train_size=1024",
+    "mgrit.nrelax=1",
+    "mgrit.skip=true",
+    "mgrit.max_iter=2",
+    "mgrit.adjoint_max_iter=2",
+    "mgrit.tol=0",
+    "mgrit.adjoint_tol=0",
+];
+
+const WIDE_SERIAL: [&str; 14] =
+    concat_settings(WIDE, ["mgrit.max_levels=1", "mgrit.warm_restart=false"]);
+const WIDE_MGRIT3: [&str; 15] = concat_settings(
+    WIDE,
+    [
+        "mgrit.max_levels=3",
+        "mgrit.cfactor=4",
+        "mgrit.warm_restart=false",
+    ],
+);
+
+/// The Peaks network of the table trained with Adam on one full batch of 5000 examples and
+/// 2-level MGRIT (cf 2, FCF, 2 + 2 iterations exactly, warm restarts as in training).
+const PEAKS_ADAM: [&str; 15] = [
+    "network.width=8",
+    "network.layers=30",
+    "network.activation=tanh",
+    "data.kind=peaks",
+    "data.train_size=5000",
+    "optimizer.kind=adam",
+    "optimizer.batch_size=0",
+    "optimizer.learning_rate=0.01",
+    "mgrit.max_levels=2",
+    "mgrit.cfactor=2",
+    "mgrit.nrelax=1",
+    "mgrit.max_iter=2",
+    "mgrit.adjoint_max_iter=2",
+    "mgrit.tol=0",
+    "mgrit.adjoint_tol=0",
+];
+
+const fn concat_settings<const A: usize, const B: usize, const C: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; C] {
+    assert!(A + B == C);
+    let mut out = [""; C];
+    let mut i = 0;
+    while i < A {
+        out[i] = a[i];
+        i += 1;
+    }
+    while i < C {
+        out[i] = b[i - A];
+        i += 1;
+    }
+    out
+}
+
+/// Every case, in the order `--case all` runs them.
+pub const CASES: [Case; 3] = [
+    Case {
+        name: "wide-serial",
+        unit: Unit::Evaluation,
+        about: "width 64, 256 layers, batch 1024, tanh, T = 4: one forward + backward, exact serial sweep (1 level)",
+        settings: &WIDE_SERIAL,
+    },
+    Case {
+        name: "wide-mgrit3",
+        unit: Unit::Evaluation,
+        about: "the same with 3-level MGRIT, cf 4",
+        settings: &WIDE_MGRIT3,
+    },
+    Case {
+        name: "peaks-adam",
+        unit: Unit::Iteration,
+        about: "Peaks (width 8, 30 layers, batch 5000, tanh), Adam on the full batch, 2-level MGRIT: one training iteration",
+        settings: &PEAKS_ADAM,
+    },
+];
+
+/// The cases `--case NAME` selects: one by name, or every case for `all`.
+pub fn select(name: &str) -> Result<Vec<Case>> {
+    if name == "all" {
+        return Ok(CASES.to_vec());
+    }
+    match CASES.iter().find(|c| c.name == name) {
+        Some(c) => Ok(vec![*c]),
+        None => {
+            let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+            bail!(
+                "--case {name:?} is not a benchmark case: give one of {} or all",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// Min, median and max of some positive times, seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `times` (not empty); the median of an even count is the mean of the two
+    /// middle values.
+    pub fn of(times: &[f64]) -> Spread {
+        assert!(!times.is_empty(), "a spread needs at least one time");
+        let mut t = times.to_vec();
+        t.sort_by(f64::total_cmp);
+        let n = t.len();
+        let median = if n % 2 == 1 {
+            t[n / 2]
+        } else {
+            0.5 * (t[n / 2 - 1] + t[n / 2])
+        };
+        Spread {
+            min: t[0],
+            median,
+            max: t[n - 1],
+        }
+    }
+}
+
+/// GFLOP/s of the dgemm (w × w)(w × B) (odenet's `gemm`, β = 0): the best of `runs` timed
+/// loops, each long enough (about 20 ms, at least one call) to time reliably.
+pub fn dgemm_gflops(w: usize, batch: usize, runs: usize) -> f64 {
+    let fill = |n: usize, s: f64| -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i as f64 * 0.618_033_988_7 + s).fract() - 0.5) * 0.2)
+            .collect()
+    };
+    let (a, b) = (fill(w * w, 0.1), fill(w * batch, 0.3));
+    let mut c = vec![0.0; w * batch];
+    let flops = 2.0 * (w * w * batch) as f64;
+    let mut call = || {
+        gemm(w, w, batch, 1.0, &a, false, &b, false, 0.0, &mut c);
+        std::hint::black_box(&c);
+    };
+    call();
+    let reps = (4e7 / flops).clamp(1.0, 1e5) as usize;
+    let best = (0..runs.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                call();
+            }
+            t.elapsed().as_secs_f64() / reps as f64
+        })
+        .fold(f64::INFINITY, f64::min);
+    flops / best / 1e9
+}
+
+/// Matrix products (w × w × B each) of `evaluations` evaluations on one rank, from its step
+/// calls per level over them (`fwd`, `adj`) and the layers it owns (see the module
+/// documentation).
+pub fn products(fwd: &[u64], adj: &[u64], owned: usize, evaluations: usize) -> f64 {
+    let levels = fwd.len().max(adj.len());
+    let (f, a) = (
+        fwd.iter().sum::<u64>() as f64,
+        adj.iter().sum::<u64>() as f64,
+    );
+    if levels <= 1 {
+        f + 3.0 * a
+    } else {
+        f + 2.0 * a + 2.0 * (owned * evaluations) as f64
+    }
+}
+
+/// One case's measurements.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub case: Case,
+    pub ranks: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub batch: usize,
+    pub levels: usize,
+    /// Seconds per evaluation or iteration, one per repetition (the slowest rank's).
+    pub times: Vec<f64>,
+    /// Nominal flops of one evaluation or iteration, summed over the ranks.
+    pub flops: f64,
+    /// Forward and adjoint step calls of one evaluation or iteration (of J and ∇J; the
+    /// training loop's exact sweeps left out), summed over the ranks and the MGRIT levels.
+    pub calls: [f64; 2],
+    /// Nominal flops of the exact serial sweep's forward + backward on the same batch
+    /// (N · step_flops(B)).
+    pub serial_flops: f64,
+    /// GFLOP/s of the dgemm (w × w)(w × B) on rank 0, measured just before the case.
+    pub dgemm: f64,
+}
+
+impl Measured {
+    pub fn spread(&self) -> Spread {
+        Spread::of(&self.times)
+    }
+
+    /// GFLOP/s of all ranks together at the median time.
+    pub fn gflops_total(&self) -> f64 {
+        self.flops / self.spread().median / 1e9
+    }
+
+    /// GFLOP/s per rank at the median time.
+    pub fn gflops_per_rank(&self) -> f64 {
+        self.gflops_total() / self.ranks as f64
+    }
+
+    /// The case's one output line.
+    pub fn line(&self) -> String {
+        let s = self.spread();
+        let ms = |t: f64| t * 1e3;
+        format!(
+            "bench {}: ranks {}, per {} min/median/max {:.3}/{:.3}/{:.3} ms ({} repetitions), {:.3} GFLOP/s total, {:.3} GFLOP/s per rank, dgemm ({w}×{w})({w}×{}) {:.3} GFLOP/s, ratio per rank/dgemm {:.3}; width {w}, {} layers, batch {}, {} MGRIT level{}, {:.4} GFLOP per {} ({:.2} × the serial forward + backward), step calls {:.0} forward + {:.0} adjoint",
+            self.case.name,
+            self.ranks,
+            self.case.unit.name(),
+            ms(s.min),
+            ms(s.median),
+            ms(s.max),
+            self.times.len(),
+            self.gflops_total(),
+            self.gflops_per_rank(),
+            self.batch,
+            self.dgemm,
+            self.gflops_per_rank() / self.dgemm,
+            self.layers,
+            self.batch,
+            self.levels,
+            if self.levels == 1 { "" } else { "s" },
+            self.flops / 1e9,
+            self.case.unit.name(),
+            self.flops / self.serial_flops,
+            self.calls[0],
+            self.calls[1],
+            w = self.width,
+        )
+    }
+}
+
+/// The MGRIT work overhead P · t_P / t_serial of `mgrit` against `serial` (medians), as a
+/// line, when both are evaluations on the same ranks.
+pub fn overhead_line(serial: &Measured, mgrit: &Measured) -> Option<String> {
+    if serial.ranks != mgrit.ranks
+        || serial.case.unit != Unit::Evaluation
+        || mgrit.case.unit != Unit::Evaluation
+    {
+        return None;
+    }
+    let (ts, tp) = (serial.spread().median, mgrit.spread().median);
+    let p = mgrit.ranks as f64;
+    Some(format!(
+        "bench overhead: MGRIT work overhead P·t_P/t_serial = {} × {:.3} ms / {:.3} ms = {:.3} ({} against {}, medians, both on {} rank{}; speedup t_serial/t_P = {:.3})",
+        mgrit.ranks,
+        tp * 1e3,
+        ts * 1e3,
+        p * tp / ts,
+        mgrit.case.name,
+        serial.case.name,
+        mgrit.ranks,
+        if mgrit.ranks == 1 { "" } else { "s" },
+        ts / tp
+    ))
+}
+
+/// Every rank waits for every other (an all-reduce).
+fn barrier<C: Comm>(comm: &C) {
+    comm.all_gather(&[0.0]);
+}
+
+/// Step calls over every level.
+fn calls(per_level: &[u64]) -> f64 {
+    per_level.iter().sum::<u64>() as f64
+}
+
+/// Each value summed over the ranks. Collective.
+fn summed<C: Comm, const N: usize>(comm: &C, local: [f64; N]) -> [f64; N] {
+    let all = comm.all_gather(&local);
+    let mut out = [0.0; N];
+    for chunk in all.chunks(N) {
+        for (o, v) in out.iter_mut().zip(chunk) {
+            *o += v;
+        }
+    }
+    out
+}
+
+/// The slowest rank's time of each repetition.
+pub fn slowest<C: Comm>(comm: &C, local: &[f64]) -> Vec<f64> {
+    let all = comm.all_gather(local);
+    let n = local.len();
+    (0..n)
+        .map(|i| all.iter().skip(i).step_by(n).copied().fold(0.0, f64::max))
+        .collect()
+}
+
+/// Times `repeat` evaluations of J and ∇J at `theta` on (x, y) after one warm-up (every
+/// rank starts each together): the slowest rank's seconds per repetition, the nominal flops
+/// of one evaluation and its forward and adjoint step calls, summed over the ranks.
+/// Collective.
+pub fn time_evaluations(
+    dist: &mut DistNet,
+    theta: &[f64],
+    x: &[f64],
+    y: odenet::Targets<'_>,
+    repeat: usize,
+) -> (Vec<f64>, f64, [f64; 2]) {
+    let mut grad = vec![0.0; theta.len()];
+    dist.objective_gradient(theta, x, y, &mut grad);
+    dist.fwd_steps.clear();
+    dist.adj_steps.clear();
+    let mut local = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        barrier(&dist.comm);
+        let t = Instant::now();
+        dist.objective_gradient(theta, x, y, &mut grad);
+        local.push(t.elapsed().as_secs_f64());
+    }
+    let owned = dist.part.owned_layers.len();
+    let per_evaluation = products(&dist.fwd_steps, &dist.adj_steps, owned, repeat) / repeat as f64;
+    let unit = dist.net.layer().step_flops(y.len()) / 4.0;
+    let (fc, ac) = (calls(&dist.fwd_steps), calls(&dist.adj_steps));
+    let n = repeat as f64;
+    let [flops, f, a] = summed(&dist.comm, [per_evaluation * unit, fc / n, ac / n]);
+    (slowest(&dist.comm, &local), flops, [f, a])
+}
+
+/// Times `repeat` training iterations of the real loop ([`crate::train::run`] with the
+/// configured optimizer from the initial parameters `theta`), after one warm-up iteration:
+/// the slowest rank's seconds per iteration (from the rows' times), the nominal flops of one
+/// iteration and its step calls, summed over the ranks (its evaluations of J and ∇J from the step counters,
+/// and the exact forward sweeps over the training and validation sets that measure each
+/// row). Collective.
+pub fn time_training(
+    par: &crate::parallel::Parallel,
+    config: &crate::config::Config,
+    dist: &mut DistNet,
+    problem: &crate::train::Problem,
+    theta: Vec<f64>,
+    repeat: usize,
+) -> Result<(Vec<f64>, f64, [f64; 2])> {
+    use crate::scaling::calibrate::Trace;
+    use crate::train::{optimizer, Limits, Objective, Start};
+    let kind = config.optimizer.kind;
+    let built = optimizer::build(
+        config,
+        dist,
+        problem,
+        theta.len(),
+        &optimizer::OptimizerState::fresh(kind),
+    );
+    let opt = crate::commands::agree(par, built)?;
+    let limits = Limits {
+        max_iter: 1 + repeat,
+        target_acc: None,
+        target_measure: crate::config::TargetMeasure::Val,
+        level: 0,
+        divergence_factor: 0.0,
+    };
+    let mut trace = Trace::default();
+    let note = |_: &str| {};
+    let outcome = {
+        let mut obj = Objective {
+            dist: &mut *dist,
+            problem,
+            note: &note,
+        };
+        crate::train::run(
+            opt,
+            &mut obj,
+            theta,
+            Start::fresh(kind),
+            limits,
+            &mut [&mut trace],
+        )?
+    };
+    let m = &trace.marks;
+    if m.len() < repeat + 2 {
+        bail!(
+            "training stopped after {} iteration(s) ({}); the benchmark needs {}",
+            m.len().saturating_sub(1),
+            outcome.stop,
+            repeat + 1
+        );
+    }
+    let local: Vec<f64> = (2..=repeat + 1)
+        .map(|k| m[k].time_s - m[k - 1].time_s)
+        .collect();
+    let diff = |a: &[u64], b: &[u64]| -> Vec<u64> {
+        (0..b.len())
+            .map(|l| b[l] - a.get(l).copied().unwrap_or(0))
+            .collect()
+    };
+    let (first, last) = (&m[1], &m[repeat + 1]);
+    let fwd = diff(&first.fwd_steps, &last.fwd_steps);
+    let adj = diff(&first.adj_steps, &last.adj_steps);
+    let examples = problem.train.len();
+    let b = config.optimizer.batch_size;
+    let per_epoch = if b == 0 || b >= examples {
+        1
+    } else {
+        examples.div_ceil(b)
+    };
+    let owned = dist.part.owned_layers.len();
+    let layer = dist.net.layer();
+    let batch = examples.min(if b == 0 { examples } else { b });
+    let gradients = products(&fwd, &adj, owned, per_epoch * repeat) / repeat as f64;
+    let sweeps =
+        owned as f64 * (layer.step_flops(examples) + layer.step_flops(problem.val.len())) / 4.0;
+    let mine = gradients * layer.step_flops(batch) / 4.0 + sweeps;
+    let n = repeat as f64;
+    let [flops, f, a] = summed(&dist.comm, [mine, calls(&fwd) / n, calls(&adj) / n]);
+    Ok((slowest(&dist.comm, &local), flops, [f, a]))
+}
