@@ -274,7 +274,7 @@ impl Measured {
         let s = self.spread();
         let ms = |t: f64| t * 1e3;
         format!(
-            "bench {}: ranks {}, per {} min/median/max {:.3}/{:.3}/{:.3} ms ({} repetitions), {:.3} GFLOP/s total, {:.3} GFLOP/s per rank, dgemm ({w}×{w})({w}×{}) {:.3} GFLOP/s, ratio per rank/dgemm {:.3}; width {w}, {} layers, batch {}, {} MGRIT level{}, {:.4} GFLOP per {} ({:.2} × the serial forward + backward), step calls {:.0} forward + {:.0} adjoint",
+            "bench {}: ranks {}, per {} min/median/max {:.3}/{:.3}/{:.3} ms ({} repetition{}), {:.3} GFLOP/s total, {:.3} GFLOP/s per rank, dgemm ({w}×{w})({w}×{}) {:.3} GFLOP/s, ratio per rank/dgemm {:.3}; width {w}, {} layers, batch {}, {} MGRIT level{}, {:.4} GFLOP per {} ({:.2} × the serial forward + backward), step calls {:.0} forward + {:.0} adjoint",
             self.case.name,
             self.ranks,
             self.case.unit.name(),
@@ -282,6 +282,7 @@ impl Measured {
             ms(s.median),
             ms(s.max),
             self.times.len(),
+            if self.times.len() == 1 { "" } else { "s" },
             self.gflops_total(),
             self.gflops_per_rank(),
             self.batch,
@@ -474,4 +475,46 @@ pub fn time_training(
     let n = repeat as f64;
     let [flops, f, a] = summed(&dist.comm, [mine, calls(&fwd) / n, calls(&adj) / n]);
     Ok((slowest(&dist.comm, &local), flops, [f, a]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{products, select, Spread, CASES};
+    use odenet::Layer;
+
+    #[test]
+    fn a_spread_is_min_median_max() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]);
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 3.0]);
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.5, 4.0));
+    }
+
+    #[test]
+    fn one_level_counts_the_serial_sweeps_step_flops_and_more_levels_add_the_gradient_pass() {
+        // N layers, one level: N forward and N adjoint calls are N · step_flops.
+        let (n, batch) = (8usize, 16usize);
+        let dense = odenet::layer::Dense { width: 4 };
+        let unit = dense.step_flops(batch) / 4.0;
+        let p = products(&[n as u64], &[n as u64], n, 1);
+        assert_eq!(p * unit, n as f64 * dense.step_flops(batch));
+        // Two levels: forward calls 1, adjoint calls 2, and 2 per owned layer per evaluation.
+        assert_eq!(products(&[10, 3], &[9, 2], 4, 2), 13.0 + 22.0 + 16.0);
+    }
+
+    #[test]
+    fn cases_are_selected_by_name_or_all() {
+        assert_eq!(select("all").unwrap().len(), CASES.len());
+        assert_eq!(select("peaks-adam").unwrap()[0].name, "peaks-adam");
+        let e = select("wide").unwrap_err().to_string();
+        assert!(
+            e.contains("wide-serial, wide-mgrit3, peaks-adam or all"),
+            "{e}"
+        );
+        // Every case's settings are valid configuration overrides.
+        for c in CASES {
+            let sets: Vec<String> = c.settings.iter().map(|s| s.to_string()).collect();
+            crate::config::load(None, &sets).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
+        }
+    }
 }
