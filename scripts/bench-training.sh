@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Training benchmarks for the layer-parallel solver (issue: layer-parallel training).
-# Prints wall times of the Peaks default (serial sweep and one-shot MGRIT) on 1 and 2 ranks,
-# and time per training iteration for a wide, deep network (width 64, 1024 layers, batch
-# 1024) with the serial sweep and 3-level MGRIT (cf 4), with each rank's peak memory.
-# Usage: scripts/bench-training.sh [path/to/layerpar]   (build with cargo build --release)
+# First the performance table (layerpar bench --case all on 1 and 2 ranks: wide-serial,
+# wide-mgrit3 and peaks-adam, min/median/max ms, GFLOP/s and the ratio to a dgemm measured in
+# the same run; REPEAT=R sets the repetitions, default 5; --table-only stops there). Then,
+# as before, wall times of the Peaks default (serial sweep and one-shot MGRIT) on 1 and 2
+# ranks, and time per training iteration for a wide, deep network (width 64, 1024 layers,
+# batch 1024) with the serial sweep and 3-level MGRIT (cf 4), with each rank's peak memory.
+# Usage: scripts/bench-training.sh [path/to/layerpar] [--table-only]   (build with cargo build --release)
 set -euo pipefail
 BIN=$(realpath "${1:-target/release/layerpar}")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+for p in 1 2; do
+  ( cd "$work" && mpirun --oversubscribe -n "$p" "$BIN" bench --case all --repeat "${REPEAT:-5}" )
+done
+[[ "${2:-}" == "--table-only" ]] && exit 0
 run() { # name ranks args...
   local name=$1 ranks=$2; shift 2
   ( cd "$work" && mpirun --oversubscribe -n "$ranks" /usr/bin/time -f "maxrss_kb %M" "$BIN" train \
