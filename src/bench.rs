@@ -187,7 +187,8 @@ impl Spread {
 }
 
 /// GFLOP/s of the dgemm (w × w)(w × B) (odenet's `gemm`, β = 0): the best of `runs` timed
-/// loops, each long enough (about 20 ms, at least one call) to time reliably.
+/// loops after a warm-up loop, each of about 4·10⁸ flops (at least one call), some
+/// milliseconds at the rates of one core.
 pub fn dgemm_gflops(w: usize, batch: usize, runs: usize) -> f64 {
     let fill = |n: usize, s: f64| -> Vec<f64> {
         (0..n)
@@ -201,8 +202,11 @@ pub fn dgemm_gflops(w: usize, batch: usize, runs: usize) -> f64 {
         gemm(w, w, batch, 1.0, &a, false, &b, false, 0.0, &mut c);
         std::hint::black_box(&c);
     };
-    call();
-    let reps = (4e7 / flops).clamp(1.0, 1e5) as usize;
+    let reps = (4e8 / flops).clamp(1.0, 1e6) as usize;
+    // A warm-up loop as long as a timed one (the caches, the pages, the clock frequency).
+    for _ in 0..reps {
+        call();
+    }
     let best = (0..runs.max(1))
         .map(|_| {
             let t = Instant::now();

@@ -110,7 +110,7 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
     let batch = train.len();
     // The reference dgemm on rank 0 alone, the other ranks waiting.
     let dgemm = if par.is_root() {
-        bench::dgemm_gflops(width, batch, 7)
+        bench::dgemm_gflops(width, batch, 15)
     } else {
         0.0
     };
