@@ -22,8 +22,9 @@ use crate::partition::{LocalLayout, Partition};
 use mgrit::{Comm, Options, Solver, Stats};
 use odenet::loss::{loss_sum, Targets};
 use odenet::network::ordered_sum;
-use odenet::{Layer, Network, Scratch, Step};
+use odenet::{DenseStep, Layer, Network, Scratch, Step};
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 mod grid;
 pub use grid::{even_part, DataGrid};
@@ -535,9 +536,32 @@ impl<C: Comm> Objective<C> {
     /// gradients when `hidden` (a multilevel solve; S_n = σ'(K_n U_n + b_n) ⊙ s·h λ_{n+1},
     /// ∂J/∂K_n += S_n U_nᵀ, ∂J/∂b_n += S_n 1) and the time scale's gradient when it is
     /// learnable (∂J/∂s = Σ_n h ⟨λ_{n+1}, σ(K_n U_n + b_n)⟩, in layer order, on every rank).
-    /// The λ of a rank's first point goes to the rank before (which owns the layer ending
-    /// there). Collective.
+    /// Collective.
     fn layer_gradients(&mut self, theta: &[f64], grad: &mut [f64], hidden: bool) {
+        let h = self.net.step_size();
+        let scale = self.model_layout.scale.clone();
+        let mut scale_terms = Vec::new();
+        self.visit_owned_layers(theta, |_, range, step, u, next, scratch| {
+            if hidden {
+                step.gradient(u, next, scratch, &mut grad[range]);
+            }
+            if !scale.is_empty() {
+                scale_terms.push(h * step.increment_dot(u, next, scratch));
+            }
+        });
+        if !scale.is_empty() {
+            grad[scale.start] = ordered_sum(&self.comm.all_gather(&scale_terms));
+        }
+    }
+
+    /// After the adjoint solve: calls `visit(i, θ_n's range, step n at s·h, U_n, λ_{n+1},
+    /// scratch)` for the i-th owned layer n, in layer order. The λ of a rank's first point
+    /// goes to the rank before (which owns the layer ending there). Collective.
+    pub(crate) fn visit_owned_layers(
+        &mut self,
+        theta: &[f64],
+        mut visit: impl FnMut(usize, Range<usize>, &DenseStep<'_>, &[f64], &[f64], &mut Scratch),
+    ) {
         let (lo, hi) = (self.part.points.start, self.part.points.end);
         if lo > 0 {
             let lam_lo = self.adjoint.state(lo).expect("owned");
@@ -546,15 +570,14 @@ impl<C: Comm> Objective<C> {
         }
         // Every rank but the last owns layer hi−1, whose λ_hi is the right neighbour's first.
         let lam_hi = (!self.part.is_last()).then(|| self.comm.recv(self.part.rank + 1, LAMBDA_TAG));
-        let h = self.net.step_size();
-        let scale = self.model_layout.scale.clone();
-        let hs = h * if scale.is_empty() {
-            1.0
-        } else {
-            theta[scale.start]
-        };
-        let mut scale_terms = Vec::new();
-        for n in self.part.owned_layers.clone() {
+        let scale = &self.model_layout.scale;
+        let hs = self.net.step_size()
+            * if scale.is_empty() {
+                1.0
+            } else {
+                theta[scale.start]
+            };
+        for (i, n) in self.part.owned_layers.clone().enumerate() {
             let next = if n + 1 < hi {
                 self.adjoint.state(n + 1).expect("owned")
             } else {
@@ -563,16 +586,8 @@ impl<C: Comm> Objective<C> {
             let range = self.model_layout.layer(n);
             let u = self.forward.state(n).expect("owned");
             let step = self.net.step(&theta[range.clone()], hs);
-            if hidden {
-                step.gradient(u, next, &mut self.buf.scratch, &mut grad[range]);
-            }
-            if !scale.is_empty() {
-                scale_terms.push(h * step.increment_dot(u, next, &mut self.buf.scratch));
-            }
+            visit(i, range, &step, u, next, &mut self.buf.scratch);
         }
         self.comm.wait_sends();
-        if !scale.is_empty() {
-            grad[scale.start] = ordered_sum(&self.comm.all_gather(&scale_terms));
-        }
     }
 }

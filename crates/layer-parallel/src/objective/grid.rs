@@ -24,7 +24,6 @@ use odenet::Step;
 use std::ops::Range;
 
 const CHAIN_TAG: i32 = 7101;
-const LAMBDA_TAG: i32 = 7102;
 
 /// This rank's place in a D × L grid: its column (the ranks that hold the same layers in
 /// every row, numbered by row), its row and the fixed chunking of every batch.
@@ -464,44 +463,22 @@ impl<C: Comm> Objective<C> {
         parts: &mut [Vec<f64>],
         scale_at: usize,
     ) {
-        let (lo, hi) = (self.part.points.start, self.part.points.end);
-        if lo > 0 {
-            let lam_lo = self.adjoint.state(lo).expect("owned");
-            self.comm
-                .send(self.part.rank - 1, LAMBDA_TAG, lam_lo.clone());
-        }
-        let lam_hi = (!self.part.is_last()).then(|| self.comm.recv(self.part.rank + 1, LAMBDA_TAG));
         let h = self.net.step_size();
-        let scale = self.model_layout.scale.clone();
-        let hs = h * if scale.is_empty() {
-            1.0
-        } else {
-            theta[scale.start]
-        };
+        let with_scale = !self.model_layout.scale.is_empty();
         let w = self.net.layout.shape.width;
-        for (i, n) in self.part.owned_layers.clone().enumerate() {
-            let next = if n + 1 < hi {
-                self.adjoint.state(n + 1).expect("owned")
-            } else {
-                lam_hi.as_ref().expect("received λ")
-            };
-            let range = self.model_layout.layer(n);
-            let u = self.forward.state(n).expect("owned");
-            let step = self.net.step(&theta[range.clone()], hs);
+        self.visit_owned_layers(theta, |i, range, step, u, next, scratch| {
             for (p, c) in parts.iter_mut().zip(cols) {
                 let cr = c.start * w..c.end * w;
                 step.gradient(
                     &u[cr.clone()],
                     &next[cr.clone()],
-                    &mut self.buf.scratch,
+                    scratch,
                     &mut p[range.clone()],
                 );
-                if !scale.is_empty() {
-                    p[scale_at + i] =
-                        h * step.increment_dot(&u[cr.clone()], &next[cr], &mut self.buf.scratch);
+                if with_scale {
+                    p[scale_at + i] = h * step.increment_dot(&u[cr.clone()], &next[cr], scratch);
                 }
             }
-        }
-        self.comm.wait_sends();
+        });
     }
 }
