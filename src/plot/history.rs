@@ -118,6 +118,40 @@ fn legend_line(c: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2))
 }
 
+/// The curves of a panel with a legend at `legend`, and a faint vertical line where each
+/// nested level starts (from y = lo to hi).
+fn draw_curves<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    fig: &HistoryFigure,
+    curves: &[Curve],
+    (lo, hi): (f64, f64),
+    legend: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for &s in &fig.levels_start {
+        chart.draw_series(LineSeries::new([(s, lo), (s, hi)], BLACK.mix(0.25)))?;
+    }
+    for c in curves {
+        chart
+            .draw_series(LineSeries::new(
+                c.points.iter().copied(),
+                c.color.stroke_width(2),
+            ))?
+            .label(c.label)
+            .legend(legend_line(c.color));
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.5))
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    Ok(())
+}
+
 /// A panel with a log-scale y axis.
 fn log_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -147,26 +181,13 @@ where
         .y_desc(y_desc)
         .y_label_formatter(&log_label)
         .draw()?;
-    for &s in &fig.levels_start {
-        chart.draw_series(LineSeries::new([(s, lo), (s, hi)], BLACK.mix(0.25)))?;
-    }
-    for c in curves {
-        chart
-            .draw_series(LineSeries::new(
-                c.points.iter().copied(),
-                c.color.stroke_width(2),
-            ))?
-            .label(c.label)
-            .legend(legend_line(c.color));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.5))
-        .label_font(("sans-serif", 14))
-        .draw()?;
-    Ok(())
+    draw_curves(
+        &mut chart,
+        fig,
+        curves,
+        (lo, hi),
+        SeriesLabelPosition::UpperRight,
+    )
 }
 
 /// A panel with a linear y axis.
@@ -199,26 +220,13 @@ where
         .x_desc(fig.x_desc())
         .y_desc(y_desc)
         .draw()?;
-    for &s in &fig.levels_start {
-        chart.draw_series(LineSeries::new([(s, lo), (s, hi)], BLACK.mix(0.25)))?;
-    }
-    for c in curves {
-        chart
-            .draw_series(LineSeries::new(
-                c.points.iter().copied(),
-                c.color.stroke_width(2),
-            ))?
-            .label(c.label)
-            .legend(legend_line(c.color));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.5))
-        .label_font(("sans-serif", 14))
-        .draw()?;
-    Ok(())
+    draw_curves(
+        &mut chart,
+        fig,
+        curves,
+        (lo, hi),
+        SeriesLabelPosition::LowerRight,
+    )
 }
 
 impl Figure for HistoryFigure {
