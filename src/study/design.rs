@@ -70,13 +70,7 @@ impl Domain {
     /// inclusive, or every value of a set.
     pub fn grid(&self) -> Vec<toml::Value> {
         match self {
-            Domain::Range {
-                lo,
-                hi,
-                log,
-                integer,
-                points,
-            } => {
+            Domain::Range { points, .. } => {
                 let k = points.unwrap_or(1);
                 let mut out: Vec<toml::Value> = (0..k)
                     .map(|i| {
@@ -85,17 +79,7 @@ impl Domain {
                         } else {
                             i as f64 / (k - 1) as f64
                         };
-                        let x = if *log {
-                            (lo.ln() + u * (hi.ln() - lo.ln())).exp()
-                        } else {
-                            lo + u * (hi - lo)
-                        };
-                        let x = x.clamp(*lo, *hi);
-                        if *integer {
-                            toml::Value::Integer(x.round() as i64)
-                        } else {
-                            toml::Value::Float(x)
-                        }
+                        self.at(u)
                     })
                     .collect();
                 out.dedup();
