@@ -184,6 +184,10 @@ impl<A: App<State = Vec<f64>>, C: Comm> App for Chunked<'_, '_, A, C> {
         self.inner.unpack(buf)
     }
 
+    fn packed_len(&self, x: &Vec<f64>) -> usize {
+        self.inner.packed_len(x)
+    }
+
     fn copy(&self, src: &Vec<f64>, dst: &mut Vec<f64>) {
         self.inner.copy(src, dst)
     }
