@@ -81,11 +81,17 @@ pub trait Step {
 }
 
 /// Work arrays of a step for one batch: Z (pre-activation) and S (sensitivity). Reused across
-/// steps and solves; grown only when a larger batch arrives.
+/// steps and solves; grown only when a larger batch arrives. Convolutions ([`crate::conv`])
+/// also keep their im2col matrix and a rearranged kernel here, grown on first use.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
     z: Vec<f64>,
     s: Vec<f64>,
+    /// A convolution's im2col matrix (one example or one block of pixels).
+    col: Vec<f64>,
+    /// A convolution's kernel flipped in space with its channels swapped (the transposed
+    /// convolution's kernel).
+    kernel: Vec<f64>,
 }
 
 impl Scratch {
@@ -113,6 +119,29 @@ impl Scratch {
     /// Z alone, for a state of `len` values (the opening layer's pre-activation).
     pub fn z(&mut self, len: usize) -> &mut [f64] {
         self.parts(len).0
+    }
+
+    /// Z and S of `len` values, an im2col buffer of `col` values and a kernel buffer of
+    /// `kernel` values (the arrays of a convolution step; the latter two grown on demand).
+    pub(crate) fn conv_parts(
+        &mut self,
+        len: usize,
+        col: usize,
+        kernel: usize,
+    ) -> (&mut [f64], &mut [f64], &mut [f64], &mut [f64]) {
+        self.ensure(len);
+        if self.col.len() < col {
+            self.col.resize(col, 0.0);
+        }
+        if self.kernel.len() < kernel {
+            self.kernel.resize(kernel, 0.0);
+        }
+        (
+            &mut self.z[..len],
+            &mut self.s[..len],
+            &mut self.col[..col],
+            &mut self.kernel[..kernel],
+        )
     }
 }
 

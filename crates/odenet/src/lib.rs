@@ -9,6 +9,7 @@
 //! state U is w × B and a dense step is one GEMM.
 
 pub mod activation;
+pub mod conv;
 pub mod fused;
 pub mod layer;
 pub mod layout;
@@ -17,6 +18,7 @@ pub mod loss;
 pub mod network;
 
 pub use activation::Activation;
+pub use conv::{Conv, Conv2d, ConvStep, Pool};
 pub use layer::{Dense, DenseStep, Layer, Scratch, Step};
 pub use layout::{Closing, Layout, Opening, Shape};
 pub use loss::{Loss, Targets};
