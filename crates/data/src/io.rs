@@ -2,7 +2,10 @@
 //!
 //! HDF5 layout: groups `train` and (optionally) `val`, each with `features` (n × d, f64) and
 //! either `labels` (n, integer; classification) or `targets` (n × m or n, f64; regression);
-//! for labels a root attribute `classes` (optional: else max label + 1).
+//! for labels a root attribute `classes` (optional: else max label + 1). Image data: an
+//! optional integer attribute `image_shape` = [channels, height, width] on `train/features`
+//! (or the group `train`, or the file), whose product must be d; features are then stored
+//! [channel][row][col] per example (see [`ImageShape`]).
 //!
 //! CSV layout: a header row; a column `label` (classification) or one or more columns whose
 //! names start with `target` (regression: `target`, or `target0`, `target1`, …), an optional
@@ -15,7 +18,7 @@
 //! [`CLASS_LIMIT_FLOOR`] and the number of examples. Writing uses the checkpoint crate's
 //! publish step (fsync, rename, directory fsync).
 
-use crate::{DataError, Dataset};
+use crate::{DataError, Dataset, ImageShape};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -49,7 +52,7 @@ pub fn write_atomically(
 
 /// Refuses a path that is not a regular file before anything opens it (a FIFO would block,
 /// `/dev/zero` would be read until memory runs out).
-fn require_regular_file(path: &Path) -> Result<(), DataError> {
+pub(crate) fn require_regular_file(path: &Path) -> Result<(), DataError> {
     checkpoint::fsio::require_regular_file(path).map_err(|error| DataError::Read {
         path: path.to_path_buf(),
         error,
@@ -94,11 +97,21 @@ pub fn write_hdf5(path: &Path, train: &Dataset, val: &Dataset) -> Result<(), Dat
         }
         for (name, set) in [("train", train), ("val", val)] {
             let g = file.create_group(name).map_err(&e)?;
-            g.new_dataset::<f64>()
+            let features = g
+                .new_dataset::<f64>()
                 .shape((set.len(), set.dim))
                 .create("features")
-                .and_then(|d| d.write_raw(&set.features))
                 .map_err(&e)?;
+            features.write_raw(&set.features).map_err(&e)?;
+            if let Some(s) = train.image {
+                let shape = [s.channels as u64, s.height as u64, s.width as u64];
+                features
+                    .new_attr::<u64>()
+                    .shape(3)
+                    .create("image_shape")
+                    .and_then(|a| a.write_raw(&shape))
+                    .map_err(&e)?;
+            }
             if train.is_regression() {
                 g.new_dataset::<f64>()
                     .shape((set.len(), train.target_dim))
@@ -373,10 +386,74 @@ pub fn read_hdf5(path: &Path) -> Result<(Dataset, Option<Dataset>), DataError> {
             ));
         }
     }
-    match &train.y {
+    let dim = train.dim;
+    let (t, v) = match &train.y {
         RawTargets::Values(_, m) => regression_sets(path, train.dim, *m, train, val),
         RawTargets::Labels(_) => classification_sets(path, &file, train, val),
+    }?;
+    let Some((shape, place)) = image_shape_attr(path, &file)? else {
+        return Ok((t, v));
+    };
+    let fit = |set: Dataset| {
+        set.with_image(Some(shape)).map_err(|_| {
+            malformed(
+                path,
+                format!(
+                    "attribute `image_shape` of {place} is {shape} = {} values per example, but the examples have {dim} features",
+                    shape.len()
+                ),
+            )
+        })
+    };
+    Ok((fit(t)?, v.map(fit).transpose()?))
+}
+
+/// The optional attribute `image_shape` = [channels, height, width] (integers ≥ 1) of
+/// `train/features`, else of the group `train`, else of the file, with the place it was found.
+fn image_shape_attr(
+    path: &Path,
+    file: &hdf5::File,
+) -> Result<Option<(ImageShape, &'static str)>, DataError> {
+    use hdf5::types::TypeDescriptor as T;
+    let group = file.group("train").map_err(h5err(path))?;
+    let features = group.dataset("features").map_err(h5err(path))?;
+    let found = [
+        (features.attr("image_shape").ok(), "`train/features`"),
+        (group.attr("image_shape").ok(), "group `train`"),
+        (file.attr("image_shape").ok(), "the file"),
+    ]
+    .into_iter()
+    .find_map(|(a, place)| a.map(|a| (a, place)));
+    let Some((a, place)) = found else {
+        return Ok(None);
+    };
+    let bad = || {
+        malformed(
+            path,
+            format!(
+                "attribute `image_shape` of {place} must be 3 integers ≥ 1 (channels, height, width)"
+            ),
+        )
+    };
+    if !matches!(
+        a.dtype().and_then(|t| t.to_descriptor()),
+        Ok(T::Integer(_) | T::Unsigned(_))
+    ) || a.shape() != [3]
+    {
+        return Err(bad());
     }
+    let v = a.read_raw::<i64>().map_err(h5err(path))?;
+    if v.iter().any(|&x| x < 1) {
+        return Err(bad());
+    }
+    Ok(Some((
+        ImageShape {
+            channels: v[0] as usize,
+            height: v[1] as usize,
+            width: v[2] as usize,
+        },
+        place,
+    )))
 }
 
 /// The train and validation sets of a regression file (both with targets, the same m).
@@ -755,6 +832,58 @@ mod tests {
         let (t2, v2) = read_hdf5(&p).unwrap();
         assert_eq!(t, t2);
         assert_eq!(Some(v), v2);
+    }
+
+    #[test]
+    fn hdf5_image_shapes_round_trip_and_are_checked() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img.h5");
+        let shape = ImageShape {
+            channels: 2,
+            height: 1,
+            width: 3,
+        };
+        let make = |n: usize| {
+            Dataset::labelled((0..6 * n).map(|i| i as f64).collect(), vec![1; n], 6, 2)
+                .with_image(Some(shape))
+                .unwrap()
+        };
+        let (t, v) = (make(3), make(1));
+        write_hdf5(&p, &t, &v).unwrap();
+        assert_eq!(read_hdf5(&p).unwrap(), (t, Some(v)));
+        // On the group or the file; of the wrong size, type or length.
+        let x = [1.0, 2.0, 3.0, 4.0];
+        h5(&p, |f| {
+            group(f, "train", &x, &[0i64, 1], &[2])?;
+            f.group("train")?
+                .new_attr::<u32>()
+                .shape(3)
+                .create("image_shape")?
+                .write_raw(&[1u32, 2, 1])
+        });
+        let shape = read_hdf5(&p).unwrap().0.image.unwrap();
+        assert_eq!((shape.channels, shape.height, shape.width), (1, 2, 1));
+        h5(&p, |f| {
+            group(f, "train", &x, &[0i64, 1], &[2])?;
+            f.new_attr::<i64>()
+                .shape(3)
+                .create("image_shape")?
+                .write_raw(&[1i64, 2, 2])
+        });
+        let e = refusal(&p, read_hdf5);
+        assert!(
+            e.contains("attribute `image_shape` of the file is 1 × 2 × 2 = 4 values per example, but the examples have 2 features"),
+            "{e}"
+        );
+        h5(&p, |f| {
+            group(f, "train", &x, &[0i64, 1], &[2])?;
+            f.new_attr::<i64>()
+                .shape(2)
+                .create("image_shape")?
+                .write_raw(&[1i64, 2])
+        });
+        assert!(refusal(&p, read_hdf5).contains("must be 3 integers ≥ 1"));
     }
 
     #[test]

@@ -2,21 +2,66 @@
 //!
 //! A [`Dataset`] is a column-major matrix of features (d × n, one example per column) with a
 //! class label per example (classification) or m real-valued targets per example
-//! (regression). Sources: the synthetic Peaks and sine problems generated in code, and user
-//! files in HDF5 or CSV. [`Batcher`] draws shuffled mini-batches, reshuffled every epoch.
+//! (regression). Sources: the synthetic Peaks and sine problems generated in code, user files
+//! in HDF5 or CSV, and image files: IDX (MNIST, Fashion-MNIST) and CIFAR-10 binary batches
+//! ([`images`]). Image data carries its [`ImageShape`]. [`Batcher`] draws shuffled
+//! mini-batches, reshuffled every epoch.
 
 pub mod batch;
+pub mod images;
 pub mod io;
 pub mod peaks;
 pub mod rng;
 pub mod sine;
 
 pub use batch::Batcher;
+pub use images::{
+    normalize, read_cifar10, read_cifar10_batch, read_idx, read_idx_images, read_idx_labels,
+    write_idx_images, write_idx_labels, Normalization, NormalizeStats, CIFAR10_CLASSES,
+    IDX_CLASSES,
+};
 pub use io::{read_csv, read_hdf5, write_csv, write_hdf5};
 pub use peaks::{generate_peaks, peaks_value, PeaksClasses};
 pub use sine::generate_sine;
 
 use std::path::PathBuf;
+
+/// The shape of an image example: `channels` × `height` × `width` values, stored channel by
+/// channel, each channel row by row: value (c, y, x) of an example is its feature
+/// `(c·height + y)·width + x` ([channel][row][col], row-major).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// Values per image, channels · height · width (saturating, so a hostile shape cannot
+    /// overflow).
+    pub fn len(&self) -> usize {
+        self.channels
+            .saturating_mul(self.height)
+            .saturating_mul(self.width)
+    }
+
+    /// Whether the shape holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Values per channel, height · width.
+    pub fn pixels(&self) -> usize {
+        self.height.saturating_mul(self.width)
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    /// `C × H × W`, as messages print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} × {} × {}", self.channels, self.height, self.width)
+    }
+}
 
 /// A data set: features d × n (column-major) and, per example, a label in 0..classes
 /// (classification) or `target_dim` real values (regression). Exactly one of `labels` and
@@ -36,6 +81,9 @@ pub struct Dataset {
     pub classes: usize,
     /// Targets per example m (0 for classification).
     pub target_dim: usize,
+    /// Image data: the shape of an example, with channels · height · width = `dim` (its
+    /// features stored as [`ImageShape`] says). None for data without an image structure.
+    pub image: Option<ImageShape>,
 }
 
 impl Dataset {
@@ -48,6 +96,7 @@ impl Dataset {
             dim,
             classes,
             target_dim: 0,
+            image: None,
         }
     }
 
@@ -65,7 +114,24 @@ impl Dataset {
             dim,
             classes: 0,
             target_dim,
+            image: None,
         }
+    }
+
+    /// The same data with image shape `shape` (None: no image structure). Fails, saying
+    /// why, unless channels · height · width is the number of features.
+    pub fn with_image(mut self, shape: Option<ImageShape>) -> Result<Self, String> {
+        if let Some(s) = shape {
+            if s.len() != self.dim || s.is_empty() {
+                return Err(format!(
+                    "image shape {s} has {} values, but the examples have {} features",
+                    s.len(),
+                    self.dim
+                ));
+            }
+        }
+        self.image = shape;
+        Ok(self)
     }
 
     /// Whether the examples carry real-valued targets.
@@ -143,6 +209,7 @@ impl Dataset {
         batch.dim = self.dim;
         batch.classes = self.classes;
         batch.target_dim = self.target_dim;
+        batch.image = self.image;
         for &j in idx {
             batch.features.extend_from_slice(self.example(j));
             if self.is_regression() {
@@ -167,6 +234,7 @@ impl Dataset {
             dim: self.dim,
             classes: self.classes,
             target_dim: self.target_dim,
+            image: self.image,
         };
         (self, tail)
     }
@@ -205,6 +273,8 @@ pub enum DataError {
     },
     #[error("malformed data file {path}: {message}")]
     Malformed { path: PathBuf, message: String },
+    #[error("data directory {path}: {message}")]
+    Directory { path: PathBuf, message: String },
     #[error("HDF5 error on {path}: {message}")]
     Hdf5 { path: PathBuf, message: String },
 }
