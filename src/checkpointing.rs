@@ -27,6 +27,7 @@ pub fn net_shape(net: &Network, hidden_sets: usize) -> NetShape {
         hidden_sets,
         classifier_params: s.closing == Closing::Affine,
         time_scale: s.time_scale,
+        conv: s.conv,
     }
 }
 
@@ -65,6 +66,18 @@ fn size_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
             kind(src.classifier_params),
             kind(d.classifier_params)
         ));
+    }
+    if src.conv != d.conv {
+        let kind = |c: Option<odenet::ConvShape>| {
+            match c {
+            None => "a dense network".to_string(),
+            Some(c) => format!(
+                "a convolutional network of {} channels, {}×{} images, {}×{} kernels, {:?} read-out",
+                c.channels, c.height, c.width, c.kernel_h, c.kernel_w, c.readout
+            ),
+        }
+        };
+        diffs.push(format!("{} (the run has {})", kind(src.conv), kind(d.conv)));
     }
     if src.time_scale != d.time_scale {
         let kind = |p: bool| if p { "a learnable" } else { "a fixed" };

@@ -6,7 +6,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bspline::KnotKind;
-use odenet::{Activation, Closing, Loss, Opening};
+use odenet::{Activation, Closing, Loss, Opening, Readout};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -88,7 +88,15 @@ pub struct DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {
+    /// Dense layers on feature vectors, or convolutions on images.
+    pub kind: NetworkKind,
     pub width: usize,
+    /// Convolutional networks: channels c of the hidden state.
+    pub channels: usize,
+    /// Convolutional networks: the kernel size k (k × k, or k × 1 for 1-D data).
+    pub kernel: usize,
+    /// Convolutional networks: the classifier's features (flatten or global average).
+    pub readout: Readout,
     pub layers: usize,
     pub final_time: f64,
     pub activation: Activation,
@@ -183,7 +191,11 @@ impl Default for Config {
                 val_fraction: 0.1,
             },
             network: NetworkConfig {
+                kind: NetworkKind::Dense,
                 width: 8,
+                channels: 8,
+                kernel: 3,
+                readout: Readout::Flatten,
                 layers: 30,
                 final_time: 1.0,
                 activation: Activation::SmoothRelu,
@@ -380,6 +392,16 @@ choice_enum! {
 }
 
 choice_enum! {
+    /// The kind of network: its hidden layers and what it reads.
+    pub enum NetworkKind {
+        /// Dense layers of width w on feature vectors.
+        Dense = "dense",
+        /// Convolutions over c channels of the data's images.
+        Conv = "conv",
+    }
+}
+
+choice_enum! {
     /// How the warm-restarted MGRIT solves of mini-batch training start on each new batch.
     pub enum BatchStart {
         /// From the coarse-grid propagation of the new batch's initial condition, then
@@ -415,6 +437,13 @@ impl Choice for Opening {
     ];
 }
 
+impl Choice for Readout {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("flatten", Readout::Flatten),
+        ("global_average", Readout::GlobalAverage),
+    ];
+}
+
 impl Choice for Closing {
     const CHOICES: &'static [(&'static str, Self)] =
         &[("affine", Closing::Affine), ("average", Closing::Average)];
@@ -433,8 +462,10 @@ impl Choice for KnotKind {
 }
 
 /// Every choice key with its names, in the order loading checks them.
-fn choice_keys() -> [(&'static str, Vec<&'static str>); 13] {
+fn choice_keys() -> [(&'static str, Vec<&'static str>); 15] {
     [
+        ("network.kind", NetworkKind::names()),
+        ("network.readout", Readout::names()),
         ("network.activation", Activation::names()),
         ("network.loss", Loss::names()),
         ("network.opening", Opening::names()),
@@ -578,6 +609,13 @@ impl Config {
         }
         let n = &self.network;
         at_least("network.width", n.width, 1)?;
+        at_least("network.channels", n.channels, 1)?;
+        if n.kernel % 2 == 0 || n.kernel > 7 {
+            bail!(
+                "config key `network.kernel` must be an odd kernel size from 1 to 7 (3 or 5 are usual), got {}",
+                n.kernel
+            );
+        }
         at_least("network.layers", n.layers, 1)?;
         positive("network.final_time", n.final_time)?;
         nonneg("network.init_open", n.init_open)?;

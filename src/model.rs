@@ -1,16 +1,39 @@
 //! Builds the network and its initial parameters from a configuration and a data set.
 
-use crate::config::Config;
+use crate::config::{Config, NetworkKind};
 use anyhow::{bail, Result};
 use layer_parallel::SolverSettings;
 use layerpar_data::rng::{generator, uniform};
-use odenet::{Network, Regularization, Shape};
+use odenet::{ConvShape, Network, Regularization, Shape};
 
-/// The network for `config` on data with `input` features and `classes` outputs (the
-/// number of classes, or of regression targets per example).
-pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Network> {
+/// What the network needs to know of the data: features per example, outputs (classes, or
+/// regression targets per example) and, for images, (channels, height, width).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataShape {
+    pub input: usize,
+    pub outputs: usize,
+    pub image: Option<[usize; 3]>,
+}
+
+impl DataShape {
+    /// The shape of a data set.
+    pub fn of(data: &layerpar_data::Dataset) -> Self {
+        DataShape {
+            input: data.dim,
+            outputs: data.outputs(),
+            image: data.image.map(|i| [i.channels, i.height, i.width]),
+        }
+    }
+}
+
+/// The network for `config` on data of shape `data`.
+pub fn build_network(config: &Config, data: DataShape) -> Result<Network> {
+    let (input, classes) = (data.input, data.outputs);
     let n = &config.network;
     let opening = n.opening;
+    if n.kind == NetworkKind::Conv {
+        return build_conv_network(config, data);
+    }
     if opening == odenet::Opening::Replicate && n.width < input {
         bail!(
             "config key `network.width` = {} is below the {input} input features, which network.opening = \"replicate\" needs",
@@ -30,9 +53,58 @@ pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Ne
         opening,
         closing: n.closing,
         time_scale: n.learn_time_scale,
+        conv: None,
     };
+    Ok(network_of(config, shape))
+}
+
+/// A convolutional network (`network.kind = "conv"`) on the data's images.
+fn build_conv_network(config: &Config, data: DataShape) -> Result<Network> {
+    let n = &config.network;
+    let Some([in_channels, height, width]) = data.image else {
+        bail!(
+            "config key `network.kind` = \"conv\" needs image data (data.kind = \"idx\" or \"cifar10\", or data.image_shape = [c, h, w] for CSV and HDF5 files), but data.kind = \"{}\" has none",
+            config.data.kind
+        );
+    };
+    if n.opening == odenet::Opening::Replicate && n.channels < in_channels {
+        bail!(
+            "config key `network.channels` = {} is below the images' {in_channels} channels, which network.opening = \"replicate\" needs",
+            n.channels
+        );
+    }
+    if n.closing == odenet::Closing::Average && data.outputs != 1 {
+        bail!(
+            "config key `network.closing` = \"average\" gives one output, but the data needs {} (classes or targets per example); use \"affine\"",
+            data.outputs
+        );
+    }
+    // 1-D data (images of width 1, as a spectrum of bands): k × 1 kernels.
+    let kernel_w = if width == 1 { 1 } else { n.kernel };
+    let conv = ConvShape {
+        in_channels,
+        channels: n.channels,
+        height,
+        width,
+        kernel_h: n.kernel,
+        kernel_w,
+        readout: n.readout,
+    };
+    let shape = Shape {
+        opening: n.opening,
+        closing: n.closing,
+        time_scale: n.learn_time_scale,
+        ..Shape::convolutional(conv, data.outputs, n.layers)
+    };
+    Ok(network_of(config, shape))
+}
+
+/// The network of `shape` with the configuration's activation, final time, loss and
+/// regularization.
+fn network_of(config: &Config, shape: Shape) -> Network {
+    let n = &config.network;
     let o = &config.optimizer;
-    Ok(Network::new(
+    Network::new(
         shape,
         n.activation,
         n.final_time,
@@ -42,7 +114,7 @@ pub fn build_network(config: &Config, input: usize, classes: usize) -> Result<Ne
             ddt: o.gamma_ddt,
             classifier: o.gamma_class,
         },
-    ))
+    )
 }
 
 /// The optimizer's parameter vector's shape: the network itself for per-layer controls; for
@@ -77,21 +149,14 @@ pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
         }
     };
     let n = &config.network;
-    fill(
-        l.open_weight.clone(),
-        n.init_open / (sh.input as f64).sqrt(),
-        &mut g,
-    );
+    let [fan_open, fan_hidden, fan_class] = sh.fan_in().map(|f| f as f64);
+    fill(l.open_weight.clone(), n.init_open / fan_open.sqrt(), &mut g);
     for i in 0..sh.layers {
-        fill(
-            l.layer_weight(i),
-            n.init_hidden / (sh.width as f64).sqrt(),
-            &mut g,
-        );
+        fill(l.layer_weight(i), n.init_hidden / fan_hidden.sqrt(), &mut g);
     }
     fill(
         l.class_weight.clone(),
-        n.init_class / (sh.width as f64).sqrt(),
+        n.init_class / fan_class.sqrt(),
         &mut g,
     );
     // The time scale starts at 1: the configured final time T.

@@ -92,7 +92,7 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
                 config.network.layers
             );
         }
-        let net = crate::model::build_network(&config, train.dim, train.outputs())?;
+        let net = crate::model::build_network(&config, crate::model::DataShape::of(&train))?;
         Ok((train, val, net))
     })();
     let (train, val, net) = agree(par, setup)?;

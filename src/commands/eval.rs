@@ -42,7 +42,12 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             crate::train::CHUNK.min(train.len().max(val.len())),
             1,
         )?;
-        let net = crate::model::build_network(&config, sh.input, sh.classes)?;
+        let data = crate::model::DataShape {
+            input: sh.input,
+            outputs: sh.classes,
+            image: sh.conv.map(|c| [c.in_channels, c.height, c.width]),
+        };
+        let net = crate::model::build_network(&config, data)?;
         let sets = crate::model::hidden_sets(&config, &net);
         let mut want = crate::checkpointing::net_shape(&net, sets);
         // Spline controls run with any number of layers: N is free.

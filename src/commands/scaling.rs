@@ -93,7 +93,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
             bail!("layerpar scaling models L-BFGS training: set optimizer.kind = \"lbfgs\"");
         }
         let (train, val) = crate::data::load(&config)?;
-        let net = crate::model::build_network(&config, train.dim, train.outputs())?;
+        let net = crate::model::build_network(&config, crate::model::DataShape::of(&train))?;
         let model = match &args.model {
             Some(path) => Some(Model::read(path)?),
             None => None,

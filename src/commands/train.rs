@@ -297,9 +297,24 @@ fn announce_level(
     } else {
         String::new()
     };
+    let kind = match sh.conv {
+        None => format!("width {}", sh.width),
+        Some(c) => format!(
+            "convolutional, {} → {} channels of {}×{}, {}×{} kernels, {} read-out",
+            c.in_channels,
+            c.channels,
+            c.height,
+            c.width,
+            c.kernel_h,
+            c.kernel_w,
+            match c.readout {
+                odenet::Readout::Flatten => "flatten",
+                odenet::Readout::GlobalAverage => "global-average",
+            }
+        ),
+    };
     reporter.note(&format!(
-        "network: width {}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters{spline}",
-        sh.width,
+        "network: {kind}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters{spline}",
         sh.layers,
         net.final_time,
         net.step_size(),
@@ -407,8 +422,8 @@ impl<'c> Levels<'_, 'c> {
     fn train(&mut self, level: usize) -> Result<LevelEnd> {
         let par = self.par;
         let cfg = self.plan.config(self.base, level);
-        let (dim, classes) = (self.problem.train.dim, self.problem.train.outputs());
-        let net = crate::model::build_network(&cfg, dim, classes)?;
+        let data = crate::model::DataShape::of(&self.problem.train);
+        let net = crate::model::build_network(&cfg, data)?;
         self.problem.net = net.clone();
         let basis = cfg.spline_basis()?;
         let settings = crate::model::solver_settings(&cfg);
@@ -579,7 +594,7 @@ pub fn train(par: &Parallel, args: &TrainArgs) -> Result<Trained> {
         reporter.note(n);
     }
     let problem = Problem {
-        net: crate::model::build_network(config, s.train.dim, s.train.outputs())?,
+        net: crate::model::build_network(config, crate::model::DataShape::of(&s.train))?,
         train: s.train,
         val: s.val,
     };

@@ -5,8 +5,8 @@
 //!
 //! | where | what |
 //! |---|---|
-//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `hidden_sets`, `opening_params`, `classifier_params` and `time_scale` (0 or 1; absent in older files: 1 and 0), `config` (resolved TOML), `optimizer`, `checksum`, `version_checksum` |
-//! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (S × w × w), `hidden_bias` (S × w), `classifier_weight` (C × w), `classifier_bias` (C), `time_scale` (1, only with a learnable time scale), row-major as the math writes them; S = `hidden_sets` (N layers, or M spline coefficient sets); the opening and classifier arrays have 0 rows when those layers have no parameters |
+//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `hidden_sets`, `opening_params`, `classifier_params` and `time_scale` (0 or 1; absent in older files: 1 and 0), `config` (resolved TOML), `optimizer`, `checksum`, `version_checksum`; a convolutional network adds `conv_in_channels`, `conv_channels`, `conv_height`, `conv_width`, `conv_kernel_h`, `conv_kernel_w` and `conv_global_average` (0: flatten read-out, 1: global average pooling) |
+//! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (S × w × w), `hidden_bias` (S × w), `classifier_weight` (C × w), `classifier_bias` (C), `time_scale` (1, only with a learnable time scale), row-major as the math writes them; S = `hidden_sets` (N layers, or M spline coefficient sets); the opening and classifier arrays have 0 rows when those layers have no parameters. A convolutional network: `opening_weight` (c × c_in × k_h × k_w), `opening_bias` (c), `hidden_weight` (S × c × c × k_h × k_w), `hidden_bias` (S × c), `classifier_weight` (C × F), F the read-out's features |
 //! | `optimizer/` | `lbfgs_s`, `lbfgs_y` (pairs × n), `adam_m`, `adam_v`, `sgd_velocity` (n), attribute `adam_t` — vectors in the global parameter order |
 //! | `rng/` | `seed` (32 bytes), `stream`, `word_pos` (2 × u64: high, low), `batch_order` |
 //! | `history/` | `values` (rows × columns, NaN for an empty cell), attribute `columns` |
@@ -21,7 +21,7 @@
 //! damaged one), a checksum of the whole file, kept in its 512-byte userblock, is checked.
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
-use odenet::{Closing, Layout, Opening, Shape};
+use odenet::{Closing, ConvShape, Layout, Opening, Readout, Shape};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -62,9 +62,43 @@ pub struct NetShape {
     pub classifier_params: bool,
     /// Whether θ ends with a learnable time scale.
     pub time_scale: bool,
+    /// The image structure of a convolutional network (`None`: dense).
+    pub conv: Option<ConvShape>,
 }
 
 impl NetShape {
+    /// The shapes of the parameter arrays (opening weight, hidden weight, hidden bias,
+    /// classifier weight) as the file stores them, and the length of the read-out features F.
+    fn array_shapes(&self) -> ([Vec<usize>; 4], usize) {
+        let (w, d, k, n) = (self.width, self.input, self.classes, self.hidden_sets);
+        let open_rows = |rows: usize| if self.opening_params { rows } else { 0 };
+        let class_rows = if self.classifier_params { k } else { 0 };
+        match self.conv {
+            None => (
+                [
+                    vec![open_rows(w), d],
+                    vec![n, w, w],
+                    vec![n, w],
+                    vec![class_rows, w],
+                ],
+                w,
+            ),
+            Some(c) => {
+                let (kh, kw) = (c.kernel_h, c.kernel_w);
+                let f = c.features();
+                (
+                    [
+                        vec![open_rows(c.channels), c.in_channels, kh, kw],
+                        vec![n, c.channels, c.channels, kh, kw],
+                        vec![n, c.channels],
+                        vec![class_rows, f],
+                    ],
+                    f,
+                )
+            }
+        }
+    }
+
     pub fn layout(&self) -> Layout {
         Layout::new(Shape {
             input: self.input,
@@ -82,6 +116,7 @@ impl NetShape {
                 Closing::Average
             },
             time_scale: self.time_scale,
+            conv: self.conv,
         })
     }
 }
@@ -180,6 +215,17 @@ impl Checkpoint {
             h.u64s(&[
                 self.shape.classifier_params as u64,
                 self.shape.time_scale as u64,
+            ]);
+        }
+        if let Some(c) = self.shape.conv {
+            h.u64s(&[
+                c.in_channels as u64,
+                c.channels as u64,
+                c.height as u64,
+                c.width as u64,
+                c.kernel_h as u64,
+                c.kernel_w as u64,
+                (c.readout == Readout::GlobalAverage) as u64,
             ]);
         }
         h.f64s(&self.params);
@@ -445,6 +491,19 @@ fn write_contents(
     attr_u64(f, "opening_params", s.opening_params as u64)?;
     attr_u64(f, "classifier_params", s.classifier_params as u64)?;
     attr_u64(f, "time_scale", s.time_scale as u64)?;
+    if let Some(cv) = s.conv {
+        attr_u64(f, "conv_in_channels", cv.in_channels as u64)?;
+        attr_u64(f, "conv_channels", cv.channels as u64)?;
+        attr_u64(f, "conv_height", cv.height as u64)?;
+        attr_u64(f, "conv_width", cv.width as u64)?;
+        attr_u64(f, "conv_kernel_h", cv.kernel_h as u64)?;
+        attr_u64(f, "conv_kernel_w", cv.kernel_w as u64)?;
+        attr_u64(
+            f,
+            "conv_global_average",
+            (cv.readout == Readout::GlobalAverage) as u64,
+        )?;
+    }
     attr_str(f, "config", &c.config)?;
     attr_str(f, "optimizer", &c.optimizer.kind)?;
     attr_u64(f, "checksum", c.checksum())?;
@@ -462,33 +521,41 @@ fn write_contents(
     };
     let p = f.create_group("parameters")?;
     let th = &c.params;
-    let open_rows = if s.opening_params { w } else { 0 };
-    put(
-        &p,
-        "opening_weight",
-        &[open_rows, d],
-        &to_row_major(open_rows, d, &th[layout.open_weight.clone()]),
-    )?;
+    let ([open_shape, hidden_shape, bias_shape, class_shape], feat) = s.array_shapes();
+    // Dense matrices are column-major in θ and row-major in the file; kernels are stored
+    // [out][in][row][col] in both.
+    let open_w = &th[layout.open_weight.clone()];
+    let open_w = if s.conv.is_none() {
+        to_row_major(open_shape[0], d, open_w)
+    } else {
+        open_w.to_vec()
+    };
+    put(&p, "opening_weight", &open_shape, &open_w)?;
     put(
         &p,
         "opening_bias",
         &[layout.open_bias.len()],
         &th[layout.open_bias.clone()],
     )?;
-    let mut hw = Vec::with_capacity(n * w * w);
-    let mut hb = Vec::with_capacity(n * w);
+    let mut hw = Vec::with_capacity(n * layout.shape.layer_weight_len());
+    let mut hb = Vec::with_capacity(n * bias_shape[1]);
     for i in 0..n {
-        hw.extend(to_row_major(w, w, &th[layout.layer_weight(i)]));
+        let kn = &th[layout.layer_weight(i)];
+        if s.conv.is_none() {
+            hw.extend(to_row_major(w, w, kn));
+        } else {
+            hw.extend_from_slice(kn);
+        }
         hb.extend_from_slice(&th[layout.layer_bias(i)]);
     }
-    put(&p, "hidden_weight", &[n, w, w], &hw)?;
-    put(&p, "hidden_bias", &[n, w], &hb)?;
-    let class_rows = if s.classifier_params { k } else { 0 };
+    put(&p, "hidden_weight", &hidden_shape, &hw)?;
+    put(&p, "hidden_bias", &bias_shape, &hb)?;
+    let class_rows = class_shape[0];
     put(
         &p,
         "classifier_weight",
-        &[class_rows, w],
-        &to_row_major(class_rows, w, &th[layout.class_weight.clone()]),
+        &class_shape,
+        &to_row_major(class_rows, feat, &th[layout.class_weight.clone()]),
     )?;
     put(
         &p,
@@ -642,6 +709,24 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             v => Err(corrupt(format!("attribute `{name}` = {v} is not 0 or 1"))),
         }
     };
+    // A convolutional network's image structure: present with its first attribute.
+    let conv = if f.attr("conv_channels").is_ok() {
+        Some(ConvShape {
+            in_channels: dim("conv_in_channels")?,
+            channels: dim("conv_channels")?,
+            height: dim("conv_height")?,
+            width: dim("conv_width")?,
+            kernel_h: dim("conv_kernel_h")?,
+            kernel_w: dim("conv_kernel_w")?,
+            readout: if flag("conv_global_average", None)? {
+                Readout::GlobalAverage
+            } else {
+                Readout::Flatten
+            },
+        })
+    } else {
+        None
+    };
     let shape = NetShape {
         input: dim("input_dim")?,
         width: dim("width")?,
@@ -651,15 +736,27 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         hidden_sets: dim("hidden_sets")?,
         classifier_params: flag("classifier_params", Some(true))?,
         time_scale: flag("time_scale", Some(false))?,
+        conv,
     };
-    let (w, d, k, n) = (shape.width, shape.input, shape.classes, shape.hidden_sets);
-    let open_rows = if shape.opening_params { w } else { 0 };
-    let class_rows = if shape.classifier_params { k } else { 0 };
+    let (w, d, n) = (shape.width, shape.input, shape.hidden_sets);
     // The parameter count, in checked arithmetic: the attributes are not trusted yet.
+    let checked_len = |dims: &[usize]| dims.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
     let len = (|| {
-        let open = open_rows.checked_mul(d)?.checked_add(open_rows)?;
-        let hidden = w.checked_mul(w)?.checked_add(w)?.checked_mul(n)?;
-        let class = class_rows.checked_mul(w)?.checked_add(class_rows)?;
+        if let Some(c) = conv {
+            let pixels = c.height.checked_mul(c.width)?;
+            if c.in_channels.checked_mul(pixels)? != d || c.channels.checked_mul(pixels)? != w {
+                return None;
+            }
+            checked_len(&[c.channels, c.channels, c.kernel_h, c.kernel_w])?;
+            checked_len(&[c.channels, c.in_channels, c.kernel_h, c.kernel_w])?;
+        } else {
+            checked_len(&[w, w])?;
+            checked_len(&[w, d])?;
+        }
+        let ([ow, hw, hb, cw], _) = shape.array_shapes();
+        let open = checked_len(&ow)?.checked_add(if shape.opening_params { hb[1] } else { 0 })?;
+        let hidden = checked_len(&hw)?.checked_add(checked_len(&hb)?)?;
+        let class = checked_len(&cw)?.checked_add(cw[0])?;
         open.checked_add(hidden)?
             .checked_add(class)?
             .checked_add(usize::from(shape.time_scale))
@@ -667,12 +764,14 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     .filter(|&len| len as u64 <= file_values)
     .ok_or_else(|| {
         corrupt(format!(
-            "network shape {shape:?} has more parameters than a file of {} bytes can hold",
+            "network shape {shape:?} is inconsistent or has more parameters than a file of {} bytes can hold",
             file_values * 8
         ))
     })?;
     let layout = shape.layout();
     debug_assert_eq!(layout.len, len);
+    let ([open_shape, hidden_shape, bias_shape, class_shape], feat) = shape.array_shapes();
+    let want = |dims: &[usize]| dims.iter().map(|&x| Some(x)).collect::<Vec<_>>();
 
     // A dataset `group/name` of element type `want_type` and shape `want` (`None`: any
     // length, bounded by the file's), read in full.
@@ -729,23 +828,39 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let p = group("parameters")?;
     let gp = "parameters";
     let mut params = vec![0.0; len];
-    let (ow, _) = get(&p, gp, "opening_weight", &[Some(open_rows), Some(d)])?;
-    from_row_major(open_rows, d, &ow, &mut params[layout.open_weight.clone()]);
+    let (ow, _) = get(&p, gp, "opening_weight", &want(&open_shape))?;
+    if conv.is_none() {
+        from_row_major(
+            open_shape[0],
+            d,
+            &ow,
+            &mut params[layout.open_weight.clone()],
+        );
+    } else {
+        params[layout.open_weight.clone()].copy_from_slice(&ow);
+    }
     let (ob, _) = get(&p, gp, "opening_bias", &[Some(layout.open_bias.len())])?;
     params[layout.open_bias.clone()].copy_from_slice(&ob);
-    let (hw, _) = get(&p, gp, "hidden_weight", &[Some(n), Some(w), Some(w)])?;
-    let (hb, _) = get(&p, gp, "hidden_bias", &[Some(n), Some(w)])?;
+    let (hw, _) = get(&p, gp, "hidden_weight", &want(&hidden_shape))?;
+    let (hb, _) = get(&p, gp, "hidden_bias", &want(&bias_shape))?;
+    let (kl, bl) = (layout.shape.layer_weight_len(), bias_shape[1]);
     for i in 0..n {
-        from_row_major(
-            w,
-            w,
-            &hw[i * w * w..(i + 1) * w * w],
-            &mut params[layout.layer_weight(i)],
-        );
-        params[layout.layer_bias(i)].copy_from_slice(&hb[i * w..(i + 1) * w]);
+        let kn = &hw[i * kl..(i + 1) * kl];
+        if conv.is_none() {
+            from_row_major(w, w, kn, &mut params[layout.layer_weight(i)]);
+        } else {
+            params[layout.layer_weight(i)].copy_from_slice(kn);
+        }
+        params[layout.layer_bias(i)].copy_from_slice(&hb[i * bl..(i + 1) * bl]);
     }
-    let (cw, _) = get(&p, gp, "classifier_weight", &[Some(class_rows), Some(w)])?;
-    from_row_major(class_rows, w, &cw, &mut params[layout.class_weight.clone()]);
+    let class_rows = class_shape[0];
+    let (cw, _) = get(&p, gp, "classifier_weight", &want(&class_shape))?;
+    from_row_major(
+        class_rows,
+        feat,
+        &cw,
+        &mut params[layout.class_weight.clone()],
+    );
     let (cb, _) = get(&p, gp, "classifier_bias", &[Some(class_rows)])?;
     params[layout.class_bias.clone()].copy_from_slice(&cb);
     if shape.time_scale {
@@ -873,6 +988,7 @@ mod tests {
             hidden_sets: 5,
             classifier_params: true,
             time_scale: false,
+            conv: None,
         };
         let len = shape.layout().len;
         let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
@@ -961,6 +1077,65 @@ mod tests {
         assert_eq!(*r.params.last().unwrap(), 0.5 * (len - 1) as f64 + 0.25);
     }
 
+    /// A convolutional network's shape and kernels round-trip; the file's arrays have the
+    /// kernels' shapes; a dense reader's idea of the same attributes is refused.
+    #[test]
+    fn convolutional_networks_round_trip() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let mut c = sample();
+        for readout in [Readout::Flatten, Readout::GlobalAverage] {
+            let conv = ConvShape {
+                in_channels: 2,
+                channels: 3,
+                height: 4,
+                width: 5,
+                kernel_h: 3,
+                kernel_w: 3,
+                readout,
+            };
+            c.shape = NetShape {
+                input: 40,
+                width: 60,
+                conv: Some(conv),
+                ..c.shape
+            };
+            let len = c.shape.layout().len;
+            let f = conv.features();
+            assert_eq!(len, (54 + 3) + 5 * (81 + 3) + (4 * f + 4));
+            let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
+            c.params = v(0.5);
+            c.optimizer.lbfgs_s = vec![v(1.0)];
+            c.optimizer.lbfgs_y = vec![v(2.0)];
+            c.optimizer.adam_m.clear();
+            c.optimizer.adam_v.clear();
+            c.optimizer.sgd_velocity.clear();
+            write(&p, &c).unwrap();
+            let r = read(&p).unwrap();
+            assert!(same(&c, &r));
+            assert_eq!(r.shape, c.shape);
+            let file = hdf5::File::open(&p).unwrap();
+            let shape_of = |name: &str| file.dataset(name).unwrap().shape();
+            assert_eq!(shape_of("parameters/opening_weight"), [3, 2, 3, 3]);
+            assert_eq!(shape_of("parameters/hidden_weight"), [5, 3, 3, 3, 3]);
+            assert_eq!(shape_of("parameters/hidden_bias"), [5, 3]);
+            assert_eq!(shape_of("parameters/classifier_weight"), [4, f]);
+        }
+        // A shape whose sizes do not fit together (c·H·W ≠ width) does not read back, so
+        // the write fails and leaves the previous file in place.
+        let before = std::fs::read(&p).unwrap();
+        c.shape.width = 61;
+        c.optimizer = OptimizerState {
+            kind: "lbfgs".into(),
+            ..OptimizerState::default()
+        };
+        c.params = vec![0.5; c.shape.layout().len];
+        let e = write(&p, &c).unwrap_err().to_string();
+        assert!(e.contains("inconsistent") && !e.contains('\n'), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+    }
+
     #[test]
     fn damaged_files_are_reported_not_loaded() {
         let _serial = hdf5_serial();
@@ -1031,6 +1206,7 @@ mod tests {
             hidden_sets: layers,
             classifier_params: true,
             time_scale: false,
+            conv: None,
         };
         let len = shape.layout().len;
         let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.5).collect::<Vec<f64>>();

@@ -34,6 +34,7 @@ fn sample(optimizer: &str) -> Checkpoint {
         hidden_sets: 6,
         classifier_params: true,
         time_scale: false,
+        conv: None,
     };
     let len = shape.layout().len;
     let v = |s: f64| (0..len).map(|i| s * i as f64 - 0.75).collect::<Vec<f64>>();

@@ -22,7 +22,7 @@ use crate::partition::{LocalLayout, Partition};
 use mgrit::{Comm, Options, Solver, Stats};
 use odenet::loss::{loss_sum, Targets};
 use odenet::network::ordered_sum;
-use odenet::{DenseStep, Layer, Network, Scratch, Step};
+use odenet::{HiddenStep, Layer, Network, Scratch, Step};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -560,7 +560,7 @@ impl<C: Comm> Objective<C> {
     pub(crate) fn visit_owned_layers(
         &mut self,
         theta: &[f64],
-        mut visit: impl FnMut(usize, Range<usize>, &DenseStep<'_>, &[f64], &[f64], &mut Scratch),
+        mut visit: impl FnMut(usize, Range<usize>, &HiddenStep<'_>, &[f64], &[f64], &mut Scratch),
     ) {
         let (lo, hi) = (self.part.points.start, self.part.points.end);
         if lo > 0 {

@@ -26,6 +26,8 @@ struct Variant {
     time_scale: bool,
     /// Real-valued targets (MSE against them) instead of class labels.
     regression: bool,
+    /// A convolutional network on these images instead of a dense one.
+    conv: Option<ConvShape>,
 }
 
 impl Variant {
@@ -37,6 +39,7 @@ impl Variant {
             closing: Closing::Affine,
             time_scale: false,
             regression: false,
+            conv: None,
         }
     }
 }
@@ -61,11 +64,15 @@ impl Y {
 
 fn setup(v: Variant, width: usize) -> (Network, Vec<f64>, Vec<f64>, Y) {
     let outputs = if v.closing == Closing::Average { 1 } else { 3 };
+    let base = match v.conv {
+        None => Shape::dense(3, width, outputs, 5),
+        Some(c) => Shape::convolutional(c, outputs, 3),
+    };
     let shape = Shape {
         opening: v.opening,
         closing: v.closing,
         time_scale: v.time_scale,
-        ..Shape::dense(3, width, outputs, 5)
+        ..base
     };
     let reg = Regularization {
         tikhonov: 1e-2,
@@ -94,6 +101,9 @@ fn check(act: Activation, loss: Loss, opening: Opening) {
 }
 
 fn check_variant(v: Variant) {
+    if v.conv.is_some() {
+        return check_width(v, 0);
+    }
     for width in [4, 5] {
         check_width(v, width);
     }
@@ -107,7 +117,12 @@ fn check_width(v: Variant, width: usize) {
 
     // The objective must agree with the forward-only evaluation.
     let (lsum, correct) = net.evaluate(&theta, &x, y.targets(), &mut ws);
-    assert!((lsum / y.targets().len() as f64 - val.loss).abs() < 1e-14);
+    let eval_loss = lsum / y.targets().len() as f64;
+    assert!(
+        (eval_loss - val.loss).abs() < 1e-14 * (1.0 + val.loss.abs()),
+        "{v:?} width {width}: evaluate's loss {eval_loss} vs objective_gradient's {}",
+        val.loss
+    );
     assert_eq!(correct, val.correct);
 
     let objective = |t: &[f64], ws: &mut Workspace| {
@@ -171,6 +186,7 @@ fn gradient_matches_finite_differences_regression_average_closing_time_scale() {
                     closing,
                     time_scale,
                     regression: true,
+                    conv: None,
                 });
             }
         }
@@ -218,6 +234,57 @@ fn gradient_matches_finite_differences_mse_and_replicate() {
     for act in Activation::ALL {
         check(act, Loss::Mse, Opening::Activate);
         check(act, Loss::CrossEntropy, Opening::Replicate);
+    }
+}
+
+/// Convolutional networks: the conv opening (c_in → c), the hidden convolutions, both
+/// read-outs, the replicate opening, the 1-D case (k × 1 kernels) and a learnable time scale.
+#[test]
+fn gradient_matches_finite_differences_convolutional() {
+    let image = ConvShape {
+        in_channels: 2,
+        channels: 3,
+        height: 5,
+        width: 4,
+        kernel_h: 3,
+        kernel_w: 3,
+        readout: Readout::Flatten,
+    };
+    let one_d = ConvShape {
+        in_channels: 1,
+        channels: 2,
+        height: 9,
+        width: 1,
+        kernel_h: 5,
+        kernel_w: 1,
+        readout: Readout::Flatten,
+    };
+    for act in Activation::ALL {
+        for readout in [Readout::Flatten, Readout::GlobalAverage] {
+            for conv in [image, one_d] {
+                let conv = Some(ConvShape { readout, ..conv });
+                check_variant(Variant {
+                    conv,
+                    ..Variant::classify(act, Loss::CrossEntropy, Opening::Activate)
+                });
+                check_variant(Variant {
+                    conv,
+                    time_scale: true,
+                    ..Variant::classify(act, Loss::Mse, Opening::Replicate)
+                });
+            }
+        }
+        check_variant(Variant {
+            conv: Some(ConvShape {
+                kernel_h: 5,
+                kernel_w: 5,
+                ..image
+            }),
+            loss: Loss::Mse,
+            closing: Closing::Average,
+            regression: true,
+            ..Variant::classify(act, Loss::Mse, Opening::Activate)
+        });
     }
 }
 

@@ -1,10 +1,18 @@
 //! Where each parameter block sits in the flat parameter vector θ.
 //!
+//! Dense network (state u ∈ ℝ^w):
+//!
 //! θ = [ W_in (w × d_in), b_in (w) | K_0 (w × w), b_0 (w) | … | K_{N−1}, b_{N−1} | W_c (C × w), b_c (C) | s ]
 //!
-//! All matrices are column-major. With the `replicate` opening the opening block is empty,
-//! with the `average` closing the classifier block is empty, and the time scale s is there
-//! only when it is learnable ([`Shape::time_scale`]).
+//! Convolutional network ([`ConvShape`]: c channels of H × W images, kernel k_h × k_w):
+//!
+//! θ = [ K_in (c × c_in × k_h × k_w), b_in (c) | K_0 (c × c × k_h × k_w), b_0 (c) | … | W_c (C × F), b_c (C) | s ]
+//!
+//! with F = c·H·W features for the `flatten` read-out and F = c for global average pooling.
+//! Dense matrices are column-major; convolution kernels are stored [out][in][row][col]. With
+//! the `replicate` opening the opening block is empty, with the `average` closing the
+//! classifier block is empty, and the time scale s is there only when it is learnable
+//! ([`Shape::time_scale`]).
 
 use std::ops::Range;
 
@@ -55,12 +63,88 @@ impl std::str::FromStr for Closing {
     }
 }
 
+/// How a convolutional network's last state (c channels of H × W) becomes the features the
+/// affine classifier reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// All c·H·W values of the state, as they are stored.
+    Flatten,
+    /// Global average pooling: one mean per channel, c features.
+    GlobalAverage,
+}
+
+impl std::str::FromStr for Readout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "flatten" => Ok(Readout::Flatten),
+            "global_average" => Ok(Readout::GlobalAverage),
+            _ => Err(format!(
+                "unknown read-out \"{s}\" (expected \"flatten\" or \"global_average\")"
+            )),
+        }
+    }
+}
+
+/// The image structure of a convolutional ODE-net: inputs of `in_channels` channels of
+/// `height` × `width`, hidden states of `channels` channels of the same size, same-padding
+/// convolutions with `kernel_h` × `kernel_w` kernels (the 1-D case: `width` = 1,
+/// `kernel_w` = 1). The opening is the convolution c_in → c (activated), every hidden step
+/// U_{n+1} = U_n + h σ(K_n ∗ U_n + b_n) a convolution c → c.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub in_channels: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub readout: Readout,
+}
+
+impl ConvShape {
+    /// Pixels of one channel, H·W.
+    pub fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// The opening convolution, c_in → c channels.
+    pub fn opening(&self) -> crate::conv::Conv2d {
+        crate::conv::Conv2d {
+            in_channels: self.in_channels,
+            out_channels: self.channels,
+            height: self.height,
+            width: self.width,
+            kernel_h: self.kernel_h,
+            kernel_w: self.kernel_w,
+        }
+    }
+
+    /// The hidden layers' convolution, c → c channels.
+    pub fn hidden(&self) -> crate::conv::Conv2d {
+        crate::conv::Conv2d {
+            in_channels: self.channels,
+            ..self.opening()
+        }
+    }
+
+    /// Features the classifier reads: c·H·W (flatten) or c (global average).
+    pub fn features(&self) -> usize {
+        match self.readout {
+            Readout::Flatten => self.channels * self.pixels(),
+            Readout::GlobalAverage => self.channels,
+        }
+    }
+}
+
 /// Sizes of the network: input dimension, width, classes and hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
-    /// Input features per example, d_in.
+    /// Input features per example, d_in (c_in·H·W for images).
     pub input: usize,
-    /// Width of the hidden state, w.
+    /// Values of the hidden state per example: the width w of a dense network, c·H·W of a
+    /// convolutional one.
     pub width: usize,
     /// Number of classes (outputs) C.
     pub classes: usize,
@@ -73,6 +157,8 @@ pub struct Shape {
     /// Whether θ ends with a learnable time scale s, which multiplies every step:
     /// U_{n+1} = U_n + s·h σ(K_n U_n + b_n 1ᵀ) (so the ODE runs to s·T).
     pub time_scale: bool,
+    /// The image structure of a convolutional network; `None` for a dense one.
+    pub conv: Option<ConvShape>,
 }
 
 impl Shape {
@@ -86,6 +172,63 @@ impl Shape {
             opening: Opening::Activate,
             closing: Closing::Affine,
             time_scale: false,
+            conv: None,
+        }
+    }
+
+    /// A convolutional shape: images of `conv`, `classes` outputs, `layers` hidden layers,
+    /// the `activate` opening and the `affine` closing.
+    pub fn convolutional(conv: ConvShape, classes: usize, layers: usize) -> Self {
+        Shape {
+            input: conv.in_channels * conv.pixels(),
+            width: conv.channels * conv.pixels(),
+            conv: Some(conv),
+            ..Shape::dense(0, 0, classes, layers)
+        }
+    }
+
+    /// Length of the opening weight: w·d_in (dense) or c·c_in·k_h·k_w (convolutional).
+    pub fn opening_weight_len(&self) -> usize {
+        match self.conv {
+            None => self.width * self.input,
+            Some(c) => c.opening().weight_len(),
+        }
+    }
+
+    /// Length of a hidden layer's weight K_n: w² or c²·k_h·k_w.
+    pub fn layer_weight_len(&self) -> usize {
+        match self.conv {
+            None => self.width * self.width,
+            Some(c) => c.hidden().weight_len(),
+        }
+    }
+
+    /// Length of a bias b_n (and b_in): w or c.
+    pub fn bias_len(&self) -> usize {
+        match self.conv {
+            None => self.width,
+            Some(c) => c.channels,
+        }
+    }
+
+    /// Features the classifier reads: w, or [`ConvShape::features`].
+    pub fn features(&self) -> usize {
+        match self.conv {
+            None => self.width,
+            Some(c) => c.features(),
+        }
+    }
+
+    /// The fan-in of the opening, a hidden layer and the classifier (for initial weights):
+    /// d_in, w, w for a dense network; c_in·k_h·k_w, c·k_h·k_w, F for a convolutional one.
+    pub fn fan_in(&self) -> [usize; 3] {
+        match self.conv {
+            None => [self.input, self.width, self.width],
+            Some(c) => [
+                c.in_channels * c.kernel_h * c.kernel_w,
+                c.channels * c.kernel_h * c.kernel_w,
+                c.features(),
+            ],
         }
     }
 }
@@ -94,15 +237,15 @@ impl Shape {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub shape: Shape,
-    /// W_in, w × d_in.
+    /// W_in, w × d_in (or the opening kernel K_in).
     pub open_weight: Range<usize>,
-    /// b_in, w.
+    /// b_in, w (or c).
     pub open_bias: Range<usize>,
     /// Start of the hidden controls: layer n starts at `hidden_start + n·layer_len`.
     pub hidden_start: usize,
-    /// Parameters per hidden layer, w² + w.
+    /// Parameters per hidden layer, w² + w (or c²·k_h·k_w + c).
     pub layer_len: usize,
-    /// W_c, C × w.
+    /// W_c, C × F (F = w for a dense network).
     pub class_weight: Range<usize>,
     /// b_c, C.
     pub class_bias: Range<usize>,
@@ -114,22 +257,18 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(shape: Shape) -> Self {
-        let (w, d, c, n) = (shape.width, shape.input, shape.classes, shape.layers);
-        let open_len = match shape.opening {
-            Opening::Activate => w * d,
-            Opening::Replicate => 0,
-        };
-        let open_bias_len = match shape.opening {
-            Opening::Activate => w,
-            Opening::Replicate => 0,
+        let (c, n) = (shape.classes, shape.layers);
+        let (open_len, open_bias_len) = match shape.opening {
+            Opening::Activate => (shape.opening_weight_len(), shape.bias_len()),
+            Opening::Replicate => (0, 0),
         };
         let open_weight = 0..open_len;
         let open_bias = open_len..open_len + open_bias_len;
         let hidden_start = open_bias.end;
-        let layer_len = w * w + w;
+        let layer_len = shape.layer_weight_len() + shape.bias_len();
         let class_start = hidden_start + n * layer_len;
         let (cw, cb) = match shape.closing {
-            Closing::Affine => (c * w, c),
+            Closing::Affine => (c * shape.features(), c),
             Closing::Average => (0, 0),
         };
         let class_weight = class_start..class_start + cw;
@@ -155,16 +294,16 @@ impl Layout {
         s..s + self.layer_len
     }
 
-    /// K_n, w × w.
+    /// K_n, w × w (or c × c × k_h × k_w).
     pub fn layer_weight(&self, n: usize) -> Range<usize> {
         let s = self.hidden_start + n * self.layer_len;
-        s..s + self.shape.width * self.shape.width
+        s..s + self.shape.layer_weight_len()
     }
 
-    /// b_n, w.
+    /// b_n, w (or c).
     pub fn layer_bias(&self, n: usize) -> Range<usize> {
         let r = self.layer(n);
-        r.start + self.shape.width * self.shape.width..r.end
+        r.start + self.shape.layer_weight_len()..r.end
     }
 
     /// All hidden controls θ_0 … θ_{N−1}.
@@ -211,5 +350,37 @@ mod tests {
         assert_eq!(l.classifier(), 60..60);
         assert_eq!(l.scale, 60..61);
         assert_eq!(l.len, 61);
+    }
+
+    #[test]
+    fn convolutional_blocks_tile_the_vector() {
+        let conv = ConvShape {
+            in_channels: 1,
+            channels: 4,
+            height: 6,
+            width: 5,
+            kernel_h: 3,
+            kernel_w: 3,
+            readout: Readout::GlobalAverage,
+        };
+        let sh = Shape::convolutional(conv, 10, 2);
+        assert_eq!((sh.input, sh.width), (30, 120));
+        let l = Layout::new(sh);
+        assert_eq!(l.open_weight, 0..36);
+        assert_eq!(l.open_bias, 36..40);
+        assert_eq!(l.layer_weight(0), 40..184);
+        assert_eq!(l.layer_bias(0), 184..188);
+        assert_eq!(l.layer(1), 188..336);
+        assert_eq!(l.class_weight, 336..376);
+        assert_eq!(l.class_bias, 376..386);
+        let flat = Layout::new(Shape::convolutional(
+            ConvShape {
+                readout: Readout::Flatten,
+                ..conv
+            },
+            10,
+            2,
+        ));
+        assert_eq!(flat.class_weight.len(), 10 * 120);
     }
 }

@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod conv;
 pub mod fused;
+pub mod hidden;
 pub mod layer;
 pub mod layout;
 pub mod linalg;
@@ -19,8 +20,9 @@ pub mod network;
 
 pub use activation::Activation;
 pub use conv::{Conv, Conv2d, ConvStep, Pool};
+pub use hidden::{Hidden, HiddenStep};
 pub use layer::{Dense, DenseStep, Layer, Scratch, Step};
-pub use layout::{Closing, Layout, Opening, Shape};
+pub use layout::{Closing, ConvShape, Layout, Opening, Readout, Shape};
 pub use loss::{Loss, Targets};
 pub use network::{Network, ObjectiveValue, Regularization, Workspace};
 

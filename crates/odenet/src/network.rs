@@ -1,8 +1,10 @@
 //! The whole ODE-net: opening layer, N forward-Euler hidden steps, classifier, loss and
 //! regularization; the objective J(θ) and its exact discrete adjoint gradient.
 
+use crate::conv::{global_average, global_average_adjoint, Conv};
+use crate::hidden::{Hidden, HiddenStep};
 use crate::layer::{Dense, DenseStep, Scratch, Step};
-use crate::layout::{Closing, Layout, Opening, Shape};
+use crate::layout::{Closing, Layout, Opening, Readout, Shape};
 use crate::linalg::{add_row_sums, broadcast_columns, dot, gemm};
 use crate::loss::{loss_sum, Loss, Targets};
 use crate::Activation;
@@ -140,33 +142,52 @@ impl Network {
     }
 
     /// The kind of the hidden layers.
-    pub fn layer(&self) -> Dense {
-        Dense {
-            width: self.layout.shape.width,
+    pub fn layer(&self) -> Hidden {
+        let sh = &self.layout.shape;
+        match sh.conv {
+            None => Hidden::Dense(Dense { width: sh.width }),
+            Some(c) => Hidden::Conv(Conv { conv: c.hidden() }),
         }
     }
 
     /// Hidden step n's linearization point from its control θ_n = (K_n, b_n), with step size
     /// `h` (h = T/N on the fine grid, a multiple on coarse MGRIT levels).
-    pub fn step<'a>(&self, theta_n: &'a [f64], h: f64) -> DenseStep<'a> {
-        let w = self.layout.shape.width;
-        let (k, b) = theta_n.split_at(w * w);
-        DenseStep {
-            act: self.activation,
-            h,
-            width: w,
-            k,
-            b: &b[..w],
+    pub fn step<'a>(&self, theta_n: &'a [f64], h: f64) -> HiddenStep<'a> {
+        let sh = &self.layout.shape;
+        let (k, b) = theta_n.split_at(sh.layer_weight_len());
+        let b = &b[..sh.bias_len()];
+        match sh.conv {
+            None => HiddenStep::Dense(DenseStep {
+                act: self.activation,
+                h,
+                width: sh.width,
+                k,
+                b,
+            }),
+            Some(c) => HiddenStep::Conv(crate::conv::ConvStep {
+                act: self.activation,
+                h,
+                conv: c.hidden(),
+                k,
+                b,
+            }),
         }
     }
 
     /// Opening layer from the opening block `open` = (W_in, b_in) of θ:
-    /// U_0 = σ(A), A = W_in X + b_in 1ᵀ, or X zero-padded to w rows (`replicate`, no block).
+    /// U_0 = σ(A), A = W_in X + b_in 1ᵀ (a convolutional network: A = K_in ∗ X + b_in), or X
+    /// zero-padded to w rows (`replicate`, no block; for images: to c channels).
     /// `pre` receives A (w × B).
     pub fn open(&self, open: &[f64], x: &[f64], u0: &mut [f64], pre: &mut [f64]) {
         let sh = &self.layout.shape;
         let batch = x.len() / sh.input;
         match sh.opening {
+            Opening::Activate if sh.conv.is_some() => {
+                let conv = sh.conv.expect("convolutional").opening();
+                let (k, b) = open.split_at(conv.weight_len());
+                conv.forward(k, b, x, pre, &mut Scratch::default());
+                crate::activation::apply(self.activation, pre, u0);
+            }
             Opening::Activate => {
                 let (w_in, b_in) = open.split_at(sh.width * sh.input);
                 broadcast_columns(b_in, pre);
@@ -200,22 +221,46 @@ impl Network {
         }
         let batch = x.len() / sh.input;
         crate::activation::scaled_derivative(self.activation, pre, lam0, s);
+        if let Some(c) = sh.conv {
+            let conv = c.opening();
+            let (gk, gb) = grad.split_at_mut(conv.weight_len());
+            conv.backward_params(x, s, gk, gb, &mut Scratch::default());
+            return;
+        }
         let (gw, gb) = grad.split_at_mut(sh.width * sh.input);
         gemm(sh.width, batch, sh.input, 1.0, s, false, x, true, 1.0, gw);
         add_row_sums(sh.width, s, gb);
     }
 
+    /// The features the affine closing reads from U_N: U_N itself (dense networks, the
+    /// `flatten` read-out) or its global average pooling (c × B).
+    fn features<'u>(&self, u_final: &'u [f64]) -> std::borrow::Cow<'u, [f64]> {
+        let sh = &self.layout.shape;
+        match sh.conv {
+            Some(c) if c.readout == Readout::GlobalAverage => {
+                let batch = u_final.len() / sh.width;
+                let mut g = vec![0.0; c.channels * batch];
+                global_average(c.channels, c.pixels(), u_final, &mut g);
+                std::borrow::Cow::Owned(g)
+            }
+            _ => std::borrow::Cow::Borrowed(u_final),
+        }
+    }
+
     /// The closing layer from its block `class` of θ, Z (C × B): the affine closing
-    /// Z = W_c U_N + b_c 1ᵀ, or the average closing Z_k = (1/w) Σ_i U_N[i] (no block).
+    /// Z = W_c F(U_N) + b_c 1ᵀ with F the read-out (the identity, or global average pooling
+    /// of an image state), or the average closing Z_k = (1/w) Σ_i U_N[i] (no block).
     pub fn classify(&self, class: &[f64], u_final: &[f64], logits: &mut [f64]) {
         let sh = &self.layout.shape;
         let batch = u_final.len() / sh.width;
         match sh.closing {
             Closing::Affine => {
-                let (w_c, b_c) = class.split_at(sh.classes * sh.width);
+                let f = sh.features();
+                let (w_c, b_c) = class.split_at(sh.classes * f);
                 broadcast_columns(b_c, logits);
+                let feat = self.features(u_final);
                 gemm(
-                    sh.classes, sh.width, batch, 1.0, w_c, false, u_final, false, 1.0, logits,
+                    sh.classes, f, batch, 1.0, w_c, false, &feat, false, 1.0, logits,
                 );
             }
             Closing::Average => {
@@ -231,8 +276,9 @@ impl Network {
     }
 
     /// The closing's adjoint from the loss seed G = ∂loss/∂Z (C × B): Λ_N into `lam_final`,
-    /// and the block's gradient added into `grad`. Affine: ∂J/∂W_c += G U_Nᵀ, ∂J/∂b_c += G 1,
-    /// Λ_N = W_cᵀ G. Average: Λ_N[i] = (1/w) Σ_k G_k, no gradient.
+    /// and the block's gradient added into `grad`. Affine: ∂J/∂W_c += G F(U_N)ᵀ,
+    /// ∂J/∂b_c += G 1, Λ_N = F'ᵀ W_cᵀ G (global average pooling: W_cᵀ G spread evenly over
+    /// each channel's pixels). Average: Λ_N[i] = (1/w) Σ_k G_k, no gradient.
     pub fn classifier_adjoint(
         &self,
         class: &[f64],
@@ -249,6 +295,29 @@ impl Network {
             for (l, g) in lam_final.chunks_exact_mut(w).zip(seed.chunks_exact(c)) {
                 l.fill(g.iter().sum::<f64>() * inv);
             }
+            return;
+        }
+        if let Some(conv) = sh.conv.filter(|cv| cv.readout == Readout::GlobalAverage) {
+            let f = conv.channels;
+            let feat = self.features(u_final);
+            let (gw, gb) = grad.split_at_mut(c * f);
+            gemm(c, batch, f, 1.0, seed, false, &feat, true, 1.0, gw);
+            add_row_sums(c, seed, gb);
+            let mut lam_feat = vec![0.0; f * batch];
+            gemm(
+                f,
+                c,
+                batch,
+                1.0,
+                &class[..c * f],
+                true,
+                seed,
+                false,
+                0.0,
+                &mut lam_feat,
+            );
+            lam_final.fill(0.0);
+            global_average_adjoint(f, conv.pixels(), &lam_feat, lam_final);
             return;
         }
         let (gw, gb) = grad.split_at_mut(c * w);
