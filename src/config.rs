@@ -1331,7 +1331,7 @@ mod tests {
                 assert_eq!(Config::from_toml(&c.to_toml(), "again").unwrap(), c);
                 assert_eq!(Config::from_bytes(&c.to_bytes()).unwrap(), c);
                 let _ = crate::limits::check_data_within(&c, 1 << 30);
-                let _ = crate::limits::check_network_within(&c, 2, 5, 5000, 3, 1 << 30);
+                let _ = crate::limits::check_network_within(&c, 2, 5, None, 5000, 3, 1 << 30);
                 true
             }
         }

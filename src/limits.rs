@@ -115,31 +115,58 @@ pub fn check_data(config: &Config) -> Result<()> {
 }
 
 /// The parameter vector (with the optimizer's memory) and one rank's layer states of the
-/// configured network on data with `input` features, `classes` classes and `examples`
-/// training examples, on `ranks` ranks, against `limit`.
+/// configured network on data with `input` features, `classes` classes, images of
+/// (channels, height, width) `image` (convolutional networks) and `examples` training
+/// examples, on `ranks` ranks, against `limit`.
 pub fn check_network_within(
     config: &Config,
     input: usize,
     classes: usize,
+    image: Option<[usize; 3]>,
     examples: usize,
     ranks: usize,
     limit: u128,
 ) -> Result<()> {
     let n = &config.network;
-    let (w, layers) = (n.width as u128, n.layers as u128);
+    let layers = n.layers as u128;
     let (input, classes) = (input as u128, classes as u128);
+    let m = |a: u128, b: u128| a.saturating_mul(b);
+    // State values per example w, parameters per hidden set, opening and classifier weights.
+    let (w, per_set, open, class) = match (n.kind, image) {
+        (crate::config::NetworkKind::Conv, Some([cin, h, wd])) => {
+            let c = n.channels as u128;
+            let pixels = m(h as u128, wd as u128);
+            let taps = if wd == 1 {
+                n.kernel
+            } else {
+                n.kernel * n.kernel
+            } as u128;
+            let feat = match n.readout {
+                odenet::Readout::Flatten => m(c, pixels),
+                odenet::Readout::GlobalAverage => c,
+            };
+            (
+                m(c, pixels),
+                m(m(c, c), taps).saturating_add(c),
+                m(m(c, cin as u128), taps),
+                m(feat, classes),
+            )
+        }
+        _ => {
+            let w = n.width as u128;
+            (w, m(w, w).saturating_add(w), m(input, w), m(w, classes))
+        }
+    };
     let sets = if config.is_spline() {
         config.controls.count as u128
     } else {
         layers
     };
     // Saturating: 64-bit sizes multiply to more than 128 bits.
-    let m = |a: u128, b: u128| a.saturating_mul(b);
-    let per_set = m(w, w).saturating_add(w);
-    let params = m(input, w)
+    let params = open
         .saturating_add(w)
         .saturating_add(m(sets, per_set))
-        .saturating_add(m(w, classes))
+        .saturating_add(class)
         .saturating_add(classes);
     // θ, the gradient, a trial point and the gathered checkpoint copy, plus the optimizer's
     // vectors: 2 per L-BFGS pair, Adam's two moments, SGD's velocity.
@@ -154,10 +181,13 @@ pub fn check_network_within(
     } else {
         ("network.layers", n.layers)
     };
+    let (size_key, size) = match (n.kind, image) {
+        (crate::config::NetworkKind::Conv, Some(_)) => ("network.channels", n.channels),
+        _ => ("network.width", n.width),
+    };
     fits(m(m(params, 4 + memory), F64), limit, || {
         format!(
-            "config keys `network.width` = {} and `{set_keys}` = {set_value}: the {params} parameters with the optimizer's memory",
-            n.width
+            "config keys `{size_key}` = {size} and `{set_keys}` = {set_value}: the {params} parameters with the optimizer's memory"
         )
     })?;
     // The states of one rank's layers (and the per-layer controls of spline runs), forward
@@ -170,8 +200,8 @@ pub fn check_network_within(
     let states = m(m(m(2, local), w), batch).saturating_add(m(local, per_set));
     fits(m(states, F64), limit, || {
         format!(
-            "config keys `network.layers` = {} and `network.width` = {} with batches of {batch} examples: the layer states of a rank",
-            n.layers, n.width
+            "config keys `network.layers` = {} and `{size_key}` = {size} with batches of {batch} examples: the layer states of a rank",
+            n.layers
         )
     })
 }
@@ -179,12 +209,19 @@ pub fn check_network_within(
 /// [`check_network_within`] the memory this process can use.
 pub fn check_network(
     config: &Config,
-    input: usize,
-    classes: usize,
+    data: crate::model::DataShape,
     examples: usize,
     ranks: usize,
 ) -> Result<()> {
-    check_network_within(config, input, classes, examples, ranks, available_memory())
+    check_network_within(
+        config,
+        data.input,
+        data.outputs,
+        data.image,
+        examples,
+        ranks,
+        available_memory(),
+    )
 }
 
 #[cfg(test)]
@@ -202,7 +239,7 @@ mod tests {
     fn the_defaults_fit_and_huge_sizes_are_refused_naming_the_key() {
         let c = config(&[]);
         check_data_within(&c, GIB).unwrap();
-        check_network_within(&c, 2, 5, 5000, 1, GIB).unwrap();
+        check_network_within(&c, 2, 5, None, 5000, 1, GIB).unwrap();
         assert!(available_memory() > 0);
         let e = check_data_within(&config(&["data.val_size=1000000000000"]), 128 * GIB)
             .unwrap_err()
@@ -217,14 +254,14 @@ mod tests {
             .to_string();
         assert!(e.contains("`data.train_size`"), "{e}");
         let big = config(&["network.layers=1000000000000"]);
-        let e = check_network_within(&big, 2, 5, 5000, 4, 128 * GIB)
+        let e = check_network_within(&big, 2, 5, None, 5000, 4, 128 * GIB)
             .unwrap_err()
             .to_string();
         assert!(e.contains("`network.layers` = 1000000000000"), "{e}");
         assert!(!e.contains('\n'));
         // Spline coefficients do not grow with N, the layer states do.
         let spline = config(&["controls.kind=spline", "network.layers=1000000000000"]);
-        let e = check_network_within(&spline, 2, 5, 5000, 4, 128 * GIB)
+        let e = check_network_within(&spline, 2, 5, None, 5000, 4, 128 * GIB)
             .unwrap_err()
             .to_string();
         assert!(e.contains("the layer states of a rank"), "{e}");
@@ -232,6 +269,7 @@ mod tests {
             &config(&["network.width=100000000"]),
             2,
             5,
+            None,
             10,
             1,
             128 * GIB,
@@ -246,10 +284,16 @@ mod tests {
             &format!("network.width={max}"),
             &format!("optimizer.lbfgs_memory={max}"),
         ]);
-        assert!(
-            check_network_within(&huge, usize::MAX, usize::MAX, usize::MAX, 1, u128::MAX - 1)
-                .is_err()
-        );
+        assert!(check_network_within(
+            &huge,
+            usize::MAX,
+            usize::MAX,
+            None,
+            usize::MAX,
+            1,
+            u128::MAX - 1
+        )
+        .is_err());
         assert_eq!(human(512), "512 B");
         assert_eq!(human(3 * GIB / 2), "1.5 GiB");
     }

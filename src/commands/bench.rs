@@ -84,7 +84,12 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
             );
         }
         let (train, val) = crate::data::load(&config)?;
-        crate::limits::check_network(&config, train.dim, train.outputs(), train.len(), par.size())?;
+        crate::limits::check_network(
+            &config,
+            crate::model::DataShape::of(&train),
+            train.len(),
+            par.size(),
+        )?;
         if config.network.layers < par.size() {
             bail!(
                 "{} ranks for {} hidden layers: layer-parallel runs need at most one rank per layer (network.layers ≥ ranks)",

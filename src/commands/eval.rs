@@ -35,18 +35,17 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
                 sh.classes
             );
         }
-        crate::limits::check_network(
-            &config,
-            sh.input,
-            sh.classes,
-            crate::train::CHUNK.min(train.len().max(val.len())),
-            1,
-        )?;
         let data = crate::model::DataShape {
             input: sh.input,
             outputs: sh.classes,
             image: sh.conv.map(|c| [c.in_channels, c.height, c.width]),
         };
+        crate::limits::check_network(
+            &config,
+            data,
+            crate::train::CHUNK.min(train.len().max(val.len())),
+            1,
+        )?;
         let net = crate::model::build_network(&config, data)?;
         let sets = crate::model::hidden_sets(&config, &net);
         let mut want = crate::checkpointing::net_shape(&net, sets);

@@ -81,8 +81,7 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
     grid.check_batches(&config, train.len(), val.len())?;
     crate::limits::check_network(
         &config,
-        train.dim,
-        train.outputs(),
+        crate::model::DataShape::of(&train),
         train.len(),
         grid.layer_ranks,
     )?;
