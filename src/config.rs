@@ -1080,6 +1080,31 @@ mod tests {
                 &[],
                 "`data.path` must name the data file",
             ),
+            (
+                "[data]\nkind = \"idx\"\ntrain_images = \"a\"\n",
+                &[],
+                "config key `data.train_labels` must name the IDX file when data.kind = \"idx\"",
+            ),
+            (
+                "[data]\nkind = \"idx\"\ntrain_images = \"a\"\ntrain_labels = \"b\"\n",
+                &["data.test_labels=c"],
+                "`data.test_images` and `data.test_labels` name the IDX validation files: give both or neither",
+            ),
+            (
+                "[data]\nkind = \"cifar10\"\n",
+                &[],
+                "`data.path` must name the directory of the CIFAR-10 binary batches",
+            ),
+            (
+                "",
+                &["data.image_shape=[1, 28]"],
+                "`data.image_shape` must be [channels, height, width] (3 integers ≥ 1) or [] (none), got [1, 28]",
+            ),
+            (
+                "",
+                &["data.image_shape=[1, 0, 2]"],
+                "`data.image_shape` must be [channels, height, width]",
+            ),
         ];
         for (text, sets, expect) in cases {
             let e = err(text, sets);

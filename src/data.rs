@@ -137,3 +137,113 @@ pub fn load_data(config: &Config) -> Result<(Dataset, Dataset, bool)> {
     }
     Ok((train, val, seeded))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layerpar_data::{write_csv, write_idx_images, write_idx_labels};
+
+    fn config(sets: &[String]) -> Config {
+        crate::config::load(None, sets).unwrap()
+    }
+
+    fn err(sets: &[String]) -> String {
+        let e = format!("{:#}", load(&config(sets)).unwrap_err());
+        assert!(!e.contains('\n'), "{e}");
+        e
+    }
+
+    #[test]
+    fn csv_features_take_an_image_shape_from_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img.csv");
+        let t = Dataset::labelled((0..24).map(f64::from).collect(), vec![0, 1, 0, 1], 6, 2);
+        let v = Dataset::labelled((0..6).map(f64::from).collect(), vec![1], 6, 2);
+        write_csv(&p, &[], &t, &v).unwrap();
+        let base = vec!["data.kind=csv".to_string(), format!("data.path={:?}", p)];
+        // Without the key: no image, values as read (normalize "auto" is "none" for csv).
+        let (t0, v0) = load(&config(&base)).unwrap();
+        assert_eq!((t0.image, &t0.features), (None, &t.features));
+        assert_eq!(v0, v);
+        let mut sets = base.clone();
+        sets.push("data.image_shape=[2, 1, 3]".into());
+        sets.push("data.normalize=unit".into());
+        let (t1, v1) = load(&config(&sets)).unwrap();
+        let shape = Some(ImageShape {
+            channels: 2,
+            height: 1,
+            width: 3,
+        });
+        assert_eq!((t1.image, v1.image), (shape, shape));
+        assert_eq!(t1.features[5], 5.0 / 255.0);
+        let mut sets = base;
+        sets.push("data.image_shape=[1, 28, 28]".into());
+        let e = err(&sets);
+        assert!(
+            e.contains("config key `data.image_shape` = [1, 28, 28]: image shape 1 × 28 × 28 has 784 values, but the examples have 6 features"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn idx_and_cifar10_configurations_load_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let shape = ImageShape {
+            channels: 1,
+            height: 2,
+            width: 2,
+        };
+        let pixels: Vec<u8> = (0..40).map(|i| (i * 6) as u8).collect();
+        write_idx_images(&d.join("ti"), &pixels, shape).unwrap();
+        write_idx_labels(&d.join("tl"), &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+        let path = |f: &str| format!("{:?}", d.join(f));
+        let idx = vec![
+            "data.kind=idx".to_string(),
+            format!("data.train_images={}", path("ti")),
+            format!("data.train_labels={}", path("tl")),
+        ];
+        let (t, v) = load(&config(&idx)).unwrap();
+        assert_eq!((t.len(), v.len()), (9, 1));
+        assert_eq!(t.image, Some(shape));
+        assert!(t.features.iter().all(|&x| (0.0..=1.0).contains(&x)));
+        let mut both = idx.clone();
+        both.push(format!("data.test_images={}", path("ti")));
+        both.push(format!("data.test_labels={}", path("tl")));
+        both.push("data.max_val=4".into());
+        both.push("data.normalize=none".into());
+        let (t, v) = load(&config(&both)).unwrap();
+        assert_eq!((t.len(), v.len()), (10, 4));
+        assert_eq!(t.features[39], 234.0);
+        let mut wrong = idx.clone();
+        wrong.push("data.image_shape=[4, 1, 1]".into());
+        let e = err(&wrong);
+        assert!(e.contains("holds 1 × 2 × 2 images"), "{e}");
+        let mut missing = idx;
+        missing[2] = format!("data.train_labels={}", path("nope"));
+        let e = err(&missing);
+        assert!(
+            e.contains("cannot read data file") && e.contains("nope"),
+            "{e}"
+        );
+        // CIFAR-10: a directory with one training batch and the test batch.
+        let record = |l: u8| {
+            let mut r = vec![l];
+            r.extend(std::iter::repeat_n(255u8, 3072));
+            r
+        };
+        std::fs::write(d.join("data_batch_1.bin"), [record(1), record(2)].concat()).unwrap();
+        std::fs::write(d.join("test_batch.bin"), record(3)).unwrap();
+        let cifar = vec![
+            "data.kind=cifar10".to_string(),
+            format!("data.path={:?}", d),
+        ];
+        let (t, v) = load(&config(&cifar)).unwrap();
+        assert_eq!(
+            (t.labels.as_slice(), v.labels.as_slice()),
+            (&[1, 2][..], &[3][..])
+        );
+        assert_eq!((t.dim, t.classes), (3072, 10));
+        assert!(t.features.iter().all(|&x| x == 1.0));
+    }
+}
