@@ -83,6 +83,21 @@ pub struct DataConfig {
     pub val_size: usize,
     /// Files without a validation split: fraction of examples held out for validation.
     pub val_fraction: f64,
+    /// IDX: the training images and labels files (plain or gzip).
+    pub train_images: String,
+    pub train_labels: String,
+    /// IDX: the test images and labels files, the validation set (both or neither; without
+    /// them `val_fraction` of the training set is held out).
+    pub test_images: String,
+    pub test_labels: String,
+    /// [channels, height, width] of an example (CSV, HDF5; empty: none, or the HDF5 file's
+    /// attribute `image_shape`); idx and cifar10 know theirs.
+    pub image_shape: Vec<usize>,
+    /// How features are scaled after loading.
+    pub normalize: Normalize,
+    /// Files: use at most this many training (validation) examples, the first ones; 0 = all.
+    pub max_train: usize,
+    pub max_val: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,6 +204,14 @@ impl Default for Config {
                 train_size: 5000,
                 val_size: 200,
                 val_fraction: 0.1,
+                train_images: String::new(),
+                train_labels: String::new(),
+                test_images: String::new(),
+                test_labels: String::new(),
+                image_shape: Vec::new(),
+                normalize: Normalize::Auto,
+                max_train: 0,
+                max_val: 0,
             },
             network: NetworkConfig {
                 kind: NetworkKind::Dense,
@@ -339,6 +362,24 @@ choice_enum! {
         Sine = "sine",
         Csv = "csv",
         Hdf5 = "hdf5",
+        /// IDX images and labels files (MNIST, Fashion-MNIST), plain or gzip.
+        Idx = "idx",
+        /// The CIFAR-10 binary batches in a directory.
+        Cifar10 = "cifar10",
+    }
+}
+
+choice_enum! {
+    /// How features are scaled after loading (see [`layerpar_data::Normalization`]).
+    pub enum Normalize {
+        /// "unit" for idx and cifar10, "none" for every other kind.
+        Auto = "auto",
+        /// The values as read.
+        None = "none",
+        /// x / 255.
+        Unit = "unit",
+        /// x / 255, then per channel (c − mean) / std with the training set's statistics.
+        Standard = "standard",
     }
 }
 
@@ -462,7 +503,7 @@ impl Choice for KnotKind {
 }
 
 /// Every choice key with its names, in the order loading checks them.
-fn choice_keys() -> [(&'static str, Vec<&'static str>); 15] {
+fn choice_keys() -> [(&'static str, Vec<&'static str>); 16] {
     [
         ("network.kind", NetworkKind::names()),
         ("network.readout", Readout::names()),
@@ -474,6 +515,7 @@ fn choice_keys() -> [(&'static str, Vec<&'static str>); 15] {
         ("output.progress", Progress::names()),
         ("optimizer.schedule", ScheduleKind::names()),
         ("data.kind", DataKind::names()),
+        ("data.normalize", Normalize::names()),
         ("controls.kind", ControlsKind::names()),
         ("controls.knots", KnotKind::names()),
         ("nested.interp", Interp::names()),
@@ -588,13 +630,37 @@ impl Config {
         }
         let (opening, kind) = (self.network.opening, self.data.kind);
         let d = &self.data;
-        if matches!(kind, DataKind::Peaks | DataKind::Sine) {
-            at_least("data.train_size", d.train_size, 1)?;
-            at_least("data.val_size", d.val_size, 1)?;
-        } else if d.path.is_empty() {
-            bail!(
+        match kind {
+            DataKind::Peaks | DataKind::Sine => {
+                at_least("data.train_size", d.train_size, 1)?;
+                at_least("data.val_size", d.val_size, 1)?;
+            }
+            DataKind::Idx => {
+                for (key, v) in [
+                    ("data.train_images", &d.train_images),
+                    ("data.train_labels", &d.train_labels),
+                ] {
+                    if v.is_empty() {
+                        bail!("config key `{key}` must name the IDX file when data.kind = \"idx\"");
+                    }
+                }
+                if d.test_images.is_empty() != d.test_labels.is_empty() {
+                    bail!("config keys `data.test_images` and `data.test_labels` name the IDX validation files: give both or neither, got {:?} and {:?}", d.test_images, d.test_labels);
+                }
+            }
+            DataKind::Cifar10 if d.path.is_empty() => {
+                bail!("config key `data.path` must name the directory of the CIFAR-10 binary batches (data_batch_1.bin … data_batch_5.bin, test_batch.bin) when data.kind = \"cifar10\"");
+            }
+            _ if d.path.is_empty() => bail!(
                 "config key `data.path` must name the data file when data.kind = \"{}\"",
                 d.kind
+            ),
+            _ => {}
+        }
+        if !d.image_shape.is_empty() && (d.image_shape.len() != 3 || d.image_shape.contains(&0)) {
+            bail!(
+                "config key `data.image_shape` must be [channels, height, width] (3 integers ≥ 1) or [] (none), got {:?}",
+                d.image_shape
             );
         }
         open_unit("data.val_fraction", d.val_fraction)?;
@@ -1052,6 +1118,31 @@ mod tests {
                 &[],
                 "`data.path` must name the data file",
             ),
+            (
+                "[data]\nkind = \"idx\"\ntrain_images = \"a\"\n",
+                &[],
+                "config key `data.train_labels` must name the IDX file when data.kind = \"idx\"",
+            ),
+            (
+                "[data]\nkind = \"idx\"\ntrain_images = \"a\"\ntrain_labels = \"b\"\n",
+                &["data.test_labels=c"],
+                "`data.test_images` and `data.test_labels` name the IDX validation files: give both or neither",
+            ),
+            (
+                "[data]\nkind = \"cifar10\"\n",
+                &[],
+                "`data.path` must name the directory of the CIFAR-10 binary batches",
+            ),
+            (
+                "",
+                &["data.image_shape=[1, 28]"],
+                "`data.image_shape` must be [channels, height, width] (3 integers ≥ 1) or [] (none), got [1, 28]",
+            ),
+            (
+                "",
+                &["data.image_shape=[1, 0, 2]"],
+                "`data.image_shape` must be [channels, height, width]",
+            ),
         ];
         for (text, sets, expect) in cases {
             let e = err(text, sets);
@@ -1106,6 +1197,7 @@ mod tests {
         names_match_serde::<ScheduleKind>();
         names_match_serde::<Progress>();
         names_match_serde::<DataKind>();
+        names_match_serde::<Normalize>();
         names_match_serde::<Interp>();
         names_match_serde::<TargetMeasure>();
         names_match_serde::<BatchStart>();
