@@ -2,7 +2,9 @@
 //! [--activation A] [--sine] [--time-scale]`: the layer-parallel objective and gradient
 //! against the serial ones, under MPI. `--sine`: sine regression (1 input, copy opening,
 //! average closing, MSE against real targets) instead of Peaks classification;
-//! `--time-scale`: a learnable time scale (s = 1.3) as the last parameter.
+//! `--time-scale`: a learnable time scale (s = 1.3) as the last parameter; `--conv` (or
+//! `--conv-gap`): a convolutional network (2-channel 6 × 5 images, 3 channels, 3 × 3 kernels,
+//! flatten or global-average read-out, 5 classes) on random images instead of Peaks.
 //!
 //! Prints (rank 0) the relative differences to the serial J and ∇J, the bits of J and a
 //! fingerprint of the whole gradient (for bit-for-bit comparisons across rank counts), and,
@@ -15,7 +17,10 @@ use layerpar::train::DistNet;
 use layerpar_data::rng::{generator, uniform, Generator};
 use layerpar_data::{generate_peaks, generate_sine};
 use mgrit::{Comm, MpiComm, Options};
-use odenet::{Activation, Closing, Loss, Network, Opening, Regularization, Shape, Workspace};
+use odenet::{
+    Activation, Closing, ConvShape, Loss, Network, Opening, Readout, Regularization, Shape,
+    Workspace,
+};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -38,6 +43,41 @@ fn check_network(shape: Shape, act: Activation, ddt: f64) -> Network {
 
 fn peaks_shape(width: usize, layers: usize) -> Shape {
     Shape::dense(2, width, 5, layers)
+}
+
+/// With `--conv` or `--conv-gap`: the convolutional check network's shape (2-channel 6 × 5
+/// images, 3 channels, 3 × 3 kernels, 5 classes) and 37 random images with labels j mod 5.
+fn conv_problem(args: &[String], layers: usize) -> Option<(Shape, layerpar_data::Dataset)> {
+    let readout = if args.iter().any(|a| a == "--conv-gap") {
+        Readout::GlobalAverage
+    } else if args.iter().any(|a| a == "--conv") {
+        Readout::Flatten
+    } else {
+        return None;
+    };
+    let conv = ConvShape {
+        in_channels: 2,
+        channels: 3,
+        height: 6,
+        width: 5,
+        kernel_h: 3,
+        kernel_w: 3,
+        readout,
+    };
+    let shape = Shape::convolutional(conv, 5, layers);
+    let n = 37;
+    let mut g = generator(29, 1);
+    let features = (0..n * shape.input)
+        .map(|_| 2.0 * uniform(&mut g) - 1.0)
+        .collect();
+    let mut data =
+        layerpar_data::Dataset::labelled(features, (0..n).map(|j| j % 5).collect(), shape.input, 5);
+    data.image = Some(layerpar_data::ImageShape {
+        channels: 2,
+        height: 6,
+        width: 5,
+    });
+    Some((shape, data))
 }
 
 /// n parameters uniform in [−0.8, 0.8].
@@ -144,8 +184,9 @@ fn main() {
     {
         let degree: usize = arg(&args, "--degree", 3);
         let time_scale = args.iter().any(|a| a == "--time-scale");
+        let conv = conv_problem(&args, layers);
         let code = spline_check(
-            &comm, levels, cf, tol, width, layers, m, degree, &act, fd, time_scale,
+            &comm, levels, cf, tol, width, layers, m, degree, &act, fd, time_scale, conv,
         );
         drop(comm);
         drop(universe);
@@ -165,8 +206,18 @@ fn main() {
             peaks_shape(width, layers)
         }
     };
+    let conv = conv_problem(&args, layers);
+    let shape = match conv {
+        Some((c, _)) => Shape {
+            time_scale: shape.time_scale,
+            ..c
+        },
+        None => shape,
+    };
     let mut net = check_network(shape, act.parse::<Activation>().expect("activation"), 1e-4);
-    let data = if sine {
+    let data = if let Some((_, d)) = conv {
+        d
+    } else if sine {
         net.loss = Loss::Mse;
         generate_sine(37, 5, 3).0
     } else {
@@ -265,15 +316,14 @@ fn spline_check(
     act: &str,
     fd: bool,
     time_scale: bool,
+    conv: Option<(Shape, layerpar_data::Dataset)>,
 ) -> i32 {
     use bspline::{Basis, KnotKind};
     let root = comm.rank() == 0;
-    let shape = Shape {
-        time_scale,
-        ..peaks_shape(width, layers)
-    };
+    let (base, data) =
+        conv.unwrap_or_else(|| (peaks_shape(width, layers), generate_peaks(37, 5, 3).0));
+    let shape = Shape { time_scale, ..base };
     let net = check_network(shape, act.parse::<Activation>().expect("activation"), 1e-3);
-    let (data, _) = generate_peaks(37, 5, 3);
     let pshape = Shape { layers: m, ..shape };
     let pnet = check_network(pshape, net.activation, 1e-3);
     let mut g = generator(13, 1);
