@@ -103,7 +103,10 @@ impl Source {
 
     fn error(&self, e: std::io::Error) -> DataError {
         if self.gzip {
-            malformed(&self.path, format!("cannot decompress it (gzip): {e}"))
+            malformed(
+                &self.path,
+                format!("cannot decompress it (gzip data truncated or corrupt): {e}"),
+            )
         } else {
             DataError::Read {
                 path: self.path.clone(),
@@ -149,10 +152,15 @@ impl Source {
                 _ if self.gzip => String::new(),
                 _ => " (not an IDX file of unsigned bytes)".to_string(),
             };
+            let of = if self.gzip {
+                " of the decompressed data"
+            } else {
+                ""
+            };
             return Err(malformed(
                 &self.path,
                 format!(
-                    "magic number 0x{got:08x}{hint}, expected 0x{magic:08x} (an IDX {kind} file)"
+                    "magic number{of} 0x{got:08x}{hint}, expected 0x{magic:08x} (an IDX {kind} file)"
                 ),
             ));
         }
@@ -608,11 +616,22 @@ mod tests {
             ),
             "{e}"
         );
-        // A gzip stream cut short.
+        // A gzip stream cut short, and a gzip file holding the wrong kind of data.
         let gz = gzip(&images);
         fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
         let e = refusal(read_idx_images(&cut), &cut);
-        assert!(e.contains("gzip") && !e.contains('\n'), "{e}");
+        assert!(
+            e.contains("cannot decompress it (gzip data truncated or corrupt)"),
+            "{e}"
+        );
+        fs::write(&cut, gzip(&labels)).unwrap();
+        let e = refusal(read_idx_images(&cut), &cut);
+        assert!(
+            e.contains(
+                "magic number of the decompressed data 0x00000801 (that of an IDX labels file)"
+            ),
+            "{e}"
+        );
         // A header declaring 2^32 − 1 images (nothing is allocated for them).
         fs::write(&cut, idx_images(u32::MAX, 1000, 1000, &[1, 2, 3])).unwrap();
         assert!(refusal(read_idx_images(&cut), &cut).contains("truncated"));
