@@ -68,14 +68,12 @@ fn size_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
         ));
     }
     if src.conv != d.conv {
-        let kind = |c: Option<odenet::ConvShape>| {
-            match c {
+        let kind = |c: Option<odenet::ConvShape>| match c {
             None => "a dense network".to_string(),
             Some(c) => format!(
-                "a convolutional network of {} channels, {}×{} images, {}×{} kernels, {:?} read-out",
+                "a convolutional network of {} channels, {}×{} images, {}×{} kernels, {} read-out",
                 c.channels, c.height, c.width, c.kernel_h, c.kernel_w, c.readout
             ),
-        }
         };
         diffs.push(format!("{} (the run has {})", kind(src.conv), kind(d.conv)));
     }

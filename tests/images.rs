@@ -69,7 +69,10 @@ fn conv_net_learns_the_8x8_digits_on_two_ranks() {
     let cfg = cfg.to_str().unwrap();
     let out = ok(&mpirun(d, 2, &["train", "--config", cfg]));
     on_ranks(&out, 2);
-    assert!(out.contains("network: convolutional, 1 → 4 channels of 8×8"), "{out}");
+    assert!(
+        out.contains("network: convolutional, 1 → 4 channels of 8×8"),
+        "{out}"
+    );
     let val = final_val(&out);
     assert!(val >= 0.97, "validation accuracy {val} < 0.97:\n{out}");
     let eval = ok(&layerpar(d, &["eval", "--checkpoint", "runs/final.h5"]));
@@ -130,14 +133,28 @@ fn nested_iteration_deepens_a_conv_net_on_any_rank_count() {
         "--set",
         "output.print_every=1",
     ];
-    let one = ok(&mpirun(d, 1, &[&args[..], &["--history", "h1.csv"]].concat()));
-    let three = ok(&mpirun(d, 3, &[&args[..], &["--history", "h3.csv"]].concat()));
+    let one = ok(&mpirun(
+        d,
+        1,
+        &[&args[..], &["--history", "h1.csv"]].concat(),
+    ));
+    let three = ok(&mpirun(
+        d,
+        3,
+        &[&args[..], &["--history", "h3.csv"]].concat(),
+    ));
     on_ranks(&three, 3);
     assert_eq!(
         rows_without_time(&d.join("h1.csv")),
         rows_without_time(&d.join("h3.csv"))
     );
-    let fp = |o: &str| line(o, "parameters:").split("fingerprint ").nth(1).unwrap().to_string();
+    let fp = |o: &str| {
+        line(o, "parameters:")
+            .split("fingerprint ")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(fp(&one), fp(&three));
     let (header, rows) = history(&d.join("h1.csv"));
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
@@ -153,5 +170,52 @@ fn nested_iteration_deepens_a_conv_net_on_any_rank_count() {
         "level 1 starts at J = {} although level 0 started at {}",
         first("1"),
         first("0")
+    );
+}
+
+/// Bad convolutional settings end with one line naming the problem: a conv net without
+/// image data, an even kernel, no channels, an unknown read-out, a dense checkpoint as the
+/// start of a conv run.
+#[test]
+fn convolutional_configuration_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fails_with(
+        &layerpar(d, &["train", "--set", "network.kind=conv"]),
+        "`network.kind` = \"conv\" needs image data",
+    );
+    let cfg = config(d, 4, 1);
+    let cfg = cfg.to_str().unwrap();
+    for (set, expect) in [
+        (
+            "network.kernel=4",
+            "`network.kernel` must be an odd kernel size",
+        ),
+        ("network.channels=0", "`network.channels` must be ≥ 1"),
+        ("network.readout=max", "`network.readout` must be one of"),
+    ] {
+        fails_with(
+            &layerpar(d, &["train", "--config", cfg, "--set", set]),
+            expect,
+        );
+    }
+    ok(&layerpar(
+        d,
+        &[
+            "train",
+            "--config",
+            cfg,
+            "--set",
+            "network.kind=dense",
+            "--set",
+            "output.checkpoint_dir=dense",
+        ],
+    ));
+    fails_with(
+        &layerpar(
+            d,
+            &["train", "--config", cfg, "--init-from", "dense/final.h5"],
+        ),
+        "a dense network (the run has a convolutional network of 4 channels",
     );
 }

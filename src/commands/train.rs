@@ -300,16 +300,7 @@ fn announce_level(
         None => format!("width {}", sh.width),
         Some(c) => format!(
             "convolutional, {} → {} channels of {}×{}, {}×{} kernels, {} read-out",
-            c.in_channels,
-            c.channels,
-            c.height,
-            c.width,
-            c.kernel_h,
-            c.kernel_w,
-            match c.readout {
-                odenet::Readout::Flatten => "flatten",
-                odenet::Readout::GlobalAverage => "global-average",
-            }
+            c.in_channels, c.channels, c.height, c.width, c.kernel_h, c.kernel_w, c.readout
         ),
     };
     reporter.note(&format!(

@@ -74,6 +74,16 @@ pub enum Readout {
     GlobalAverage,
 }
 
+impl std::fmt::Display for Readout {
+    /// The configuration's name: `flatten` or `global_average`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Readout::Flatten => "flatten",
+            Readout::GlobalAverage => "global_average",
+        })
+    }
+}
+
 impl std::str::FromStr for Readout {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
