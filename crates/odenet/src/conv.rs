@@ -18,13 +18,20 @@
 //! * ∂/∂K[o][i][d_y][d_x] = Σ_{examples, y, x} S[o][y][x] · X[i][y + d_y − p_h][x + d_x − p_w];
 //! * ∂/∂b[o] = Σ_{examples, y, x} S[o][y][x].
 //!
-//! The kernels run im2col + GEMM one example at a time: the im2col matrix of an example has
-//! one row per (channel, d_y, d_x) and one column per pixel,
-//! col[(i·k_h + d_y)·k_w + d_x][y·W + x] = X[i][y + d_y − p_h][x + d_x − p_w] (0 off the image),
-//! so Z = K · col + b 1ᵀ (K as the c_out × c_in·k_h·k_w matrix it is stored as), ∂/∂K += S colᵀ
-//! and Kᵀ ⋆ S = K̃ · col(S). The im2col matrix and K̃ live in the [`Scratch`]; a step never
-//! allocates once its scratch has grown. Everything runs on one thread in a fixed order, so the
-//! results depend only on the inputs.
+//! The kernels work one example at a time on its image zero-padded to (H + 2p_h) × (W + 2p_w)
+//! and flattened row by row, where every tap (i, d_y, d_x) of the kernel is a constant offset
+//! (see the `direct` submodule): the convolution and the transposed one (the same loop with
+//! K̃) keep a 4-channel × 8-position tile of Z in registers over the whole sum over (i, d_y,
+//! d_x); the kernel gradient keeps 4 output channels × 2 taps over the sum over the pixels.
+//! This does the work of im2col + GEMM without forming the im2col matrix (9× the image), and
+//! without the copies a GEMM library packs its operands into. The padded images, the
+//! rearranged kernels and the tap offsets live in the [`Scratch`]; a step never allocates
+//! once its scratch has grown.
+//!
+//! Determinism: each example's Z, Λ and pooled values depend on that example alone (not on the
+//! batch it came in), every sum runs in a fixed order with one fused multiply-add per term,
+//! and the AVX2 + FMA loops give the same bits as the portable ones; gradients add the
+//! examples' contributions in batch order. One thread.
 
 use crate::activation;
 use crate::layer::{ConvParts, Layer, Scratch, Step};

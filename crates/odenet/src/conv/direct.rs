@@ -16,8 +16,11 @@
 //! portably, and run the first where the CPU has it; every multiply-add is an explicit
 //! [`f64::mul_add`] and the summation order is the same in both, so they give the same bits.
 
-/// Output positions per tile of [`direct`] (two vectors of four).
+/// Output positions per tile of [`direct`] (two vectors of four; three would need all 16
+/// vector registers, and spill).
 pub const QT: usize = 8;
+/// Vectors of four per tile of [`direct`].
+const QV: usize = QT / 4;
 /// Output channels per tile.
 pub const OT: usize = 4;
 /// Taps per tile of [`params`].
@@ -219,7 +222,7 @@ pub fn params_portable(
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)]
 mod x86 {
-    use super::{finish, tile_of, JT, OT, QT};
+    use super::{finish, tile_of, JT, OT, QT, QV};
     use std::arch::x86_64::*;
 
     /// One tile of O channels × [`QT`] positions.
@@ -232,24 +235,25 @@ mod x86 {
         out: *mut f64,
         ostride: usize,
     ) {
-        let mut acc = [[_mm256_setzero_pd(); 2]; O];
+        let mut acc = [[_mm256_setzero_pd(); QV]; O];
         for o in 0..O {
-            acc[o] = [_mm256_set1_pd(init[o]); 2];
+            acc[o] = [_mm256_set1_pd(init[o]); QV];
         }
         let mut kp = kb;
         for &oj in off {
-            let x0 = _mm256_loadu_pd(src.add(oj));
-            let x1 = _mm256_loadu_pd(src.add(oj + 4));
+            let x: [__m256d; QV] = std::array::from_fn(|v| _mm256_loadu_pd(src.add(oj + 4 * v)));
             for o in 0..O {
                 let k = _mm256_broadcast_sd(&*kp.add(o));
-                acc[o][0] = _mm256_fmadd_pd(x0, k, acc[o][0]);
-                acc[o][1] = _mm256_fmadd_pd(x1, k, acc[o][1]);
+                for v in 0..QV {
+                    acc[o][v] = _mm256_fmadd_pd(x[v], k, acc[o][v]);
+                }
             }
             kp = kp.add(O);
         }
         for o in 0..O {
-            _mm256_storeu_pd(out.add(o * ostride), acc[o][0]);
-            _mm256_storeu_pd(out.add(o * ostride + 4), acc[o][1]);
+            for v in 0..QV {
+                _mm256_storeu_pd(out.add(o * ostride + 4 * v), acc[o][v]);
+            }
         }
     }
 

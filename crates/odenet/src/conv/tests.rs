@@ -554,3 +554,37 @@ fn every_variant_of_the_loops_gives_the_same_bits() {
         assert_eq!(ga, gb, "params {n_out} {taps} {len}");
     }
 }
+
+/// An example's results do not depend on the batch it came in nor on what a scratch held
+/// before (another shape's arrays, grown larger).
+#[test]
+fn results_depend_on_the_example_alone() {
+    let layer = conv_layer((3, 6, 5, 3, 3));
+    let n = layer.state_len();
+    let theta = data(layer.param_len(), 90);
+    let (u, lam0) = (data(4 * n, 91), data(4 * n, 92));
+    let step = layer.linearize(Activation::Tanh, 0.4, &theta);
+    // A scratch first used by a larger convolution.
+    let mut used = Scratch::default();
+    let big = conv_layer((8, 9, 9, 5, 5));
+    let tb = data(big.param_len(), 93);
+    let mut ub = data(2 * big.state_len(), 94);
+    big.linearize(Activation::Relu, 1.0, &tb)
+        .forward_in_place(&mut ub, &mut used);
+    let mut lb = data(2 * big.state_len(), 95);
+    big.linearize(Activation::Relu, 1.0, &tb)
+        .adjoint(&ub, &mut lb, &mut used, None);
+    let mut all = vec![0.0; 4 * n];
+    step.forward(&u, &mut all, &mut used);
+    let mut lam_all = lam0.clone();
+    step.adjoint(&u, &mut lam_all, &mut used, None);
+    for e in 0..4 {
+        let r = e * n..(e + 1) * n;
+        let mut one = vec![0.0; n];
+        step.forward(&u[r.clone()], &mut one, &mut Scratch::default());
+        assert_eq!(one, all[r.clone()], "forward of example {e}");
+        let mut lam = lam0[r.clone()].to_vec();
+        step.adjoint(&u[r.clone()], &mut lam, &mut Scratch::default(), None);
+        assert_eq!(lam, lam_all[r], "adjoint of example {e}");
+    }
+}
