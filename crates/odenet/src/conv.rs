@@ -21,7 +21,7 @@
 //! The kernels work one example at a time on its image zero-padded to (H + 2p_h) × (W + 2p_w)
 //! and flattened row by row, where every tap (i, d_y, d_x) of the kernel is a constant offset
 //! (see the `direct` submodule): the convolution and the transposed one (the same loop with
-//! K̃) keep a 4-channel × 8-position tile of Z in registers over the whole sum over (i, d_y,
+//! K̃) keep a 6-channel × 8-position tile of Z in registers over the whole sum over (i, d_y,
 //! d_x); the kernel gradient keeps 4 output channels × 2 taps over the sum over the pixels.
 //! This does the work of im2col + GEMM without forming the im2col matrix (9× the image), and
 //! without the copies a GEMM library packs its operands into. The padded images, the

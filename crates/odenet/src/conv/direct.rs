@@ -11,18 +11,23 @@
 //!   transposed one with the flipped kernel), for q in tiles of [`QT`];
 //! * [`params`]: g[o][j] += Σ_{q < Q} s[o][q] · src[off_j + q] (the kernel gradient).
 //!
-//! Both keep a tile of outputs in registers over the whole reduction: 4 output channels × 12
-//! positions, or 4 channels × 3 taps × 4 positions. They are compiled for AVX2 + FMA and
-//! portably, and run the first where the CPU has it; every multiply-add is an explicit
-//! [`f64::mul_add`] and the summation order is the same in both, so they give the same bits.
+//! Both keep a tile of outputs in registers over the whole reduction: 6 output channels × 8
+//! positions (12 accumulators of four: enough independent fused multiply-adds to fill two FMA
+//! pipes of latency 4; 2 loads and 6 broadcasts per 12 of them), or 4 channels × 2 taps × 4
+//! positions (8 accumulators, 6 loads per 8). They are compiled for AVX2 + FMA and
+//! portably, and run the first where the CPU has it; every multiply-add is fused (one
+//! rounding: `_mm256_fmadd_pd`, [`f64::mul_add`]) and the summation order is the same in both,
+//! so they give the same bits.
 
 /// Output positions per tile of [`direct`] (two vectors of four; three would need all 16
 /// vector registers, and spill).
 pub const QT: usize = 8;
 /// Vectors of four per tile of [`direct`].
 const QV: usize = QT / 4;
-/// Output channels per tile.
-pub const OT: usize = 4;
+/// Output channels per tile of [`direct`].
+pub const OT: usize = 6;
+/// Output channels per tile of [`params`].
+const OP: usize = 4;
 /// Taps per tile of [`params`].
 const JT: usize = 2;
 
@@ -38,7 +43,7 @@ fn avx2_fma() -> bool {
     }
 }
 
-/// The output channels of tile t: (first, count), tiles of [`OT`] and a last smaller one.
+/// The output channels of the tile of [`direct`] from o0: [`OT`], or fewer in the last.
 #[inline]
 fn tile_of(o0: usize, n_out: usize) -> usize {
     OT.min(n_out - o0)
@@ -222,7 +227,7 @@ pub fn params_portable(
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)]
 mod x86 {
-    use super::{finish, tile_of, JT, OT, QT, QV};
+    use super::{finish, tile_of, JT, OP, OT, QT, QV};
     use std::arch::x86_64::*;
 
     /// One tile of O channels × [`QT`] positions.
@@ -297,6 +302,8 @@ mod x86 {
         for o0 in (0..n_out).step_by(OT) {
             // Direct calls (not through a pointer), so that they inline into this AVX2 code.
             match tile_of(o0, n_out) {
+                6 => direct_channels::<6>(packed, o0, off, src, init, out, ostride, qr),
+                5 => direct_channels::<5>(packed, o0, off, src, init, out, ostride, qr),
                 4 => direct_channels::<4>(packed, o0, off, src, init, out, ostride, qr),
                 3 => direct_channels::<3>(packed, o0, off, src, init, out, ostride, qr),
                 2 => direct_channels::<2>(packed, o0, off, src, init, out, ostride, qr),
@@ -378,8 +385,8 @@ mod x86 {
         len: usize,
         g: &mut [f64],
     ) {
-        for o0 in (0..n_out).step_by(OT) {
-            match tile_of(o0, n_out) {
+        for o0 in (0..n_out).step_by(OP) {
+            match OP.min(n_out - o0) {
                 4 => params_taps::<4>(s, sstride, o0, off, src, len, g),
                 3 => params_taps::<3>(s, sstride, o0, off, src, len, g),
                 2 => params_taps::<2>(s, sstride, o0, off, src, len, g),
