@@ -22,7 +22,10 @@
 //! channels of 28 × 28 and 32 × 32 images ([`CONV_CONFIGS`]), on rank 0. Its flops are
 //! [`odenet::Layer::step_flops`], four convolutions of 2 · c · 9c · H · W · B each, against
 //! two dgemms timed just before each configuration: the im2col GEMM of one example,
-//! (H·W × 9c)(9c × c), and a square (256 × 256)(256 × 256).
+//! (H·W × 9c)(9c × c), and a square (256 × 256)(256 × 256). Besides the wall-clock spread
+//! it reports the median of the thread's CPU time per step and the rates at that time (what
+//! the step costs where other processes share the cores; the dgemms are the best of their
+//! runs, which such sharing disturbs less).
 
 use crate::train::DistNet;
 use anyhow::{bail, Result};
@@ -269,6 +272,9 @@ pub struct ConvMeasured {
     pub batch: usize,
     /// Seconds per step (forward + adjoint with gradient), one per repetition.
     pub times: Vec<f64>,
+    /// The thread's CPU seconds of each repetition (what a step costs when other processes
+    /// share the cores).
+    pub cpu_times: Vec<f64>,
     /// Nominal flops of one step (four convolutions).
     pub flops: f64,
     /// GFLOP/s of the im2col GEMM of one example, (H·W × 9c)(9c × c).
@@ -290,12 +296,18 @@ impl ConvMeasured {
         self.flops / self.spread().median / 1e9
     }
 
+    /// GFLOP/s at the median thread CPU time.
+    pub fn cpu_gflops(&self) -> f64 {
+        self.flops / Spread::of(&self.cpu_times).median / 1e9
+    }
+
     /// The configuration's one output line.
     pub fn line(&self) -> String {
         let s = self.spread();
+        let cpu = self.cpu_gflops();
         let (c, p) = (self.channels, self.side * self.side);
         format!(
-            "bench conv-step c={c} {n}×{n}: batch {}, kernel 3×3, tanh, per step min/median/max {:.3}/{:.3}/{:.3} ms ({} repetition{}), {:.3} GFLOP/s, dgemm ({p}×{k})({k}×{c}) {:.3} GFLOP/s, ratio {:.3}; dgemm ({q}×{q})({q}×{q}) {:.3} GFLOP/s, ratio {:.3}; {:.4} GFLOP per step (forward + adjoint with gradient: 4 convolutions)",
+            "bench conv-step c={c} {n}×{n}: batch {}, kernel 3×3, tanh, per step min/median/max {:.3}/{:.3}/{:.3} ms ({} repetition{}), {:.3} GFLOP/s, dgemm ({p}×{k})({k}×{c}) {:.3} GFLOP/s, ratio {:.3}; dgemm ({q}×{q})({q}×{q}) {:.3} GFLOP/s, ratio {:.3}; thread CPU time per step median {:.3} ms, {:.3} GFLOP/s, ratios {:.3} and {:.3}; {:.4} GFLOP per step (forward + adjoint with gradient: 4 convolutions)",
             self.batch,
             s.min * 1e3,
             s.median * 1e3,
@@ -307,6 +319,10 @@ impl ConvMeasured {
             self.gflops() / self.dgemm,
             self.dgemm_square,
             self.gflops() / self.dgemm_square,
+            Spread::of(&self.cpu_times).median * 1e3,
+            cpu,
+            cpu / self.dgemm,
+            cpu / self.dgemm_square,
             self.flops / 1e9,
             n = self.side,
             k = 9 * c,
@@ -317,7 +333,8 @@ impl ConvMeasured {
 
 /// Times one configuration of [`CONV_STEP`]: the two reference dgemms, then `repeat` steps
 /// (forward out of place, then the out-of-place adjoint with the gradient) of a `channels`
-/// × side × side layer on a batch of `batch`, after one warm-up step.
+/// × side × side layer on a batch of `batch`, after one warm-up step, each timed by the wall
+/// clock and by the thread's CPU time.
 pub fn time_conv_step(channels: usize, side: usize, batch: usize, repeat: usize) -> ConvMeasured {
     use odenet::{Conv, Scratch, Step};
     let p = side * side;
@@ -337,22 +354,34 @@ pub fn time_conv_step(channels: usize, side: usize, batch: usize, repeat: usize)
         std::hint::black_box((&next, &lam, &grad));
     };
     run();
-    let times = (0..repeat)
+    let (times, cpu_times) = (0..repeat)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), thread_cpu_seconds());
             run();
-            t.elapsed().as_secs_f64()
+            (t.elapsed().as_secs_f64(), thread_cpu_seconds() - c)
         })
-        .collect();
+        .unzip();
     ConvMeasured {
         channels,
         side,
         batch,
         times,
+        cpu_times,
         flops: layer.step_flops(batch),
         dgemm,
         dgemm_square,
     }
+}
+
+/// The calling thread's CPU time, seconds (CLOCK_THREAD_CPUTIME_ID).
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// Matrix products (w × w × B each) of `evaluations` evaluations on one rank, from its step

@@ -196,6 +196,9 @@ fn bench_conv_step_prints_a_line_per_configuration() {
             (rate / square - ratio_square).abs() <= 2e-3 * ratio_square + 1e-3,
             "{l}"
         );
+        let cpu_ms = number_after(l, "thread CPU time per step median ");
+        let cpu_rate = number_after(l, &format!("{cpu_ms:.3} ms, "));
+        assert!(cpu_ms > 0.0 && cpu_rate > 0.0, "{l}");
         // Four convolutions of 2 · c · 9c · H · W · B flops.
         let want = 4.0 * 2.0 * (c * 9 * c * p * 2) as f64 / 1e9;
         assert!(
