@@ -13,8 +13,8 @@
 //!
 //! Both keep a tile of outputs in registers over the whole reduction: 6 output channels × 8
 //! positions (12 accumulators of four: enough independent fused multiply-adds to fill two FMA
-//! pipes of latency 4; 2 loads and 6 broadcasts per 12 of them), or 4 channels × 2 taps × 4
-//! positions (8 accumulators, 6 loads per 8). They are compiled for AVX2 + FMA and
+//! pipes of latency 4; 2 loads and 6 broadcasts per 12 of them), or 2 channels × 6 taps × 4
+//! positions (12 accumulators, 8 loads per 12). They are compiled for AVX2 + FMA and
 //! portably, and run the first where the CPU has it; every multiply-add is fused (one
 //! rounding: `_mm256_fmadd_pd`, [`f64::mul_add`]) and the summation order is the same in both,
 //! so they give the same bits.
@@ -27,9 +27,9 @@ const QV: usize = QT / 4;
 /// Output channels per tile of [`direct`].
 pub const OT: usize = 6;
 /// Output channels per tile of [`params`].
-const OP: usize = 4;
+const OP: usize = 2;
 /// Taps per tile of [`params`].
-const JT: usize = 2;
+const JT: usize = 6;
 
 #[inline]
 fn avx2_fma() -> bool {
@@ -369,8 +369,9 @@ mod x86 {
             params_tile::<O, JT>(s, sstride, o0, off, j0, src, len, g);
             j0 += JT;
         }
-        if j0 < taps {
+        while j0 < taps {
             params_tile::<O, 1>(s, sstride, o0, off, j0, src, len, g);
+            j0 += 1;
         }
     }
 
@@ -387,8 +388,6 @@ mod x86 {
     ) {
         for o0 in (0..n_out).step_by(OP) {
             match OP.min(n_out - o0) {
-                4 => params_taps::<4>(s, sstride, o0, off, src, len, g),
-                3 => params_taps::<3>(s, sstride, o0, off, src, len, g),
                 2 => params_taps::<2>(s, sstride, o0, off, src, len, g),
                 _ => params_taps::<1>(s, sstride, o0, off, src, len, g),
             }
