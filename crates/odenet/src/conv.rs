@@ -274,6 +274,12 @@ impl Conv2d {
         }
     }
 
+    /// Grows `scratch` to everything this convolution's kernels and a step of it use, so that
+    /// not even the first call allocates (they grow it themselves otherwise).
+    pub fn reserve(&self, scratch: &mut Scratch) {
+        self.parts(scratch, self.in_len().max(self.out_len()));
+    }
+
     /// Z = K ∗ X + b (overwrites z). x: batch · in_len, z: batch · out_len.
     pub fn forward(&self, k: &[f64], b: &[f64], x: &[f64], z: &mut [f64], scratch: &mut Scratch) {
         let batch = Self::batch(x.len(), self.in_len());

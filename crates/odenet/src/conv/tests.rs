@@ -581,7 +581,9 @@ fn results_depend_on_the_example_alone() {
     for e in 0..4 {
         let r = e * n..(e + 1) * n;
         let mut one = vec![0.0; n];
-        step.forward(&u[r.clone()], &mut one, &mut Scratch::default());
+        let mut fresh = Scratch::default();
+        layer.conv.reserve(&mut fresh);
+        step.forward(&u[r.clone()], &mut one, &mut fresh);
         assert_eq!(one, all[r.clone()], "forward of example {e}");
         let mut lam = lam0[r.clone()].to_vec();
         step.adjoint(&u[r.clone()], &mut lam, &mut Scratch::default(), None);
