@@ -15,6 +15,17 @@
 //! layer follows the solve. An exact forward sweep over a data set (the training loop's
 //! loss, accuracy and validation passes) is one product per layer at that batch. The opening
 //! and closing layers are left out.
+//!
+//! The `conv-step` case ([`CONV_STEP`], selected by name only, not by `all`) times the
+//! convolution kernels alone: one step of a convolutional hidden layer ([`odenet::Conv`],
+//! kernel 3 × 3, tanh) forward plus its adjoint with the gradient, at c = 4, 8, 16, 32
+//! channels of 28 × 28 and 32 × 32 images ([`CONV_CONFIGS`]), on rank 0. Its flops are
+//! [`odenet::Layer::step_flops`], four convolutions of 2 · c · 9c · H · W · B each, against
+//! two dgemms timed just before each configuration: the im2col GEMM of one example,
+//! (H·W × 9c)(9c × c), and a square (256 × 256)(256 × 256). Besides the wall-clock spread
+//! it reports the median of the thread's CPU time per step and the rates at that time (what
+//! the step costs where other processes share the cores; the dgemms are the best of their
+//! runs, which such sharing disturbs less).
 
 use crate::train::DistNet;
 use anyhow::{bail, Result};
@@ -30,6 +41,8 @@ pub enum Unit {
     Evaluation,
     /// One training iteration of the real loop (an epoch of one full batch for Adam).
     Iteration,
+    /// One step of a layer alone: forward, then adjoint with the gradient.
+    Step,
 }
 
 impl Unit {
@@ -37,6 +50,7 @@ impl Unit {
         match self {
             Unit::Evaluation => "evaluation",
             Unit::Iteration => "iteration",
+            Unit::Step => "step",
         }
     }
 }
@@ -140,15 +154,37 @@ pub const CASES: [Case; 3] = [
     },
 ];
 
-/// The cases `--case NAME` selects: one by name, or every case for `all`.
+/// The convolution kernels' case (not part of `all`): see the module documentation.
+pub const CONV_STEP: Case = Case {
+    name: "conv-step",
+    unit: Unit::Step,
+    about: "one convolutional step (kernel 3×3, tanh) forward + adjoint with gradient at c = 4, 8, 16, 32 channels of 28×28 and 32×32 images, batch 128, on rank 0",
+    settings: &[],
+};
+
+/// The (channels, image side) of each configuration of [`CONV_STEP`], in the order it runs
+/// them.
+pub const CONV_CONFIGS: [(usize, usize); 8] = [
+    (4, 28),
+    (8, 28),
+    (16, 28),
+    (32, 28),
+    (4, 32),
+    (8, 32),
+    (16, 32),
+    (32, 32),
+];
+
+/// The cases `--case NAME` selects: one by name, or every case of the performance table
+/// ([`CASES`]) for `all`.
 pub fn select(name: &str) -> Result<Vec<Case>> {
     if name == "all" {
         return Ok(CASES.to_vec());
     }
-    match CASES.iter().find(|c| c.name == name) {
+    match CASES.iter().chain([&CONV_STEP]).find(|c| c.name == name) {
         Some(c) => Ok(vec![*c]),
         None => {
-            let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+            let names: Vec<&str> = CASES.iter().chain([&CONV_STEP]).map(|c| c.name).collect();
             bail!(
                 "--case {name:?} is not a benchmark case: give one of {} or all",
                 names.join(", ")
@@ -190,16 +226,24 @@ impl Spread {
 /// loops after a warm-up loop, each of about 4·10⁸ flops (at least one call), some
 /// milliseconds at the rates of one core.
 pub fn dgemm_gflops(w: usize, batch: usize, runs: usize) -> f64 {
-    let fill = |n: usize, s: f64| -> Vec<f64> {
-        (0..n)
-            .map(|i| ((i as f64 * 0.618_033_988_7 + s).fract() - 0.5) * 0.2)
-            .collect()
-    };
-    let (a, b) = (fill(w * w, 0.1), fill(w * batch, 0.3));
-    let mut c = vec![0.0; w * batch];
-    let flops = 2.0 * (w * w * batch) as f64;
+    dgemm_shape_gflops(w, w, batch, runs)
+}
+
+/// Deterministic test values in [−0.1, 0.1).
+fn fill(n: usize, s: f64) -> Vec<f64> {
+    (0..n)
+        .map(|i| ((i as f64 * 0.618_033_988_7 + s).fract() - 0.5) * 0.2)
+        .collect()
+}
+
+/// GFLOP/s of the dgemm (m × k)(k × n) (odenet's `gemm`, β = 0), timed as
+/// [`dgemm_gflops`] times (w × w)(w × B).
+pub fn dgemm_shape_gflops(m: usize, k: usize, n: usize, runs: usize) -> f64 {
+    let (a, b) = (fill(m * k, 0.1), fill(k * n, 0.3));
+    let mut c = vec![0.0; m * n];
+    let flops = 2.0 * (m * k * n) as f64;
     let mut call = || {
-        gemm(w, w, batch, 1.0, &a, false, &b, false, 0.0, &mut c);
+        gemm(m, k, n, 1.0, &a, false, &b, false, 0.0, &mut c);
         std::hint::black_box(&c);
     };
     let reps = (4e8 / flops).clamp(1.0, 1e6) as usize;
@@ -217,6 +261,127 @@ pub fn dgemm_gflops(w: usize, batch: usize, runs: usize) -> f64 {
         })
         .fold(f64::INFINITY, f64::min);
     flops / best / 1e9
+}
+
+/// One configuration of [`CONV_STEP`]: its times and the reference dgemms.
+#[derive(Clone, Debug)]
+pub struct ConvMeasured {
+    pub channels: usize,
+    /// Images are side × side.
+    pub side: usize,
+    pub batch: usize,
+    /// Seconds per step (forward + adjoint with gradient), one per repetition.
+    pub times: Vec<f64>,
+    /// The thread's CPU seconds of each repetition (what a step costs when other processes
+    /// share the cores).
+    pub cpu_times: Vec<f64>,
+    /// Nominal flops of one step (four convolutions).
+    pub flops: f64,
+    /// GFLOP/s of the im2col GEMM of one example, (H·W × 9c)(9c × c).
+    pub dgemm: f64,
+    /// GFLOP/s of the square dgemm (256 × 256)(256 × 256).
+    pub dgemm_square: f64,
+}
+
+/// The side of the square reference dgemm of [`CONV_STEP`].
+pub const SQUARE: usize = 256;
+
+impl ConvMeasured {
+    pub fn spread(&self) -> Spread {
+        Spread::of(&self.times)
+    }
+
+    /// GFLOP/s at the median time.
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.spread().median / 1e9
+    }
+
+    /// GFLOP/s at the median thread CPU time.
+    pub fn cpu_gflops(&self) -> f64 {
+        self.flops / Spread::of(&self.cpu_times).median / 1e9
+    }
+
+    /// The configuration's one output line.
+    pub fn line(&self) -> String {
+        let s = self.spread();
+        let cpu = self.cpu_gflops();
+        let (c, p) = (self.channels, self.side * self.side);
+        format!(
+            "bench conv-step c={c} {n}×{n}: batch {}, kernel 3×3, tanh, per step min/median/max {:.3}/{:.3}/{:.3} ms ({} repetition{}), {:.3} GFLOP/s, dgemm ({p}×{k})({k}×{c}) {:.3} GFLOP/s, ratio {:.3}; dgemm ({q}×{q})({q}×{q}) {:.3} GFLOP/s, ratio {:.3}; thread CPU time per step median {:.3} ms, {:.3} GFLOP/s, ratios {:.3} and {:.3}; {:.4} GFLOP per step (forward + adjoint with gradient: 4 convolutions)",
+            self.batch,
+            s.min * 1e3,
+            s.median * 1e3,
+            s.max * 1e3,
+            self.times.len(),
+            if self.times.len() == 1 { "" } else { "s" },
+            self.gflops(),
+            self.dgemm,
+            self.gflops() / self.dgemm,
+            self.dgemm_square,
+            self.gflops() / self.dgemm_square,
+            Spread::of(&self.cpu_times).median * 1e3,
+            cpu,
+            cpu / self.dgemm,
+            cpu / self.dgemm_square,
+            self.flops / 1e9,
+            n = self.side,
+            k = 9 * c,
+            q = SQUARE,
+        )
+    }
+}
+
+/// Times one configuration of [`CONV_STEP`]: the two reference dgemms, then `repeat` steps
+/// (forward out of place, then the out-of-place adjoint with the gradient) of a `channels`
+/// × side × side layer on a batch of `batch`, after one warm-up step, each timed by the wall
+/// clock and by the thread's CPU time.
+pub fn time_conv_step(channels: usize, side: usize, batch: usize, repeat: usize) -> ConvMeasured {
+    use odenet::{Conv, Scratch, Step};
+    let p = side * side;
+    let dgemm = dgemm_shape_gflops(p, 9 * channels, channels, 15);
+    let dgemm_square = dgemm_shape_gflops(SQUARE, SQUARE, SQUARE, 15);
+    let layer = Conv::new(channels, side, side, 3);
+    let n = layer.state_len() * batch;
+    let theta = fill(layer.param_len(), 0.1);
+    let (u, lam_next) = (fill(n, 0.2), fill(n, 0.3));
+    let step = layer.linearize(odenet::Activation::Tanh, 0.0625, &theta);
+    let mut scratch = Scratch::new(n);
+    let (mut next, mut lam) = (vec![0.0; n], vec![0.0; n]);
+    let mut grad = vec![0.0; layer.param_len()];
+    let mut run = || {
+        step.forward(&u, &mut next, &mut scratch);
+        step.adjoint_from(&u, &lam_next, &mut lam, &mut scratch, Some(&mut grad));
+        std::hint::black_box((&next, &lam, &grad));
+    };
+    run();
+    let (times, cpu_times) = (0..repeat)
+        .map(|_| {
+            let (t, c) = (Instant::now(), thread_cpu_seconds());
+            run();
+            (t.elapsed().as_secs_f64(), thread_cpu_seconds() - c)
+        })
+        .unzip();
+    ConvMeasured {
+        channels,
+        side,
+        batch,
+        times,
+        cpu_times,
+        flops: layer.step_flops(batch),
+        dgemm,
+        dgemm_square,
+    }
+}
+
+/// The calling thread's CPU time, seconds (CLOCK_THREAD_CPUTIME_ID).
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// Matrix products (w × w × B each) of `evaluations` evaluations on one rank, from its step
@@ -512,11 +677,14 @@ mod tests {
         assert_eq!(select("peaks-adam").unwrap()[0].name, "peaks-adam");
         let e = select("wide").unwrap_err().to_string();
         assert!(
-            e.contains("wide-serial, wide-mgrit3, peaks-adam or all"),
+            e.contains("wide-serial, wide-mgrit3, peaks-adam, conv-step or all"),
             "{e}"
         );
+        // conv-step by name only.
+        assert_eq!(select("conv-step").unwrap()[0].unit, super::Unit::Step);
+        assert!(select("all").unwrap().iter().all(|c| c.name != "conv-step"));
         // Every case's settings are valid configuration overrides.
-        for c in CASES {
+        for c in CASES.iter().chain([&super::CONV_STEP]) {
             let sets: Vec<String> = c.settings.iter().map(|s| s.to_string()).collect();
             crate::config::load(None, &sets).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
         }

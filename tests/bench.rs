@@ -1,6 +1,7 @@
 //! `layerpar bench`: every case's line has its fields with positive numbers, on 1 rank and
-//! under `mpirun -n 2` (which the line says); a bad case or repetition count is refused in one
-//! line. No timing is asserted.
+//! under `mpirun -n 2` (which the line says); the conv-step case prints one line per
+//! configuration; a bad case, repetition count or batch is refused in one line. No timing is
+//! asserted.
 
 mod common;
 use common::*;
@@ -117,10 +118,14 @@ fn bench_refuses_a_bad_case_and_repeat_in_one_line() {
     let d = tempfile::tempdir().unwrap();
     let o = layerpar(d.path(), &["bench", "--case", "wide"]);
     fails_with(&o, "--case \"wide\" is not a benchmark case");
-    assert!(stderr(&o).contains("wide-serial, wide-mgrit3, peaks-adam or all"));
+    assert!(stderr(&o).contains("wide-serial, wide-mgrit3, peaks-adam, conv-step or all"));
     fails_with(
         &layerpar(d.path(), &["bench", "--case", "all", "--repeat", "0"]),
         "--repeat must be ≥ 1",
+    );
+    fails_with(
+        &layerpar(d.path(), &["bench", "--case", "conv-step", "--batch", "0"]),
+        "--batch must be ≥ 1",
     );
     fails_with(
         &layerpar(d.path(), &["bench", "--set", "network.widht=3"]),
@@ -131,4 +136,76 @@ fn bench_refuses_a_bad_case_and_repeat_in_one_line() {
         &mpirun(d.path(), 2, &["bench", "--case", "none"]),
         "--case \"none\" is not a benchmark case",
     );
+}
+
+/// The conv-step case (a small batch): a line per configuration, each with its spread, its
+/// GFLOP/s and both dgemm ratios consistent with the rates it prints; no table case runs.
+#[test]
+fn bench_conv_step_prints_a_line_per_configuration() {
+    let d = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "--case",
+        "conv-step",
+        "--repeat",
+        "2",
+        "--batch",
+        "2",
+    ];
+    let out = ok(&layerpar(d.path(), &args));
+    assert!(out.starts_with("layerpar bench: 1 MPI rank,"), "{out}");
+    assert!(!out.contains("bench wide-serial"), "{out}");
+    for (c, side) in [
+        (4, 28),
+        (8, 28),
+        (16, 28),
+        (32, 28),
+        (4, 32),
+        (8, 32),
+        (16, 32),
+        (32, 32),
+    ] {
+        let l = line(&out, &format!("bench conv-step c={c} {side}×{side}: "));
+        assert!(
+            l.contains("batch 2, kernel 3×3, tanh, per step min/median/max "),
+            "{l}"
+        );
+        let key = "min/median/max ";
+        let spread = &l[l.find(key).unwrap() + key.len()..];
+        let spread: Vec<f64> = spread[..spread.find(" ms").unwrap()]
+            .split('/')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert!(
+            spread.len() == 3
+                && spread[0] > 0.0
+                && spread[0] <= spread[1]
+                && spread[1] <= spread[2],
+            "{l}"
+        );
+        assert!(l.contains("(2 repetitions)"), "{l}");
+        let rate = number_after(l, "repetitions), ");
+        let p = side * side;
+        let dgemm = number_after(l, &format!("dgemm ({p}×{k})({k}×{c}) ", k = 9 * c));
+        let ratio = number_after(l, &format!("{dgemm:.3} GFLOP/s, ratio "));
+        let square = number_after(l, "dgemm (256×256)(256×256) ");
+        let ratio_square = number_after(l, &format!("{square:.3} GFLOP/s, ratio "));
+        assert!(rate > 0.0 && dgemm > 0.0 && square > 0.0, "{l}");
+        assert!((rate / dgemm - ratio).abs() <= 2e-3 * ratio + 1e-3, "{l}");
+        assert!(
+            (rate / square - ratio_square).abs() <= 2e-3 * ratio_square + 1e-3,
+            "{l}"
+        );
+        let cpu_ms = number_after(l, "thread CPU time per step median ");
+        let cpu_rate = number_after(l, &format!("{cpu_ms:.3} ms, "));
+        assert!(cpu_ms > 0.0 && cpu_rate > 0.0, "{l}");
+        // Four convolutions of 2 · c · 9c · H · W · B flops.
+        let want = 4.0 * 2.0 * (c * 9 * c * p * 2) as f64 / 1e9;
+        assert!(
+            l.contains(&format!(
+                "{want:.4} GFLOP per step (forward + adjoint with gradient: 4 convolutions)"
+            )),
+            "{l}: {want:.4}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! `layerpar bench`: the performance table's cases ([`crate::bench`]), each built from the
 //! configuration machinery and timed on the MPI job's ranks; rank 0 prints one line per
-//! case and, when both wide cases ran, the MGRIT work overhead.
+//! case and, when both wide cases ran, the MGRIT work overhead. The `conv-step` case times
+//! the convolution kernels on rank 0 alone, one line per configuration.
 
 use super::agree;
 use crate::bench::{self, Case, Measured, Unit};
@@ -12,7 +13,8 @@ use odenet::Layer;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// The case to run: wide-serial, wide-mgrit3, peaks-adam, or all.
+    /// The case to run: wide-serial, wide-mgrit3, peaks-adam, all (those three), or
+    /// conv-step (the convolution kernels alone).
     #[arg(long, default_value = "all")]
     pub case: String,
     /// Timed repetitions per case (after one warm-up).
@@ -22,6 +24,10 @@ pub struct BenchArgs {
     /// case's own settings), e.g. --set network.layers=64.
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
+    /// Examples per batch of the conv-step case (the other cases take theirs from the
+    /// configuration).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
 }
 
 pub fn run(par: &Parallel, args: &BenchArgs) -> Result<()> {
@@ -30,6 +36,9 @@ pub fn run(par: &Parallel, args: &BenchArgs) -> Result<()> {
         (|| {
             if args.repeat == 0 {
                 bail!("--repeat must be ≥ 1");
+            }
+            if args.batch == 0 {
+                bail!("--batch must be ≥ 1");
             }
             bench::select(&args.case)
         })(),
@@ -45,6 +54,16 @@ pub fn run(par: &Parallel, args: &BenchArgs) -> Result<()> {
     }
     let mut done: Vec<Measured> = Vec::new();
     for case in cases {
+        if case.unit == Unit::Step {
+            // The kernels alone, on rank 0; the other ranks have nothing to time.
+            if par.is_root() {
+                for (channels, side) in bench::CONV_CONFIGS {
+                    let m = bench::time_conv_step(channels, side, args.batch, args.repeat);
+                    println!("{}", m.line());
+                }
+            }
+            continue;
+        }
         let m = run_case(par, args, case)?;
         if par.is_root() {
             println!("{}", m.line());
@@ -130,6 +149,7 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
             let r = bench::time_training(par, &config, &mut dist, &problem, theta, args.repeat);
             agree(par, r)?
         }
+        Unit::Step => unreachable!("the conv-step case is timed by bench::time_conv_step"),
     };
     let serial_flops = layers as f64 * dist.net.layer().step_flops(batch);
     Ok(Measured {

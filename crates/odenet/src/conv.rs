@@ -18,17 +18,23 @@
 //! * ∂/∂K[o][i][d_y][d_x] = Σ_{examples, y, x} S[o][y][x] · X[i][y + d_y − p_h][x + d_x − p_w];
 //! * ∂/∂b[o] = Σ_{examples, y, x} S[o][y][x].
 //!
-//! The kernels run im2col + GEMM one example at a time: the im2col matrix of an example has
-//! one row per (channel, d_y, d_x) and one column per pixel,
-//! col[(i·k_h + d_y)·k_w + d_x][y·W + x] = X[i][y + d_y − p_h][x + d_x − p_w] (0 off the image),
-//! so Z = K · col + b 1ᵀ (K as the c_out × c_in·k_h·k_w matrix it is stored as), ∂/∂K += S colᵀ
-//! and Kᵀ ⋆ S = K̃ · col(S). The im2col matrix and K̃ live in the [`Scratch`]; a step never
-//! allocates once its scratch has grown. Everything runs on one thread in a fixed order, so the
-//! results depend only on the inputs.
+//! The kernels work one example at a time on its image zero-padded to (H + 2p_h) × (W + 2p_w)
+//! and flattened row by row, where every tap (i, d_y, d_x) of the kernel is a constant offset
+//! (see the `direct` submodule): the convolution and the transposed one (the same loop with
+//! K̃) keep a 6-channel × 8-position tile of Z in registers over the whole sum over (i, d_y,
+//! d_x); the kernel gradient keeps 4 output channels × 2 taps over the sum over the pixels.
+//! This does the work of im2col + GEMM without forming the im2col matrix (9× the image), and
+//! without the copies a GEMM library packs its operands into. The padded images, the
+//! rearranged kernels and the tap offsets live in the [`Scratch`]; a step never allocates
+//! once its scratch has grown.
+//!
+//! Determinism: each example's Z, Λ and pooled values depend on that example alone (not on the
+//! batch it came in), every sum runs in a fixed order with one fused multiply-add per term,
+//! and the AVX2 + FMA loops give the same bits as the portable ones; gradients add the
+//! examples' contributions in batch order. One thread.
 
 use crate::activation;
-use crate::layer::{Layer, Scratch, Step};
-use crate::linalg::gemm;
+use crate::layer::{ConvParts, Layer, Scratch, Step};
 use crate::Activation;
 
 /// Same-padding, stride-1 convolution of images with `in_channels` channels of height × width
@@ -99,10 +105,24 @@ impl Conv2d {
         2.0 * (self.weight_len() * self.pixels()) as f64 * batch as f64
     }
 
-    /// Values of the im2col buffer: one example's matrix, of the input (forward, parameter
-    /// gradient) or of the output (transposed convolution), whichever is larger.
-    fn col_len(&self) -> usize {
-        self.in_channels.max(self.out_channels) * self.taps() * self.pixels()
+    /// The sizes of the padded images of one example (see [`direct`]).
+    fn geometry(&self) -> Geometry {
+        let (ph, pw) = (self.kernel_h / 2, self.kernel_w / 2);
+        let (hp, wp) = (self.height + 2 * ph, self.width + 2 * pw);
+        let cs = hp * wp;
+        let q = self.height * wp;
+        let qr = q.div_ceil(direct::QT) * direct::QT;
+        let channels = self.in_channels.max(self.out_channels);
+        Geometry {
+            ph,
+            pw,
+            wp,
+            cs,
+            q,
+            qr,
+            channels,
+            padded: channels * cs + qr,
+        }
     }
 
     fn check(&self) {
@@ -123,33 +143,176 @@ impl Conv2d {
         len / per
     }
 
+    /// The scratch arrays of this convolution: Z and S of `len` values, the work array
+    /// (padded input | padded sensitivity | flat output), the kernels (forward | transposed)
+    /// and the tap offsets, filled.
+    fn parts<'s>(&self, scratch: &'s mut Scratch, len: usize) -> (Geometry, ConvParts<'s>) {
+        self.check();
+        let g = self.geometry();
+        let work = 2 * g.padded + g.channels * g.qr;
+        let taps = g.channels * self.taps();
+        let parts = scratch.conv_parts(len, work, 2 * self.weight_len(), taps);
+        let (kh, kw) = (self.kernel_h, self.kernel_w);
+        for (j, o) in parts.offsets.iter_mut().enumerate() {
+            let (c, t) = (j / (kh * kw), j % (kh * kw));
+            *o = c * g.cs + (t / kw) * g.wp + t % kw;
+        }
+        (g, parts)
+    }
+
+    /// The kernel K (out × in·taps) [`direct::pack`]ed for the convolution.
+    fn forward_kernel(&self, k: &[f64], kf: &mut [f64]) {
+        let (co, kc) = (self.out_channels, self.in_channels * self.taps());
+        assert!(k.len() >= co * kc, "convolution kernel size");
+        direct::pack(co, kc, kf, |o, j| k[o * kc + j]);
+    }
+
+    /// The transposed convolution's kernel K̃ (in × out·taps) [`direct::pack`]ed:
+    /// K̃[i][o][d_y][d_x] = K[o][i][k_h − 1 − d_y][k_w − 1 − d_x].
+    fn transposed_kernel(&self, k: &[f64], kt: &mut [f64]) {
+        let (ci, co, taps) = (self.in_channels, self.out_channels, self.taps());
+        assert!(k.len() >= ci * co * taps, "convolution kernel size");
+        direct::pack(ci, co * taps, kt, |i, j| {
+            let (o, t) = (j / taps, j % taps);
+            k[(o * ci + i) * taps + taps - 1 - t]
+        });
+    }
+
+    /// One example of `channels` channels into the padded layout: zero borders, the image,
+    /// zeros after the last channel up to `g.padded`.
+    fn pad(&self, g: &Geometry, channels: usize, x: &[f64], dst: &mut [f64]) {
+        let (h, w) = (self.height, self.width);
+        let dst = &mut dst[..g.padded];
+        for (c, xc) in x[..channels * h * w].chunks_exact(h * w).enumerate() {
+            let d = &mut dst[c * g.cs..(c + 1) * g.cs];
+            d[..g.ph * g.wp + g.pw].fill(0.0);
+            for (y, row) in xc.chunks_exact(w).enumerate() {
+                let start = (g.ph + y) * g.wp + g.pw;
+                d[start..start + w].copy_from_slice(row);
+                let end = (start + w + 2 * g.pw).min(g.cs);
+                d[start + w..end].fill(0.0);
+            }
+            d[(g.ph + h) * g.wp..].fill(0.0);
+        }
+        dst[channels * g.cs..].fill(0.0);
+    }
+
+    /// The valid positions of a flat output (channel stride `g.qr`) into an image of
+    /// `channels` channels: written, or added when `add`.
+    fn unflatten(&self, g: &Geometry, channels: usize, flat: &[f64], out: &mut [f64], add: bool) {
+        let (h, w) = (self.height, self.width);
+        for (c, oc) in out[..channels * h * w].chunks_exact_mut(h * w).enumerate() {
+            for (y, row) in oc.chunks_exact_mut(w).enumerate() {
+                let src = &flat[c * g.qr + y * g.wp..][..w];
+                if add {
+                    for (o, v) in row.iter_mut().zip(src) {
+                        *o += v;
+                    }
+                } else {
+                    row.copy_from_slice(src);
+                }
+            }
+        }
+    }
+
+    /// Z = K ∗ X + b for one example, `xpad` left holding X padded.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_example(
+        &self,
+        g: &Geometry,
+        kf: &[f64],
+        off: &[usize],
+        b: &[f64],
+        x: &[f64],
+        z: &mut [f64],
+        xpad: &mut [f64],
+        flat: &mut [f64],
+    ) {
+        self.pad(g, self.in_channels, x, xpad);
+        let taps = self.in_channels * self.taps();
+        let co = self.out_channels;
+        direct::direct(kf, co, &off[..taps], xpad, Some(&b[..co]), flat, g.qr, g.qr);
+        self.unflatten(g, co, flat, z, false);
+    }
+
+    /// dX += Kᵀ ⋆ S for one example, S already padded in `spad`.
+    fn backward_input_example(
+        &self,
+        g: &Geometry,
+        kt: &[f64],
+        off: &[usize],
+        spad: &[f64],
+        dx: &mut [f64],
+        flat: &mut [f64],
+    ) {
+        let taps = self.out_channels * self.taps();
+        let ci = self.in_channels;
+        direct::direct(kt, ci, &off[..taps], spad, None, flat, g.qr, g.qr);
+        self.unflatten(g, ci, flat, dx, true);
+    }
+
+    /// ∂/∂K += S ⋆ X, ∂/∂b += Σ S for one example: X padded in `xpad`, S padded in `spad` and
+    /// compact in `s`.
+    #[allow(clippy::too_many_arguments)]
+    fn params_example(
+        &self,
+        g: &Geometry,
+        off: &[usize],
+        xpad: &[f64],
+        spad: &[f64],
+        s: &[f64],
+        gk: &mut [f64],
+        gb: &mut [f64],
+    ) {
+        let taps = self.in_channels * self.taps();
+        // S at output position q = y · Wp + x is spad[o · Cs + (y + p_h) · Wp + x + p_w].
+        let s0 = &spad[g.ph * g.wp + g.pw..];
+        direct::params(s0, g.cs, self.out_channels, &off[..taps], xpad, g.q, gk);
+        let p = self.pixels();
+        for (gbo, so) in gb[..self.out_channels].iter_mut().zip(s.chunks_exact(p)) {
+            *gbo += so.iter().sum::<f64>();
+        }
+    }
+
+    /// Grows `scratch` to everything this convolution's kernels and a step of it use, so that
+    /// not even the first call allocates (they grow it themselves otherwise).
+    pub fn reserve(&self, scratch: &mut Scratch) {
+        self.parts(scratch, self.in_len().max(self.out_len()));
+    }
+
     /// Z = K ∗ X + b (overwrites z). x: batch · in_len, z: batch · out_len.
     pub fn forward(&self, k: &[f64], b: &[f64], x: &[f64], z: &mut [f64], scratch: &mut Scratch) {
-        self.check();
         let batch = Self::batch(x.len(), self.in_len());
         assert_eq!(z.len(), batch * self.out_len(), "convolution output size");
-        let (_, _, col, _) = scratch.conv_parts(0, self.col_len(), 0);
+        let (g, p) = self.parts(scratch, 0);
+        let (kf, _) = p.kernel.split_at_mut(self.weight_len());
+        self.forward_kernel(k, kf);
+        let (xpad, rest) = p.work.split_at_mut(g.padded);
+        let flat = &mut rest[g.padded..];
         for (xe, ze) in x
             .chunks_exact(self.in_len())
             .zip(z.chunks_exact_mut(self.out_len()))
         {
-            self.forward_example(k, b, xe, ze, col);
+            self.forward_example(&g, kf, p.offsets, b, xe, ze, xpad, flat);
         }
     }
 
     /// dX += Kᵀ ⋆ S, the transposed convolution (adds into dx). s: batch · out_len, dx: batch
     /// · in_len.
     pub fn backward_input(&self, k: &[f64], s: &[f64], dx: &mut [f64], scratch: &mut Scratch) {
-        self.check();
         let batch = Self::batch(s.len(), self.out_len());
         assert_eq!(dx.len(), batch * self.in_len(), "convolution input size");
-        let (_, _, col, kt) = scratch.conv_parts(0, self.col_len(), self.weight_len());
+        let (g, p) = self.parts(scratch, 0);
+        let (_, kt) = p.kernel.split_at_mut(self.weight_len());
         self.transposed_kernel(k, kt);
+        let (_, rest) = p.work.split_at_mut(g.padded);
+        let (spad, flat) = rest.split_at_mut(g.padded);
         for (se, dxe) in s
             .chunks_exact(self.out_len())
             .zip(dx.chunks_exact_mut(self.in_len()))
         {
-            self.backward_input_example(kt, se, dxe, col);
+            self.pad(&g, self.out_channels, se, spad);
+            self.backward_input_example(&g, kt, p.offsets, spad, dxe, flat);
         }
     }
 
@@ -162,101 +325,43 @@ impl Conv2d {
         gb: &mut [f64],
         scratch: &mut Scratch,
     ) {
-        self.check();
         let batch = Self::batch(x.len(), self.in_len());
         assert_eq!(
             s.len(),
             batch * self.out_len(),
             "convolution sensitivity size"
         );
-        let (_, _, col, _) = scratch.conv_parts(0, self.col_len(), 0);
+        let (g, p) = self.parts(scratch, 0);
+        let (xpad, rest) = p.work.split_at_mut(g.padded);
+        let (spad, _) = rest.split_at_mut(g.padded);
         for (xe, se) in x
             .chunks_exact(self.in_len())
             .zip(s.chunks_exact(self.out_len()))
         {
-            self.im2col(self.in_channels, xe, col);
-            self.params_example(col, se, gk, gb);
+            self.pad(&g, self.in_channels, xe, xpad);
+            self.pad(&g, self.out_channels, se, spad);
+            self.params_example(&g, p.offsets, xpad, spad, se, gk, gb);
         }
     }
+}
 
-    /// The im2col matrix of one example of `channels` channels into `col`
-    /// (channels · k_h · k_w rows of P values).
-    fn im2col(&self, channels: usize, x: &[f64], col: &mut [f64]) {
-        let (h, w) = (self.height, self.width);
-        let (kh, kw) = (self.kernel_h, self.kernel_w);
-        let (ph, pw) = (kh / 2, kw / 2);
-        let p = h * w;
-        let mut rows = col[..channels * kh * kw * p].chunks_exact_mut(p);
-        for xc in x[..channels * p].chunks_exact(p) {
-            for dy in 0..kh {
-                for dx in 0..kw {
-                    let row = rows.next().expect("im2col rows");
-                    // Output columns x ∈ [x0, x1) read input column x + dx − pw ∈ [0, w).
-                    let x0 = pw.saturating_sub(dx).min(w);
-                    let x1 = (w + pw).saturating_sub(dx).min(w).max(x0);
-                    for (y, out) in row.chunks_exact_mut(w).enumerate() {
-                        let sy = y + dy;
-                        if sy < ph || sy - ph >= h {
-                            out.fill(0.0);
-                            continue;
-                        }
-                        let src = &xc[(sy - ph) * w..(sy - ph + 1) * w];
-                        out[..x0].fill(0.0);
-                        out[x1..].fill(0.0);
-                        out[x0..x1].copy_from_slice(&src[x0 + dx - pw..x1 + dx - pw]);
-                    }
-                }
-            }
-        }
-    }
-
-    /// K̃[i][o][d_y][d_x] = K[o][i][k_h − 1 − d_y][k_w − 1 − d_x] into `kt`.
-    fn transposed_kernel(&self, k: &[f64], kt: &mut [f64]) {
-        let (ci, co) = (self.in_channels, self.out_channels);
-        let (kh, kw) = (self.kernel_h, self.kernel_w);
-        let taps = kh * kw;
-        assert!(k.len() >= ci * co * taps, "convolution kernel size");
-        for o in 0..co {
-            for i in 0..ci {
-                let src = &k[(o * ci + i) * taps..][..taps];
-                let dst = &mut kt[(i * co + o) * taps..][..taps];
-                for (t, d) in dst.iter_mut().enumerate() {
-                    *d = src[taps - 1 - t];
-                }
-            }
-        }
-    }
-
-    /// Z = K · col(X) + b 1ᵀ for one example (col left holding col(X)).
-    fn forward_example(&self, k: &[f64], b: &[f64], x: &[f64], z: &mut [f64], col: &mut [f64]) {
-        let p = self.pixels();
-        self.im2col(self.in_channels, x, col);
-        for (zo, &bo) in z.chunks_exact_mut(p).zip(&b[..self.out_channels]) {
-            zo.fill(bo);
-        }
-        // Column-major: Zᵀ (P × out) += col(X)ᵀ (P × in·taps) · Kᵀ (in·taps × out).
-        let kc = self.in_channels * self.taps();
-        gemm(p, kc, self.out_channels, 1.0, col, false, k, false, 1.0, z);
-    }
-
-    /// dX += K̃ · col(S) for one example (`kt` from [`Conv2d::transposed_kernel`]).
-    fn backward_input_example(&self, kt: &[f64], s: &[f64], dx: &mut [f64], col: &mut [f64]) {
-        let p = self.pixels();
-        self.im2col(self.out_channels, s, col);
-        let kc = self.out_channels * self.taps();
-        gemm(p, kc, self.in_channels, 1.0, col, false, kt, false, 1.0, dx);
-    }
-
-    /// ∂/∂K += S col(X)ᵀ, ∂/∂b += S 1 for one example, col holding col(X).
-    fn params_example(&self, col: &[f64], s: &[f64], gk: &mut [f64], gb: &mut [f64]) {
-        let p = self.pixels();
-        let kc = self.in_channels * self.taps();
-        // Column-major: G (in·taps × out), G(kc, o) = gK[o][kc], += col(X) (in·taps × P) · Sᵀ.
-        gemm(kc, p, self.out_channels, 1.0, col, true, s, false, 1.0, gk);
-        for (g, so) in gb[..self.out_channels].iter_mut().zip(s.chunks_exact(p)) {
-            *g += so.iter().sum::<f64>();
-        }
-    }
+/// The padded layout of one example of a [`Conv2d`] (see [`direct`]).
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    /// Padding (k_h − 1)/2, (k_w − 1)/2.
+    ph: usize,
+    pw: usize,
+    /// Padded row length W + 2p_w.
+    wp: usize,
+    /// Channel stride of a padded image, (H + 2p_h) · Wp.
+    cs: usize,
+    /// Flat output positions H · Wp, and rounded up to whole tiles (the channel stride of a
+    /// flat output).
+    q: usize,
+    qr: usize,
+    /// The larger channel count, and the length of a padded image of that many channels.
+    channels: usize,
+    padded: usize,
 }
 
 /// A convolutional hidden layer: c channels of H × W, kernel k_h × k_w; θ_n = (K_n
@@ -322,72 +427,125 @@ impl Layer for Conv {
     }
 }
 
+/// The arrays of one convolution call, split out of its [`Scratch`].
+struct Arrays<'s> {
+    g: Geometry,
+    kf: &'s [f64],
+    kt: &'s [f64],
+    off: &'s [usize],
+    z: &'s mut [f64],
+    s: &'s mut [f64],
+    xpad: &'s mut [f64],
+    spad: &'s mut [f64],
+    flat: &'s mut [f64],
+}
+
 impl ConvStep<'_> {
-    /// The per-example loop of the adjoint: Z, S = σ'(Z) ⊙ (h Λ⁺), the gradient when asked,
-    /// and Λ += Kᵀ ⋆ S when `update` (Λ⁺ read from and Λ written to `lam`).
-    fn adjoint_loop(
+    /// The scratch arrays for a batch `u` with the forward kernel, and the transposed one
+    /// when `transposed`.
+    fn arrays<'s>(&self, u: &[f64], scratch: &'s mut Scratch, transposed: bool) -> Arrays<'s> {
+        let c = &self.conv;
+        let n = c.in_len();
+        Conv2d::batch(u.len(), n);
+        let (g, p) = c.parts(scratch, n);
+        let (kf, kt) = p.kernel.split_at_mut(c.weight_len());
+        c.forward_kernel(self.k, kf);
+        if transposed {
+            c.transposed_kernel(self.k, kt);
+        }
+        let (xpad, rest) = p.work.split_at_mut(g.padded);
+        let (spad, flat) = rest.split_at_mut(g.padded);
+        Arrays {
+            g,
+            kf,
+            kt,
+            off: p.offsets,
+            z: p.z,
+            s: p.s,
+            xpad,
+            spad,
+            flat,
+        }
+    }
+
+    /// Z = K ∗ U + b for one example into `a.z` (U padded left in `a.xpad`).
+    fn pre_activation(&self, a: &mut Arrays<'_>, ue: &[f64]) {
+        let c = &self.conv;
+        c.forward_example(&a.g, a.kf, a.off, self.b, ue, a.z, a.xpad, a.flat);
+    }
+
+    /// One example's Z, S = σ'(Z) ⊙ (h Λ⁺) (into `a.s`, padded into `a.spad`) and gradient
+    /// when asked.
+    fn sensitivity(
+        &self,
+        a: &mut Arrays<'_>,
+        ue: &[f64],
+        le: &[f64],
+        grad: &mut Option<(&mut [f64], &mut [f64])>,
+    ) {
+        let c = &self.conv;
+        self.pre_activation(a, ue);
+        activation::sensitivity(self.act, self.h, a.z, le, a.s);
+        c.pad(&a.g, c.out_channels, a.s, a.spad);
+        if let Some((gk, gb)) = grad.as_mut() {
+            c.params_example(&a.g, a.off, a.xpad, a.spad, a.s, gk, gb);
+        }
+    }
+
+    /// Λ⁺ ↦ Λ in place in `lam`, the gradient added into `grad` when given.
+    fn adjoint_in_place(
         &self,
         u: &[f64],
         lam: &mut [f64],
         scratch: &mut Scratch,
         grad: Option<&mut [f64]>,
-        update: bool,
     ) {
         let c = &self.conv;
-        c.check();
         let n = c.in_len();
-        let batch = Conv2d::batch(u.len(), n);
-        assert_eq!(lam.len(), batch * n, "adjoint size");
-        let (z, s, col, kt) = scratch.conv_parts(n, c.col_len(), c.weight_len());
-        if update {
-            c.transposed_kernel(self.k, kt);
-        }
-        let mut grad = grad.map(|g| {
-            let (gk, gb) = g.split_at_mut(c.weight_len());
-            (gk, &mut gb[..c.out_channels])
-        });
+        assert_eq!(lam.len(), u.len(), "adjoint size");
+        let mut a = self.arrays(u, scratch, true);
+        let mut grad = split_grad(c, grad);
         for (ue, le) in u.chunks_exact(n).zip(lam.chunks_exact_mut(n)) {
-            c.forward_example(self.k, self.b, ue, z, col);
-            activation::sensitivity(self.act, self.h, z, le, s);
-            if let Some((gk, gb)) = grad.as_mut() {
-                c.params_example(col, s, gk, gb);
-            }
-            if update {
-                c.backward_input_example(kt, s, le, col);
-            }
+            self.sensitivity(&mut a, ue, le, &mut grad);
+            c.backward_input_example(&a.g, a.kt, a.off, a.spad, le, a.flat);
         }
     }
 }
 
+/// The gradient block split into (∂J/∂K, ∂J/∂b).
+fn split_grad<'g>(
+    c: &Conv2d,
+    grad: Option<&'g mut [f64]>,
+) -> Option<(&'g mut [f64], &'g mut [f64])> {
+    grad.map(|g| {
+        let (gk, gb) = g.split_at_mut(c.weight_len());
+        (gk, &mut gb[..c.out_channels])
+    })
+}
+
 impl Step for ConvStep<'_> {
     fn forward(&self, u: &[f64], u_next: &mut [f64], scratch: &mut Scratch) {
-        let c = &self.conv;
-        c.check();
-        let n = c.in_len();
-        Conv2d::batch(u.len(), n);
+        let n = self.conv.in_len();
         assert_eq!(u_next.len(), u.len(), "forward size");
-        let (z, _, col, _) = scratch.conv_parts(n, c.col_len(), 0);
+        let mut a = self.arrays(u, scratch, false);
         for (ue, ne) in u.chunks_exact(n).zip(u_next.chunks_exact_mut(n)) {
-            c.forward_example(self.k, self.b, ue, z, col);
-            activation::forward(self.act, self.h, z, ue, ne);
+            self.pre_activation(&mut a, ue);
+            activation::forward(self.act, self.h, a.z, ue, ne);
         }
     }
 
     fn forward_in_place(&self, u: &mut [f64], scratch: &mut Scratch) {
-        let c = &self.conv;
-        c.check();
-        let n = c.in_len();
-        Conv2d::batch(u.len(), n);
-        let (z, _, col, _) = scratch.conv_parts(n, c.col_len(), 0);
+        let n = self.conv.in_len();
+        let mut a = self.arrays(u, scratch, false);
         for ue in u.chunks_exact_mut(n) {
-            c.forward_example(self.k, self.b, ue, z, col);
-            activation::forward_in_place(self.act, self.h, z, ue);
+            self.pre_activation(&mut a, ue);
+            activation::forward_in_place(self.act, self.h, a.z, ue);
         }
     }
 
     /// Λ = Λ⁺ + Kᵀ ⋆ S with S = σ'(K ∗ U + b) ⊙ (h Λ⁺); ∂J/∂K += S ⋆ U, ∂J/∂b += Σ S.
     fn adjoint(&self, u: &[f64], lam: &mut [f64], scratch: &mut Scratch, grad: Option<&mut [f64]>) {
-        self.adjoint_loop(u, lam, scratch, grad, true);
+        self.adjoint_in_place(u, lam, scratch, grad);
     }
 
     fn adjoint_from(
@@ -399,35 +557,27 @@ impl Step for ConvStep<'_> {
         grad: Option<&mut [f64]>,
     ) {
         lam_out.copy_from_slice(lam_next);
-        self.adjoint_loop(u, lam_out, scratch, grad, true);
+        self.adjoint_in_place(u, lam_out, scratch, grad);
     }
 
     fn gradient(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch, grad: &mut [f64]) {
-        let c = &self.conv;
-        c.check();
-        let n = c.in_len();
-        let batch = Conv2d::batch(u.len(), n);
-        assert_eq!(lam_next.len(), batch * n, "adjoint size");
-        let (z, s, col, _) = scratch.conv_parts(n, c.col_len(), 0);
-        let (gk, gb) = grad.split_at_mut(c.weight_len());
+        let n = self.conv.in_len();
+        assert_eq!(lam_next.len(), u.len(), "adjoint size");
+        let mut a = self.arrays(u, scratch, false);
+        let mut grad = split_grad(&self.conv, Some(grad));
         for (ue, le) in u.chunks_exact(n).zip(lam_next.chunks_exact(n)) {
-            c.forward_example(self.k, self.b, ue, z, col);
-            activation::sensitivity(self.act, self.h, z, le, s);
-            c.params_example(col, s, gk, gb);
+            self.sensitivity(&mut a, ue, le, &mut grad);
         }
     }
 
     fn increment_dot(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch) -> f64 {
-        let c = &self.conv;
-        c.check();
-        let n = c.in_len();
-        Conv2d::batch(u.len(), n);
-        let (z, s, col, _) = scratch.conv_parts(n, c.col_len(), 0);
+        let n = self.conv.in_len();
+        let mut a = self.arrays(u, scratch, false);
         let mut sum = 0.0;
         for (ue, le) in u.chunks_exact(n).zip(lam_next.chunks_exact(n)) {
-            c.forward_example(self.k, self.b, ue, z, col);
-            activation::apply(self.act, z, s);
-            for (&si, &li) in s.iter().zip(le) {
+            self.pre_activation(&mut a, ue);
+            activation::apply(self.act, a.z, a.s);
+            for (&si, &li) in a.s.iter().zip(le) {
                 sum += li * si;
             }
         }
@@ -612,6 +762,8 @@ pub fn global_average_adjoint(channels: usize, pixels: usize, gy: &[f64], gx: &m
         }
     }
 }
+
+mod direct;
 
 #[cfg(test)]
 mod tests;

@@ -82,16 +82,17 @@ pub trait Step {
 
 /// Work arrays of a step for one batch: Z (pre-activation) and S (sensitivity). Reused across
 /// steps and solves; grown only when a larger batch arrives. Convolutions ([`crate::conv`])
-/// also keep their im2col matrix and a rearranged kernel here, grown on first use.
+/// also keep their padded images, rearranged kernels and tap offsets here, grown on first use.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
     z: Vec<f64>,
     s: Vec<f64>,
-    /// A convolution's im2col matrix (one example or one block of pixels).
-    col: Vec<f64>,
-    /// A convolution's kernel flipped in space with its channels swapped (the transposed
-    /// convolution's kernel).
+    /// A convolution's padded images of one example.
+    work: Vec<f64>,
+    /// A convolution's kernel rearranged for its loops (and flipped for the transposed one).
     kernel: Vec<f64>,
+    /// A convolution's offsets of its taps in a padded image.
+    offsets: Vec<usize>,
 }
 
 impl Scratch {
@@ -121,28 +122,43 @@ impl Scratch {
         self.parts(len).0
     }
 
-    /// Z and S of `len` values, an im2col buffer of `col` values and a kernel buffer of
-    /// `kernel` values (the arrays of a convolution step; the latter two grown on demand).
+    /// The arrays of a convolution step: Z and S of `len` values, a work array of `work`
+    /// values, a kernel array of `kernel` values and `offsets` offsets (the latter three
+    /// grown on demand).
     pub(crate) fn conv_parts(
         &mut self,
         len: usize,
-        col: usize,
+        work: usize,
         kernel: usize,
-    ) -> (&mut [f64], &mut [f64], &mut [f64], &mut [f64]) {
+        offsets: usize,
+    ) -> ConvParts<'_> {
         self.ensure(len);
-        if self.col.len() < col {
-            self.col.resize(col, 0.0);
+        if self.work.len() < work {
+            self.work.resize(work, 0.0);
         }
         if self.kernel.len() < kernel {
             self.kernel.resize(kernel, 0.0);
         }
-        (
-            &mut self.z[..len],
-            &mut self.s[..len],
-            &mut self.col[..col],
-            &mut self.kernel[..kernel],
-        )
+        if self.offsets.len() < offsets {
+            self.offsets.resize(offsets, 0);
+        }
+        ConvParts {
+            z: &mut self.z[..len],
+            s: &mut self.s[..len],
+            work: &mut self.work[..work],
+            kernel: &mut self.kernel[..kernel],
+            offsets: &mut self.offsets[..offsets],
+        }
     }
+}
+
+/// The arrays of a convolution step in a [`Scratch`] ([`Scratch::conv_parts`]).
+pub(crate) struct ConvParts<'a> {
+    pub z: &'a mut [f64],
+    pub s: &'a mut [f64],
+    pub work: &'a mut [f64],
+    pub kernel: &'a mut [f64],
+    pub offsets: &'a mut [usize],
 }
 
 /// A dense layer of width w: the state of an example is u ∈ ℝ^w and the control is

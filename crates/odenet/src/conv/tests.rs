@@ -509,3 +509,84 @@ fn flops_and_lengths() {
     assert_eq!(layer.param_len(), 4 * 4 * 9 + 4);
     assert_eq!(layer.step_flops(3), 4.0 * layer.conv.flops(3));
 }
+
+/// The AVX2 + FMA loops and the portable ones give the same bits (where the CPU has AVX2 the
+/// dispatching functions run the former), channel and tap counts with tails included.
+#[test]
+fn every_variant_of_the_loops_gives_the_same_bits() {
+    let shapes: [(usize, usize, usize); 5] = [
+        (7, 9, 37),
+        (4, 27, 64),
+        (1, 5, 3),
+        (16, 144, 120),
+        (3, 2, 13),
+    ];
+    for (n_out, taps, len) in shapes {
+        let qr = len.div_ceil(direct::QT) * direct::QT;
+        let off: Vec<usize> = (0..taps).map(|j| (j * 7) % 23 + j / 3).collect();
+        let src = data(off.iter().max().unwrap() + qr, 80);
+        let k = data(n_out * taps, 81);
+        let mut packed = vec![0.0; n_out * taps];
+        direct::pack(n_out, taps, &mut packed, |o, j| k[o * taps + j]);
+        let bias = data(n_out, 82);
+        for init in [None, Some(&bias[..])] {
+            let mut a = vec![0.0; n_out * qr];
+            let mut b = vec![1.0; n_out * qr];
+            direct::direct(&packed, n_out, &off, &src, init, &mut a, qr, qr);
+            direct::direct_portable(&packed, n_out, &off, &src, init, &mut b, qr, qr);
+            assert_eq!(a, b, "direct {n_out} {taps} {len}");
+            // And the sums themselves.
+            for o in 0..n_out {
+                for q in 0..qr {
+                    let mut want = init.map_or(0.0, |b| b[o]);
+                    for (j, &oj) in off.iter().enumerate() {
+                        want = src[oj + q].mul_add(k[o * taps + j], want);
+                    }
+                    assert_eq!(a[o * qr + q], want);
+                }
+            }
+        }
+        let s = data((n_out - 1) * (len + 3) + len, 83);
+        let mut ga = data(n_out * taps, 84);
+        let mut gb = ga.clone();
+        direct::params(&s, len + 3, n_out, &off, &src, len, &mut ga);
+        direct::params_portable(&s, len + 3, n_out, &off, &src, len, &mut gb);
+        assert_eq!(ga, gb, "params {n_out} {taps} {len}");
+    }
+}
+
+/// An example's results do not depend on the batch it came in nor on what a scratch held
+/// before (another shape's arrays, grown larger).
+#[test]
+fn results_depend_on_the_example_alone() {
+    let layer = conv_layer((3, 6, 5, 3, 3));
+    let n = layer.state_len();
+    let theta = data(layer.param_len(), 90);
+    let (u, lam0) = (data(4 * n, 91), data(4 * n, 92));
+    let step = layer.linearize(Activation::Tanh, 0.4, &theta);
+    // A scratch first used by a larger convolution.
+    let mut used = Scratch::default();
+    let big = conv_layer((8, 9, 9, 5, 5));
+    let tb = data(big.param_len(), 93);
+    let mut ub = data(2 * big.state_len(), 94);
+    big.linearize(Activation::Relu, 1.0, &tb)
+        .forward_in_place(&mut ub, &mut used);
+    let mut lb = data(2 * big.state_len(), 95);
+    big.linearize(Activation::Relu, 1.0, &tb)
+        .adjoint(&ub, &mut lb, &mut used, None);
+    let mut all = vec![0.0; 4 * n];
+    step.forward(&u, &mut all, &mut used);
+    let mut lam_all = lam0.clone();
+    step.adjoint(&u, &mut lam_all, &mut used, None);
+    for e in 0..4 {
+        let r = e * n..(e + 1) * n;
+        let mut one = vec![0.0; n];
+        let mut fresh = Scratch::default();
+        layer.conv.reserve(&mut fresh);
+        step.forward(&u[r.clone()], &mut one, &mut fresh);
+        assert_eq!(one, all[r.clone()], "forward of example {e}");
+        let mut lam = lam0[r.clone()].to_vec();
+        step.adjoint(&u[r.clone()], &mut lam, &mut Scratch::default(), None);
+        assert_eq!(lam, lam_all[r], "adjoint of example {e}");
+    }
+}
