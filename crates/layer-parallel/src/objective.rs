@@ -291,7 +291,7 @@ impl<C: Comm> Objective<C> {
         let batch = targets.len();
         let (net, part) = (&self.net, &self.part);
         let sh = net.layout.shape;
-        let din = if batch == 0 { 0 } else { x.len() / batch };
+        let din = x.len().checked_div(batch).unwrap_or(0);
         let pieces = sweep_chunks(batch, self.comm.size());
         let mut logits = vec![
             0.0;
