@@ -182,3 +182,38 @@ fn metrics_every_must_be_a_positive_integer() {
     }
     assert!(!dir.path().join("runs").exists());
 }
+
+#[test]
+fn a_run_that_stops_on_the_gradient_test_ends_on_a_measured_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, sets) in [
+        ("lbfgs", vec!["optimizer.max_iter=30"]),
+        ("adam", ADAM.to_vec()),
+    ] {
+        // The reference: every row measured, no gradient stop.
+        let reference = format!("{name}-all");
+        train(d, 2, &reference, &sets);
+        let (h, all) = rows(d, &reference);
+        let g = h.iter().position(|c| c == "grad_norm").unwrap();
+        let val = h.iter().position(|c| c == "val_acc").unwrap();
+        // A tolerance met at iteration 4 at the latest (the test is ‖g‖ ≤ gtol).
+        let gtol: f64 = all[4][g].parse().unwrap();
+        let stop = (1..all.len())
+            .find(|&i| all[i][g].parse::<f64>().unwrap() <= gtol)
+            .unwrap();
+        let mut with = sets.clone();
+        let gtol_set = format!("optimizer.gtol={gtol:e}");
+        with.extend([gtol_set.as_str(), "output.metrics_every=1000"]);
+        let out = train(d, 2, name, &with);
+        assert!(out.contains("gradient norm below"), "{name}: {out}");
+        let (_, got) = rows(d, name);
+        assert_eq!(got.len(), stop + 1, "{name}");
+        assert!(
+            !got[stop][val].is_empty(),
+            "{name}: the last row is measured"
+        );
+        assert_eq!(got[stop], all[stop], "{name}");
+        assert!(got[1..stop].iter().all(|r| r[val].is_empty()), "{name}");
+    }
+}

@@ -418,13 +418,16 @@ pub fn run(
                 break 'iterations stop;
             }
             // Whether this row gets the whole-set metrics; a row after which the optimizer
-            // has converged is the last and gets them too (the optimizer measures the
-            // training set then as well, see [`Optimizer::next_iter`]).
+            // has converged is the last and gets them too (Adam and SGD measure the training
+            // set then as well, see [`Optimizer::next_iter`]; L-BFGS's gradient test runs
+            // before the next iteration, on the iterate of this row).
             let metrics = limits.metrics_at(iter);
             match opt.next_iter(obj, &mut theta, iter, metrics) {
                 Next::Stop(stop) => break 'iterations stop,
                 Next::Row(m) => {
-                    let full = metrics || opt.converged_after().is_some();
+                    let full = metrics
+                        || opt.converged_after().is_some()
+                        || opt.converged_before().is_some();
                     let acc = emit(obj, &mut rows, opt.as_ref(), &theta, iter, m, full)?;
                     // Rows without the metrics leave the target check to the next one that
                     // has them.
