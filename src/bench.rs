@@ -563,7 +563,7 @@ pub fn time_evaluations(
 /// the slowest rank's seconds per iteration (from the rows' times), the nominal flops of one
 /// iteration and its step calls, summed over the ranks (its evaluations of J and ∇J from the step counters,
 /// and the exact forward sweeps over the training and validation sets that measure each
-/// row). Collective.
+/// row that has the metrics, `output.metrics_every`). Collective.
 pub fn time_training(
     par: &crate::parallel::Parallel,
     config: &crate::config::Config,
@@ -583,12 +583,11 @@ pub fn time_training(
         &optimizer::OptimizerState::fresh(kind),
     );
     let opt = crate::commands::agree(par, built)?;
+    // output.metrics_every applies (`--set output.metrics_every=k` times iterations whose
+    // rows skip the whole-set metrics).
     let limits = Limits {
-        max_iter: 1 + repeat,
-        target_acc: None,
-        target_measure: crate::config::TargetMeasure::Val,
-        level: 0,
-        divergence_factor: 0.0,
+        metrics_every: config.output.metrics_every,
+        ..Limits::plain(1 + repeat)
     };
     let mut trace = Trace::default();
     let note = |_: &str| {};
@@ -638,8 +637,12 @@ pub fn time_training(
     let layer = dist.net.layer();
     let batch = examples.min(if b == 0 { examples } else { b });
     let gradients = products(&fwd, &adj, owned, per_epoch * repeat) / repeat as f64;
-    let sweeps =
-        owned as f64 * (layer.step_flops(examples) + layer.step_flops(problem.val.len())) / 4.0;
+    // The exact sweeps of the timed rows that have the metrics, per iteration.
+    let measured_rows = (2..=repeat + 1).filter(|&k| limits.metrics_at(k)).count() as f64;
+    let sweeps = measured_rows / repeat as f64
+        * owned as f64
+        * (layer.step_flops(examples) + layer.step_flops(problem.val.len()))
+        / 4.0;
     let mine = gradients * layer.step_flops(batch) / 4.0 + sweeps;
     let n = repeat as f64;
     let [flops, f, a] = summed(&dist.comm, [mine, calls(&fwd) / n, calls(&adj) / n]);

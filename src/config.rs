@@ -191,6 +191,9 @@ pub struct OutputConfig {
     pub checkpoint_every: usize,
     pub keep_last: usize,
     pub print_every: usize,
+    /// The whole-set metrics (training J, loss, accuracy; validation) every this many
+    /// iterations (and at row 0, the last row and checkpoints).
+    pub metrics_every: usize,
     pub progress: Progress,
 }
 
@@ -282,6 +285,7 @@ impl Default for Config {
                 checkpoint_every: 0,
                 keep_last: 3,
                 print_every: 1,
+                metrics_every: 1,
                 progress: Progress::Auto,
             },
             nested: NestedConfig {
@@ -739,6 +743,7 @@ impl Config {
             );
         }
         at_least("output.print_every", self.output.print_every, 1)?;
+        at_least("output.metrics_every", self.output.metrics_every, 1)?;
         let nc = &self.nested;
         at_least("nested.levels", nc.levels, 1)?;
         at_least("nested.refine", nc.refine, 2)?;

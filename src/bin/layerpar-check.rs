@@ -266,6 +266,27 @@ fn main() {
         format!("gradient vs serial: relative difference {grad_err:.3e} (limit {limit:e})"),
     );
 
+    // The forward-only evaluation (swept in pieces through the ranks' pipeline on more than
+    // one rank) gives the serial sweep's bits: Σ loss / B and the number correct.
+    let big = if sine {
+        generate_sine(1103, 5, 4).0
+    } else {
+        generate_peaks(1103, 5, 4).0
+    };
+    let (l, acc) = dist.evaluate(&local, &big.features, big.y());
+    let (sum, correct) = net.evaluate(&theta, &big.features, big.y(), &mut ws);
+    let b = big.len() as f64;
+    tally.check(
+        l.to_bits() == (sum / b).to_bits() && acc == correct as f64 / b,
+        format!(
+            "evaluate on {} examples in {} pieces vs the serial sweep: loss {l:e} vs {:e}, accuracy {acc} vs {}",
+            big.len(),
+            layer_parallel::objective::sweep_chunks(big.len(), comm.size()),
+            sum / b,
+            correct as f64 / b
+        ),
+    );
+
     if fd {
         // Coordinates spread over every block: opening, several layers, classifier.
         let l = &net.layout;

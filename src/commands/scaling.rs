@@ -140,13 +140,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         ),
     )?;
     let mut trace = Trace::default();
-    let limits = Limits {
-        max_iter: 1 + args.iterations,
-        target_acc: None,
-        target_measure: crate::config::TargetMeasure::Val,
-        level: 0,
-        divergence_factor: 0.0,
-    };
+    let limits = Limits::plain(1 + args.iterations);
     let note = |m: &str| {
         if par.is_root() {
             eprintln!("{m}");

@@ -442,6 +442,8 @@ impl<'c> Levels<'_, 'c> {
             target_measure: cfg.nested.target_measure,
             level,
             divergence_factor: cfg.optimizer.divergence_factor,
+            metrics_every: cfg.output.metrics_every,
+            checkpoint_every: cfg.output.checkpoint_every,
         };
         let mut checkpoints = Checkpoints {
             par,

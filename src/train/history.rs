@@ -7,7 +7,9 @@
 //! R² = 1 − SSE/SST, on the validation set) and `final_time` (s·T, the ODE's final time
 //! with the time scale s; T when the scale is not learnt). Residual columns are empty when no
 //! MGRIT residual was computed; accuracy columns are empty for regression, the RMSE and R²
-//! columns for classification.
+//! columns for classification. With `output.metrics_every` = k > 1 the rows between the
+//! measured ones leave the validation columns empty, and for Adam and SGD also `objective`,
+//! `loss` and `train_acc` (whole training set).
 
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -99,10 +101,10 @@ impl Row {
         // NaN (an accuracy of a regression run, a value unknown to an older file): empty.
         let num = |x: f64| opt(Some(x).filter(|x| !x.is_nan()));
         format!(
-            "{},{:.17e},{:.17e},{:.17e},{},{},{},{},{:.6},{:.17e},{},{},{},{},{}",
+            "{},{},{},{:.17e},{},{},{},{},{:.6},{:.17e},{},{},{},{},{}",
             self.iter,
-            self.objective,
-            self.loss,
+            num(self.objective),
+            num(self.loss),
             self.grad_norm,
             num(self.train_acc),
             num(self.val_acc),

@@ -160,6 +160,40 @@ pub struct Limits {
     pub level: usize,
     /// optimizer.divergence_factor (0: never stop as diverged; see [`diverged`]).
     pub divergence_factor: f64,
+    /// output.metrics_every: the rows of iterations k with k % metrics_every == 0 (and row 0,
+    /// the last row, and the rows a checkpoint is written at) get the whole-set metrics; see
+    /// [`Limits::metrics_at`].
+    pub metrics_every: usize,
+    /// output.checkpoint_every (0: no periodic checkpoints): their rows get the metrics.
+    pub checkpoint_every: usize,
+}
+
+impl Limits {
+    /// Limits with the metrics in every row and no periodic checkpoints (benchmarks, the
+    /// scaling model's calibration).
+    pub fn plain(max_iter: usize) -> Self {
+        Limits {
+            max_iter,
+            target_acc: None,
+            target_measure: TargetMeasure::Val,
+            level: 0,
+            divergence_factor: 0.0,
+            metrics_every: 1,
+            checkpoint_every: 0,
+        }
+    }
+
+    /// Whether the row of iteration `iter` gets the metrics over the whole training and
+    /// validation sets: row 0, every `metrics_every`-th iteration, the last iteration
+    /// (`max_iter`) and the rows of periodic checkpoints. (The loop adds the row after which
+    /// the optimizer reports convergence.)
+    pub fn metrics_at(&self, iter: usize) -> bool {
+        let every = |k: usize| k > 0 && iter % k == 0;
+        iter == 0
+            || iter >= self.max_iter
+            || every(self.metrics_every.max(1))
+            || every(self.checkpoint_every)
+    }
 }
 
 /// The loss of a network whose logits are all zero, ℓ₀: ln C for cross-entropy, 1/2 for the
@@ -300,18 +334,29 @@ pub fn run(
     let mut last_acc = rows.last().map(measure).unwrap_or(0.0);
     let val_metrics = ValidationMetrics::new(&obj.problem.val);
     let zero_loss = zero_output_loss(obj.problem.net.loss, &obj.problem.train);
+    // `full`: the row gets the validation metrics (and the optimizer measured the whole
+    // training set); otherwise those columns are empty (NaN, None).
     let mut emit = |obj: &mut Objective,
                     rows: &mut Vec<Row>,
                     opt: &dyn Optimizer,
                     theta: &[f64],
                     iter: usize,
-                    m: Measured|
+                    m: Measured,
+                    full: bool|
      -> Result<f64> {
         let val = &obj.problem.val;
-        let (val_loss, val_acc) = obj.dist.evaluate(theta, &val.features, val.y());
+        let (val_loss, val_acc) = if full {
+            obj.dist.evaluate(theta, &val.features, val.y())
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         let regression = val.is_regression();
         let unless_regression = |acc: f64| if regression { f64::NAN } else { acc };
-        let (val_rmse, val_r2) = val_metrics.regression(val_loss);
+        let (val_rmse, val_r2) = if full {
+            val_metrics.regression(val_loss)
+        } else {
+            (None, None)
+        };
         let net = &obj.problem.net;
         let scale = obj.dist.time_scale(theta);
         let row = Row {
@@ -331,14 +376,18 @@ pub fn run(
             val_r2,
             final_time: scale * net.final_time,
         };
-        if !row.objective.is_finite() {
-            bail!(
-                "the objective is not finite at iteration {} (try a smaller optimizer.learning_rate)",
-                row.iter
-            );
-        }
-        if let Some(why) = diverged(&row, rows, limits.divergence_factor, zero_loss) {
-            bail!(why);
+        // A row without the training-set objective (Adam, SGD between metrics rows) is
+        // checked at the next row that has it.
+        if m.training_set || full {
+            if !row.objective.is_finite() {
+                bail!(
+                    "the objective is not finite at iteration {} (try a smaller optimizer.learning_rate)",
+                    row.iter
+                );
+            }
+            if let Some(why) = diverged(&row, rows, limits.divergence_factor, zero_loss) {
+                bail!(why);
+            }
         }
         let acc = measure(&row);
         rows.push(row);
@@ -355,7 +404,7 @@ pub fn run(
         Ok(acc)
     };
     if let Some(m) = opt.start(obj, &theta, start.iteration == 0) {
-        last_acc = emit(obj, &mut rows, opt.as_ref(), &theta, 0, m)?;
+        last_acc = emit(obj, &mut rows, opt.as_ref(), &theta, 0, m, true)?;
     }
     let stop = 'iterations: {
         for iter in start.iteration + 1..=limits.max_iter {
@@ -368,9 +417,24 @@ pub fn run(
             if let Some(stop) = opt.converged_before() {
                 break 'iterations stop;
             }
-            match opt.next_iter(obj, &mut theta, iter) {
+            // Whether this row gets the whole-set metrics; a row after which the optimizer
+            // has converged is the last and gets them too (Adam and SGD measure the training
+            // set then as well, see [`Optimizer::next_iter`]; L-BFGS's gradient test runs
+            // before the next iteration, on the iterate of this row).
+            let metrics = limits.metrics_at(iter);
+            match opt.next_iter(obj, &mut theta, iter, metrics) {
                 Next::Stop(stop) => break 'iterations stop,
-                Next::Row(m) => last_acc = emit(obj, &mut rows, opt.as_ref(), &theta, iter, m)?,
+                Next::Row(m) => {
+                    let full = metrics
+                        || opt.converged_after().is_some()
+                        || opt.converged_before().is_some();
+                    let acc = emit(obj, &mut rows, opt.as_ref(), &theta, iter, m, full)?;
+                    // Rows without the metrics leave the target check to the next one that
+                    // has them.
+                    if full {
+                        last_acc = acc;
+                    }
+                }
             }
             if let Some(stop) = opt.converged_after() {
                 break 'iterations stop;
@@ -441,6 +505,19 @@ mod tests {
         // A start above ℓ₀ (best so far ≥ ℓ₀) counts from ℓ₀.
         assert!(diverged(&row(1, 1e5 * l0), &[row(0, 1e3)], 1e4, l0).is_some());
         assert_eq!(diverged(&row(1, 9e3 * l0), &[row(0, 1e3)], 1e4, l0), None);
+    }
+
+    #[test]
+    fn the_metrics_rows_are_row_0_every_kth_the_last_and_the_checkpoints() {
+        let limits = super::Limits {
+            metrics_every: 3,
+            checkpoint_every: 5,
+            ..super::Limits::plain(11)
+        };
+        let rows: Vec<usize> = (0..=11).filter(|&k| limits.metrics_at(k)).collect();
+        assert_eq!(rows, [0, 3, 5, 6, 9, 10, 11]);
+        let every = super::Limits::plain(4);
+        assert!((0..=4).all(|k| every.metrics_at(k)));
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Measured {
     pub adj_res: Option<f64>,
     /// The accepted step (L-BFGS) or the learning rate of the epoch.
     pub step: f64,
+    /// Whether `objective`, `loss` and `train_acc` were measured (over the whole training
+    /// set); false for Adam and SGD rows without the metrics, which hold NaN there.
+    pub training_set: bool,
 }
 
 /// The outcome of one iteration.
@@ -90,8 +93,17 @@ pub trait Optimizer {
         None
     }
 
-    /// Iteration `iter`: θ_{iter−1} → θ_iter in place.
-    fn next_iter(&mut self, obj: &mut Objective, theta: &mut Vec<f64>, iter: usize) -> Next;
+    /// Iteration `iter`: θ_{iter−1} → θ_iter in place. `metrics`: the row needs J, the loss
+    /// and the accuracy over the whole training set (output.metrics_every); an optimizer
+    /// that would have to evaluate them separately (Adam, SGD) measures them only then, or
+    /// when [`Optimizer::converged_after`] will end the run after this row.
+    fn next_iter(
+        &mut self,
+        obj: &mut Objective,
+        theta: &mut Vec<f64>,
+        iter: usize,
+        metrics: bool,
+    ) -> Next;
 
     /// Checked after each iteration that gave a row.
     fn converged_after(&self) -> Option<Stop> {
@@ -197,6 +209,7 @@ impl LbfgsSearch {
             fwd_res: v.fwd_res,
             adj_res: v.adj_res,
             step,
+            training_set: true,
         }
     }
 }
@@ -218,7 +231,13 @@ impl Optimizer for LbfgsSearch {
         })
     }
 
-    fn next_iter(&mut self, obj: &mut Objective, theta: &mut Vec<f64>, iter: usize) -> Next {
+    fn next_iter(
+        &mut self,
+        obj: &mut Objective,
+        theta: &mut Vec<f64>,
+        iter: usize,
+        _metrics: bool,
+    ) -> Next {
         let (x, y) = (&obj.problem.train.features, obj.problem.train.y());
         let value = self.value.expect("start evaluates first").objective;
         let accepted = loop {
@@ -319,7 +338,8 @@ impl Rule for optim::Sgd {
 /// Adam or SGD over epochs: each iteration shuffles the training set, and takes one step
 /// per mini-batch B with the gradient of J on B at the epoch's learning rate
 /// η_e = schedule(η₀, e − 1). The row's J, loss and accuracy are re-evaluated over the whole
-/// training set at the epoch's end; its gradient norm is ‖Σ_B ∇J_B‖ / #batches.
+/// training set at the epoch's end when the row gets the metrics (output.metrics_every); its
+/// gradient norm is ‖Σ_B ∇J_B‖ / #batches.
 struct Epochs<R> {
     rule: R,
     batcher: Batcher,
@@ -354,25 +374,33 @@ impl<R: Rule> Epochs<R> {
         }
     }
 
-    /// The row fields at θ: J = loss + regularization over the whole training set.
+    /// The row fields at θ: J = loss + regularization over the whole training set when
+    /// `training_set`, else NaN there (no evaluation).
     fn measured(
         obj: &mut Objective,
         theta: &[f64],
         grad_norm: f64,
         step: f64,
         (fwd_res, adj_res): (Option<f64>, Option<f64>),
+        training_set: bool,
     ) -> Measured {
-        let t = &obj.problem.train;
-        let (loss, train_acc) = obj.dist.evaluate(theta, &t.features, t.y());
-        let reg = obj.dist.regularization(theta);
+        let (objective, loss, train_acc) = if training_set {
+            let t = &obj.problem.train;
+            let (loss, train_acc) = obj.dist.evaluate(theta, &t.features, t.y());
+            let reg = obj.dist.regularization(theta);
+            (loss + reg, loss, train_acc)
+        } else {
+            (f64::NAN, f64::NAN, f64::NAN)
+        };
         Measured {
-            objective: loss + reg,
+            objective,
             loss,
             grad_norm,
             train_acc,
             fwd_res,
             adj_res,
             step,
+            training_set,
         }
     }
 }
@@ -395,10 +423,17 @@ impl<R: Rule> Optimizer for Epochs<R> {
             gnorm,
             0.0,
             (v0.fwd_res, v0.adj_res),
+            true,
         ))
     }
 
-    fn next_iter(&mut self, obj: &mut Objective, theta: &mut Vec<f64>, epoch: usize) -> Next {
+    fn next_iter(
+        &mut self,
+        obj: &mut Objective,
+        theta: &mut Vec<f64>,
+        epoch: usize,
+        metrics: bool,
+    ) -> Next {
         let lr = self.schedule.rate(self.learning_rate, epoch - 1);
         self.batcher.shuffle();
         self.gsum.fill(0.0);
@@ -420,7 +455,15 @@ impl<R: Rule> Optimizer for Epochs<R> {
             optim::axpy(1.0, &self.grad, &mut self.gsum);
         }
         self.mean_grad_norm = self.space.norm(&self.gsum) / nb as f64;
-        Next::Row(Self::measured(obj, theta, self.mean_grad_norm, lr, res))
+        let training_set = metrics || self.converged_after().is_some();
+        Next::Row(Self::measured(
+            obj,
+            theta,
+            self.mean_grad_norm,
+            lr,
+            res,
+            training_set,
+        ))
     }
 
     fn converged_after(&self) -> Option<Stop> {

@@ -12,21 +12,35 @@ pub enum Reporter {
     Silent,
 }
 
+/// `x` with `digits` decimals (in exponent form when `exp`), or "-" when it was not
+/// measured (NaN: a row without the metrics, output.metrics_every).
+fn figure(x: f64, digits: usize, exp: bool) -> String {
+    match (x.is_nan(), exp) {
+        (true, _) => "-".to_string(),
+        (false, true) => format!("{x:.digits$e}"),
+        (false, false) => format!("{x:.digits$}"),
+    }
+}
+
 /// The validation figure of a row: accuracy, or RMSE and R² for regression.
 fn validation(r: &Row, digits: usize) -> String {
     match (r.val_rmse, r.val_r2) {
         (Some(rmse), Some(r2)) => format!("val rmse {rmse:.digits$e} r2 {r2:.digits$}"),
-        _ => format!("train {:.digits$}  val {:.digits$}", r.train_acc, r.val_acc),
+        _ => format!(
+            "train {}  val {}",
+            figure(r.train_acc, digits, false),
+            figure(r.val_acc, digits, false)
+        ),
     }
 }
 
 /// One line of metrics.
 pub fn format_row(r: &Row) -> String {
     let mut s = format!(
-        "iter {:>5}  obj {:.6e}  loss {:.6e}  |g| {:.3e}  {}",
+        "iter {:>5}  obj {}  loss {}  |g| {:.3e}  {}",
         r.iter,
-        r.objective,
-        r.loss,
+        figure(r.objective, 6, true),
+        figure(r.loss, 6, true),
         r.grad_norm,
         validation(r, 4)
     );

@@ -267,6 +267,14 @@ impl<C: Comm> Objective<C> {
 
     /// (mean loss, accuracy) of p on (x, targets) by an exact forward sweep, pipelined over
     /// the ranks (accuracy 0 for real-valued targets). Collective.
+    ///
+    /// On more than one rank (and no data grid, whose rows sweep their shares whole) the
+    /// batch is swept in [`sweep_chunks`] pieces one after another,
+    /// so that rank r works on a piece while rank r + 1 works on the one before (a pipeline,
+    /// instead of every rank waiting for all the layers before its own); the last rank
+    /// gathers every piece's logits and forms the loss over the whole batch at once, so the
+    /// result is that of one sweep over the whole batch, bit for bit (every column of a state
+    /// is computed by the same operations whatever the batch it is part of).
     pub fn evaluate<'t>(
         &mut self,
         params: &[f64],
@@ -282,39 +290,54 @@ impl<C: Comm> Objective<C> {
         let theta = self.model(params);
         let batch = targets.len();
         let (net, part) = (&self.net, &self.part);
-        let sweep = match self.sweeps.entry(batch) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let o = Options {
-                    max_levels: 1,
-                    warm_restart: true,
-                    ..Options::default()
-                };
-                let s = Solver::new(part.layers, 0.0, net.final_time, o, self.comm.duplicate());
-                e.insert(s.expect("one level is always valid"))
-            }
-        };
         let sh = net.layout.shape;
-        let mut app = ForwardApp {
-            net,
-            ctrl: LayerControls {
-                theta: &theta,
-                layout: &self.model_layout,
-                part,
-                ghosts: &self.ghosts,
-            },
-            open: &theta[self.model_layout.opening.clone()],
-            x,
-            batch,
-            scratch: std::mem::take(&mut self.buf.scratch),
-        };
-        sweep.solve(&mut app);
-        self.buf.scratch = app.scratch;
+        let din = x.len().checked_div(batch).unwrap_or(0);
+        let pieces = sweep_chunks(batch, self.comm.size());
+        let mut logits = vec![
+            0.0;
+            if part.is_last() {
+                sh.classes * batch
+            } else {
+                0
+            }
+        ];
+        for i in 0..pieces {
+            let r = even_part(batch, pieces, i);
+            let sweep = match self.sweeps.entry(r.len()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let o = Options {
+                        max_levels: 1,
+                        warm_restart: true,
+                        ..Options::default()
+                    };
+                    let s = Solver::new(part.layers, 0.0, net.final_time, o, self.comm.duplicate());
+                    e.insert(s.expect("one level is always valid"))
+                }
+            };
+            let mut app = ForwardApp {
+                net,
+                ctrl: LayerControls {
+                    theta: &theta,
+                    layout: &self.model_layout,
+                    part,
+                    ghosts: &self.ghosts,
+                },
+                open: &theta[self.model_layout.opening.clone()],
+                x: &x[r.start * din..r.end * din],
+                batch: r.len(),
+                scratch: std::mem::take(&mut self.buf.scratch),
+            };
+            sweep.solve(&mut app);
+            self.buf.scratch = app.scratch;
+            if part.is_last() {
+                let u = sweep.state(sh.layers).expect("the last rank owns U_N");
+                let z = &mut logits[r.start * sh.classes..r.end * sh.classes];
+                net.classify(&theta[self.model_layout.classifier.clone()], u, z);
+            }
+        }
         let mut out = [0.0, 0.0];
         if part.is_last() {
-            let mut logits = vec![0.0; sh.classes * batch];
-            let u = sweep.state(sh.layers).expect("the last rank owns U_N");
-            net.classify(&theta[self.model_layout.classifier.clone()], u, &mut logits);
             let (l, c) = loss_sum(net.loss, sh.classes, &logits, targets, None);
             out = [l / batch as f64, c as f64 / batch as f64];
         }
@@ -432,6 +455,20 @@ impl<C: Comm> Objective<C> {
         }
     }
 }
+
+/// The number of pieces [`Objective::evaluate`] sweeps a batch of `batch` examples in over
+/// `ranks` layer ranks: one on one rank (nothing to overlap); else 4 per rank, so that the
+/// pipeline's fill and drain (ranks − 1 pieces' time) is a small part, but no piece under
+/// [`MIN_SWEEP_CHUNK`] examples.
+pub fn sweep_chunks(batch: usize, ranks: usize) -> usize {
+    if ranks <= 1 {
+        return 1;
+    }
+    (4 * ranks).min(batch / MIN_SWEEP_CHUNK).max(1)
+}
+
+/// The fewest examples in a piece of a pipelined evaluation sweep ([`sweep_chunks`]).
+pub const MIN_SWEEP_CHUNK: usize = 256;
 
 /// Propagation: the forward solve, the loss, the adjoint solve and the θ-gradient of the loss.
 impl<C: Comm> Objective<C> {
@@ -589,5 +626,21 @@ impl<C: Comm> Objective<C> {
             visit(i, range, &step, u, next, &mut self.buf.scratch);
         }
         self.comm.wait_sends();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sweep_chunks, MIN_SWEEP_CHUNK};
+
+    #[test]
+    fn an_evaluation_sweep_is_cut_into_pieces_only_on_several_ranks_and_for_large_batches() {
+        assert_eq!(sweep_chunks(5000, 1), 1);
+        assert_eq!(sweep_chunks(5000, 2), 8);
+        assert_eq!(sweep_chunks(5000, 8), 19);
+        assert_eq!(sweep_chunks(200, 4), 1);
+        assert_eq!(sweep_chunks(2 * MIN_SWEEP_CHUNK - 1, 4), 1);
+        assert_eq!(sweep_chunks(2 * MIN_SWEEP_CHUNK, 4), 2);
+        assert_eq!(sweep_chunks(0, 3), 1);
     }
 }
