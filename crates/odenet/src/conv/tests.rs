@@ -590,3 +590,48 @@ fn results_depend_on_the_example_alone() {
         assert_eq!(lam, lam_all[r], "adjoint of example {e}");
     }
 }
+
+/// The layout, checked by hand: a kernel whose only tap is (row 1, col 2) of 3 × 3, from
+/// input channel 1 to output channel 0, copies input channel 1 one column to the left:
+/// Z(0, y, x) = U(1, y, x + 1), with zeros past the right edge; channel 1 of Z gets only its
+/// bias. Example 1 of the batch is example 0 shifted by one row, and its output shifts too.
+#[test]
+fn a_single_tap_kernel_shifts_its_channel() {
+    let (h, w) = (4, 5);
+    let c = Conv2d {
+        in_channels: 2,
+        out_channels: 2,
+        height: h,
+        width: w,
+        kernel_h: 3,
+        kernel_w: 3,
+    };
+    let mut k = vec![0.0; c.weight_len()];
+    // [out 0][in 1][row 1][col 2]
+    k[((0 * 2 + 1) * 3 + 1) * 3 + 2] = 1.0;
+    let b = [0.0, 0.5];
+    let value = |e: usize, ch: usize, y: usize, x: usize| {
+        (100 * ch + 10 * (y + e) + x) as f64 + if y + e >= h { -1000.0 } else { 0.0 }
+    };
+    let mut u = vec![0.0; 2 * c.in_len()];
+    for e in 0..2 {
+        for ch in 0..2 {
+            for y in 0..h {
+                for x in 0..w {
+                    u[e * c.in_len() + (ch * h + y) * w + x] = value(e, ch, y, x);
+                }
+            }
+        }
+    }
+    let mut z = vec![f64::NAN; 2 * c.out_len()];
+    c.forward(&k, &b, &u, &mut z, &mut Scratch::default());
+    for e in 0..2 {
+        for y in 0..h {
+            for x in 0..w {
+                let want = if x + 1 < w { value(e, 1, y, x + 1) } else { 0.0 };
+                assert_eq!(z[e * c.out_len() + y * w + x], want, "e {e} y {y} x {x}");
+                assert_eq!(z[e * c.out_len() + (h + y) * w + x], 0.5);
+            }
+        }
+    }
+}
