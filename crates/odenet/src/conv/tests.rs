@@ -607,8 +607,9 @@ fn a_single_tap_kernel_shifts_its_channel() {
         kernel_w: 3,
     };
     let mut k = vec![0.0; c.weight_len()];
-    // [out 0][in 1][row 1][col 2]
-    k[((0 * 2 + 1) * 3 + 1) * 3 + 2] = 1.0;
+    // [out 0][in 1][row 1][col 2]: index ((out·2 + in)·3 + row)·3 + col.
+    let (out, inp, row, col) = (0, 1, 1, 2);
+    k[((out * 2 + inp) * 3 + row) * 3 + col] = 1.0;
     let b = [0.0, 0.5];
     let value = |e: usize, ch: usize, y: usize, x: usize| {
         (100 * ch + 10 * (y + e) + x) as f64 + if y + e >= h { -1000.0 } else { 0.0 }
@@ -628,7 +629,11 @@ fn a_single_tap_kernel_shifts_its_channel() {
     for e in 0..2 {
         for y in 0..h {
             for x in 0..w {
-                let want = if x + 1 < w { value(e, 1, y, x + 1) } else { 0.0 };
+                let want = if x + 1 < w {
+                    value(e, 1, y, x + 1)
+                } else {
+                    0.0
+                };
                 assert_eq!(z[e * c.out_len() + y * w + x], want, "e {e} y {y} x {x}");
                 assert_eq!(z[e * c.out_len() + (h + y) * w + x], 0.5);
             }
