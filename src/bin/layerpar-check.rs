@@ -46,8 +46,12 @@ fn peaks_shape(width: usize, layers: usize) -> Shape {
 }
 
 /// With `--conv` or `--conv-gap`: the convolutional check network's shape (2-channel 6 × 5
-/// images, 3 channels, 3 × 3 kernels, 5 classes) and 37 random images with labels j mod 5.
-fn conv_problem(args: &[String], layers: usize) -> Option<(Shape, layerpar_data::Dataset)> {
+/// images, 3 channels, 3 × 3 kernels, 5 classes) and `n` random images with labels j mod 5.
+fn conv_problem(
+    args: &[String],
+    layers: usize,
+    n: usize,
+) -> Option<(Shape, layerpar_data::Dataset)> {
     let readout = if args.iter().any(|a| a == "--conv-gap") {
         Readout::GlobalAverage
     } else if args.iter().any(|a| a == "--conv") {
@@ -65,8 +69,7 @@ fn conv_problem(args: &[String], layers: usize) -> Option<(Shape, layerpar_data:
         readout,
     };
     let shape = Shape::convolutional(conv, 5, layers);
-    let n = 37;
-    let mut g = generator(29, 1);
+    let mut g = generator(29 + n as u64, 1);
     let features = (0..n * shape.input)
         .map(|_| 2.0 * uniform(&mut g) - 1.0)
         .collect();
@@ -184,7 +187,7 @@ fn main() {
     {
         let degree: usize = arg(&args, "--degree", 3);
         let time_scale = args.iter().any(|a| a == "--time-scale");
-        let conv = conv_problem(&args, layers);
+        let conv = conv_problem(&args, layers, 37);
         let code = spline_check(
             &comm, levels, cf, tol, width, layers, m, degree, &act, fd, time_scale, conv,
         );
@@ -206,7 +209,7 @@ fn main() {
             peaks_shape(width, layers)
         }
     };
-    let conv = conv_problem(&args, layers);
+    let conv = conv_problem(&args, layers, 37);
     let shape = match conv {
         Some((c, _)) => Shape {
             time_scale: shape.time_scale,
@@ -268,7 +271,9 @@ fn main() {
 
     // The forward-only evaluation (swept in pieces through the ranks' pipeline on more than
     // one rank) gives the serial sweep's bits: Σ loss / B and the number correct.
-    let big = if sine {
+    let big = if let Some((_, d)) = conv_problem(&args, layers, 1103) {
+        d
+    } else if sine {
         generate_sine(1103, 5, 4).0
     } else {
         generate_peaks(1103, 5, 4).0
