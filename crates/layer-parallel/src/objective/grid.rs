@@ -121,7 +121,7 @@ impl<C: Comm> DataGrid<C> {
         assert_eq!(parts.len(), mine.len(), "one vector per chunk of the row");
         // (index, value) of the nodes of the current level whose first chunk is this row's.
         let mut level: Vec<(usize, Vec<f64>)> = mine.clone().zip(parts.iter().cloned()).collect();
-        let mut l = 0;
+        let mut l: u32 = 0;
         while (1usize << l) < k {
             l += 1;
             let half = 1usize << (l - 1);
@@ -184,9 +184,10 @@ fn add_into(x: &mut [f64], y: &[f64]) {
 }
 
 /// The sum of `parts` (K ≥ 1 vectors of one length) by the fixed binary tree over their
-/// indices: at level l = 1, 2, … the neighbours 2i and 2i + 1 of level l − 1 are added, left
-/// + right, and an unpaired last one moves up unchanged, until one vector is left (⌈log₂ K⌉
-/// levels). [`DataGrid::tree`] computes the same bits with the vectors spread over rows.
+/// indices: at level l = 1, 2, … the neighbours 2i and 2i + 1 of level l − 1 are added (left
+/// plus right), and an unpaired last one moves up unchanged, until one vector is left
+/// (⌈log₂ K⌉ levels). [`DataGrid::tree`] computes the same bits with the vectors spread over
+/// the rows.
 pub fn tree_sum(parts: &[Vec<f64>]) -> Vec<f64> {
     assert!(!parts.is_empty(), "a tree needs a leaf");
     let mut level: Vec<Vec<f64>> = parts.to_vec();
