@@ -152,6 +152,32 @@ fn uneven_splits_and_splines_with_a_time_scale_give_the_same_bits() {
     }
 }
 
+#[test]
+fn chunk_counts_that_are_not_powers_of_two_give_the_same_bits_on_uneven_row_splits() {
+    // The chunk tree's cross-row messages start at different levels for different splits:
+    // 5 chunks on 2 rows (3 + 2), 3 rows (2 + 2 + 1) and 5 rows; 3 chunks on 2 rows (2 + 1).
+    for (chunks, grids) in [
+        (5, &[(4, 2), (3, 3), (5, 5)][..]),
+        (3, &[(4, 2), (2, 2)][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let k = format!("parallel.chunks={chunks}");
+        let args = [&["--set", &k[..]][..], ADAM, ONESHOT].concat();
+        let name = format!("k{chunks}");
+        let reference = run(d, &name, 1, 1, &args);
+        for &(p, groups) in grids {
+            let got = run(d, &name, p, groups, &args);
+            assert_eq!(
+                got,
+                reference,
+                "K = {chunks}, (D, L) = ({groups}, {})",
+                p / groups
+            );
+        }
+    }
+}
+
 /// 10 iterations on (2, 2), resumed to 20 on (1, 4) and on (4, 1), equal 20 straight on one rank.
 #[test]
 fn a_checkpoint_of_one_grid_resumes_on_others_bit_for_bit() {

@@ -17,10 +17,11 @@
 //! m_coarse   = (k^f + k^a)·(own_{L−1} − 1)             (the coarsest pipeline: owners only)
 //! M_eval     = m_lev·h(w b) + m_coarse hops of w b values (each on or off node)
 //!              + (cycles + 2)·R(L)                     (residual norms, loss, regularization)
-//! G_eval     = (D − 1 + ⌈log₂ D⌉)·(h(G) + h(2))         (ordered chain + broadcast over rows:
-//!              the gradient of the busiest column, G = ⌈N/L⌉(w² + w) + opening + classifier
-//!              values, and the loss and count)
-//! M_val      = (L − 1)·h(w v) + R(L) + (D − 1 + ⌈log₂ D⌉)·h(2)
+//! G_eval     = 2⌈log₂ D⌉·(h(G) + h(2))                 (the chunk tree over the rows, K = D
+//!              chunks: a reduction of ⌈log₂ D⌉ levels and a binomial broadcast of ⌈log₂ D⌉
+//!              rounds, of the gradient of the busiest column, G = ⌈N/L⌉(w² + w) + opening +
+//!              classifier values, and of the loss and count)
+//! M_val      = (L − 1)·h(w v) + R(L) + 2⌈log₂ D⌉·h(2)
 //! R_iter     = (2m + 8)·R(L)                           (L-BFGS: two-loop, pair, slope, norms)
 //! T(D, L)    = σ·(ω e C_eval + ω_v C_val) + e (M_eval + G_eval) + M_val + R_iter
 //! ```
@@ -123,7 +124,7 @@ pub struct Parts {
     pub validation: f64,
     /// e M_eval: the solves' messages and reductions within a row.
     pub messages: f64,
-    /// e G_eval: the ordered chain and broadcast over rows.
+    /// e G_eval: the chunk tree (reduction and broadcast) over the rows.
     pub combine: f64,
     /// M_val: the validation sweep's messages.
     pub val_messages: f64,
@@ -359,33 +360,33 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
         m_eval += off * hop(model, m, state, true) + (coarse - off) * hop(model, m, state, false);
     }
     m_eval += (model.cycles + 2.0) * reduction(model, m, l, row_cross);
-    // Over rows: an ordered chain (row r → r + 1, L ranks apart) and a broadcast.
-    let g_eval = if d > 1 {
+    // Over rows: the chunk tree with K = D chunks. Reduction level j (1 ≤ j ≤ ⌈log₂ D⌉)
+    // sends from row r + 2^(j−1) to row r (r a multiple of 2^j) and the broadcast's round j
+    // from row r to r + 2^(j−1) (r < 2^(j−1)), in every column: a level is off node when any
+    // of its pairs is.
+    let (tree_g, tree_s) = if d > 1 {
         let grad = share(model.layers, l) as f64 * model.params_per_layer as f64
             + model.edge_params as f64;
-        let col_cross = (0..l)
-            .map(|c| {
-                (0..d - 1)
-                    .filter(|&r| node(r, c, split, m) != node(r + 1, c, split, m))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0) as f64;
-        let on = (d - 1) as f64 - col_cross;
-        let bcast_cross = p > m.ranks_per_node;
-        let chain_t = |n: f64| col_cross * hop(model, m, n, true) + on * hop(model, m, n, false);
-        chain_t(grad)
-            + chain_t(2.0)
-            + log2_ceil(d) * (hop(model, m, grad, bcast_cross) + hop(model, m, 2.0, bcast_cross))
+        let (mut g, mut s) = (0.0, 0.0);
+        for j in 1..=log2_ceil(d) as u32 {
+            let half = 1usize << (j - 1);
+            let pairs = |lo: &mut dyn Iterator<Item = usize>| {
+                lo.filter(|&r| r + half < d)
+                    .any(|r| (0..l).any(|c| node(r, c, split, m) != node(r + half, c, split, m)))
+            };
+            let reduce = pairs(&mut (0..d).step_by(2 * half));
+            let bcast = pairs(&mut (0..half));
+            for cross in [reduce, bcast] {
+                g += hop(model, m, grad, cross);
+                s += hop(model, m, 2.0, cross);
+            }
+        }
+        (g, s)
     } else {
-        0.0
+        (0.0, 0.0)
     };
-    let rows = if d > 1 {
-        (d - 1) as f64 * hop(model, m, 2.0, p > m.ranks_per_node)
-            + log2_ceil(d) * hop(model, m, 2.0, p > m.ranks_per_node)
-    } else {
-        0.0
-    };
+    let g_eval = tree_g + tree_s;
+    let rows = tree_s;
     let val_hops = (l - 1) as f64;
     let m_val = val_hops * hop(model, m, w * v as f64, row_cross)
         + reduction(model, m, l, row_cross)
@@ -644,7 +645,7 @@ pub(super) mod tests {
             }
         );
         // P = 2 = (2, 1): b = 4, v = 2: C_eval = 395/2, C_val = 16·0.5 = 8; no row messages;
-        // the chain and the broadcast over 2 rows: (1 + 1)(h(G) + h(2)) with G = 16·6 + 4 = 100
+        // the chunk tree over 2 rows: (1 + 1)(h(G) + h(2)) with G = 16·6 + 4 = 100
         // values: h(G) = 0.5 + 800/16 = 50.5, h(2) = 0.5 + 1 = 1.5: 104; validation scalars
         // (1 + 1)·1.5 = 3.
         let d2 = parts(&m, &g, &mach, Split { data: 2, layer: 1 });
@@ -659,6 +660,11 @@ pub(super) mod tests {
                 reductions: 0.0,
             }
         );
+        // P = 4 = (4, 1): the chunk tree over 4 rows, 2 levels of reduction and 2 rounds of
+        // broadcast: 4(h(G) + h(2)) = 208 (an ordered chain and a broadcast took
+        // (3 + 2)·52 = 260); validation scalars 4·1.5 = 6.
+        let d4 = parts(&m, &g, &mach, Split { data: 4, layer: 1 });
+        assert_eq!((d4.combine, d4.val_messages), (208.0, 6.0));
         // T_s = e·80 + 16 = 96 (measured, not modelled).
         assert_eq!(serial_seconds(&m), 96.0);
         let at2 = predict(&m, &g, &mach, lonly(2));

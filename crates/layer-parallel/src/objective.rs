@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 mod grid;
-pub use grid::{even_part, DataGrid};
+pub use grid::{even_part, tree_sum, DataGrid};
 
 const LAMBDA_TAG: i32 = 7002;
 

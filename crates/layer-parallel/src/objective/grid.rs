@@ -7,11 +7,20 @@
 //! every example's state columns are computed column by column, so they are the same bits
 //! whatever the batch width. Every sum over examples (loss, correct count, the gradients of
 //! the opening, the hidden layers and the classifier, the time-scale terms, the MGRIT
-//! residual norms) is formed chunk by chunk and the chunk sums are added in chunk order by an
-//! ordered chain over the rows of each column: row r receives the running sum from row r − 1,
-//! adds its own chunks in order and passes it on; the last row sends the total to the whole
-//! column. The grouping of every sum depends on K only, so a run gives the same bits for
-//! every (D, L) with D ≤ K.
+//! residual norms) is formed chunk by chunk, and the K chunk sums are added by a fixed binary
+//! tree over the chunk indices ([`tree_sum`], [`DataGrid::tree`]): node (l, i) of level l
+//! covers the chunks [i·2^l, (i + 1)·2^l) ∩ [0, K) and is the sum, left + right, of its
+//! children (l − 1, 2i) and (l − 1, 2i + 1) (a node without a right child is its left child,
+//! unchanged). The tree, and so the grouping and order of every addition, depends on K
+//! only, never on which row holds which chunk: a run gives the same bits for every (D, L)
+//! with D ≤ K. Rows hold contiguous chunk ranges, so the low levels are sums within a row;
+//! a node whose right child starts on another row receives that child's value from it, along
+//! the column (a message from a higher row to a lower one), and row 0 ends with the root and
+//! broadcasts it down a binomial tree over the rows. With K = D·2^m chunks (K = D above all)
+//! the cross-row levels are a binary tree over the rows: at most ⌈log₂ D⌉ messages on any
+//! chain of the reduction (exactly that for D a power of two) and ⌈log₂ D⌉ rounds of the
+//! broadcast, against the D − 1 + ⌈log₂ D⌉ of an ordered chain over the rows; for other K at
+//! most ⌈log₂ K⌉ + ⌈log₂ D⌉.
 
 use super::{Objective, Value};
 use crate::apps::{AdjointApp, ForwardApp};
@@ -23,7 +32,9 @@ use odenet::network::ordered_sum;
 use odenet::Step;
 use std::ops::Range;
 
-const CHAIN_TAG: i32 = 7101;
+/// Tags of the tree's messages: `TREE_TAG + l` at level l, `BCAST_TAG` for the broadcast.
+const TREE_TAG: i32 = 7200;
+const BCAST_TAG: i32 = 7199;
 
 /// This rank's place in a D × L grid: its column (the ranks that hold the same layers in
 /// every row, numbered by row), its row and the fixed chunking of every batch.
@@ -85,35 +96,114 @@ impl<C: Comm> DataGrid<C> {
         (lo..hi, cols)
     }
 
-    /// Σ over every chunk of the batch, in chunk order, of the chunk vectors: `parts` holds
-    /// this row's (each of the same length on every rank of the column), in chunk order. The
-    /// first chunk's vector starts the sum; the total is on every rank of the column.
-    /// Collective over the column.
-    pub fn chain(&self, parts: &[Vec<f64>]) -> Vec<f64> {
-        let (row, rows) = (self.row(), self.rows());
-        let mut acc = (row > 0).then(|| self.col.recv(row - 1, CHAIN_TAG));
-        for p in parts {
-            match acc.as_mut() {
-                None => acc = Some(p.clone()),
-                Some(a) => {
-                    for (x, y) in a.iter_mut().zip(p) {
-                        *x += y;
+    /// The row that owns chunk `k`.
+    fn owner(&self, k: usize) -> usize {
+        (0..self.rows())
+            .find(|&r| even_part(self.chunks, self.rows(), r).contains(&k))
+            .expect("every chunk has a row")
+    }
+
+    /// The sum over every chunk of the batch of the chunk vectors, added by the fixed tree
+    /// over the K chunks of the module documentation ([`tree_sum`] of all K vectors, the same
+    /// bits): `parts` holds this row's (each of the same length on every rank of the column),
+    /// in chunk order. The total is on every rank of the column. Collective over the column.
+    ///
+    /// Level by level, every row keeps the nodes whose first chunk it owns. At level l a row
+    /// first sends each of its level-(l − 1) right children (odd index) whose parent belongs
+    /// to another row (the owner of the parent's first chunk, a lower row) and then forms its
+    /// level-l nodes, receiving the right children that start on another row. Sends never
+    /// block and messages only go to lower rows, so the highest row never waits and no row
+    /// waits on itself. Row 0 then owns the root and broadcasts it (binomial tree: in round j
+    /// the rows r < 2^j send to r + 2^j).
+    pub fn tree(&self, parts: &[Vec<f64>]) -> Vec<f64> {
+        let (row, rows, k) = (self.row(), self.rows(), self.chunks);
+        let mine = self.row_chunks();
+        assert_eq!(parts.len(), mine.len(), "one vector per chunk of the row");
+        // (index, value) of the nodes of the current level whose first chunk is this row's.
+        let mut level: Vec<(usize, Vec<f64>)> = mine.clone().zip(parts.iter().cloned()).collect();
+        let mut l: u32 = 0;
+        while (1usize << l) < k {
+            l += 1;
+            let half = 1usize << (l - 1);
+            let tag = TREE_TAG + l as i32;
+            for (j, v) in &level {
+                if j % 2 == 1 {
+                    let to = self.owner((j - 1) * half);
+                    if to != row {
+                        self.col.send(to, tag, v.clone());
                     }
                 }
             }
+            let mut next = Vec::with_capacity(level.len().div_ceil(2));
+            let mut children = level.into_iter().peekable();
+            while let Some((j, mut left)) = children.next() {
+                if j % 2 == 1 {
+                    // A right child whose parent is another row's: sent above.
+                    continue;
+                }
+                let right_start = (j + 1) * half;
+                if right_start < k {
+                    let right = match children.peek() {
+                        Some((jr, _)) if *jr == j + 1 => children.next().expect("peeked").1,
+                        _ => self.col.recv(self.owner(right_start), tag),
+                    };
+                    add_into(&mut left, &right);
+                }
+                next.push((j / 2, left));
+            }
+            level = next;
         }
-        let acc = acc.expect("every row owns a chunk");
-        if rows == 1 {
-            return acc;
-        }
-        if row + 1 < rows {
-            self.col.send(row + 1, CHAIN_TAG, acc);
-            self.col.wait_sends();
-            self.col.all_gather(&[])
+        let mut root = if row == 0 {
+            assert_eq!(level.len(), 1, "row 0 owns the root");
+            level.pop().map(|(_, v)| v)
         } else {
-            self.col.all_gather(&acc)
+            None
+        };
+        let mut step = 1;
+        while step < rows {
+            if row < step {
+                if row + step < rows {
+                    self.col
+                        .send(row + step, BCAST_TAG, root.clone().expect("has the root"));
+                }
+            } else if row < 2 * step {
+                root = Some(self.col.recv(row - step, BCAST_TAG));
+            }
+            step *= 2;
         }
+        self.col.wait_sends();
+        root.expect("every row has the root")
     }
+}
+
+/// x ← x + y, element by element.
+fn add_into(x: &mut [f64], y: &[f64]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// The sum of `parts` (K ≥ 1 vectors of one length) by the fixed binary tree over their
+/// indices: at level l = 1, 2, … the neighbours 2i and 2i + 1 of level l − 1 are added (left
+/// plus right), and an unpaired last one moves up unchanged, until one vector is left
+/// (⌈log₂ K⌉ levels). [`DataGrid::tree`] computes the same bits with the vectors spread over
+/// the rows.
+pub fn tree_sum(parts: &[Vec<f64>]) -> Vec<f64> {
+    assert!(!parts.is_empty(), "a tree needs a leaf");
+    let mut level: Vec<Vec<f64>> = parts.to_vec();
+    while level.len() > 1 {
+        level = level
+            .chunks_mut(2)
+            .map(|pair| {
+                let mut left = std::mem::take(&mut pair[0]);
+                if let Some(right) = pair.get(1) {
+                    add_into(&mut left, right);
+                }
+                left
+            })
+            .collect();
+    }
+    level.pop().expect("one left")
 }
 
 /// The examples `r` of `targets`.
@@ -127,7 +217,7 @@ fn slice_targets<'t>(targets: Targets<'t>, r: Range<usize>) -> Targets<'t> {
     }
 }
 
-/// An application whose residual norms are per chunk and summed in chunk order across the
+/// An application whose residual norms are per chunk and summed by the chunk tree across the
 /// rows (every other operation is the wrapped application's).
 struct Chunked<'a, 'g, A, C: Comm> {
     inner: &'a mut A,
@@ -173,7 +263,7 @@ impl<A: App<State = Vec<f64>>, C: Comm> App for Chunked<'_, '_, A, C> {
         let per_chunk: Vec<Vec<f64>> = (0..k)
             .map(|j| (0..points).map(|i| parts[i * k + j]).collect())
             .collect();
-        *parts = self.grid.chain(&per_chunk);
+        *parts = self.grid.tree(&per_chunk);
     }
 
     fn pack(&self, x: &Vec<f64>, buf: &mut Vec<f64>) {
@@ -212,7 +302,7 @@ impl<C: Comm> Objective<C> {
     }
 
     /// [`Objective::evaluate`] on a grid: the row's exact forward sweep on its examples, the
-    /// loss and correct count per chunk, summed in chunk order over the rows.
+    /// loss and correct count per chunk, summed by the chunk tree over the rows.
     pub(super) fn grid_evaluate(
         &mut self,
         grid: &DataGrid<C>,
@@ -267,7 +357,7 @@ impl<C: Comm> Objective<C> {
                     vec![l, c as f64]
                 })
                 .collect();
-            let s = grid.chain(&parts);
+            let s = grid.tree(&parts);
             out = [s[0] / total as f64, s[1] / total as f64];
         }
         let v = self.broadcast_from_last(&out);
@@ -323,7 +413,7 @@ impl<C: Comm> Objective<C> {
     }
 
     /// The row's forward and adjoint solves on its examples `x` (chunks `cols` of a batch of
-    /// `total`), then every sum over examples chunk by chunk, chained over the rows: the
+    /// `total`), then every sum over examples chunk by chunk, summed by the chunk tree: the
     /// θ-gradient of the loss written into `grad` (this rank's θ-layout) and ([mean loss,
     /// correct] on the last rank of the row, zeros elsewhere).
     #[allow(clippy::too_many_arguments)]
@@ -442,7 +532,7 @@ impl<C: Comm> Objective<C> {
             }
         }
 
-        let acc = grid.chain(&parts);
+        let acc = grid.tree(&parts);
         grad.copy_from_slice(&acc[..ml.len]);
         if !ml.scale.is_empty() {
             grad[ml.scale.start] =
@@ -484,5 +574,150 @@ impl<C: Comm> Objective<C> {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{even_part, tree_sum, DataGrid};
+    use mgrit::Comm;
+    use std::cell::Cell;
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::{Arc, Condvar, Mutex};
+
+    /// A message and its depth: the most messages on a chain of dependencies ending in it.
+    type Message = (Vec<f64>, usize);
+
+    /// Mailboxes keyed by (from, to, tag), shared by the threads of a test.
+    type Boxes = Arc<(
+        Mutex<HashMap<(usize, usize, i32), VecDeque<Message>>>,
+        Condvar,
+    )>;
+
+    /// A communicator between threads: sends are queued at once, receives wait for them.
+    /// `depth` is the latency, in messages, of what this rank knows: a message sent carries
+    /// depth + 1, and a receive raises depth to the message's.
+    struct ThreadComm {
+        rank: usize,
+        size: usize,
+        boxes: Boxes,
+        depth: Cell<usize>,
+    }
+
+    impl Comm for ThreadComm {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn send(&self, to: usize, tag: i32, data: Vec<f64>) {
+            let (m, cv) = &*self.boxes;
+            m.lock()
+                .unwrap()
+                .entry((self.rank, to, tag))
+                .or_default()
+                .push_back((data, self.depth.get() + 1));
+            cv.notify_all();
+        }
+        fn recv(&self, from: usize, tag: i32) -> Vec<f64> {
+            let (m, cv) = &*self.boxes;
+            let mut g = m.lock().unwrap();
+            loop {
+                if let Some((v, depth)) = g
+                    .get_mut(&(from, self.rank, tag))
+                    .and_then(|q| q.pop_front())
+                {
+                    self.depth.set(self.depth.get().max(depth));
+                    return v;
+                }
+                g = cv.wait(g).unwrap();
+            }
+        }
+        fn wait_sends(&self) {}
+        fn all_gather(&self, _local: &[f64]) -> Vec<f64> {
+            unimplemented!("the tree needs point-to-point messages only")
+        }
+        fn duplicate(&self) -> Self {
+            unimplemented!()
+        }
+    }
+
+    /// Chunk vectors whose sums depend on the grouping: magnitudes spread over many binades.
+    fn leaves(k: usize) -> Vec<Vec<f64>> {
+        (0..k)
+            .map(|i| {
+                (0..3)
+                    .map(|j| {
+                        let x = ((i * 7 + j * 13) % 11) as f64 - 5.3;
+                        x * 10f64.powi(((i * 5 + j) % 9) as i32 - 4) / 3.0
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_serial_tree_pairs_neighbours_level_by_level() {
+        let v = |x: f64| vec![x];
+        let p: Vec<Vec<f64>> = [1.0, 2.0, 3.0, 4.0, 5.0].map(v).to_vec();
+        assert_eq!(tree_sum(&p), v(((1.0 + 2.0) + (3.0 + 4.0)) + 5.0));
+        let (a, b, c) = (1e16, -1e16, 1.0);
+        // ((a + b) + c) = 1 but (a + (b + c)) = 0: the grouping is the tree's.
+        assert_eq!(tree_sum(&[v(a), v(b), v(c)]), v((a + b) + c));
+        assert_eq!(tree_sum(&[v(c), v(a), v(b)]), v((c + a) + b));
+        assert_eq!(tree_sum(&[v(2.5)]), v(2.5));
+    }
+
+    /// ⌈log₂ n⌉.
+    fn log2_ceil(n: usize) -> usize {
+        n.next_power_of_two().trailing_zeros() as usize
+    }
+
+    /// Every chunk count 1..=12 on every row count D ≤ K: each row gets the serial tree's bits,
+    /// no message is left over, and the latency (the longest chain of messages, reduce and
+    /// broadcast) is at most 2⌈log₂ K⌉, and at most 2⌈log₂ D⌉ when K = D·2^m (exactly that when D
+    /// is a power of two too).
+    #[test]
+    fn the_distributed_tree_gives_the_serial_bits_on_every_row_count() {
+        for k in 1..=12 {
+            let all = leaves(k);
+            let want: Vec<u64> = tree_sum(&all).iter().map(|x| x.to_bits()).collect();
+            for d in 1..=k {
+                let boxes: Boxes = Arc::default();
+                let handles: Vec<_> = (0..d)
+                    .map(|r| {
+                        let boxes = boxes.clone();
+                        let mine = all[even_part(k, d, r)].to_vec();
+                        std::thread::spawn(move || {
+                            let comm = ThreadComm {
+                                rank: r,
+                                size: d,
+                                boxes,
+                                depth: Cell::new(0),
+                            };
+                            let grid = DataGrid::new(comm, k);
+                            (grid.tree(&mine), grid.col.depth.get())
+                        })
+                    })
+                    .collect();
+                let mut latency = 0;
+                for (r, h) in handles.into_iter().enumerate() {
+                    let (sum, depth) = h.join().unwrap();
+                    let got: Vec<u64> = sum.iter().map(|x| x.to_bits()).collect();
+                    assert_eq!(got, want, "K = {k}, D = {d}, row {r}");
+                    latency = latency.max(depth);
+                }
+                assert!(latency <= 2 * log2_ceil(k), "K = {k}, D = {d}: {latency}");
+                if k % d == 0 && (k / d).is_power_of_two() {
+                    assert!(latency <= 2 * log2_ceil(d), "K = {k}, D = {d}: {latency}");
+                    if d.is_power_of_two() {
+                        assert_eq!(latency, 2 * log2_ceil(d), "K = {k}, D = {d}");
+                    }
+                }
+                let left: usize = boxes.0.lock().unwrap().values().map(VecDeque::len).sum();
+                assert_eq!(left, 0, "K = {k}, D = {d}: unreceived messages");
+            }
+        }
     }
 }
