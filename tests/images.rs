@@ -29,7 +29,7 @@ fn config(dir: &Path, layers: usize, max_iter: usize) -> PathBuf {
          test_images = \"{}\"\ntest_labels = \"{}\"\n\
          [network]\nkind = \"conv\"\nchannels = 4\nkernel = 3\nlayers = {layers}\n\
          final_time = 1.0\nactivation = \"tanh\"\nreadout = \"flatten\"\n\
-         [optimizer]\nkind = \"lbfgs\"\nmax_iter = {max_iter}\n\
+         [optimizer]\nkind = \"lbfgs\"\nmax_iter = {max_iter}\ngamma_class = 1e-2\n\
          [output]\nprogress = \"lines\"\nprint_every = 10\n",
         f("train-images-idx3-ubyte"),
         f("train-labels-idx1-ubyte"),
