@@ -364,12 +364,30 @@ impl<C: Comm> Objective<C> {
         self.ensure_batch(batch);
         self.begin_batch();
         let theta = self.model(params);
+        self.value_and_gradient(params, &theta, batch, grad, |obj, g| {
+            obj.propagate(&theta, x, labels, g)
+        })
+    }
+
+    /// J and ∇J at p from one propagation of θ = P(p): `propagate` puts the loss's
+    /// θ-gradient into a zeroed θ-gradient vector and returns ([mean loss, correct] on the
+    /// last rank, zeros elsewhere) with the forward and adjoint statistics. This adds the
+    /// regularization and its gradient, pulls spline gradients back to p (∇_p J = Pᵀ ∇_θ J),
+    /// and forms the value every rank sees. Collective.
+    pub(crate) fn value_and_gradient(
+        &mut self,
+        params: &[f64],
+        theta: &[f64],
+        count: usize,
+        grad: &mut [f64],
+        propagate: impl FnOnce(&mut Self, &mut [f64]) -> ([f64; 2], Stats, Stats),
+    ) -> Value {
         let (scalars, reg, fstats, astats) = if self.is_spline() {
             let mut grad_model = vec![0.0; self.model_layout.len];
             let mut coef_grad = vec![0.0; self.layout.layers.len()];
-            let scalars = self.propagate(&theta, x, labels, &mut grad_model);
+            let scalars = propagate(self, &mut grad_model);
             let grads = Some((&mut grad_model[..], &mut coef_grad[..]));
-            let reg = self.regularization_terms(params, &theta, grads);
+            let reg = self.regularization_terms(params, theta, grads);
             self.controls.pull_back(
                 &grad_model,
                 (&self.model_layout, &self.layout, &self.part),
@@ -380,8 +398,8 @@ impl<C: Comm> Objective<C> {
             (scalars.0, reg, scalars.1, scalars.2)
         } else {
             grad.fill(0.0);
-            let scalars = self.propagate(&theta, x, labels, grad);
-            let reg = self.regularization_terms(params, &theta, Some((grad, &mut [])));
+            let scalars = propagate(self, grad);
+            let reg = self.regularization_terms(params, theta, Some((grad, &mut [])));
             (scalars.0, reg, scalars.1, scalars.2)
         };
         let s = self.broadcast_from_last(&scalars);
@@ -390,7 +408,7 @@ impl<C: Comm> Objective<C> {
             objective: s[0] + reg,
             loss: s[0],
             correct: s[1] as usize,
-            count: batch,
+            count,
             fwd_res: fstats.residuals.last().copied(),
             adj_res: astats.residuals.last().copied(),
         }

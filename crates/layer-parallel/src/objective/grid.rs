@@ -381,35 +381,9 @@ impl<C: Comm> Objective<C> {
         self.ensure_batch(rows.len());
         self.begin_batch();
         let theta = self.model(params);
-        let (scalars, reg, fstats, astats) = if self.is_spline() {
-            let mut grad_model = vec![0.0; self.model_layout.len];
-            let mut coef_grad = vec![0.0; self.layout.layers.len()];
-            let s = self.grid_propagate(grid, &theta, xr, yr, &cols, total, &mut grad_model);
-            let grads = Some((&mut grad_model[..], &mut coef_grad[..]));
-            let reg = self.regularization_terms(params, &theta, grads);
-            self.controls.pull_back(
-                &grad_model,
-                (&self.model_layout, &self.layout, &self.part),
-                &coef_grad,
-                grad,
-                &self.comm,
-            );
-            (s.0, reg, s.1, s.2)
-        } else {
-            let s = self.grid_propagate(grid, &theta, xr, yr, &cols, total, grad);
-            let reg = self.regularization_terms(params, &theta, Some((grad, &mut [])));
-            (s.0, reg, s.1, s.2)
-        };
-        let s = self.broadcast_from_last(&scalars);
-        self.count_steps(&fstats, &astats);
-        Value {
-            objective: s[0] + reg,
-            loss: s[0],
-            correct: s[1] as usize,
-            count: total,
-            fwd_res: fstats.residuals.last().copied(),
-            adj_res: astats.residuals.last().copied(),
-        }
+        self.value_and_gradient(params, &theta, total, grad, |obj, g| {
+            obj.grid_propagate(grid, &theta, xr, yr, &cols, total, g)
+        })
     }
 
     /// The row's forward and adjoint solves on its examples `x` (chunks `cols` of a batch of
