@@ -405,7 +405,7 @@ impl Layer for Conv {
         self.conv.param_len()
     }
 
-    fn linearize<'a>(&'a self, act: Activation, h: f64, theta: &'a [f64]) -> ConvStep<'a> {
+    fn linearize<'a>(&self, act: Activation, h: f64, theta: &'a [f64]) -> ConvStep<'a> {
         assert_eq!(
             self.conv.in_channels, self.conv.out_channels,
             "a convolutional hidden layer keeps its channels"

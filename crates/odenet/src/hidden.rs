@@ -39,7 +39,7 @@ impl Layer for Hidden {
         }
     }
 
-    fn linearize<'a>(&'a self, act: Activation, h: f64, theta: &'a [f64]) -> HiddenStep<'a> {
+    fn linearize<'a>(&self, act: Activation, h: f64, theta: &'a [f64]) -> HiddenStep<'a> {
         match self {
             Hidden::Dense(l) => HiddenStep::Dense(l.linearize(act, h, theta)),
             Hidden::Conv(l) => HiddenStep::Conv(l.linearize(act, h, theta)),

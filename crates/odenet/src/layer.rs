@@ -23,10 +23,9 @@ use crate::Activation;
 /// A batch of B examples is a state array of `state_len() · B` values, one example after
 /// another; one layer's control θ_n is `param_len()` values.
 pub trait Layer {
-    /// The linearization point of one step of this kind.
-    type Step<'a>: Step
-    where
-        Self: 'a;
+    /// The linearization point of one step of this kind (it borrows the control, not the
+    /// layer, whose sizes it copies).
+    type Step<'a>: Step;
 
     /// Values of one example's state.
     fn state_len(&self) -> usize;
@@ -35,7 +34,7 @@ pub trait Layer {
     fn param_len(&self) -> usize;
 
     /// The step U ↦ U + h σ(F(θ_n) U), linearized at the control `theta` (`param_len()` values).
-    fn linearize<'a>(&'a self, act: Activation, h: f64, theta: &'a [f64]) -> Self::Step<'a>;
+    fn linearize<'a>(&self, act: Activation, h: f64, theta: &'a [f64]) -> Self::Step<'a>;
 
     /// Floating-point operations of one forward step plus its adjoint with gradients on a
     /// batch of `batch` examples.
@@ -192,7 +191,7 @@ impl Layer for Dense {
         self.width * self.width + self.width
     }
 
-    fn linearize<'a>(&'a self, act: Activation, h: f64, theta: &'a [f64]) -> DenseStep<'a> {
+    fn linearize<'a>(&self, act: Activation, h: f64, theta: &'a [f64]) -> DenseStep<'a> {
         let (k, b) = theta.split_at(self.width * self.width);
         DenseStep {
             act,

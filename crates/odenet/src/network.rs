@@ -3,7 +3,7 @@
 
 use crate::conv::{global_average, global_average_adjoint, Conv};
 use crate::hidden::{Hidden, HiddenStep};
-use crate::layer::{Dense, DenseStep, Scratch, Step};
+use crate::layer::{Dense, Layer, Scratch, Step};
 use crate::layout::{Closing, Layout, Opening, Readout, Shape};
 use crate::linalg::{add_row_sums, broadcast_columns, dot, gemm};
 use crate::loss::{loss_sum, Loss, Targets};
@@ -153,25 +153,7 @@ impl Network {
     /// Hidden step n's linearization point from its control θ_n = (K_n, b_n), with step size
     /// `h` (h = T/N on the fine grid, a multiple on coarse MGRIT levels).
     pub fn step<'a>(&self, theta_n: &'a [f64], h: f64) -> HiddenStep<'a> {
-        let sh = &self.layout.shape;
-        let (k, b) = theta_n.split_at(sh.layer_weight_len());
-        let b = &b[..sh.bias_len()];
-        match sh.conv {
-            None => HiddenStep::Dense(DenseStep {
-                act: self.activation,
-                h,
-                width: sh.width,
-                k,
-                b,
-            }),
-            Some(c) => HiddenStep::Conv(crate::conv::ConvStep {
-                act: self.activation,
-                h,
-                conv: c.hidden(),
-                k,
-                b,
-            }),
-        }
+        self.layer().linearize(self.activation, h, theta_n)
     }
 
     /// Opening layer from the opening block `open` = (W_in, b_in) of θ:
