@@ -28,10 +28,7 @@ pub fn run(path: &Path) -> Result<()> {
         c.params.len()
     );
     if let Some(cv) = s.conv {
-        println!(
-            "convolutional: {} × {}×{} images, {} channels, {}×{} kernels, {} read-out",
-            cv.in_channels, cv.height, cv.width, cv.channels, cv.kernel_h, cv.kernel_w, cv.readout
-        );
+        println!("convolutional: {cv}");
     }
     let norm = c.params.iter().map(|x| x * x).sum::<f64>().sqrt();
     println!("parameter norm {norm:.6e}");

@@ -298,10 +298,7 @@ fn announce_level(
     };
     let kind = match sh.conv {
         None => format!("width {}", sh.width),
-        Some(c) => format!(
-            "convolutional, {} → {} channels of {}×{}, {}×{} kernels, {} read-out",
-            c.in_channels, c.channels, c.height, c.width, c.kernel_h, c.kernel_w, c.readout
-        ),
+        Some(c) => format!("convolutional, {c}"),
     };
     reporter.note(&format!(
         "network: {kind}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters{spline}",

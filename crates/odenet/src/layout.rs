@@ -148,6 +148,23 @@ impl ConvShape {
     }
 }
 
+impl std::fmt::Display for ConvShape {
+    /// `C_in → c channels of H×W, k_h×k_w kernels, <read-out> read-out`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} → {} channels of {}×{}, {}×{} kernels, {} read-out",
+            self.in_channels,
+            self.channels,
+            self.height,
+            self.width,
+            self.kernel_h,
+            self.kernel_w,
+            self.readout
+        )
+    }
+}
+
 /// Sizes of the network: input dimension, width, classes and hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
