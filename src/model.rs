@@ -89,6 +89,7 @@ fn build_conv_network(config: &Config, data: DataShape) -> Result<Network> {
         kernel_h: n.kernel,
         kernel_w,
         readout: n.readout,
+        transition: None,
     };
     let shape = Shape {
         opening: n.opening,

@@ -67,6 +67,7 @@ fn conv_problem(
         kernel_h: 3,
         kernel_w: 3,
         readout,
+        transition: None,
     };
     let shape = Shape::convolutional(conv, 5, layers);
     let mut g = generator(29 + n as u64, 1);

@@ -723,6 +723,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             } else {
                 Readout::Flatten
             },
+            transition: None,
         })
     } else {
         None
@@ -1094,6 +1095,7 @@ mod tests {
                 kernel_h: 3,
                 kernel_w: 3,
                 readout,
+                transition: None,
             };
             c.shape = NetShape {
                 input: 40,

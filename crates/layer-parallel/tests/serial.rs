@@ -443,6 +443,7 @@ fn conv_case(act: Activation, opening: Opening, readout: odenet::Readout, seed: 
         kernel_h: 3,
         kernel_w: 3,
         readout,
+        transition: None,
     };
     let shape = Shape {
         opening,

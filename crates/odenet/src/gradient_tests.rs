@@ -249,6 +249,7 @@ fn gradient_matches_finite_differences_convolutional() {
         kernel_h: 3,
         kernel_w: 3,
         readout: Readout::Flatten,
+        transition: None,
     };
     let one_d = ConvShape {
         in_channels: 1,
@@ -258,6 +259,7 @@ fn gradient_matches_finite_differences_convolutional() {
         kernel_h: 5,
         kernel_w: 1,
         readout: Readout::Flatten,
+        transition: None,
     };
     for act in Activation::ALL {
         for readout in [Readout::Flatten, Readout::GlobalAverage] {

@@ -102,6 +102,11 @@ impl std::str::FromStr for Readout {
 /// convolutions with `kernel_h` × `kernel_w` kernels (the 1-D case: `width` = 1,
 /// `kernel_w` = 1). The opening is the convolution c_in → c (activated), every hidden step
 /// U_{n+1} = U_n + h σ(K_n ∗ U_n + b_n) a convolution c → c.
+///
+/// With a [`Transition`] the network is a later block of a chain of ODE blocks: its
+/// input is the previous block's last state, `in_channels` channels of
+/// `in_height` × `in_width`, and its opening pools that state (or not) to `height` × `width`
+/// and changes its channels by an activated 1×1 convolution c_in → c.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
     pub in_channels: usize,
@@ -111,6 +116,21 @@ pub struct ConvShape {
     pub kernel_h: usize,
     pub kernel_w: usize,
     pub readout: Readout,
+    /// The opening of a later block of a chain (`None`: the k_h × k_w opening convolution of
+    /// the input images).
+    pub transition: Option<Transition>,
+}
+
+/// The opening of a later block of a chain: U_0 = σ(K ∗ P(X) + b), X the previous block's
+/// last state (c_in channels of `in_height` × `in_width`), P a 2×2 pooling (2×1 for images of
+/// width 1) or the identity, K a 1×1 convolution c_in → c.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The pooling before the 1×1 convolution (`None`: none, the sizes stay).
+    pub pool: Option<crate::conv::Pool>,
+    /// The size of the previous block's images.
+    pub in_height: usize,
+    pub in_width: usize,
 }
 
 impl ConvShape {
@@ -389,6 +409,7 @@ mod tests {
             kernel_h: 3,
             kernel_w: 3,
             readout: Readout::GlobalAverage,
+            transition: None,
         };
         let sh = Shape::convolutional(conv, 10, 2);
         assert_eq!((sh.input, sh.width), (30, 120));

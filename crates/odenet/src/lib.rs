@@ -22,7 +22,7 @@ pub use activation::Activation;
 pub use conv::{Conv, Conv2d, ConvStep, Pool};
 pub use hidden::{Hidden, HiddenStep};
 pub use layer::{Dense, DenseStep, Layer, Scratch, Step};
-pub use layout::{Closing, ConvShape, Layout, Opening, Readout, Shape};
+pub use layout::{Closing, ConvShape, Layout, Opening, Readout, Shape, Transition};
 pub use loss::{Loss, Targets};
 pub use network::{Network, ObjectiveValue, Regularization, Workspace};
 
