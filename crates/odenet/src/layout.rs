@@ -139,10 +139,28 @@ impl ConvShape {
         self.height * self.width
     }
 
-    /// The opening convolution, c_in → c channels.
+    /// The opening convolution, c_in → c channels over H × W: the k_h × k_w convolution of
+    /// the input images, or with a [`Transition`] the 1×1 convolution of the pooled (or not)
+    /// previous state.
     pub fn opening(&self) -> crate::conv::Conv2d {
+        let (kernel_h, kernel_w) = match self.transition {
+            None => (self.kernel_h, self.kernel_w),
+            Some(_) => (1, 1),
+        };
         crate::conv::Conv2d {
             in_channels: self.in_channels,
+            out_channels: self.channels,
+            height: self.height,
+            width: self.width,
+            kernel_h,
+            kernel_w,
+        }
+    }
+
+    /// The hidden layers' convolution, c → c channels, k_h × k_w kernels.
+    pub fn hidden(&self) -> crate::conv::Conv2d {
+        crate::conv::Conv2d {
+            in_channels: self.channels,
             out_channels: self.channels,
             height: self.height,
             width: self.width,
@@ -151,12 +169,38 @@ impl ConvShape {
         }
     }
 
-    /// The hidden layers' convolution, c → c channels.
-    pub fn hidden(&self) -> crate::conv::Conv2d {
-        crate::conv::Conv2d {
-            in_channels: self.channels,
-            ..self.opening()
+    /// Values of one input example: c_in·H·W, or c_in·H_in·W_in with a [`Transition`].
+    pub fn input_len(&self) -> usize {
+        match self.transition {
+            None => self.in_channels * self.pixels(),
+            Some(t) => self.in_channels * t.in_height * t.in_width,
         }
+    }
+
+    /// Checks the sizes of a [`Transition`]: with pooling, the pooled input size
+    /// ([`crate::conv::pooled_size`]) is H × W; without, the input size is H × W. Always Ok
+    /// without a transition.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(t) = self.transition else {
+            return Ok(());
+        };
+        let got = match t.pool {
+            Some(_) => crate::conv::pooled_size(t.in_height, t.in_width),
+            None => (t.in_height, t.in_width),
+        };
+        if got == (self.height, self.width) {
+            return Ok(());
+        }
+        Err(match t.pool {
+            Some(_) => format!(
+                "2×2 pooling of {}×{} inputs gives {}×{} images, not the block's {}×{}",
+                t.in_height, t.in_width, got.0, got.1, self.height, self.width
+            ),
+            None => format!(
+                "inputs of {}×{} without pooling do not match the block's {}×{} images",
+                t.in_height, t.in_width, self.height, self.width
+            ),
+        })
     }
 
     /// Features the classifier reads: c·H·W (flatten) or c (global average).
@@ -169,18 +213,37 @@ impl ConvShape {
 }
 
 impl std::fmt::Display for ConvShape {
-    /// `C_in → c channels of H×W, k_h×k_w kernels, <read-out> read-out`.
+    /// `C_in → c channels of H×W, k_h×k_w kernels, <read-out> read-out`; with a transition
+    /// `C_in → c channels of H×W after 2×2 average pooling of H_in×W_in, 1×1 opening, …`
+    /// (`2×1 max pooling` in 1-D, `without pooling` when there is none).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} → {} channels of {}×{}, {}×{} kernels, {} read-out",
-            self.in_channels,
-            self.channels,
-            self.height,
-            self.width,
-            self.kernel_h,
-            self.kernel_w,
-            self.readout
+            "{} → {} channels of {}×{}",
+            self.in_channels, self.channels, self.height, self.width
+        )?;
+        if let Some(t) = self.transition {
+            match t.pool {
+                Some(kind) => {
+                    let (wh, ww) = crate::conv::pool_window(t.in_width);
+                    let name = match kind {
+                        crate::conv::Pool::Average => "average",
+                        crate::conv::Pool::Max => "max",
+                    };
+                    write!(
+                        f,
+                        " after {wh}×{ww} {name} pooling of {}×{}",
+                        t.in_height, t.in_width
+                    )?;
+                }
+                None => write!(f, " without pooling")?,
+            }
+            write!(f, ", 1×1 opening")?;
+        }
+        write!(
+            f,
+            ", {}×{} kernels, {} read-out",
+            self.kernel_h, self.kernel_w, self.readout
         )
     }
 }
@@ -193,7 +256,10 @@ pub struct Shape {
     /// Values of the hidden state per example: the width w of a dense network, c·H·W of a
     /// convolutional one.
     pub width: usize,
-    /// Number of classes (outputs) C.
+    /// Number of classes (outputs) C. C = 0 makes the network an inner block of a chain of
+    /// ODE blocks ([`crate::Chain`]): its classifier block is empty (W_c is 0 × F, b_c has
+    /// no entries), it has no loss of its own, and its output is its last state U_N, the
+    /// input of the next block.
     pub classes: usize,
     /// Number of hidden layers (time steps) N.
     pub layers: usize,
@@ -227,7 +293,7 @@ impl Shape {
     /// the `activate` opening and the `affine` closing.
     pub fn convolutional(conv: ConvShape, classes: usize, layers: usize) -> Self {
         Shape {
-            input: conv.in_channels * conv.pixels(),
+            input: conv.input_len(),
             width: conv.channels * conv.pixels(),
             conv: Some(conv),
             ..Shape::dense(0, 0, classes, layers)
@@ -267,12 +333,13 @@ impl Shape {
     }
 
     /// The fan-in of the opening, a hidden layer and the classifier (for initial weights):
-    /// d_in, w, w for a dense network; c_in·k_h·k_w, c·k_h·k_w, F for a convolutional one.
+    /// d_in, w, w for a dense network; c_in·k_h·k_w, c·k_h·k_w, F for a convolutional one
+    /// (c_in for the 1×1 opening of a [`Transition`]).
     pub fn fan_in(&self) -> [usize; 3] {
         match self.conv {
             None => [self.input, self.width, self.width],
             Some(c) => [
-                c.in_channels * c.kernel_h * c.kernel_w,
+                c.opening().in_channels * c.opening().kernel_h * c.opening().kernel_w,
                 c.channels * c.kernel_h * c.kernel_w,
                 c.features(),
             ],

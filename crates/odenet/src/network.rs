@@ -1,7 +1,7 @@
 //! The whole ODE-net: opening layer, N forward-Euler hidden steps, classifier, loss and
 //! regularization; the objective J(θ) and its exact discrete adjoint gradient.
 
-use crate::conv::{global_average, global_average_adjoint, Conv};
+use crate::conv::{global_average, global_average_adjoint, pool_adjoint, pool_forward, Conv};
 use crate::hidden::{Hidden, HiddenStep};
 use crate::layer::{Dense, Layer, Scratch, Step};
 use crate::layout::{Closing, Layout, Opening, Readout, Shape};
@@ -59,18 +59,18 @@ pub struct ObjectiveValue {
 pub struct Workspace {
     batch: usize,
     /// U_0 … U_N, each w × B (forward states kept for the adjoint).
-    states: Vec<Vec<f64>>,
+    pub(crate) states: Vec<Vec<f64>>,
     /// Opening pre-activation A = W_in X + b_in 1ᵀ, w × B.
-    open_pre: Vec<f64>,
-    scratch: Scratch,
-    s: Vec<f64>,
-    lam: Vec<f64>,
-    logits: Vec<f64>,
-    seed: Vec<f64>,
+    pub(crate) open_pre: Vec<f64>,
+    pub(crate) scratch: Scratch,
+    pub(crate) s: Vec<f64>,
+    pub(crate) lam: Vec<f64>,
+    pub(crate) logits: Vec<f64>,
+    pub(crate) seed: Vec<f64>,
 }
 
 impl Workspace {
-    fn ensure(&mut self, net: &Network, batch: usize, keep_states: bool) {
+    pub(crate) fn ensure(&mut self, net: &Network, batch: usize, keep_states: bool) {
         let w = net.layout.shape.width;
         let c = net.layout.shape.classes;
         let nstates = if keep_states {
@@ -156,10 +156,27 @@ impl Network {
         self.layer().linearize(self.activation, h, theta_n)
     }
 
+    /// The input of the opening convolution: P(X), X pooled by the [`crate::Transition`]'s
+    /// 2×2 pooling, or X itself (no transition, or one without pooling).
+    fn opening_input<'x>(&self, x: &'x [f64]) -> std::borrow::Cow<'x, [f64]> {
+        let sh = &self.layout.shape;
+        match sh.conv.and_then(|c| c.transition.map(|t| (c, t))) {
+            Some((c, t)) if t.pool.is_some() => {
+                let batch = x.len() / sh.input;
+                let mut px = vec![0.0; batch * c.in_channels * c.pixels()];
+                let kind = t.pool.expect("pooled");
+                pool_forward(kind, c.in_channels, t.in_height, t.in_width, x, &mut px);
+                std::borrow::Cow::Owned(px)
+            }
+            _ => std::borrow::Cow::Borrowed(x),
+        }
+    }
+
     /// Opening layer from the opening block `open` = (W_in, b_in) of θ:
-    /// U_0 = σ(A), A = W_in X + b_in 1ᵀ (a convolutional network: A = K_in ∗ X + b_in), or X
-    /// zero-padded to w rows (`replicate`, no block; for images: to c channels).
-    /// `pre` receives A (w × B).
+    /// U_0 = σ(A), A = W_in X + b_in 1ᵀ (a convolutional network: A = K_in ∗ X + b_in; with a
+    /// [`crate::Transition`]: A = K_in ∗ P(X) + b_in, P the 2×2 pooling or the identity and
+    /// K_in a 1×1 convolution), or X zero-padded to w rows (`replicate`, no block; for images:
+    /// to c channels). `pre` receives A (w × B).
     pub fn open(&self, open: &[f64], x: &[f64], u0: &mut [f64], pre: &mut [f64]) {
         let sh = &self.layout.shape;
         let batch = x.len() / sh.input;
@@ -167,7 +184,8 @@ impl Network {
             Opening::Activate if sh.conv.is_some() => {
                 let conv = sh.conv.expect("convolutional").opening();
                 let (k, b) = open.split_at(conv.weight_len());
-                conv.forward(k, b, x, pre, &mut Scratch::default());
+                let px = self.opening_input(x);
+                conv.forward(k, b, &px, pre, &mut Scratch::default());
                 crate::activation::apply(self.activation, pre, u0);
             }
             Opening::Activate => {
@@ -188,7 +206,9 @@ impl Network {
     }
 
     /// The opening's gradient from Λ_0: S = σ'(A) ⊙ Λ_0 into `s`, ∂J/∂W_in += S Xᵀ and
-    /// ∂J/∂b_in += S 1 into `grad` (the opening block). Nothing for the `replicate` opening.
+    /// ∂J/∂b_in += S 1 into `grad` (the opening block; convolutional: ∂J/∂K_in += S ⋆ X, with
+    /// a [`crate::Transition`] S ⋆ P(X)). Nothing for the `replicate` opening (`s` is left
+    /// as it is).
     pub fn opening_gradient(
         &self,
         x: &[f64],
@@ -206,12 +226,56 @@ impl Network {
         if let Some(c) = sh.conv {
             let conv = c.opening();
             let (gk, gb) = grad.split_at_mut(conv.weight_len());
-            conv.backward_params(x, s, gk, gb, &mut Scratch::default());
+            let px = self.opening_input(x);
+            conv.backward_params(&px, s, gk, gb, &mut Scratch::default());
             return;
         }
         let (gw, gb) = grad.split_at_mut(sh.width * sh.input);
         gemm(sh.width, batch, sh.input, 1.0, s, false, x, true, 1.0, gw);
         add_row_sums(sh.width, s, gb);
+    }
+
+    /// The adjoint of the opening in its input: overwrites `dx` (d_in × B, as `x`) with
+    /// ∂⟨Λ_0, U_0⟩/∂X, which is what carries Λ back into the previous block of a chain.
+    ///
+    /// `s` is S = σ'(A) ⊙ Λ_0 as [`Network::opening_gradient`] leaves it, for the `activate`
+    /// opening: dX = W_inᵀ S (dense), Kᵀ ⋆ S (convolutional), and with a
+    /// [`crate::Transition`] dX = Pᵀ(K_inᵀ ⋆ S), Pᵀ the adjoint of the pooling
+    /// ([`crate::conv::pool_adjoint`]: max pooling reads `x` for the window's maximum; the
+    /// dropped last row or column of odd sizes gets 0). For the `replicate` opening, which
+    /// forms no S, pass Λ_0 itself as `s`: dX is its first d_in rows (U_0 = X zero-padded).
+    /// `open` is the opening block of θ (empty for `replicate`).
+    pub fn opening_input_adjoint(&self, open: &[f64], x: &[f64], s: &[f64], dx: &mut [f64]) {
+        let sh = &self.layout.shape;
+        assert_eq!(dx.len(), x.len(), "opening input adjoint size");
+        let batch = x.len() / sh.input;
+        match (sh.opening, sh.conv) {
+            (Opening::Replicate, _) => {
+                for (dcol, lcol) in dx.chunks_exact_mut(sh.input).zip(s.chunks_exact(sh.width)) {
+                    dcol.copy_from_slice(&lcol[..sh.input]);
+                }
+            }
+            (Opening::Activate, None) => {
+                let w_in = &open[..sh.width * sh.input];
+                gemm(
+                    sh.input, sh.width, batch, 1.0, w_in, true, s, false, 0.0, dx,
+                );
+            }
+            (Opening::Activate, Some(c)) => {
+                let conv = c.opening();
+                let k = &open[..conv.weight_len()];
+                let mut scratch = Scratch::default();
+                dx.fill(0.0);
+                match c.transition.and_then(|t| t.pool.map(|p| (t, p))) {
+                    Some((t, kind)) => {
+                        let mut dpx = vec![0.0; batch * conv.in_len()];
+                        conv.backward_input(k, s, &mut dpx, &mut scratch);
+                        pool_adjoint(kind, c.in_channels, t.in_height, t.in_width, x, &dpx, dx);
+                    }
+                    None => conv.backward_input(k, s, dx, &mut scratch),
+                }
+            }
+        }
     }
 
     /// The features the affine closing reads from U_N: U_N itself (dense networks, the
@@ -462,13 +526,7 @@ impl Network {
         let h = self.step_size();
         let hs = h * self.time_scale(theta);
 
-        // Forward sweep, keeping U_0 … U_N.
-        self.open(&theta[l.opening()], x, &mut ws.states[0], &mut ws.open_pre);
-        for n in 0..nl {
-            let (done, rest) = ws.states.split_at_mut(n + 1);
-            self.step(&theta[l.layer(n)], hs)
-                .forward(&done[n], &mut rest[0], &mut ws.scratch);
-        }
+        self.forward_sweep(theta, x, ws, hs);
         self.classify(&theta[l.classifier()], &ws.states[nl], &mut ws.logits);
         let scale = 1.0 / batch as f64;
         let (loss_total, correct) = loss_sum(
@@ -489,6 +547,45 @@ impl Network {
             &mut grad[l.classifier()],
             &mut ws.lam,
         );
+        self.adjoint_sweep(theta, x, ws, grad, h, hs);
+
+        let reg = self.regularization(theta, Some(grad));
+        ObjectiveValue {
+            objective: loss + reg,
+            loss,
+            correct,
+            count: batch,
+        }
+    }
+
+    /// The forward sweep of [`Network::objective_gradient`] with step s·h = `hs`: U_0 = the
+    /// opening of `x`, U_{n+1} = step_n(U_n), all kept in `ws` (sized by
+    /// [`Workspace::ensure`] with kept states).
+    pub(crate) fn forward_sweep(&self, theta: &[f64], x: &[f64], ws: &mut Workspace, hs: f64) {
+        let l = &self.layout;
+        self.open(&theta[l.opening()], x, &mut ws.states[0], &mut ws.open_pre);
+        for n in 0..l.shape.layers {
+            let (done, rest) = ws.states.split_at_mut(n + 1);
+            self.step(&theta[l.layer(n)], hs)
+                .forward(&done[n], &mut rest[0], &mut ws.scratch);
+        }
+    }
+
+    /// The adjoint sweep of [`Network::objective_gradient`] from Λ_N in `ws.lam` (after
+    /// [`Network::forward_sweep`]): for n = N−1 … 0 the step's adjoint with the layer's
+    /// gradient slice, the time scale's derivative (learnable s, from h = T/N), then the
+    /// opening's gradient. Leaves Λ_0 in `ws.lam` and S in `ws.s`; adds into `grad` (θ's).
+    pub(crate) fn adjoint_sweep(
+        &self,
+        theta: &[f64],
+        x: &[f64],
+        ws: &mut Workspace,
+        grad: &mut [f64],
+        h: f64,
+        hs: f64,
+    ) {
+        let l = &self.layout;
+        let nl = l.shape.layers;
         let mut scale_terms = vec![0.0; if l.scale.is_empty() { 0 } else { nl }];
         for n in (0..nl).rev() {
             let step = self.step(&theta[l.layer(n)], hs);
@@ -506,13 +603,5 @@ impl Network {
             grad[l.scale.start] = ordered_sum(&scale_terms);
         }
         self.opening_gradient(x, &ws.open_pre, &ws.lam, &mut ws.s, &mut grad[l.opening()]);
-
-        let reg = self.regularization(theta, Some(grad));
-        ObjectiveValue {
-            objective: loss + reg,
-            loss,
-            correct,
-            count: batch,
-        }
     }
 }
