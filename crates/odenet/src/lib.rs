@@ -9,6 +9,7 @@
 //! state U is w × B and a dense step is one GEMM.
 
 pub mod activation;
+pub mod chain;
 pub mod conv;
 pub mod fused;
 pub mod hidden;
@@ -19,6 +20,7 @@ pub mod loss;
 pub mod network;
 
 pub use activation::Activation;
+pub use chain::{Chain, ChainWorkspace};
 pub use conv::{Conv, Conv2d, ConvStep, Pool};
 pub use hidden::{Hidden, HiddenStep};
 pub use layer::{Dense, DenseStep, Layer, Scratch, Step};
