@@ -29,4 +29,6 @@ pub use loss::{Loss, Targets};
 pub use network::{Network, ObjectiveValue, Regularization, Workspace};
 
 #[cfg(test)]
+mod chain_tests;
+#[cfg(test)]
 mod gradient_tests;
