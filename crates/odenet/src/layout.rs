@@ -9,6 +9,8 @@
 //! θ = [ K_in (c × c_in × k_h × k_w), b_in (c) | K_0 (c × c × k_h × k_w), b_0 (c) | … | W_c (C × F), b_c (C) | s ]
 //!
 //! with F = c·H·W features for the `flatten` read-out and F = c for global average pooling.
+//! With a [`Transition`] (a later block of a chain) K_in is c × c_in × 1 × 1; an inner block
+//! of a chain (C = 0) has an empty classifier block.
 //! Dense matrices are column-major; convolution kernels are stored [out][in][row][col]. With
 //! the `replicate` opening the opening block is empty, with the `average` closing the
 //! classifier block is empty, and the time scale s is there only when it is learnable

@@ -5,6 +5,9 @@
 //! the parameter layout, the layer step and its adjoint (the kernels an MGRIT solver calls),
 //! the classifier losses, and the objective J(θ) with its exact discrete-adjoint gradient.
 //!
+//! A [`Chain`] strings such networks together, each block's last state the next block's
+//! input (pooled and changed in channels by the next block's opening).
+//!
 //! Layout conventions: a batch is a column-major matrix with one example per column, so the
 //! state U is w × B and a dense step is one GEMM.
 
