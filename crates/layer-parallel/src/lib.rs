@@ -20,17 +20,21 @@
 //!   regularization;
 //! - [`ghosts`]: the controls a rank uses but another owns, and their exchange;
 //! - [`apps`]: forward and adjoint propagation as [`mgrit::App`]s;
-//! - [`objective`]: J(p), ∇J(p) and forward-only evaluations ([`Objective`]).
+//! - [`objective`]: J(p), ∇J(p) and forward-only evaluations ([`Objective`]);
+//! - [`chain`]: a network of several ODE blocks, each its own [`Objective`] over all the
+//!   ranks, chained through its first and last ranks ([`Chain`]).
 //!
 //! Every scalar that crosses ranks is a sum of per-layer partials taken in layer order, so a
 //! run gives the same bits on every number of ranks.
 
 pub mod apps;
+pub mod chain;
 pub mod controls;
 pub mod ghosts;
 pub mod objective;
 pub mod partition;
 
+pub use chain::Chain;
 pub use controls::{Controls, SplineControls};
 pub use objective::{DataGrid, Objective, SetupError, SolverSettings, Value};
 pub use partition::{spline_layout, LocalLayout, Partition, TooManyRanks};
@@ -40,22 +44,29 @@ use odenet::linalg::dot;
 use odenet::network::ordered_sum;
 use std::ops::Range;
 
-/// Inner products ⟨a, b⟩ on a parameter vector distributed as a [`LocalLayout`]: the partial
-/// dot product of every block of a rank, gathered and summed in layer order.
+/// Inner products ⟨a, b⟩ on a parameter vector distributed as a [`LocalLayout`] (or as one
+/// per block of a [`Chain`], one after another): the partial dot product of every segment of
+/// a rank, gathered and summed in layer order, block after block.
 pub struct DistSpace<C: Comm> {
     pub comm: C,
-    /// This rank's blocks in layer order ([`LocalLayout::segments`]).
-    pub segments: Vec<Range<usize>>,
+    /// This rank's segments in layer order ([`LocalLayout::segments`]), one list per block of
+    /// the network (the blocks' parts lie one after another in a rank's vector).
+    pub blocks: Vec<Vec<Range<usize>>>,
 }
 
 impl<C: Comm> optim::Space for DistSpace<C> {
+    /// Σ over blocks in order, over ranks in order, over a rank's segments in order, of the
+    /// segments' partial dot products (one ordered sum: the same bits on every rank count).
     fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
-        let partials: Vec<f64> = self
-            .segments
-            .iter()
-            .map(|r| dot(&a[r.clone()], &b[r.clone()]))
-            .collect();
-        ordered_sum(&self.comm.all_gather(&partials))
+        let mut all = Vec::new();
+        for segments in &self.blocks {
+            let partials: Vec<f64> = segments
+                .iter()
+                .map(|r| dot(&a[r.clone()], &b[r.clone()]))
+                .collect();
+            all.extend(self.comm.all_gather(&partials));
+        }
+        ordered_sum(&all)
     }
 }
 

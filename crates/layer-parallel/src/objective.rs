@@ -62,6 +62,13 @@ impl std::fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
+/// A spline run's θ-gradient (this rank's θ-layout) and coefficient gradient, between a
+/// propagation and the pull-back to p.
+pub(crate) struct SplineGradient {
+    pub(crate) model: Vec<f64>,
+    coef: Vec<f64>,
+}
+
 /// Buffers of one batch size, reused across evaluations.
 #[derive(Default)]
 struct Buffers {
@@ -183,7 +190,7 @@ impl<C: Comm> Objective<C> {
     pub fn space(&self) -> crate::DistSpace<C> {
         crate::DistSpace {
             comm: self.comm.duplicate(),
-            segments: self.layout.segments(),
+            blocks: vec![self.layout.segments()],
         }
     }
 
@@ -209,7 +216,7 @@ impl<C: Comm> Objective<C> {
 
     /// After [`Objective::new_batch`]: the warm-restarted solves of this evaluation start
     /// from the coarse propagation of the new batch (call after `ensure_batch`).
-    fn begin_batch(&mut self) {
+    pub(crate) fn begin_batch(&mut self) {
         if std::mem::take(&mut self.new_batch) {
             for s in [&mut self.forward, &mut self.adjoint] {
                 if s.options().warm_restart && s.grid().num_levels() > 1 {
@@ -219,7 +226,7 @@ impl<C: Comm> Objective<C> {
         }
     }
 
-    fn ensure_batch(&mut self, batch: usize) {
+    pub(crate) fn ensure_batch(&mut self, batch: usize) {
         let sh = self.net.layout.shape;
         let b = &mut self.buf;
         if b.batch != batch {
@@ -234,7 +241,7 @@ impl<C: Comm> Objective<C> {
     }
 
     /// θ = P(p) with this evaluation's ghosts (collective).
-    fn model<'p>(&mut self, params: &'p [f64]) -> std::borrow::Cow<'p, [f64]> {
+    pub(crate) fn model<'p>(&mut self, params: &'p [f64]) -> std::borrow::Cow<'p, [f64]> {
         if cfg!(debug_assertions) && self.is_spline() {
             self.check_replicated(&params[self.layout.layers.clone()]);
         }
@@ -260,7 +267,7 @@ impl<C: Comm> Objective<C> {
     }
 
     /// Values known on the last rank (the owner of U_N) on every rank.
-    fn broadcast_from_last(&self, values: &[f64]) -> Vec<f64> {
+    pub(crate) fn broadcast_from_last(&self, values: &[f64]) -> Vec<f64> {
         let mine: &[f64] = if self.part.is_last() { values } else { &[] };
         self.comm.all_gather(mine)
     }
@@ -289,13 +296,13 @@ impl<C: Comm> Objective<C> {
         }
         let theta = self.model(params);
         let batch = targets.len();
-        let (net, part) = (&self.net, &self.part);
-        let sh = net.layout.shape;
+        let last = self.part.is_last();
+        let sh = self.net.layout.shape;
         let din = x.len().checked_div(batch).unwrap_or(0);
         let pieces = sweep_chunks(batch, self.comm.size());
         let mut logits = vec![
             0.0;
-            if part.is_last() {
+            if last {
                 sh.classes * batch
             } else {
                 0
@@ -303,46 +310,60 @@ impl<C: Comm> Objective<C> {
         ];
         for i in 0..pieces {
             let r = even_part(batch, pieces, i);
-            let sweep = match self.sweeps.entry(r.len()) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let o = Options {
-                        max_levels: 1,
-                        warm_restart: true,
-                        ..Options::default()
-                    };
-                    let s = Solver::new(part.layers, 0.0, net.final_time, o, self.comm.duplicate());
-                    e.insert(s.expect("one level is always valid"))
-                }
-            };
-            let mut app = ForwardApp {
-                net,
-                ctrl: LayerControls {
-                    theta: &theta,
-                    layout: &self.model_layout,
-                    part,
-                    ghosts: &self.ghosts,
-                },
-                open: &theta[self.model_layout.opening.clone()],
-                x: &x[r.start * din..r.end * din],
-                batch: r.len(),
-                scratch: std::mem::take(&mut self.buf.scratch),
-            };
-            sweep.solve(&mut app);
-            self.buf.scratch = app.scratch;
-            if part.is_last() {
-                let u = sweep.state(sh.layers).expect("the last rank owns U_N");
+            self.sweep(&theta, &x[r.start * din..r.end * din], r.len());
+            if let Some(u) = self.swept_state(r.len()) {
                 let z = &mut logits[r.start * sh.classes..r.end * sh.classes];
-                net.classify(&theta[self.model_layout.classifier.clone()], u, z);
+                self.net
+                    .classify(&theta[self.model_layout.classifier.clone()], u, z);
             }
         }
         let mut out = [0.0, 0.0];
-        if part.is_last() {
-            let (l, c) = loss_sum(net.loss, sh.classes, &logits, targets, None);
+        if last {
+            let (l, c) = loss_sum(self.net.loss, sh.classes, &logits, targets, None);
             out = [l / batch as f64, c as f64 / batch as f64];
         }
         let v = self.broadcast_from_last(&out);
         (v[0], v[1])
+    }
+
+    /// An exact forward sweep (one MGRIT level, pipelined over the ranks) of θ on the
+    /// `batch` examples x (used on rank 0 only); afterwards [`Objective::swept_state`] gives
+    /// U_N on the last rank. Collective.
+    pub(crate) fn sweep(&mut self, theta: &[f64], x: &[f64], batch: usize) {
+        let (net, part) = (&self.net, &self.part);
+        let sweep = match self.sweeps.entry(batch) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let o = Options {
+                    max_levels: 1,
+                    warm_restart: true,
+                    ..Options::default()
+                };
+                let s = Solver::new(part.layers, 0.0, net.final_time, o, self.comm.duplicate());
+                e.insert(s.expect("one level is always valid"))
+            }
+        };
+        let mut app = ForwardApp {
+            net,
+            ctrl: LayerControls {
+                theta,
+                layout: &self.model_layout,
+                part,
+                ghosts: &self.ghosts,
+            },
+            open: &theta[self.model_layout.opening.clone()],
+            x,
+            batch,
+            scratch: std::mem::take(&mut self.buf.scratch),
+        };
+        sweep.solve(&mut app);
+        self.buf.scratch = app.scratch;
+    }
+
+    /// U_N of the last [`Objective::sweep`] of `batch` examples (the last rank; None
+    /// elsewhere).
+    pub(crate) fn swept_state(&self, batch: usize) -> Option<&Vec<f64>> {
+        self.sweeps.get(&batch)?.state(self.net.layout.shape.layers)
     }
 
     /// J at p (this rank's part) on the batch (x, targets) and this rank's part of ∇J, with
@@ -382,26 +403,12 @@ impl<C: Comm> Objective<C> {
         grad: &mut [f64],
         propagate: impl FnOnce(&mut Self, &mut [f64]) -> ([f64; 2], Stats, Stats),
     ) -> Value {
-        let (scalars, reg, fstats, astats) = if self.is_spline() {
-            let mut grad_model = vec![0.0; self.model_layout.len];
-            let mut coef_grad = vec![0.0; self.layout.layers.len()];
-            let scalars = propagate(self, &mut grad_model);
-            let grads = Some((&mut grad_model[..], &mut coef_grad[..]));
-            let reg = self.regularization_terms(params, theta, grads);
-            self.controls.pull_back(
-                &grad_model,
-                (&self.model_layout, &self.layout, &self.part),
-                &coef_grad,
-                grad,
-                &self.comm,
-            );
-            (scalars.0, reg, scalars.1, scalars.2)
-        } else {
-            grad.fill(0.0);
-            let scalars = propagate(self, grad);
-            let reg = self.regularization_terms(params, theta, Some((grad, &mut [])));
-            (scalars.0, reg, scalars.1, scalars.2)
+        let mut target = self.gradient_target(grad);
+        let (scalars, fstats, astats) = match &mut target {
+            Some(t) => propagate(self, &mut t.model),
+            None => propagate(self, grad),
         };
+        let reg = self.finish_gradient(params, theta, target, grad);
         let s = self.broadcast_from_last(&scalars);
         self.count_steps(&fstats, &astats);
         Value {
@@ -411,6 +418,51 @@ impl<C: Comm> Objective<C> {
             count,
             fwd_res: fstats.residuals.last().copied(),
             adj_res: astats.residuals.last().copied(),
+        }
+    }
+
+    /// Where a propagation puts the loss's θ-gradient: with spline controls a zeroed vector
+    /// of this rank's θ-layout (returned, with the coefficient gradient), pulled back to p by
+    /// [`Objective::finish_gradient`]; with per-layer controls `grad` itself, zeroed (None).
+    pub(crate) fn gradient_target(&self, grad: &mut [f64]) -> Option<SplineGradient> {
+        if self.is_spline() {
+            Some(SplineGradient {
+                model: vec![0.0; self.model_layout.len],
+                coef: vec![0.0; self.layout.layers.len()],
+            })
+        } else {
+            grad.fill(0.0);
+            None
+        }
+    }
+
+    /// After a propagation into the [`Objective::gradient_target`]: adds the regularization's
+    /// gradient, pulls a spline θ-gradient back to p (∇_p J = Pᵀ ∇_θ J) into `grad`, and
+    /// returns R(p). Collective.
+    pub(crate) fn finish_gradient(
+        &mut self,
+        params: &[f64],
+        theta: &[f64],
+        target: Option<SplineGradient>,
+        grad: &mut [f64],
+    ) -> f64 {
+        match target {
+            Some(SplineGradient {
+                model: mut grad_model,
+                coef: mut coef_grad,
+            }) => {
+                let grads = Some((&mut grad_model[..], &mut coef_grad[..]));
+                let reg = self.regularization_terms(params, theta, grads);
+                self.controls.pull_back(
+                    &grad_model,
+                    (&self.model_layout, &self.layout, &self.part),
+                    &coef_grad,
+                    grad,
+                    &self.comm,
+                );
+                reg
+            }
+            None => self.regularization_terms(params, theta, Some((grad, &mut []))),
         }
     }
 
@@ -464,7 +516,7 @@ impl<C: Comm> Objective<C> {
     }
 
     /// Adds one evaluation's step counts to `fwd_steps` and `adj_steps`.
-    fn count_steps(&mut self, fstats: &Stats, astats: &Stats) {
+    pub(crate) fn count_steps(&mut self, fstats: &Stats, astats: &Stats) {
         for (acc, st) in [(&mut self.fwd_steps, fstats), (&mut self.adj_steps, astats)] {
             acc.resize(st.steps_per_level.len().max(acc.len()), 0);
             for (a, s) in acc.iter_mut().zip(&st.steps_per_level) {
@@ -501,12 +553,21 @@ impl<C: Comm> Objective<C> {
         grad: &mut [f64],
     ) -> ([f64; 2], Stats, Stats) {
         let batch = labels.len();
-        let ml = self.model_layout.clone();
+        let fstats = self.forward_solve(theta, x, batch);
+        let scalars = self.loss_terms(theta, labels, grad);
+        let astats = self.adjoint_solve(theta, x, batch, grad, None);
+        (scalars, fstats, astats)
+    }
+
+    /// The forward solve from U_0 = opening(x) (x used on rank 0 only) on a batch of `batch`
+    /// examples; afterwards the last rank holds U_N ([`Objective::final_state`]).
+    pub(crate) fn forward_solve(&mut self, theta: &[f64], x: &[f64], batch: usize) -> Stats {
+        let ml = &self.model_layout;
         let mut fwd = ForwardApp {
             net: &self.net,
             ctrl: LayerControls {
                 theta,
-                layout: &self.model_layout,
+                layout: ml,
                 part: &self.part,
                 ghosts: &self.ghosts,
             },
@@ -517,8 +578,33 @@ impl<C: Comm> Objective<C> {
         };
         let fstats = self.forward.solve(&mut fwd);
         self.buf.scratch = fwd.scratch;
-        let scalars = self.loss_terms(theta, labels, grad);
+        fstats
+    }
 
+    /// U_N after [`Objective::forward_solve`] (the last rank; None elsewhere).
+    pub(crate) fn final_state(&self) -> Option<&Vec<f64>> {
+        self.forward.state(self.net.layout.shape.layers)
+    }
+
+    /// λ_N, the adjoint solve's final condition (set on the last rank before
+    /// [`Objective::adjoint_solve`]).
+    pub(crate) fn final_adjoint_mut(&mut self) -> &mut Vec<f64> {
+        &mut self.buf.lambda_final
+    }
+
+    /// After the forward solve, with λ_N set: the adjoint solve, the hidden layers' gradients
+    /// (and the time scale's) and, on rank 0, the opening's gradient from Λ_0, all added into
+    /// `grad` (this rank's θ-layout). With `input_adjoint`, rank 0 also writes the adjoint of
+    /// the opening's input, ∂⟨Λ_0, U_0⟩/∂X, into it (the λ_N of a chain's block before).
+    pub(crate) fn adjoint_solve(
+        &mut self,
+        theta: &[f64],
+        x: &[f64],
+        batch: usize,
+        grad: &mut [f64],
+        input_adjoint: Option<&mut Vec<f64>>,
+    ) -> Stats {
+        let ml = self.model_layout.clone();
         // Adjoint solve (with one level, the fine steps also form the layer gradients).
         let fused = self.adjoint.grid().num_levels() == 1;
         let mut adj = AdjointApp {
@@ -552,13 +638,17 @@ impl<C: Comm> Objective<C> {
             let lam0 = self.adjoint.state(0).expect("rank 0 owns λ_0");
             self.net
                 .opening_gradient(x, &pre, lam0, &mut s, &mut grad[ml.opening.clone()]);
+            if let Some(dx) = input_adjoint {
+                dx.resize(x.len(), 0.0);
+                self.net.opening_input_adjoint(open, x, &s, dx);
+            }
         }
-        (scalars, fstats, astats)
+        astats
     }
 
     /// On the last rank: the logits Z = W_c U_N + b_c, the loss and the number correct, the
     /// classifier's gradient and λ_N = W_cᵀ ∂loss/∂Z. Zeros elsewhere.
-    fn loss_terms(&mut self, theta: &[f64], labels: Targets<'_>, grad: &mut [f64]) -> [f64; 2] {
+    pub(crate) fn loss_terms(&mut self, theta: &[f64], labels: Targets<'_>, grad: &mut [f64]) -> [f64; 2] {
         if !self.part.is_last() {
             return [0.0, 0.0];
         }
