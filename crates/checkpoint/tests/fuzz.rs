@@ -58,6 +58,7 @@ fn sample(optimizer: &str) -> Checkpoint {
         iteration: 9,
         level: 0,
         shape,
+        blocks: Vec::new(),
         params: v(1.5),
         optimizer: o,
         rng: RngState {
