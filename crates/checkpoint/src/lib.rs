@@ -1003,10 +1003,23 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
                       later: bool|
      -> Result<NetShape, CheckpointError> {
         let default = |v: bool| if later { None } else { Some(v) };
-        // A convolutional network's image structure: present with its first attribute, a
-        // transition with `transition_pool`.
-        let conv = if loc.attr("conv_channels").is_ok() {
-            let transition = if loc.attr("transition_pool").is_ok() {
+        // A convolutional network's image structure: present with any of its attributes
+        // (then all are required), a transition with any of its.
+        let any = |names: &[&str]| names.iter().any(|n| loc.attr(n).is_ok());
+        let conv = if any(&[
+            "conv_in_channels",
+            "conv_channels",
+            "conv_height",
+            "conv_width",
+            "conv_kernel_h",
+            "conv_kernel_w",
+            "conv_global_average",
+        ]) {
+            let transition = if any(&[
+                "transition_pool",
+                "transition_in_height",
+                "transition_in_width",
+            ]) {
                 let pool = match str_attr(loc, "transition_pool")?.as_str() {
                     "none" => None,
                     "average" => Some(Pool::Average),
@@ -1077,7 +1090,13 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
     } else {
         None
     };
-    let shape = read_shape(&f, chain.is_some(), false)?;
+    let shape = read_shape(&f, chain.is_some(), false).map_err(|e| {
+        if chain.is_some() {
+            in_block(0)(e)
+        } else {
+            e
+        }
+    })?;
     let mut groups = Vec::new();
     let mut blocks = Vec::new();
     for i in 1..chain.map_or(0, |(n, _)| n) {
@@ -1899,6 +1918,372 @@ mod tests {
         std::fs::copy(&good, &old).unwrap();
         tamper(&old, |f| f.delete_attr("version_checksum"));
         assert!(same(&read(&old).unwrap(), &c));
+    }
+
+    /// A chain of three convolutional blocks: block 0 (1 → 2 channels of 8×6, no
+    /// transition), block 1 (average pooling to 4×3, 2 → 3 channels, two spline coefficient
+    /// sets for three layers), block 2 (max pooling to 2×1, 3 → 4 channels, 5 classes,
+    /// global average read-out, a learnable time scale); the inner blocks have no classes.
+    fn chain() -> Checkpoint {
+        let conv = |in_channels, channels, height, width, kernel_w, transition| ConvShape {
+            in_channels,
+            channels,
+            height,
+            width,
+            kernel_h: 3,
+            kernel_w,
+            readout: Readout::Flatten,
+            transition,
+        };
+        let block = |input, width, classes, layers, hidden_sets, conv| NetShape {
+            input,
+            width,
+            classes,
+            layers,
+            opening_params: true,
+            hidden_sets,
+            classifier_params: true,
+            time_scale: false,
+            conv: Some(conv),
+        };
+        let b0 = block(48, 96, 0, 2, 2, conv(1, 2, 8, 6, 3, None));
+        let b1 = block(
+            96,
+            36,
+            0,
+            3,
+            2,
+            conv(
+                2,
+                3,
+                4,
+                3,
+                3,
+                Some(Transition {
+                    pool: Some(Pool::Average),
+                    in_height: 8,
+                    in_width: 6,
+                }),
+            ),
+        );
+        let mut c2 = conv(
+            3,
+            4,
+            2,
+            1,
+            1,
+            Some(Transition {
+                pool: Some(Pool::Max),
+                in_height: 4,
+                in_width: 3,
+            }),
+        );
+        c2.readout = Readout::GlobalAverage;
+        let b2 = NetShape {
+            time_scale: true,
+            ..block(36, 8, 5, 2, 2, c2)
+        };
+        let len: usize = [b0, b1, b2].iter().map(|b| b.layout().len).sum();
+        let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
+        let mut c = sample();
+        c.shape = b0;
+        c.blocks = vec![b1, b2];
+        c.params = v(0.5);
+        c.optimizer = OptimizerState {
+            kind: "adam".into(),
+            adam_m: v(1.0),
+            adam_v: v(2.0),
+            adam_t: 4,
+            ..Default::default()
+        };
+        c
+    }
+
+    #[test]
+    fn a_chain_of_blocks_round_trips() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let c = chain();
+        assert_eq!(c.validate(), Ok(()));
+        write(&p, &c).unwrap();
+        let r = read(&p).unwrap();
+        assert!(same(&c, &r));
+        assert_eq!(r.shape, c.shape);
+        assert_eq!(r.blocks, c.blocks);
+        // The params split: each block's θ, as long as its layout, one after the other.
+        let ranges = r.block_ranges();
+        let lens: Vec<usize> = r.shapes().map(|s| s.layout().len).collect();
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges[0], 0..lens[0]);
+        assert_eq!(ranges[1], lens[0]..lens[0] + lens[1]);
+        assert_eq!(ranges[2].end, r.params.len());
+        // Each block's arrays, with the kernels' shapes, in its own group.
+        let file = hdf5::File::open(&p).unwrap();
+        let shape_of = |name: &str| file.dataset(name).unwrap().shape();
+        let data = |name: &str| file.dataset(name).unwrap().read_raw::<f64>().unwrap();
+        assert_eq!(shape_of("parameters/hidden_weight"), [2, 2, 2, 3, 3]);
+        assert_eq!(shape_of("parameters/classifier_weight"), [0, 96]);
+        let (o1, o2) = (c.blocks[0].opening_kernel(), c.blocks[1].opening_kernel());
+        assert_eq!(
+            shape_of("block1/opening_weight"),
+            [3, 2, o1.0, o1.1],
+            "{o1:?}"
+        );
+        assert_eq!(shape_of("block1/hidden_weight"), [2, 3, 3, 3, 3]);
+        assert_eq!(shape_of("block1/classifier_weight"), [0, 36]);
+        assert_eq!(shape_of("block2/opening_weight"), [4, 3, o2.0, o2.1]);
+        assert_eq!(shape_of("block2/hidden_weight"), [2, 4, 4, 3, 1]);
+        assert_eq!(shape_of("block2/classifier_weight"), [5, 4]);
+        assert_eq!(shape_of("block2/time_scale"), [1]);
+        let l1 = c.blocks[0].layout();
+        assert_eq!(
+            data("block1/hidden_bias"),
+            [
+                &c.params[ranges[1].start..][l1.layer_bias(0)],
+                &c.params[ranges[1].start..][l1.layer_bias(1)]
+            ]
+            .concat()
+        );
+        assert_eq!(data("block2/time_scale"), [*c.params.last().unwrap()]);
+        let str_attr = |loc: &hdf5::Location, name: &str| {
+            loc.attr(name)
+                .unwrap()
+                .read_scalar::<VarLenUnicode>()
+                .unwrap()
+                .to_string()
+        };
+        let u64_attr = |loc: &hdf5::Location, name: &str| {
+            loc.attr(name).unwrap().read_scalar::<u64>().unwrap()
+        };
+        let (g1, g2) = (file.group("block1").unwrap(), file.group("block2").unwrap());
+        assert_eq!(str_attr(&g1, "transition_pool"), "average");
+        assert_eq!(str_attr(&g2, "transition_pool"), "max");
+        assert_eq!(u64_attr(&g2, "transition_in_height"), 4);
+        assert_eq!(u64_attr(&g2, "transition_in_width"), 3);
+        assert_eq!(u64_attr(&file, "chain_blocks"), 3);
+        assert_eq!(u64_attr(&file, "chain_params"), c.params.len() as u64);
+        assert_eq!(u64_attr(&file, "classes"), 0);
+        assert!(file.attr("transition_pool").is_err());
+        // Without pooling the sizes stay; the checksum covers the transition.
+        let mut none = c.clone();
+        let mut c2 = none.blocks[1].conv.unwrap();
+        c2.transition = Some(Transition {
+            pool: None,
+            in_height: 2,
+            in_width: 1,
+        });
+        c2.height = 2;
+        none.blocks[1].conv = Some(c2);
+        none.blocks[1].input = 3 * 2;
+        // (Block 1 then takes 2×1 images, which block 1 does not have.)
+        let e = none.validate().unwrap_err();
+        assert!(e.starts_with("block 2: takes images of 2×1"), "{e}");
+        assert_ne!(none.checksum(), c.checksum());
+    }
+
+    /// A one-block network writes no chain attributes and no block groups.
+    #[test]
+    fn one_block_files_have_no_chain() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let c = sample();
+        let whole = 0..c.params.len();
+        assert_eq!(c.block_ranges(), vec![whole]);
+        write(&p, &c).unwrap();
+        let file = hdf5::File::open(&p).unwrap();
+        assert!(file.attr("chain_blocks").is_err() && file.attr("chain_params").is_err());
+        assert_eq!(
+            file.member_names().unwrap(),
+            ["history", "optimizer", "parameters", "rng"]
+        );
+        assert!(read(&p).unwrap().blocks.is_empty());
+    }
+
+    #[test]
+    fn damaged_chains_are_refused_naming_the_block() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.h5");
+        let c = chain();
+        write(&good, &c).unwrap();
+        let set_u64 = |g: &str, name: &'static str, v: u64| -> Edit {
+            let g = g.to_string();
+            Box::new(move |f| {
+                let loc = f.group(if g.is_empty() { "/" } else { &g })?;
+                loc.delete_attr(name)?;
+                loc.new_attr::<u64>()
+                    .shape(())
+                    .create(name)?
+                    .write_scalar(&v)
+            })
+        };
+        type Edit = Box<dyn FnOnce(&hdf5::File) -> hdf5::Result<()>>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "block 1: attribute `conv_channels` is missing",
+                Box::new(|f| f.group("block1")?.delete_attr("conv_channels")),
+            ),
+            (
+                "block 2: attribute `transition_pool` = \"min\" is not",
+                Box::new(|f| {
+                    let g = f.group("block2")?;
+                    g.delete_attr("transition_pool")?;
+                    g.new_attr::<VarLenUnicode>()
+                        .shape(())
+                        .create("transition_pool")?
+                        .write_scalar(&VarLenUnicode::from_str("min").unwrap())
+                }),
+            ),
+            (
+                "block 2: attribute `time_scale` is not a scalar",
+                Box::new(|f| {
+                    let g = f.group("block2")?;
+                    g.delete_attr("time_scale")?;
+                    g.new_attr::<f64>()
+                        .shape(())
+                        .create("time_scale")?
+                        .write_scalar(&1.0)
+                }),
+            ),
+            (
+                "block 2: dataset `block2/hidden_weight` is missing",
+                Box::new(|f| f.group("block2")?.unlink("hidden_weight")),
+            ),
+            (
+                "block 1: dataset `block1/opening_bias` has shape [2]",
+                Box::new(|f| {
+                    let g = f.group("block1")?;
+                    g.unlink("opening_bias")?;
+                    g.new_dataset::<f64>()
+                        .shape([2])
+                        .create("opening_bias")?
+                        .write_raw(&[0.0, 1.0])
+                }),
+            ),
+            (
+                "block 2: group `block2` is missing",
+                Box::new(|f| f.unlink("block2")),
+            ),
+            (
+                "block 1: network shape",
+                // The pooled 10×6 images are not block 1's 4×3.
+                set_u64("block1", "transition_in_height", 10),
+            ),
+            (
+                "block 1: an inner block of a chain has 2 classes",
+                set_u64("block1", "classes", 2),
+            ),
+            (
+                "block 2: takes 2 channels, block 1 has 3",
+                Box::new(move |f| {
+                    set_u64("block2", "conv_in_channels", 2)(f)?;
+                    set_u64("block2", "input_dim", 24)(f)
+                }),
+            ),
+            (
+                "attribute `chain_params` = 7, but the blocks' layouts (block 0: ",
+                set_u64("", "chain_params", 7),
+            ),
+            (
+                "attribute `chain_params` = ",
+                // One more spline set in block 1: more parameters than the file says.
+                set_u64("block1", "hidden_sets", 3),
+            ),
+            (
+                "block 0: attribute `conv_kernel_w` is missing",
+                Box::new(|f| f.delete_attr("conv_kernel_w")),
+            ),
+            (
+                // Not a chain any more: block 0 alone would need classes.
+                "attribute `classes` = 0 is impossible",
+                Box::new(|f| f.delete_attr("chain_blocks")),
+            ),
+        ];
+        for (i, (expect, edit)) in cases.into_iter().enumerate() {
+            let p = dir.path().join(format!("bad{i}.h5"));
+            std::fs::copy(&good, &p).unwrap();
+            tamper(&p, edit);
+            let e = match std::panic::catch_unwind(|| read(&p)) {
+                Ok(r) => r.unwrap_err().to_string(),
+                Err(_) => panic!("reading bad{i}.h5 panicked"),
+            };
+            assert!(
+                e.contains(expect) && e.contains(&format!("bad{i}.h5")) && !e.contains('\n'),
+                "`{e}` does not say `{expect}`"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chain_that_does_not_fit_is_not_written() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let c = chain();
+        write(&p, &c).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let refused = |bad: &Checkpoint, expect: &str| {
+            let e = write(&p, bad).unwrap_err().to_string();
+            assert!(
+                e.contains("cannot write checkpoint") && e.contains(expect) && !e.contains('\n'),
+                "`{e}` does not say `{expect}`"
+            );
+            assert_eq!(std::fs::read(&p).unwrap(), before);
+            assert_eq!(names(dir.path()), ["c.h5"]);
+        };
+        let mut bad = c.clone();
+        bad.params.pop();
+        let lens: Vec<usize> = c.shapes().map(|s| s.layout().len).collect();
+        refused(
+            &bad,
+            &format!(
+                "the parameters have {} values, the blocks' layouts (block 0: {}, block 1: {}, block 2: {}) need {}",
+                c.params.len() - 1,
+                lens[0],
+                lens[1],
+                lens[2],
+                c.params.len()
+            ),
+        );
+        let mut bad = c.clone();
+        bad.params.push(0.0);
+        refused(&bad, "the parameters have");
+        let mut bad = c.clone();
+        bad.blocks[0].classes = 5;
+        refused(&bad, "block 1: an inner block of a chain has 5 classes");
+        let mut bad = c.clone();
+        bad.blocks[1].classes = 0;
+        refused(&bad, "block 2: the last block of a chain has no classes");
+        let mut bad = c.clone();
+        bad.blocks[1].conv.as_mut().unwrap().transition = None;
+        refused(&bad, "block 2: network shape");
+        let mut bad = c.clone();
+        bad.blocks[0].conv = None;
+        refused(&bad, "block 1: the blocks of a chain must be convolutional");
+        let mut bad = c.clone();
+        let c1 = bad.blocks[0].conv.as_mut().unwrap();
+        c1.transition.as_mut().unwrap().pool = None;
+        c1.height = 8;
+        c1.width = 6;
+        bad.blocks[0].width = 3 * 48;
+        refused(&bad, "block 2: takes images of 4×3, block 1 has 8×6");
+        // A block 0 with a transition (a one-block network too) round-trips.
+        let mut one = sample();
+        one.shape = chain().blocks[1];
+        one.shape.classes = 4;
+        let len = one.shape.layout().len;
+        one.params = vec![0.5; len];
+        one.optimizer = OptimizerState {
+            kind: "sgd".into(),
+            ..Default::default()
+        };
+        let q = dir.path().join("one.h5");
+        write(&q, &one).unwrap();
+        let r = read(&q).unwrap();
+        assert_eq!(r.shape, one.shape);
+        assert!(r.blocks.is_empty());
     }
 
     /// `read(path)` in a thread: its error, or a failure if it takes more than 20 s.
