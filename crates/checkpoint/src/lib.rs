@@ -2077,7 +2077,7 @@ mod tests {
         c2.height = 2;
         none.blocks[1].conv = Some(c2);
         none.blocks[1].input = 3 * 2;
-        // (Block 1 then takes 2×1 images, which block 1 does not have.)
+        // (Block 2 then takes 2×1 images, which block 1 does not have.)
         let e = none.validate().unwrap_err();
         assert!(e.starts_with("block 2: takes images of 2×1"), "{e}");
         assert_ne!(none.checksum(), c.checksum());
