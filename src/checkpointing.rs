@@ -300,6 +300,7 @@ pub fn gather(
         iteration: snap.iteration as u64,
         level: level as u64,
         shape: net_shape(net, crate::model::hidden_sets(config, net)),
+        blocks: Vec::new(),
         params,
         optimizer,
         rng,

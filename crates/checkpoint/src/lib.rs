@@ -5,8 +5,9 @@
 //!
 //! | where | what |
 //! |---|---|
-//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `hidden_sets`, `opening_params`, `classifier_params` and `time_scale` (0 or 1; absent in older files: 1 and 0), `config` (resolved TOML), `optimizer`, `checksum`, `version_checksum`; a convolutional network adds `conv_in_channels`, `conv_channels`, `conv_height`, `conv_width`, `conv_kernel_h`, `conv_kernel_w` and `conv_global_average` (0: flatten read-out, 1: global average pooling) |
+//! | attributes | `format_version`, `layerpar_version`, `iteration`, `level`, `input_dim`, `width`, `classes`, `layers`, `hidden_sets`, `opening_params`, `classifier_params` and `time_scale` (0 or 1; absent in older files: 1 and 0), `config` (resolved TOML), `optimizer`, `checksum`, `version_checksum`; a convolutional network adds `conv_in_channels`, `conv_channels`, `conv_height`, `conv_width`, `conv_kernel_h`, `conv_kernel_w` and `conv_global_average` (0: flatten read-out, 1: global average pooling), and a block opening with a transition `transition_pool` (`none`, `average`, `max`), `transition_in_height`, `transition_in_width`; a chain of ODE blocks adds `chain_blocks` (B ≥ 2) and `chain_params` (the whole θ's length) |
 //! | `parameters/` | `opening_weight` (w × d_in), `opening_bias` (w), `hidden_weight` (S × w × w), `hidden_bias` (S × w), `classifier_weight` (C × w), `classifier_bias` (C), `time_scale` (1, only with a learnable time scale), row-major as the math writes them; S = `hidden_sets` (N layers, or M spline coefficient sets); the opening and classifier arrays have 0 rows when those layers have no parameters. A convolutional network: `opening_weight` (c × c_in × k_h × k_w), `opening_bias` (c), `hidden_weight` (S × c × c × k_h × k_w), `hidden_bias` (S × c), `classifier_weight` (C × F), F the read-out's features |
+//! | `block1/`, `block2/`, … | a chain's later blocks: each block's shape attributes (as the root's, none optional) and its parameter arrays (as in `parameters/`); θ and the optimizer vectors are the blocks' θ in block order, the root's shape is block 0's |
 //! | `optimizer/` | `lbfgs_s`, `lbfgs_y` (pairs × n), `adam_m`, `adam_v`, `sgd_velocity` (n), attribute `adam_t` — vectors in the global parameter order |
 //! | `rng/` | `seed` (32 bytes), `stream`, `word_pos` (2 × u64: high, low), `batch_order` |
 //! | `history/` | `values` (rows × columns, NaN for an empty cell), attribute `columns` |
@@ -21,7 +22,7 @@
 //! damaged one), a checksum of the whole file, kept in its 512-byte userblock, is checked.
 
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
-use odenet::{Closing, ConvShape, Layout, Opening, Readout, Shape};
+use odenet::{Closing, ConvShape, Layout, Opening, Pool, Readout, Shape, Transition};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -85,10 +86,11 @@ impl NetShape {
             ),
             Some(c) => {
                 let (kh, kw) = (c.kernel_h, c.kernel_w);
+                let (oh, ow) = self.opening_kernel();
                 let f = c.features();
                 (
                     [
-                        vec![open_rows(c.channels), c.in_channels, kh, kw],
+                        vec![open_rows(c.channels), c.in_channels, oh, ow],
                         vec![n, c.channels, c.channels, kh, kw],
                         vec![n, c.channels],
                         vec![class_rows, f],
@@ -99,8 +101,65 @@ impl NetShape {
         }
     }
 
-    pub fn layout(&self) -> Layout {
-        Layout::new(Shape {
+    /// The kernel size of a convolutional network's opening as the file stores it: the
+    /// layout's. A transition's opening is a 1×1 convolution; it is stored as 1 × 1 when
+    /// `odenet`'s layout gives it c·c_in values, and as k_h × k_w otherwise.
+    fn opening_kernel(&self) -> (usize, usize) {
+        match self.conv {
+            None => (1, 1),
+            Some(c) => {
+                if c.transition.is_some()
+                    && self.odenet_shape().opening_weight_len() == c.channels * c.in_channels
+                {
+                    (1, 1)
+                } else {
+                    (c.kernel_h, c.kernel_w)
+                }
+            }
+        }
+    }
+
+    /// The parameter count in checked arithmetic (the sizes may come from a damaged file), or
+    /// `None` when the sizes do not fit together (c·H·W ≠ width, c_in·H·W ≠ input, the
+    /// pooled size of a transition ≠ H × W) or overflow.
+    fn checked_len(&self) -> Option<usize> {
+        let mul = |dims: &[usize]| dims.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
+        let (w, d) = (self.width, self.input);
+        if let Some(c) = self.conv {
+            let pixels = mul(&[c.height, c.width])?;
+            let in_pixels = match c.transition {
+                None => pixels,
+                Some(t) => {
+                    let opened = match t.pool {
+                        None => (t.in_height, t.in_width),
+                        Some(_) => odenet::conv::pooled_size(t.in_height, t.in_width),
+                    };
+                    if opened != (c.height, c.width) {
+                        return None;
+                    }
+                    mul(&[t.in_height, t.in_width])?
+                }
+            };
+            if mul(&[c.in_channels, in_pixels])? != d || mul(&[c.channels, pixels])? != w {
+                return None;
+            }
+            mul(&[c.channels, c.channels, c.kernel_h, c.kernel_w])?;
+            mul(&[c.channels, c.in_channels, c.kernel_h, c.kernel_w])?;
+        } else {
+            mul(&[w, w])?;
+            mul(&[w, d])?;
+        }
+        let ([ow, hw, hb, cw], _) = self.array_shapes();
+        let open = mul(&ow)?.checked_add(if self.opening_params { hb[1] } else { 0 })?;
+        let hidden = mul(&hw)?.checked_add(mul(&hb)?)?;
+        let class = mul(&cw)?.checked_add(cw[0])?;
+        open.checked_add(hidden)?
+            .checked_add(class)?
+            .checked_add(usize::from(self.time_scale))
+    }
+
+    fn odenet_shape(&self) -> Shape {
+        Shape {
             input: self.input,
             width: self.width,
             classes: self.classes,
@@ -117,7 +176,11 @@ impl NetShape {
             },
             time_scale: self.time_scale,
             conv: self.conv,
-        })
+        }
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.odenet_shape())
     }
 }
 
@@ -161,8 +224,13 @@ pub struct Checkpoint {
     pub iteration: u64,
     /// Nested-iteration level (0 without nested iteration).
     pub level: u64,
+    /// The network's shape; of a chain of ODE blocks, block 0's.
     pub shape: NetShape,
-    /// θ in the global order (opening, hidden layers, classifier).
+    /// The shapes of a chain's later blocks (block 1, 2, …), each opening with a
+    /// [`odenet::Transition`]; empty for a network of one block.
+    pub blocks: Vec<NetShape>,
+    /// θ in the global order (opening, hidden layers, classifier); of a chain, block 0's θ,
+    /// then block 1's, … ([`Checkpoint::block_ranges`]).
     pub params: Vec<f64>,
     pub optimizer: OptimizerState,
     pub rng: RngState,
@@ -227,6 +295,40 @@ impl Checkpoint {
                 c.kernel_w as u64,
                 (c.readout == Readout::GlobalAverage) as u64,
             ]);
+            // (A transition, and a chain's later blocks, only where there are any.)
+            hash_transition(&mut h, &c);
+        }
+        if !self.blocks.is_empty() {
+            h.bytes(b"blocks");
+            h.u64s(&[self.blocks.len() as u64]);
+            for b in &self.blocks {
+                h.u64s(&[
+                    b.input as u64,
+                    b.width as u64,
+                    b.classes as u64,
+                    b.layers as u64,
+                    b.opening_params as u64,
+                    b.hidden_sets as u64,
+                    b.classifier_params as u64,
+                    b.time_scale as u64,
+                ]);
+                match b.conv {
+                    None => h.u64s(&[0]),
+                    Some(c) => {
+                        h.u64s(&[
+                            1,
+                            c.in_channels as u64,
+                            c.channels as u64,
+                            c.height as u64,
+                            c.width as u64,
+                            c.kernel_h as u64,
+                            c.kernel_w as u64,
+                            (c.readout == Readout::GlobalAverage) as u64,
+                        ]);
+                        hash_transition(&mut h, &c);
+                    }
+                }
+            }
         }
         h.f64s(&self.params);
         h.bytes(self.optimizer.kind.as_bytes());
@@ -252,6 +354,155 @@ impl Checkpoint {
         }
         h.0
     }
+
+    /// The shapes of all blocks: [`Checkpoint::shape`] (block 0), then [`Checkpoint::blocks`].
+    pub fn shapes(&self) -> impl Iterator<Item = &NetShape> {
+        std::iter::once(&self.shape).chain(&self.blocks)
+    }
+
+    /// Where each block's θ lies in `params`, block 0 first (each as long as its layout).
+    /// Meaningful for a checkpoint [`Checkpoint::validate`] accepts (one that was read, or
+    /// can be written).
+    pub fn block_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let mut start = 0;
+        self.shapes()
+            .map(|s| {
+                let len = s.layout().len;
+                start += len;
+                start - len..start
+            })
+            .collect()
+    }
+
+    /// Checks that every block's sizes fit together, that consecutive blocks of a chain fit
+    /// ([`check_chain`]) and that `params` is as long as the blocks' layouts together; the
+    /// message (one line) names the block.
+    pub fn validate(&self) -> Result<(), String> {
+        let shapes: Vec<NetShape> = self.shapes().copied().collect();
+        let chain = shapes.len() > 1;
+        let mut lens = Vec::with_capacity(shapes.len());
+        for (i, s) in shapes.iter().enumerate() {
+            let Some(len) = s.checked_len() else {
+                let block = if chain {
+                    format!("block {i}: ")
+                } else {
+                    String::new()
+                };
+                return Err(format!("{block}network shape {s:?} is inconsistent"));
+            };
+            lens.push(len);
+        }
+        if chain {
+            check_chain(&shapes)?;
+        }
+        let total = lens
+            .iter()
+            .try_fold(0usize, |a, &l| a.checked_add(l))
+            .ok_or("the blocks' parameter counts overflow")?;
+        if self.params.len() != total {
+            return Err(format!(
+                "the parameters have {} values, the {} need {total}",
+                self.params.len(),
+                block_lens(&lens)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// "network's layout", or "blocks' layouts (block 0: n₀, block 1: n₁, …)".
+fn block_lens(lens: &[usize]) -> String {
+    if lens.len() == 1 {
+        return "network's layout".into();
+    }
+    let each: Vec<String> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("block {i}: {l}"))
+        .collect();
+    format!("blocks' layouts ({})", each.join(", "))
+}
+
+/// A transition's pooling as the file names it.
+fn pool_name(pool: Option<Pool>) -> &'static str {
+    match pool {
+        None => "none",
+        Some(Pool::Average) => "average",
+        Some(Pool::Max) => "max",
+    }
+}
+
+fn hash_transition(h: &mut Fnv, c: &ConvShape) {
+    if let Some(t) = c.transition {
+        h.bytes(b"transition");
+        h.bytes(pool_name(t.pool).as_bytes());
+        h.u64s(&[t.in_height as u64, t.in_width as u64]);
+    }
+}
+
+/// Whether the blocks of a chain (`shapes[0]` block 0, at least two) fit together: every
+/// later block is convolutional and opens with a transition from the previous block's last
+/// state (its channels and image size); the inner blocks have no classes (`classes` = 0),
+/// the last has some. The message (one line) names the block.
+pub fn check_chain(shapes: &[NetShape]) -> Result<(), String> {
+    let last = shapes.len().saturating_sub(1);
+    for (i, s) in shapes.iter().enumerate() {
+        if i < last && s.classes != 0 {
+            return Err(format!(
+                "block {i}: an inner block of a chain has {} classes (expected 0: no classifier)",
+                s.classes
+            ));
+        }
+        if i == last && s.classes == 0 {
+            return Err(format!(
+                "block {i}: the last block of a chain has no classes"
+            ));
+        }
+        if i == 0 {
+            continue;
+        }
+        let prev = &shapes[i - 1];
+        let (Some(pc), Some(c)) = (prev.conv, s.conv) else {
+            return Err(format!(
+                "block {i}: the blocks of a chain must be convolutional (block {} is {}, block {i} is {})",
+                i - 1,
+                if prev.conv.is_some() { "convolutional" } else { "dense" },
+                if s.conv.is_some() { "convolutional" } else { "dense" }
+            ));
+        };
+        let Some(t) = c.transition else {
+            return Err(format!(
+                "block {i}: a later block of a chain needs a transition"
+            ));
+        };
+        if c.in_channels != pc.channels {
+            return Err(format!(
+                "block {i}: takes {} channels, block {} has {}",
+                c.in_channels,
+                i - 1,
+                pc.channels
+            ));
+        }
+        if (t.in_height, t.in_width) != (pc.height, pc.width) {
+            return Err(format!(
+                "block {i}: takes images of {}×{}, block {} has {}×{}",
+                t.in_height,
+                t.in_width,
+                i - 1,
+                pc.height,
+                pc.width
+            ));
+        }
+        if s.input != prev.width {
+            return Err(format!(
+                "block {i}: takes {} inputs, block {} has width {}",
+                s.input,
+                i - 1,
+                prev.width
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Column-major m × n → row-major m × n.
@@ -304,6 +555,8 @@ fn write_with(
         path: path.to_path_buf(),
         message,
     };
+    // A checkpoint that cannot be right is refused before anything is created.
+    ckpt.validate().map_err(werr)?;
     fsio::write_atomically(
         path,
         |tmp| {
@@ -456,71 +709,64 @@ impl From<hdf5::Error> for Failure {
     }
 }
 
-/// Writes the attributes and groups of `c` into `f`; every object it opens is closed when it
-/// returns.
-fn write_contents(
-    f: &hdf5::File,
-    c: &Checkpoint,
-    fault: &mut dyn FnMut(Stage) -> std::io::Result<()>,
-) -> Result<(), Failure> {
-    let s = c.shape;
-    let layout = s.layout();
-    let (w, d, k, n) = (s.width, s.input, s.classes, s.hidden_sets);
-    let attr_u64 = |loc: &hdf5::Location, name: &str, v: u64| -> hdf5::Result<()> {
-        loc.new_attr::<u64>()
-            .shape(())
-            .create(name)?
-            .write_scalar(&v)
-    };
-    let attr_str = |loc: &hdf5::Location, name: &str, v: &str| -> hdf5::Result<()> {
-        let s = VarLenUnicode::from_str(v).map_err(|e| hdf5::Error::from(e.to_string()))?;
-        loc.new_attr::<VarLenUnicode>()
-            .shape(())
-            .create(name)?
-            .write_scalar(&s)
-    };
-    attr_u64(f, "format_version", FORMAT_VERSION)?;
-    attr_str(f, "layerpar_version", env!("CARGO_PKG_VERSION"))?;
-    attr_u64(f, "iteration", c.iteration)?;
-    attr_u64(f, "level", c.level)?;
-    attr_u64(f, "input_dim", d as u64)?;
-    attr_u64(f, "width", w as u64)?;
-    attr_u64(f, "classes", k as u64)?;
-    attr_u64(f, "layers", s.layers as u64)?;
-    attr_u64(f, "hidden_sets", n as u64)?;
-    attr_u64(f, "opening_params", s.opening_params as u64)?;
-    attr_u64(f, "classifier_params", s.classifier_params as u64)?;
-    attr_u64(f, "time_scale", s.time_scale as u64)?;
+fn attr_u64(loc: &hdf5::Location, name: &str, v: u64) -> hdf5::Result<()> {
+    loc.new_attr::<u64>()
+        .shape(())
+        .create(name)?
+        .write_scalar(&v)
+}
+
+fn attr_str(loc: &hdf5::Location, name: &str, v: &str) -> hdf5::Result<()> {
+    let s = VarLenUnicode::from_str(v).map_err(|e| hdf5::Error::from(e.to_string()))?;
+    loc.new_attr::<VarLenUnicode>()
+        .shape(())
+        .create(name)?
+        .write_scalar(&s)
+}
+
+fn put(g: &hdf5::Group, name: &str, shape: &[usize], data: &[f64]) -> hdf5::Result<()> {
+    g.new_dataset::<f64>()
+        .shape(shape)
+        .create(name)?
+        .write_raw(data)
+}
+
+/// The attributes of a network's shape (in the file's root for block 0, in `blockK/` for a
+/// later block of a chain).
+fn shape_attrs(loc: &hdf5::Location, s: &NetShape) -> hdf5::Result<()> {
+    attr_u64(loc, "input_dim", s.input as u64)?;
+    attr_u64(loc, "width", s.width as u64)?;
+    attr_u64(loc, "classes", s.classes as u64)?;
+    attr_u64(loc, "layers", s.layers as u64)?;
+    attr_u64(loc, "hidden_sets", s.hidden_sets as u64)?;
+    attr_u64(loc, "opening_params", s.opening_params as u64)?;
+    attr_u64(loc, "classifier_params", s.classifier_params as u64)?;
+    attr_u64(loc, "time_scale", s.time_scale as u64)?;
     if let Some(cv) = s.conv {
-        attr_u64(f, "conv_in_channels", cv.in_channels as u64)?;
-        attr_u64(f, "conv_channels", cv.channels as u64)?;
-        attr_u64(f, "conv_height", cv.height as u64)?;
-        attr_u64(f, "conv_width", cv.width as u64)?;
-        attr_u64(f, "conv_kernel_h", cv.kernel_h as u64)?;
-        attr_u64(f, "conv_kernel_w", cv.kernel_w as u64)?;
+        attr_u64(loc, "conv_in_channels", cv.in_channels as u64)?;
+        attr_u64(loc, "conv_channels", cv.channels as u64)?;
+        attr_u64(loc, "conv_height", cv.height as u64)?;
+        attr_u64(loc, "conv_width", cv.width as u64)?;
+        attr_u64(loc, "conv_kernel_h", cv.kernel_h as u64)?;
+        attr_u64(loc, "conv_kernel_w", cv.kernel_w as u64)?;
         attr_u64(
-            f,
+            loc,
             "conv_global_average",
             (cv.readout == Readout::GlobalAverage) as u64,
         )?;
+        if let Some(t) = cv.transition {
+            attr_str(loc, "transition_pool", pool_name(t.pool))?;
+            attr_u64(loc, "transition_in_height", t.in_height as u64)?;
+            attr_u64(loc, "transition_in_width", t.in_width as u64)?;
+        }
     }
-    attr_str(f, "config", &c.config)?;
-    attr_str(f, "optimizer", &c.optimizer.kind)?;
-    attr_u64(f, "checksum", c.checksum())?;
-    attr_u64(
-        f,
-        "version_checksum",
-        version_checksum(env!("CARGO_PKG_VERSION"), c.checksum()),
-    )?;
+    Ok(())
+}
 
-    let put = |g: &hdf5::Group, name: &str, shape: &[usize], data: &[f64]| -> hdf5::Result<()> {
-        g.new_dataset::<f64>()
-            .shape(shape)
-            .create(name)?
-            .write_raw(data)
-    };
-    let p = f.create_group("parameters")?;
-    let th = &c.params;
+/// The parameter arrays of one block, `th` its θ, into `g`.
+fn parameter_arrays(g: &hdf5::Group, s: &NetShape, th: &[f64]) -> hdf5::Result<()> {
+    let layout = s.layout();
+    let (w, d, n) = (s.width, s.input, s.hidden_sets);
     let ([open_shape, hidden_shape, bias_shape, class_shape], feat) = s.array_shapes();
     // Dense matrices are column-major in θ and row-major in the file; kernels are stored
     // [out][in][row][col] in both.
@@ -530,9 +776,9 @@ fn write_contents(
     } else {
         open_w.to_vec()
     };
-    put(&p, "opening_weight", &open_shape, &open_w)?;
+    put(g, "opening_weight", &open_shape, &open_w)?;
     put(
-        &p,
+        g,
         "opening_bias",
         &[layout.open_bias.len()],
         &th[layout.open_bias.clone()],
@@ -548,25 +794,62 @@ fn write_contents(
         }
         hb.extend_from_slice(&th[layout.layer_bias(i)]);
     }
-    put(&p, "hidden_weight", &hidden_shape, &hw)?;
-    put(&p, "hidden_bias", &bias_shape, &hb)?;
+    put(g, "hidden_weight", &hidden_shape, &hw)?;
+    put(g, "hidden_bias", &bias_shape, &hb)?;
     let class_rows = class_shape[0];
     put(
-        &p,
+        g,
         "classifier_weight",
         &class_shape,
         &to_row_major(class_rows, feat, &th[layout.class_weight.clone()]),
     )?;
     put(
-        &p,
+        g,
         "classifier_bias",
         &[class_rows],
         &th[layout.class_bias.clone()],
     )?;
     if s.time_scale {
-        put(&p, "time_scale", &[1], &th[layout.scale.clone()])?;
+        put(g, "time_scale", &[1], &th[layout.scale.clone()])?;
     }
+    Ok(())
+}
+
+/// Writes the attributes and groups of `c` into `f`; every object it opens is closed when it
+/// returns.
+fn write_contents(
+    f: &hdf5::File,
+    c: &Checkpoint,
+    fault: &mut dyn FnMut(Stage) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    attr_u64(f, "format_version", FORMAT_VERSION)?;
+    attr_str(f, "layerpar_version", env!("CARGO_PKG_VERSION"))?;
+    attr_u64(f, "iteration", c.iteration)?;
+    attr_u64(f, "level", c.level)?;
+    shape_attrs(f, &c.shape)?;
+    let ranges = c.block_ranges();
+    if !c.blocks.is_empty() {
+        attr_u64(f, "chain_blocks", ranges.len() as u64)?;
+        attr_u64(f, "chain_params", c.params.len() as u64)?;
+    }
+    attr_str(f, "config", &c.config)?;
+    attr_str(f, "optimizer", &c.optimizer.kind)?;
+    attr_u64(f, "checksum", c.checksum())?;
+    attr_u64(
+        f,
+        "version_checksum",
+        version_checksum(env!("CARGO_PKG_VERSION"), c.checksum()),
+    )?;
+
+    let p = f.create_group("parameters")?;
+    let th = &c.params;
+    parameter_arrays(&p, &c.shape, &th[ranges[0].clone()])?;
     drop(p);
+    for (i, (b, r)) in c.blocks.iter().zip(&ranges[1..]).enumerate() {
+        let g = f.create_group(&format!("block{}", i + 1))?;
+        shape_attrs(&g, b)?;
+        parameter_arrays(&g, b, &th[r.clone()])?;
+    }
     fault(Stage::Parameters).map_err(Failure::Injected)?;
 
     let o = f.create_group("optimizer")?;
@@ -688,9 +971,10 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
             found: version,
         });
     }
-    let dim = |name: &str| -> Result<usize, CheckpointError> {
-        let v = u64_attr(&f, name)?;
-        if v == 0 || v > file_values {
+    // A size: at least 1 (or 0 where `zero` allows it), and no more than the file's values.
+    let size = |loc: &hdf5::Location, name: &str, zero: bool| -> Result<usize, CheckpointError> {
+        let v = u64_attr(loc, name)?;
+        if (v == 0 && !zero) || v > file_values {
             return Err(corrupt(format!(
                 "attribute `{name}` = {v} is impossible for a file of {} bytes",
                 file_values * 8
@@ -698,80 +982,175 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         }
         Ok(v as usize)
     };
+    let dim = |loc: &hdf5::Location, name: &str| size(loc, name, false);
     // A 0/1 attribute; `default` when the file predates it.
-    let flag = |name: &str, default: Option<bool>| -> Result<bool, CheckpointError> {
-        if default.is_some() && f.attr(name).is_err() {
+    let flag = |loc: &hdf5::Location,
+                name: &str,
+                default: Option<bool>|
+     -> Result<bool, CheckpointError> {
+        if default.is_some() && loc.attr(name).is_err() {
             return Ok(default.unwrap_or(false));
         }
-        match u64_attr(&f, name)? {
+        match u64_attr(loc, name)? {
             0 => Ok(false),
             1 => Ok(true),
             v => Err(corrupt(format!("attribute `{name}` = {v} is not 0 or 1"))),
         }
     };
-    // A convolutional network's image structure: present with its first attribute.
-    let conv = if f.attr("conv_channels").is_ok() {
-        Some(ConvShape {
-            in_channels: dim("conv_in_channels")?,
-            channels: dim("conv_channels")?,
-            height: dim("conv_height")?,
-            width: dim("conv_width")?,
-            kernel_h: dim("conv_kernel_h")?,
-            kernel_w: dim("conv_kernel_w")?,
-            readout: if flag("conv_global_average", None)? {
-                Readout::GlobalAverage
+    // The shape of a block: its attributes in `loc`. `chain`: a block of a chain (an inner
+    // block has 0 classes); `later`: a later block, whose attributes have no defaults.
+    let read_shape = |loc: &hdf5::Location,
+                      chain: bool,
+                      later: bool|
+     -> Result<NetShape, CheckpointError> {
+        let default = |v: bool| if later { None } else { Some(v) };
+        // A convolutional network's image structure: present with any of its attributes
+        // (then all are required), a transition with any of its.
+        let any = |names: &[&str]| names.iter().any(|n| loc.attr(n).is_ok());
+        let conv = if any(&[
+            "conv_in_channels",
+            "conv_channels",
+            "conv_height",
+            "conv_width",
+            "conv_kernel_h",
+            "conv_kernel_w",
+            "conv_global_average",
+        ]) {
+            let transition = if any(&[
+                "transition_pool",
+                "transition_in_height",
+                "transition_in_width",
+            ]) {
+                let pool = match str_attr(loc, "transition_pool")?.as_str() {
+                    "none" => None,
+                    "average" => Some(Pool::Average),
+                    "max" => Some(Pool::Max),
+                    other => {
+                        return Err(corrupt(format!(
+                            "attribute `transition_pool` = {other:?} is not \"none\", \"average\" or \"max\""
+                        )))
+                    }
+                };
+                Some(Transition {
+                    pool,
+                    in_height: dim(loc, "transition_in_height")?,
+                    in_width: dim(loc, "transition_in_width")?,
+                })
             } else {
-                Readout::Flatten
-            },
-            transition: None,
+                None
+            };
+            Some(ConvShape {
+                in_channels: dim(loc, "conv_in_channels")?,
+                channels: dim(loc, "conv_channels")?,
+                height: dim(loc, "conv_height")?,
+                width: dim(loc, "conv_width")?,
+                kernel_h: dim(loc, "conv_kernel_h")?,
+                kernel_w: dim(loc, "conv_kernel_w")?,
+                readout: if flag(loc, "conv_global_average", None)? {
+                    Readout::GlobalAverage
+                } else {
+                    Readout::Flatten
+                },
+                transition,
+            })
+        } else {
+            None
+        };
+        Ok(NetShape {
+            input: dim(loc, "input_dim")?,
+            width: dim(loc, "width")?,
+            classes: size(loc, "classes", chain)?,
+            layers: dim(loc, "layers")?,
+            opening_params: flag(loc, "opening_params", None)?,
+            hidden_sets: dim(loc, "hidden_sets")?,
+            classifier_params: flag(loc, "classifier_params", default(true))?,
+            time_scale: flag(loc, "time_scale", default(false))?,
+            conv,
         })
+    };
+    // A problem in block `i` of a chain: the message names the block.
+    let in_block = |i: usize| {
+        move |e: CheckpointError| match e {
+            CheckpointError::Corrupt { path, message } => CheckpointError::Corrupt {
+                path,
+                message: format!("block {i}: {message}"),
+            },
+            e => e,
+        }
+    };
+    // A chain of ODE blocks: `chain_blocks` blocks (block 0 in the root, the others in
+    // `block1/`, `block2/`, …) and `chain_params` parameters.
+    let chain = if f.attr("chain_blocks").is_ok() {
+        let blocks = dim(&f, "chain_blocks")?;
+        if blocks < 2 {
+            return Err(corrupt(format!(
+                "attribute `chain_blocks` = {blocks}: a chain has at least 2 blocks"
+            )));
+        }
+        Some((blocks, size(&f, "chain_params", false)?))
     } else {
         None
     };
-    let shape = NetShape {
-        input: dim("input_dim")?,
-        width: dim("width")?,
-        classes: dim("classes")?,
-        layers: dim("layers")?,
-        opening_params: flag("opening_params", None)?,
-        hidden_sets: dim("hidden_sets")?,
-        classifier_params: flag("classifier_params", Some(true))?,
-        time_scale: flag("time_scale", Some(false))?,
-        conv,
-    };
-    let (w, d, n) = (shape.width, shape.input, shape.hidden_sets);
-    // The parameter count, in checked arithmetic: the attributes are not trusted yet.
-    let checked_len = |dims: &[usize]| dims.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
-    let len = (|| {
-        if let Some(c) = conv {
-            let pixels = c.height.checked_mul(c.width)?;
-            if c.in_channels.checked_mul(pixels)? != d || c.channels.checked_mul(pixels)? != w {
-                return None;
-            }
-            checked_len(&[c.channels, c.channels, c.kernel_h, c.kernel_w])?;
-            checked_len(&[c.channels, c.in_channels, c.kernel_h, c.kernel_w])?;
+    let shape = read_shape(&f, chain.is_some(), false).map_err(|e| {
+        if chain.is_some() {
+            in_block(0)(e)
         } else {
-            checked_len(&[w, w])?;
-            checked_len(&[w, d])?;
+            e
         }
-        let ([ow, hw, hb, cw], _) = shape.array_shapes();
-        let open = checked_len(&ow)?.checked_add(if shape.opening_params { hb[1] } else { 0 })?;
-        let hidden = checked_len(&hw)?.checked_add(checked_len(&hb)?)?;
-        let class = checked_len(&cw)?.checked_add(cw[0])?;
-        open.checked_add(hidden)?
-            .checked_add(class)?
-            .checked_add(usize::from(shape.time_scale))
-    })()
-    .filter(|&len| len as u64 <= file_values)
-    .ok_or_else(|| {
-        corrupt(format!(
+    })?;
+    let mut groups = Vec::new();
+    let mut blocks = Vec::new();
+    for i in 1..chain.map_or(0, |(n, _)| n) {
+        let name = format!("block{i}");
+        let g = f
+            .group(&name)
+            .map_err(|_| corrupt(format!("group `{name}` is missing")))
+            .map_err(in_block(i))?;
+        blocks.push(read_shape(&g, true, true).map_err(in_block(i))?);
+        groups.push((name, g));
+    }
+    // The parameter counts, in checked arithmetic: the attributes are not trusted yet.
+    let inconsistent = |shape: &NetShape| {
+        format!(
             "network shape {shape:?} is inconsistent or has more parameters than a file of {} bytes can hold",
             file_values * 8
-        ))
-    })?;
-    let layout = shape.layout();
-    debug_assert_eq!(layout.len, len);
-    let ([open_shape, hidden_shape, bias_shape, class_shape], feat) = shape.array_shapes();
+        )
+    };
+    let len0 = shape
+        .checked_len()
+        .filter(|&len| len as u64 <= file_values)
+        .ok_or_else(|| corrupt(inconsistent(&shape)))
+        .map_err(|e| if chain.is_some() { in_block(0)(e) } else { e })?;
+    let mut lens = vec![len0];
+    for (i, b) in blocks.iter().enumerate() {
+        let l = b
+            .checked_len()
+            .filter(|&len| len as u64 <= file_values)
+            .ok_or_else(|| corrupt(inconsistent(b)))
+            .map_err(in_block(i + 1))?;
+        lens.push(l);
+    }
+    let len = lens
+        .iter()
+        .try_fold(0usize, |a, &l| a.checked_add(l))
+        .filter(|&len| len as u64 <= file_values)
+        .ok_or_else(|| {
+            corrupt(format!(
+                "the blocks' parameters {lens:?} cannot fit the file"
+            ))
+        })?;
+    if let Some((_, stored)) = chain {
+        let shapes: Vec<NetShape> = std::iter::once(shape)
+            .chain(blocks.iter().copied())
+            .collect();
+        check_chain(&shapes).map_err(corrupt)?;
+        if stored != len {
+            return Err(corrupt(format!(
+                "attribute `chain_params` = {stored}, but the {} need {len}",
+                block_lens(&lens)
+            )));
+        }
+    }
     let want = |dims: &[usize]| dims.iter().map(|&x| Some(x)).collect::<Vec<_>>();
 
     // A dataset `group/name` of element type `want_type` and shape `want` (`None`: any
@@ -826,48 +1205,55 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         f.group(name)
             .map_err(|_| corrupt(format!("group `{name}` is missing")))
     };
-    let p = group("parameters")?;
-    let gp = "parameters";
-    let mut params = vec![0.0; len];
-    let (ow, _) = get(&p, gp, "opening_weight", &want(&open_shape))?;
-    if conv.is_none() {
-        from_row_major(
-            open_shape[0],
-            d,
-            &ow,
-            &mut params[layout.open_weight.clone()],
-        );
-    } else {
-        params[layout.open_weight.clone()].copy_from_slice(&ow);
-    }
-    let (ob, _) = get(&p, gp, "opening_bias", &[Some(layout.open_bias.len())])?;
-    params[layout.open_bias.clone()].copy_from_slice(&ob);
-    let (hw, _) = get(&p, gp, "hidden_weight", &want(&hidden_shape))?;
-    let (hb, _) = get(&p, gp, "hidden_bias", &want(&bias_shape))?;
-    let (kl, bl) = (layout.shape.layer_weight_len(), bias_shape[1]);
-    for i in 0..n {
-        let kn = &hw[i * kl..(i + 1) * kl];
-        if conv.is_none() {
-            from_row_major(w, w, kn, &mut params[layout.layer_weight(i)]);
+    // One block's parameter arrays in `g` into its θ, `th`.
+    let block_params = |g: &hdf5::Group,
+                        gp: &str,
+                        shape: &NetShape,
+                        th: &mut [f64]|
+     -> Result<(), CheckpointError> {
+        let layout = shape.layout();
+        let (w, d, n) = (shape.width, shape.input, shape.hidden_sets);
+        let ([open_shape, hidden_shape, bias_shape, class_shape], feat) = shape.array_shapes();
+        let (ow, _) = get(g, gp, "opening_weight", &want(&open_shape))?;
+        if shape.conv.is_none() {
+            from_row_major(open_shape[0], d, &ow, &mut th[layout.open_weight.clone()]);
         } else {
-            params[layout.layer_weight(i)].copy_from_slice(kn);
+            th[layout.open_weight.clone()].copy_from_slice(&ow);
         }
-        params[layout.layer_bias(i)].copy_from_slice(&hb[i * bl..(i + 1) * bl]);
+        let (ob, _) = get(g, gp, "opening_bias", &[Some(layout.open_bias.len())])?;
+        th[layout.open_bias.clone()].copy_from_slice(&ob);
+        let (hw, _) = get(g, gp, "hidden_weight", &want(&hidden_shape))?;
+        let (hb, _) = get(g, gp, "hidden_bias", &want(&bias_shape))?;
+        let (kl, bl) = (layout.shape.layer_weight_len(), bias_shape[1]);
+        for i in 0..n {
+            let kn = &hw[i * kl..(i + 1) * kl];
+            if shape.conv.is_none() {
+                from_row_major(w, w, kn, &mut th[layout.layer_weight(i)]);
+            } else {
+                th[layout.layer_weight(i)].copy_from_slice(kn);
+            }
+            th[layout.layer_bias(i)].copy_from_slice(&hb[i * bl..(i + 1) * bl]);
+        }
+        let class_rows = class_shape[0];
+        let (cw, _) = get(g, gp, "classifier_weight", &want(&class_shape))?;
+        from_row_major(class_rows, feat, &cw, &mut th[layout.class_weight.clone()]);
+        let (cb, _) = get(g, gp, "classifier_bias", &[Some(class_rows)])?;
+        th[layout.class_bias.clone()].copy_from_slice(&cb);
+        if shape.time_scale {
+            let (ts, _) = get(g, gp, "time_scale", &[Some(1)])?;
+            th[layout.scale.clone()].copy_from_slice(&ts);
+        }
+        Ok(())
+    };
+    let mut params = vec![0.0; len];
+    let (th0, mut rest) = params.split_at_mut(len0);
+    block_params(&group("parameters")?, "parameters", &shape, th0)?;
+    for (i, ((name, g), b)) in groups.iter().zip(&blocks).enumerate() {
+        let (th, tail) = rest.split_at_mut(lens[i + 1]);
+        block_params(g, name, b, th).map_err(in_block(i + 1))?;
+        rest = tail;
     }
-    let class_rows = class_shape[0];
-    let (cw, _) = get(&p, gp, "classifier_weight", &want(&class_shape))?;
-    from_row_major(
-        class_rows,
-        feat,
-        &cw,
-        &mut params[layout.class_weight.clone()],
-    );
-    let (cb, _) = get(&p, gp, "classifier_bias", &[Some(class_rows)])?;
-    params[layout.class_bias.clone()].copy_from_slice(&cb);
-    if shape.time_scale {
-        let (ts, _) = get(&p, gp, "time_scale", &[Some(1)])?;
-        params[layout.scale.clone()].copy_from_slice(&ts);
-    }
+    drop(groups);
 
     let o = group("optimizer")?;
     let go = "optimizer";
@@ -936,6 +1322,7 @@ pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
         iteration: u64_attr(&f, "iteration")?,
         level: u64_attr(&f, "level")?,
         shape,
+        blocks,
         params,
         optimizer,
         rng,
@@ -998,6 +1385,7 @@ mod tests {
             iteration: 17,
             level: 1,
             shape,
+            blocks: Vec::new(),
             params: v(0.5),
             optimizer: OptimizerState {
                 kind: "lbfgs".into(),
@@ -1531,6 +1919,372 @@ mod tests {
         std::fs::copy(&good, &old).unwrap();
         tamper(&old, |f| f.delete_attr("version_checksum"));
         assert!(same(&read(&old).unwrap(), &c));
+    }
+
+    /// A chain of three convolutional blocks: block 0 (1 → 2 channels of 8×6, no
+    /// transition), block 1 (average pooling to 4×3, 2 → 3 channels, two spline coefficient
+    /// sets for three layers), block 2 (max pooling to 2×1, 3 → 4 channels, 5 classes,
+    /// global average read-out, a learnable time scale); the inner blocks have no classes.
+    fn chain() -> Checkpoint {
+        let conv = |in_channels, channels, height, width, kernel_w, transition| ConvShape {
+            in_channels,
+            channels,
+            height,
+            width,
+            kernel_h: 3,
+            kernel_w,
+            readout: Readout::Flatten,
+            transition,
+        };
+        let block = |input, width, classes, layers, hidden_sets, conv| NetShape {
+            input,
+            width,
+            classes,
+            layers,
+            opening_params: true,
+            hidden_sets,
+            classifier_params: true,
+            time_scale: false,
+            conv: Some(conv),
+        };
+        let b0 = block(48, 96, 0, 2, 2, conv(1, 2, 8, 6, 3, None));
+        let b1 = block(
+            96,
+            36,
+            0,
+            3,
+            2,
+            conv(
+                2,
+                3,
+                4,
+                3,
+                3,
+                Some(Transition {
+                    pool: Some(Pool::Average),
+                    in_height: 8,
+                    in_width: 6,
+                }),
+            ),
+        );
+        let mut c2 = conv(
+            3,
+            4,
+            2,
+            1,
+            1,
+            Some(Transition {
+                pool: Some(Pool::Max),
+                in_height: 4,
+                in_width: 3,
+            }),
+        );
+        c2.readout = Readout::GlobalAverage;
+        let b2 = NetShape {
+            time_scale: true,
+            ..block(36, 8, 5, 2, 2, c2)
+        };
+        let len: usize = [b0, b1, b2].iter().map(|b| b.layout().len).sum();
+        let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
+        let mut c = sample();
+        c.shape = b0;
+        c.blocks = vec![b1, b2];
+        c.params = v(0.5);
+        c.optimizer = OptimizerState {
+            kind: "adam".into(),
+            adam_m: v(1.0),
+            adam_v: v(2.0),
+            adam_t: 4,
+            ..Default::default()
+        };
+        c
+    }
+
+    #[test]
+    fn a_chain_of_blocks_round_trips() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let c = chain();
+        assert_eq!(c.validate(), Ok(()));
+        write(&p, &c).unwrap();
+        let r = read(&p).unwrap();
+        assert!(same(&c, &r));
+        assert_eq!(r.shape, c.shape);
+        assert_eq!(r.blocks, c.blocks);
+        // The params split: each block's θ, as long as its layout, one after the other.
+        let ranges = r.block_ranges();
+        let lens: Vec<usize> = r.shapes().map(|s| s.layout().len).collect();
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(ranges[0], 0..lens[0]);
+        assert_eq!(ranges[1], lens[0]..lens[0] + lens[1]);
+        assert_eq!(ranges[2].end, r.params.len());
+        // Each block's arrays, with the kernels' shapes, in its own group.
+        let file = hdf5::File::open(&p).unwrap();
+        let shape_of = |name: &str| file.dataset(name).unwrap().shape();
+        let data = |name: &str| file.dataset(name).unwrap().read_raw::<f64>().unwrap();
+        assert_eq!(shape_of("parameters/hidden_weight"), [2, 2, 2, 3, 3]);
+        assert_eq!(shape_of("parameters/classifier_weight"), [0, 96]);
+        let (o1, o2) = (c.blocks[0].opening_kernel(), c.blocks[1].opening_kernel());
+        assert_eq!(
+            shape_of("block1/opening_weight"),
+            [3, 2, o1.0, o1.1],
+            "{o1:?}"
+        );
+        assert_eq!(shape_of("block1/hidden_weight"), [2, 3, 3, 3, 3]);
+        assert_eq!(shape_of("block1/classifier_weight"), [0, 36]);
+        assert_eq!(shape_of("block2/opening_weight"), [4, 3, o2.0, o2.1]);
+        assert_eq!(shape_of("block2/hidden_weight"), [2, 4, 4, 3, 1]);
+        assert_eq!(shape_of("block2/classifier_weight"), [5, 4]);
+        assert_eq!(shape_of("block2/time_scale"), [1]);
+        let l1 = c.blocks[0].layout();
+        assert_eq!(
+            data("block1/hidden_bias"),
+            [
+                &c.params[ranges[1].start..][l1.layer_bias(0)],
+                &c.params[ranges[1].start..][l1.layer_bias(1)]
+            ]
+            .concat()
+        );
+        assert_eq!(data("block2/time_scale"), [*c.params.last().unwrap()]);
+        let str_attr = |loc: &hdf5::Location, name: &str| {
+            loc.attr(name)
+                .unwrap()
+                .read_scalar::<VarLenUnicode>()
+                .unwrap()
+                .to_string()
+        };
+        let u64_attr = |loc: &hdf5::Location, name: &str| {
+            loc.attr(name).unwrap().read_scalar::<u64>().unwrap()
+        };
+        let (g1, g2) = (file.group("block1").unwrap(), file.group("block2").unwrap());
+        assert_eq!(str_attr(&g1, "transition_pool"), "average");
+        assert_eq!(str_attr(&g2, "transition_pool"), "max");
+        assert_eq!(u64_attr(&g2, "transition_in_height"), 4);
+        assert_eq!(u64_attr(&g2, "transition_in_width"), 3);
+        assert_eq!(u64_attr(&file, "chain_blocks"), 3);
+        assert_eq!(u64_attr(&file, "chain_params"), c.params.len() as u64);
+        assert_eq!(u64_attr(&file, "classes"), 0);
+        assert!(file.attr("transition_pool").is_err());
+        // Without pooling the sizes stay; the checksum covers the transition.
+        let mut none = c.clone();
+        let mut c2 = none.blocks[1].conv.unwrap();
+        c2.transition = Some(Transition {
+            pool: None,
+            in_height: 2,
+            in_width: 1,
+        });
+        c2.height = 2;
+        none.blocks[1].conv = Some(c2);
+        none.blocks[1].input = 3 * 2;
+        // (Block 2 then takes 2×1 images, which block 1 does not have.)
+        let e = none.validate().unwrap_err();
+        assert!(e.starts_with("block 2: takes images of 2×1"), "{e}");
+        assert_ne!(none.checksum(), c.checksum());
+    }
+
+    /// A one-block network writes no chain attributes and no block groups.
+    #[test]
+    fn one_block_files_have_no_chain() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let c = sample();
+        let whole = 0..c.params.len();
+        assert_eq!(c.block_ranges(), vec![whole]);
+        write(&p, &c).unwrap();
+        let file = hdf5::File::open(&p).unwrap();
+        assert!(file.attr("chain_blocks").is_err() && file.attr("chain_params").is_err());
+        assert_eq!(
+            file.member_names().unwrap(),
+            ["history", "optimizer", "parameters", "rng"]
+        );
+        assert!(read(&p).unwrap().blocks.is_empty());
+    }
+
+    #[test]
+    fn damaged_chains_are_refused_naming_the_block() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.h5");
+        let c = chain();
+        write(&good, &c).unwrap();
+        let set_u64 = |g: &str, name: &'static str, v: u64| -> Edit {
+            let g = g.to_string();
+            Box::new(move |f| {
+                let loc = f.group(if g.is_empty() { "/" } else { &g })?;
+                loc.delete_attr(name)?;
+                loc.new_attr::<u64>()
+                    .shape(())
+                    .create(name)?
+                    .write_scalar(&v)
+            })
+        };
+        type Edit = Box<dyn FnOnce(&hdf5::File) -> hdf5::Result<()>>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "block 1: attribute `conv_channels` is missing",
+                Box::new(|f| f.group("block1")?.delete_attr("conv_channels")),
+            ),
+            (
+                "block 2: attribute `transition_pool` = \"min\" is not",
+                Box::new(|f| {
+                    let g = f.group("block2")?;
+                    g.delete_attr("transition_pool")?;
+                    g.new_attr::<VarLenUnicode>()
+                        .shape(())
+                        .create("transition_pool")?
+                        .write_scalar(&VarLenUnicode::from_str("min").unwrap())
+                }),
+            ),
+            (
+                "block 2: attribute `time_scale` is not a scalar",
+                Box::new(|f| {
+                    let g = f.group("block2")?;
+                    g.delete_attr("time_scale")?;
+                    g.new_attr::<f64>()
+                        .shape(())
+                        .create("time_scale")?
+                        .write_scalar(&1.0)
+                }),
+            ),
+            (
+                "block 2: dataset `block2/hidden_weight` is missing",
+                Box::new(|f| f.group("block2")?.unlink("hidden_weight")),
+            ),
+            (
+                "block 1: dataset `block1/opening_bias` has shape [2]",
+                Box::new(|f| {
+                    let g = f.group("block1")?;
+                    g.unlink("opening_bias")?;
+                    g.new_dataset::<f64>()
+                        .shape([2])
+                        .create("opening_bias")?
+                        .write_raw(&[0.0, 1.0])
+                }),
+            ),
+            (
+                "block 2: group `block2` is missing",
+                Box::new(|f| f.unlink("block2")),
+            ),
+            (
+                "block 1: network shape",
+                // The pooled 10×6 images are not block 1's 4×3.
+                set_u64("block1", "transition_in_height", 10),
+            ),
+            (
+                "block 1: an inner block of a chain has 2 classes",
+                set_u64("block1", "classes", 2),
+            ),
+            (
+                "block 2: takes 2 channels, block 1 has 3",
+                Box::new(move |f| {
+                    set_u64("block2", "conv_in_channels", 2)(f)?;
+                    set_u64("block2", "input_dim", 24)(f)
+                }),
+            ),
+            (
+                "attribute `chain_params` = 7, but the blocks' layouts (block 0: ",
+                set_u64("", "chain_params", 7),
+            ),
+            (
+                "attribute `chain_params` = ",
+                // One more spline set in block 1: more parameters than the file says.
+                set_u64("block1", "hidden_sets", 3),
+            ),
+            (
+                "block 0: attribute `conv_kernel_w` is missing",
+                Box::new(|f| f.delete_attr("conv_kernel_w")),
+            ),
+            (
+                // Not a chain any more: block 0 alone would need classes.
+                "attribute `classes` = 0 is impossible",
+                Box::new(|f| f.delete_attr("chain_blocks")),
+            ),
+        ];
+        for (i, (expect, edit)) in cases.into_iter().enumerate() {
+            let p = dir.path().join(format!("bad{i}.h5"));
+            std::fs::copy(&good, &p).unwrap();
+            tamper(&p, edit);
+            let e = match std::panic::catch_unwind(|| read(&p)) {
+                Ok(r) => r.unwrap_err().to_string(),
+                Err(_) => panic!("reading bad{i}.h5 panicked"),
+            };
+            assert!(
+                e.contains(expect) && e.contains(&format!("bad{i}.h5")) && !e.contains('\n'),
+                "`{e}` does not say `{expect}`"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chain_that_does_not_fit_is_not_written() {
+        let _serial = hdf5_serial();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.h5");
+        let c = chain();
+        write(&p, &c).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let refused = |bad: &Checkpoint, expect: &str| {
+            let e = write(&p, bad).unwrap_err().to_string();
+            assert!(
+                e.contains("cannot write checkpoint") && e.contains(expect) && !e.contains('\n'),
+                "`{e}` does not say `{expect}`"
+            );
+            assert_eq!(std::fs::read(&p).unwrap(), before);
+            assert_eq!(names(dir.path()), ["c.h5"]);
+        };
+        let mut bad = c.clone();
+        bad.params.pop();
+        let lens: Vec<usize> = c.shapes().map(|s| s.layout().len).collect();
+        refused(
+            &bad,
+            &format!(
+                "the parameters have {} values, the blocks' layouts (block 0: {}, block 1: {}, block 2: {}) need {}",
+                c.params.len() - 1,
+                lens[0],
+                lens[1],
+                lens[2],
+                c.params.len()
+            ),
+        );
+        let mut bad = c.clone();
+        bad.params.push(0.0);
+        refused(&bad, "the parameters have");
+        let mut bad = c.clone();
+        bad.blocks[0].classes = 5;
+        refused(&bad, "block 1: an inner block of a chain has 5 classes");
+        let mut bad = c.clone();
+        bad.blocks[1].classes = 0;
+        refused(&bad, "block 2: the last block of a chain has no classes");
+        let mut bad = c.clone();
+        bad.blocks[1].conv.as_mut().unwrap().transition = None;
+        refused(&bad, "block 2: network shape");
+        let mut bad = c.clone();
+        bad.blocks[0].conv = None;
+        refused(&bad, "block 1: the blocks of a chain must be convolutional");
+        let mut bad = c.clone();
+        let c1 = bad.blocks[0].conv.as_mut().unwrap();
+        c1.transition.as_mut().unwrap().pool = None;
+        c1.height = 8;
+        c1.width = 6;
+        bad.blocks[0].width = 3 * 48;
+        refused(&bad, "block 2: takes images of 4×3, block 1 has 8×6");
+        // A block 0 with a transition (a one-block network too) round-trips.
+        let mut one = sample();
+        one.shape = chain().blocks[1];
+        one.shape.classes = 4;
+        let len = one.shape.layout().len;
+        one.params = vec![0.5; len];
+        one.optimizer = OptimizerState {
+            kind: "sgd".into(),
+            ..Default::default()
+        };
+        let q = dir.path().join("one.h5");
+        write(&q, &one).unwrap();
+        let r = read(&q).unwrap();
+        assert_eq!(r.shape, one.shape);
+        assert!(r.blocks.is_empty());
     }
 
     /// `read(path)` in a thread: its error, or a failure if it takes more than 20 s.

@@ -4,6 +4,7 @@
 //! file: no panic, no hang, no silently different checkpoint.
 
 use checkpoint::{read, write, Checkpoint, History, NetShape, OptimizerState, RngState};
+use odenet::{ConvShape, Pool, Readout, Transition};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,6 +59,7 @@ fn sample(optimizer: &str) -> Checkpoint {
         iteration: 9,
         level: 0,
         shape,
+        blocks: Vec::new(),
         params: v(1.5),
         optimizer: o,
         rng: RngState {
@@ -73,6 +75,57 @@ fn sample(optimizer: &str) -> Checkpoint {
     }
 }
 
+/// A chain of two convolutional blocks: block 0 (1 → 2 channels of 4×4, no classes), block 1
+/// (average pooling to 2×2, 2 → 3 channels, 3 classes).
+fn chain_sample() -> Checkpoint {
+    let conv = |in_channels, channels, size, transition| ConvShape {
+        in_channels,
+        channels,
+        height: size,
+        width: size,
+        kernel_h: 3,
+        kernel_w: 3,
+        readout: Readout::GlobalAverage,
+        transition,
+    };
+    let b0 = NetShape {
+        input: 16,
+        width: 32,
+        classes: 0,
+        layers: 2,
+        opening_params: true,
+        hidden_sets: 2,
+        classifier_params: true,
+        time_scale: false,
+        conv: Some(conv(1, 2, 4, None)),
+    };
+    let b1 = NetShape {
+        input: 32,
+        width: 12,
+        classes: 3,
+        conv: Some(conv(
+            2,
+            3,
+            2,
+            Some(Transition {
+                pool: Some(Pool::Average),
+                in_height: 4,
+                in_width: 4,
+            }),
+        )),
+        ..b0
+    };
+    let mut c = sample("adam");
+    c.shape = b0;
+    c.blocks = vec![b1];
+    let len = b0.layout().len + b1.layout().len;
+    let v = |s: f64| (0..len).map(|i| s * i as f64 - 0.75).collect::<Vec<f64>>();
+    c.params = v(1.5);
+    c.optimizer.adam_m = v(0.125);
+    c.optimizer.adam_v = v(0.0625);
+    c
+}
+
 #[test]
 fn mutated_checkpoints_read_back_exactly_or_are_refused_in_one_line() {
     let count = Arc::new(AtomicUsize::new(0));
@@ -83,13 +136,16 @@ fn mutated_checkpoints_read_back_exactly_or_are_refused_in_one_line() {
         let mut g = Gen(0x1234_5678);
         let (mut accepted, mut total) = (0usize, 0usize);
         let start = Instant::now();
-        for kind in ["lbfgs", "adam"] {
-            let orig = sample(kind);
+        for kind in ["lbfgs", "adam", "chain"] {
+            let orig = match kind {
+                "chain" => chain_sample(),
+                _ => sample(kind),
+            };
             let good = dir.path().join(format!("{kind}.h5"));
             write(&good, &orig).unwrap();
             let valid = std::fs::read(&good).unwrap();
             for i in 0..1500 {
-                if start.elapsed() > Duration::from_secs(40) {
+                if start.elapsed() > Duration::from_secs(60) {
                     break;
                 }
                 let mut b = valid.clone();
