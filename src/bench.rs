@@ -27,7 +27,7 @@
 //! the step costs where other processes share the cores; the dgemms are the best of their
 //! runs, which such sharing disturbs less).
 
-use crate::train::DistNet;
+use crate::train::{BlockNet, DistNet};
 use anyhow::{bail, Result};
 use mgrit::Comm;
 use odenet::linalg::gemm;
@@ -532,7 +532,7 @@ pub fn slowest<C: Comm>(comm: &C, local: &[f64]) -> Vec<f64> {
 /// of one evaluation and its forward and adjoint step calls, summed over the ranks.
 /// Collective.
 pub fn time_evaluations(
-    dist: &mut DistNet,
+    dist: &mut BlockNet,
     theta: &[f64],
     x: &[f64],
     y: odenet::Targets<'_>,
@@ -633,8 +633,8 @@ pub fn time_training(
     } else {
         examples.div_ceil(b)
     };
-    let owned = dist.part.owned_layers.len();
-    let layer = dist.net.layer();
+    let owned = dist.first().part.owned_layers.len();
+    let layer = dist.first().net.layer();
     let batch = examples.min(if b == 0 { examples } else { b });
     let gradients = products(&fwd, &adj, owned, per_epoch * repeat) / repeat as f64;
     // The exact sweeps of the timed rows that have the metrics, per iteration.

@@ -9,7 +9,6 @@ use crate::train::DistNet;
 use crate::train::{OptimizerState, Start};
 use anyhow::{bail, Result};
 use checkpoint::{Checkpoint, History, NetShape, RngState};
-use mgrit::Comm;
 use odenet::{Closing, Network, Opening, Regularization, Shape};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -291,16 +290,16 @@ pub fn gather(
     level: usize,
 ) -> Checkpoint {
     // Replicated spline coefficients are taken from rank 0 only.
-    let all = |v: &[f64]| dist.comm.all_gather(&dist.layout.unique(v));
+    let all = |v: &[f64]| dist.gather(v);
     let params = all(snap.theta);
     let (optimizer, rng) = optimizer_to_file(snap.optimizer, all);
-    let net = &dist.net;
+    let mut shapes = chain_shapes(dist, config);
     Checkpoint {
         config: base.to_toml(),
         iteration: snap.iteration as u64,
         level: level as u64,
-        shape: net_shape(net, crate::model::hidden_sets(config, net)),
-        blocks: Vec::new(),
+        shape: shapes.remove(0),
+        blocks: shapes,
         params,
         optimizer,
         rng,
@@ -311,18 +310,42 @@ pub fn gather(
     }
 }
 
+/// The shape records of the network's ODE blocks in order (one for a one-block network).
+fn chain_shapes(dist: &DistNet, config: &Config) -> Vec<NetShape> {
+    dist.nets()
+        .into_iter()
+        .map(|n| net_shape(n, crate::model::hidden_sets(config, n)))
+        .collect()
+}
+
 /// This rank's parameters and where to start to resume from a checkpoint of the same
 /// network (every row of the file, of every level).
 pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec<f64>, Start)> {
-    let net = &dist.net;
-    let want = net_shape(net, crate::model::hidden_sets(config, net));
-    if ckpt.shape != want {
+    let mut want = chain_shapes(dist, config);
+    if ckpt.shape != want[0] {
         bail!(
             "the checkpoint's network does not fit the configured one: it has {}; use --init-from to start a different network from it",
-            shape_differences(&ckpt.shape, &want).join(", ")
+            shape_differences(&ckpt.shape, &want[0]).join(", ")
         );
     }
-    let local = |v: &[f64]| dist.layout.extract(net, &dist.part, v);
+    let later = want.split_off(1);
+    if ckpt.blocks.len() != later.len() {
+        bail!(
+            "the checkpoint's network has {} ODE blocks, the configured one {} (network.blocks)",
+            ckpt.blocks.len() + 1,
+            later.len() + 1
+        );
+    }
+    for (i, (have, want)) in ckpt.blocks.iter().zip(&later).enumerate() {
+        if have != want {
+            bail!(
+                "ODE block {} of the checkpoint's network does not fit the configured one: it has {}",
+                i + 2,
+                shape_differences(have, want).join(", ")
+            );
+        }
+    }
+    let local = |v: &[f64]| dist.extract(v);
     let rows: Vec<Row> = ckpt
         .history
         .rows

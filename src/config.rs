@@ -123,6 +123,48 @@ pub struct NetworkConfig {
     pub init_open: f64,
     pub init_hidden: f64,
     pub init_class: f64,
+    /// Convolutional networks: the ODE blocks after the first (which `layers` and `channels`
+    /// describe), in order; empty: one block.
+    pub blocks: Vec<BlockConfig>,
+}
+
+/// A later ODE block of a convolutional network (`[[network.blocks]]`): its opening pools the
+/// state of the block before (`pool`) and changes its channels by an activated 1×1
+/// convolution, then it takes `layers` residual convolutions over `channels` channels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    /// Hidden layers N_i of the block (required, ≥ 1).
+    pub layers: usize,
+    /// Channels of the block's state; 0 = those of the block before.
+    pub channels: usize,
+    /// "average" | "max" (2×2 pooling, stride 2; 2×1 for 1-D data) | "none".
+    pub pool: String,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            layers: 0,
+            channels: 0,
+            pool: "average".into(),
+        }
+    }
+}
+
+impl BlockConfig {
+    /// The pooling of the block's opening (None: none), or the error naming block `i`
+    /// (counted from 1 in `network.blocks`).
+    pub fn pooling(&self, i: usize) -> Result<Option<odenet::Pool>> {
+        match self.pool.as_str() {
+            "average" => Ok(Some(odenet::Pool::Average)),
+            "max" => Ok(Some(odenet::Pool::Max)),
+            "none" => Ok(None),
+            other => bail!(
+                "config key `network.blocks[{i}].pool` must be \"average\", \"max\" or \"none\", got \"{other}\""
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -232,6 +274,7 @@ impl Default for Config {
                 init_open: 1.0,
                 init_hidden: 0.1,
                 init_class: 0.1,
+                blocks: Vec::new(),
             },
             controls: ControlsConfig {
                 kind: ControlsKind::Layer,
@@ -670,6 +713,9 @@ impl Config {
         open_unit("data.val_fraction", d.val_fraction)?;
         let p = &self.parallel;
         at_least("parallel.data_groups", p.data_groups, 1)?;
+        if p.data_groups > 1 && !self.network.blocks.is_empty() {
+            bail!("config key `parallel.data_groups` = {}: a network of several ODE blocks (network.blocks) runs on one data group; set parallel.data_groups = 1", p.data_groups);
+        }
         if p.chunks < p.data_groups {
             bail!(
                 "config key `parallel.chunks` must be ≥ parallel.data_groups = {} (every data group takes whole chunks of each batch), got {}",
@@ -687,6 +733,13 @@ impl Config {
             );
         }
         at_least("network.layers", n.layers, 1)?;
+        for (i, b) in n.blocks.iter().enumerate() {
+            at_least(&format!("network.blocks[{}].layers", i + 1), b.layers, 1)?;
+            b.pooling(i + 1)?;
+        }
+        if !n.blocks.is_empty() && n.kind != NetworkKind::Conv {
+            bail!("config key `network.blocks` lists further ODE blocks, which only convolutional networks have: set network.kind = \"conv\" or remove network.blocks");
+        }
         positive("network.final_time", n.final_time)?;
         nonneg("network.init_open", n.init_open)?;
         nonneg("network.init_hidden", n.init_hidden)?;
@@ -746,6 +799,9 @@ impl Config {
         at_least("output.metrics_every", self.output.metrics_every, 1)?;
         let nc = &self.nested;
         at_least("nested.levels", nc.levels, 1)?;
+        if nc.levels > 1 && !n.blocks.is_empty() {
+            bail!("config key `nested.levels` = {} deepens a network of one ODE block; a network of several blocks (network.blocks) trains at its depth: set nested.levels = 1", nc.levels);
+        }
         at_least("nested.refine", nc.refine, 2)?;
         self.check_interp()?;
         let depth = nc
@@ -837,6 +893,9 @@ fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
 /// defaults are empty lists, so the item type cannot be read off them.)
 const NUMBER_LISTS: &[&str] = &["nested.target_acc"];
 
+/// The list keys whose items are tables ([`BlockConfig`]).
+const TABLE_LISTS: &[&str] = &["network.blocks"];
+
 /// Checks `value` for key `key` against the default `reference`: same type (an integer is
 /// accepted where a float is expected), no negative integers, tables recursively.
 fn conform(
@@ -863,6 +922,20 @@ fn conform(
             Ok(V::Table(out))
         }
         (V::Float(_), V::Integer(i)) => Ok(V::Float(i as f64)),
+        (V::Array(_), V::Array(items)) if TABLE_LISTS.contains(&key) => {
+            let item = toml::Value::try_from(BlockConfig::default()).expect("serializes");
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    V::Table(_) => conform(&format!("{key}[{}]", i + 1), v, &item, origin),
+                    bad => bail!(
+                        "config key `{key}` must be a list of tables ([[{key}]] sections), got {bad} (in {origin})"
+                    ),
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(V::Array)
+        }
         (V::Array(_), V::Array(items)) if NUMBER_LISTS.contains(&key) => items
             .into_iter()
             .map(|v| match v {

@@ -58,6 +58,77 @@ pub fn build_network(config: &Config, data: DataShape) -> Result<Network> {
     Ok(network_of(config, shape))
 }
 
+/// The network's ODE blocks for `config` on data of shape `data`: the network of
+/// [`build_network`] alone, or, with `network.blocks`, that network as block 0 (without its
+/// classifier) followed by one network per listed block, each opening the last state of the
+/// block before by its pooling and an activated 1×1 convolution (see [`odenet::Chain`]).
+pub fn build_blocks(config: &Config, data: DataShape) -> Result<Vec<Network>> {
+    let n = &config.network;
+    let first = build_network(config, data)?;
+    if n.blocks.is_empty() {
+        return Ok(vec![first]);
+    }
+    if n.learn_time_scale {
+        bail!("config key `network.learn_time_scale` = true needs a network of one ODE block; remove network.blocks or set it to false");
+    }
+    if n.opening == odenet::Opening::Replicate || n.closing == odenet::Closing::Average {
+        bail!("a network of several ODE blocks (network.blocks) needs network.opening = \"activate\" and network.closing = \"affine\"");
+    }
+    let classes = first.shape().classes;
+    let mut blocks = vec![first];
+    for (i, b) in n.blocks.iter().enumerate() {
+        let prev = blocks[i].shape().conv.expect("checked: convolutional");
+        let pool = b.pooling(i + 1)?;
+        let (height, width) = match pool {
+            Some(_) => odenet::conv::pooled_size(prev.height, prev.width),
+            None => (prev.height, prev.width),
+        };
+        if height == 0 || width == 0 {
+            bail!(
+                "config key `network.blocks[{}].pool` = \"{}\" pools the {}×{} images of the block before to nothing; use \"none\" or fewer pooled blocks",
+                i + 1,
+                b.pool,
+                prev.height,
+                prev.width
+            );
+        }
+        let conv = ConvShape {
+            in_channels: prev.channels,
+            channels: if b.channels == 0 {
+                prev.channels
+            } else {
+                b.channels
+            },
+            height,
+            width,
+            transition: Some(odenet::Transition {
+                pool,
+                in_height: prev.height,
+                in_width: prev.width,
+            }),
+            ..prev
+        };
+        blocks.push(network_of(
+            config,
+            Shape::convolutional(conv, classes, b.layers),
+        ));
+    }
+    // Only the last block classifies.
+    let last = blocks.len() - 1;
+    for block in &mut blocks[..last] {
+        let mut shape = *block.shape();
+        shape.classes = 0;
+        *block = Network::new(
+            shape,
+            block.activation,
+            block.final_time,
+            block.loss,
+            block.regularization,
+        );
+    }
+    Ok(blocks)
+}
+
 /// A convolutional network (`network.kind = "conv"`) on the data's images.
 fn build_conv_network(config: &Config, data: DataShape) -> Result<Network> {
     let n = &config.network;
@@ -138,12 +209,28 @@ pub fn parameter_network(config: &Config, net: &Network) -> Network {
 /// Initial parameters: weights uniform in [−s, s] with s = init_* / √fan_in, biases 0;
 /// seeded. For spline controls the M coefficient sets are drawn like M layers.
 pub fn initial_parameters(config: &Config, net: &Network) -> Vec<f64> {
+    block_parameters(config, net, 0)
+}
+
+/// The initial parameters of a network of ODE blocks: each block's drawn as
+/// [`initial_parameters`] does, block i > 0 from its own stream, one after another (block 0
+/// alone: the same values as [`initial_parameters`]).
+pub fn initial_chain_parameters(config: &Config, blocks: &[Network]) -> Vec<f64> {
+    let mut theta = Vec::new();
+    for (i, net) in blocks.iter().enumerate() {
+        theta.extend(block_parameters(config, net, i as u64));
+    }
+    theta
+}
+
+/// [`initial_parameters`] of ODE block `block` (stream "init" + block).
+fn block_parameters(config: &Config, net: &Network, block: u64) -> Vec<f64> {
     let pnet = parameter_network(config, net);
     let net = &pnet;
     let l = &net.layout;
     let sh = l.shape;
     let mut theta = vec![0.0; l.len];
-    let mut g = generator(config.seed, 0x696e6974); // "init"
+    let mut g = generator(config.seed, 0x696e6974 + block); // "init"
     let mut fill = |range: std::ops::Range<usize>, scale: f64, g: &mut _| {
         for v in &mut theta[range] {
             *v = scale * (2.0 * uniform(g) - 1.0);

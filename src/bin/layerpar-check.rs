@@ -4,7 +4,10 @@
 //! average closing, MSE against real targets) instead of Peaks classification;
 //! `--time-scale`: a learnable time scale (s = 1.3) as the last parameter; `--conv` (or
 //! `--conv-gap`): a convolutional network (2-channel 6 × 5 images, 3 channels, 3 × 3 kernels,
-//! flatten or global-average read-out, 5 classes) on random images instead of Peaks.
+//! flatten or global-average read-out, 5 classes) on random images instead of Peaks;
+//! `--chain` (or `--chain-gap`): a network of three ODE blocks (2-channel 8 × 6 images, 3
+//! channels over 7 layers; 2×2 average pooling to 4 × 3 and 4 channels over 5 layers; 2×2 max
+//! pooling to 2 × 1 and 2 channels over 6 layers; 5 classes) against odenet's serial chain.
 //!
 //! Prints (rank 0) the relative differences to the serial J and ∇J, the bits of J and a
 //! fingerprint of the whole gradient (for bit-for-bit comparisons across rank counts), and,
@@ -13,7 +16,7 @@
 
 use layer_parallel::SolverSettings;
 use layerpar::parallel::fingerprint;
-use layerpar::train::DistNet;
+use layerpar::train::{BlockNet, DistNet};
 use layerpar_data::rng::{generator, uniform, Generator};
 use layerpar_data::{generate_peaks, generate_sine};
 use mgrit::{Comm, MpiComm, Options};
@@ -197,6 +200,13 @@ fn main() {
         std::process::exit(code);
     }
 
+    if let Some(readout) = chain_readout(&args) {
+        let act = act.parse::<Activation>().expect("activation");
+        let code = chain_check(&comm, settings(levels, cf, tol), act, readout, fd);
+        drop(comm);
+        drop(universe);
+        std::process::exit(code);
+    }
     let sine = args.iter().any(|a| a == "--sine");
     let shape = Shape {
         time_scale: args.iter().any(|a| a == "--time-scale"),
@@ -237,8 +247,8 @@ fn main() {
         net.objective_gradient(&theta, &data.features, data.y(), &mut ws, &mut grad_serial);
 
     let mut dist =
-        DistNet::new(net.clone(), &comm, settings(levels, cf, tol), None).expect("setup");
-    let local = dist.layout.extract(&net, &dist.part, &theta);
+        BlockNet::new(net.clone(), &comm, settings(levels, cf, tol), None).expect("setup");
+    let local = dist.extract(&theta);
     let mut grad_local = vec![0.0; local.len()];
     let v = dist.objective_gradient(&local, &data.features, data.y(), &mut grad_local);
     let grad = dist.gather(&grad_local);
@@ -309,7 +319,7 @@ fn main() {
         }
         coords.extend(l.scale.clone());
         let worst = worst_fd_error(&coords, &theta, &grad, |t| {
-            let tl = dist.layout.extract(&net, &dist.part, t);
+            let tl = dist.extract(t);
             let mut gl = vec![0.0; tl.len()];
             dist.objective_gradient(&tl, &data.features, data.y(), &mut gl)
                 .objective
@@ -326,6 +336,167 @@ fn main() {
     if any_failed {
         std::process::exit(1);
     }
+}
+
+/// The read-out of `--chain` (flatten) or `--chain-gap` (global average); None without.
+fn chain_readout(args: &[String]) -> Option<Readout> {
+    if args.iter().any(|a| a == "--chain-gap") {
+        Some(Readout::GlobalAverage)
+    } else if args.iter().any(|a| a == "--chain") {
+        Some(Readout::Flatten)
+    } else {
+        None
+    }
+}
+
+/// The `--chain` check network's blocks: 2-channel 8 × 6 images → 3 channels (7 layers) →
+/// average pooling, 4 channels of 4 × 3 (5 layers) → max pooling, 2 channels of 2 × 1
+/// (6 layers) → `readout`, 5 classes. Layer counts that split unevenly over 2–4 ranks.
+fn chain_blocks(act: Activation, readout: Readout) -> Vec<Network> {
+    let mut conv = ConvShape {
+        in_channels: 2,
+        channels: 3,
+        height: 8,
+        width: 6,
+        kernel_h: 3,
+        kernel_w: 3,
+        readout,
+        transition: None,
+    };
+    let mut nets = vec![check_network(Shape::convolutional(conv, 0, 7), act, 1e-4)];
+    for (pool, channels, layers, classes) in [
+        (odenet::Pool::Average, 4, 5, 0),
+        (odenet::Pool::Max, 2, 6, 5),
+    ] {
+        let (height, width) = odenet::conv::pooled_size(conv.height, conv.width);
+        conv = ConvShape {
+            in_channels: conv.channels,
+            channels,
+            height,
+            width,
+            transition: Some(odenet::Transition {
+                pool: Some(pool),
+                in_height: conv.height,
+                in_width: conv.width,
+            }),
+            ..conv
+        };
+        let shape = Shape::convolutional(conv, classes, layers);
+        nets.push(check_network(shape, act, 1e-4));
+    }
+    nets
+}
+
+/// `--chain`: the layer-parallel chain of three ODE blocks against odenet's serial chain:
+/// J and ∇J (bit for bit with one MGRIT level, within 1e-9 converged), the pipelined
+/// evaluation against the serial sweep, and with `fd` finite differences of the parallel J in
+/// every block. Returns the exit code.
+fn chain_check(
+    comm: &MpiComm,
+    settings: SolverSettings,
+    act: Activation,
+    readout: Readout,
+    fd: bool,
+) -> i32 {
+    let nets = chain_blocks(act, readout);
+    let serial = odenet::Chain::new(nets.clone()).expect("a valid chain");
+    let input = nets[0].shape().input;
+    let image = |n: usize, seed: u64| {
+        let mut g = generator(seed, 1);
+        let x: Vec<f64> = (0..n * input)
+            .map(|_| 2.0 * uniform(&mut g) - 1.0)
+            .collect();
+        (x, (0..n).map(|j| j % 5).collect::<Vec<usize>>())
+    };
+    let (x, y) = image(37, 29);
+    let theta = random_parameters(&mut generator(11, 1), serial.num_params());
+    let mut ws = odenet::ChainWorkspace::default();
+    let mut grad_serial = vec![0.0; theta.len()];
+    let want = serial.objective_gradient(&theta, &x, &y, &mut ws, &mut grad_serial);
+    let one = settings.forward.max_levels == 1;
+    let bases = vec![None; nets.len()];
+    let mut dist = DistNet::new(nets, comm, settings, bases).expect("setup");
+    let local = dist.extract(&theta);
+    let mut grad_local = vec![0.0; local.len()];
+    let v = dist.objective_gradient(&local, &x, &y, &mut grad_local);
+    let grad = dist.gather(&grad_local);
+    let root = comm.rank() == 0;
+    let mut tally = Tally {
+        passed: 0,
+        failed: 0,
+        root,
+    };
+    if root {
+        println!(
+            "layerpar-check --chain on {} ranks: {} ODE blocks, levels {}",
+            comm.size(),
+            dist.blocks.len(),
+            dist.levels()
+        );
+        println!("objective bits {:#018x}", v.objective.to_bits());
+        println!("gradient fingerprint {:#018x}", fingerprint(&grad));
+    }
+    let limit = if one { 0.0 } else { 1e-9 };
+    let j_err = (v.objective - want.objective).abs() / want.objective.abs();
+    tally.check(
+        j_err <= limit,
+        format!("chain objective vs serial: relative difference {j_err:.3e} (limit {limit:e})"),
+    );
+    for i in 0..dist.blocks.len() {
+        let r = serial.block_range(i);
+        let nonzero = grad_serial[r.clone()].iter().any(|&g| g != 0.0);
+        let e = relative_difference(&grad[r.clone()], &grad_serial[r]);
+        tally.check(
+            nonzero && e <= limit,
+            format!(
+                "block {} gradient vs serial: relative difference {e:.3e} (limit {limit:e}){}",
+                i + 1,
+                if nonzero {
+                    ""
+                } else {
+                    "; the serial gradient is zero, inconclusive"
+                }
+            ),
+        );
+    }
+    let (bx, by) = image(1103, 31);
+    let (l, acc) = dist.evaluate(&local, &bx, &by);
+    let (sum, correct) = serial.evaluate(&theta, &bx, &by, &mut ws);
+    let b = by.len() as f64;
+    tally.check(
+        l.to_bits() == (sum / b).to_bits() && acc == correct as f64 / b,
+        format!(
+            "chain evaluate on {} examples vs the serial sweep: loss {l:e} vs {:e}, accuracy {acc} vs {}",
+            by.len(),
+            sum / b,
+            correct as f64 / b
+        ),
+    );
+    if fd {
+        // Two coordinates in each block's opening, first and last layer, and the classifier.
+        let mut coords = Vec::new();
+        for (i, net) in serial.blocks.iter().enumerate() {
+            let (l, at) = (&net.layout, serial.block_range(i).start);
+            coords.extend([at + l.open_weight.start, at + l.open_bias.start]);
+            coords.extend([
+                at + l.layer_weight(0).start + 1,
+                at + l.layer_bias(l.shape.layers - 1).start,
+            ]);
+            if !l.classifier().is_empty() {
+                coords.extend([at + l.class_weight.start + 2, at + l.class_bias.end - 1]);
+            }
+        }
+        let worst = worst_fd_error(&coords, &theta, &grad, |t| {
+            let tl = dist.extract(t);
+            let mut gl = vec![0.0; tl.len()];
+            dist.objective_gradient(&tl, &x, &y, &mut gl).objective
+        });
+        tally.check(
+            worst < 1e-6,
+            format!("finite differences of the parallel chain's J at {} coordinates: worst relative error {worst:.3e}", coords.len()),
+        );
+    }
+    i32::from(tally.finish(comm))
 }
 
 /// Spline controls: the parallel gradient against finite differences, converged MGRIT against
@@ -358,16 +529,17 @@ fn spline_check(
     params[pnet.layout.scale.clone()].fill(0.9);
     let basis = Basis::uniform(KnotKind::Clamped, degree, m, 2.0).expect("basis");
     let settings = |levels: usize| settings(levels, cf, tol);
-    let eval = |dist: &mut DistNet, p: &[f64]| {
-        let local = dist.layout.extract(&pnet, &dist.part, p);
+    let eval = |dist: &mut BlockNet, p: &[f64]| {
+        let local = dist.extract(p);
         let mut gl = vec![0.0; local.len()];
         let v = dist.objective_gradient(&local, &data.features, &data.labels, &mut gl);
         (v, dist.gather(&gl))
     };
-    let mut one = DistNet::new(net.clone(), comm, settings(1), Some(basis.clone())).expect("setup");
+    let mut one =
+        BlockNet::new(net.clone(), comm, settings(1), Some(basis.clone())).expect("setup");
     let (v1, g1) = eval(&mut one, &params);
     let mut many =
-        DistNet::new(net.clone(), comm, settings(levels), Some(basis.clone())).expect("setup");
+        BlockNet::new(net.clone(), comm, settings(levels), Some(basis.clone())).expect("setup");
     let (vm, gm) = eval(&mut many, &params);
     let mut tally = Tally {
         passed: 0,
@@ -422,12 +594,12 @@ fn spline_check(
     let mut lp = hp[..hnet.layout.hidden_start + layers * hnet.layout.layer_len].to_vec();
     lp.extend_from_slice(&hp[hnet.layout.classifier()]);
     lp.extend_from_slice(&hp[hnet.layout.scale.clone()]);
-    let mut sp = DistNet::new(lnet.clone(), comm, settings(1), Some(hat)).expect("setup");
+    let mut sp = BlockNet::new(lnet.clone(), comm, settings(1), Some(hat)).expect("setup");
     let local = sp.layout.extract(&hnet, &sp.part, &hp);
     let mut gl = vec![0.0; local.len()];
     let vs = sp.objective_gradient(&local, &data.features, &data.labels, &mut gl);
     let gs = sp.gather(&gl);
-    let mut pl = DistNet::new(lnet.clone(), comm, settings(1), None).expect("setup");
+    let mut pl = BlockNet::new(lnet.clone(), comm, settings(1), None).expect("setup");
     let local = pl.layout.extract(&lnet, &pl.part, &lp);
     let mut gl = vec![0.0; local.len()];
     let vp = pl.objective_gradient(&local, &data.features, &data.labels, &mut gl);

@@ -6,7 +6,7 @@
 use super::agree;
 use crate::bench::{self, Case, Measured, Unit};
 use crate::parallel::Parallel;
-use crate::train::{DistNet, Problem};
+use crate::train::{BlockNet, DistNet, Problem};
 use anyhow::{bail, Result};
 use mgrit::MpiComm;
 use odenet::Layer;
@@ -96,6 +96,9 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
                 config.parallel.data_groups
             );
         }
+        if !config.network.blocks.is_empty() {
+            bail!("config key `network.blocks`: `layerpar bench` times a network of one ODE block; remove network.blocks");
+        }
         if config.nested.levels > 1 {
             bail!(
                 "config key `nested.levels` = {}: `layerpar bench` times one network; set it to 1",
@@ -123,14 +126,15 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
     let comm = MpiComm::new(par.world());
     let basis = config.spline_basis()?;
     let settings = crate::model::solver_settings(&config);
-    let mut dist: DistNet = agree(
+    let block: BlockNet = agree(
         par,
-        DistNet::new(net.clone(), &comm, settings, basis).map_err(anyhow::Error::from),
+        BlockNet::new(net.clone(), &comm, settings, basis).map_err(anyhow::Error::from),
     )?;
-    let pnet = crate::model::parameter_network(&config, &net);
+    let mut dist = DistNet::single(block);
     let global = crate::model::initial_parameters(&config, &net);
-    let theta = dist.layout.extract(&pnet, &dist.part, &global);
+    let theta = dist.extract(&global);
     let (width, layers) = (net.shape().width, net.shape().layers);
+    let layer = net.layer();
     let batch = train.len();
     // The reference dgemm on rank 0 alone, the other ranks waiting.
     let dgemm = if par.is_root() {
@@ -142,7 +146,7 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
     let (times, flops, calls) = match case.unit {
         Unit::Evaluation => {
             let (x, y) = (&train.features, train.y());
-            bench::time_evaluations(&mut dist, &theta, x, y, args.repeat)
+            bench::time_evaluations(&mut dist.blocks[0], &theta, x, y, args.repeat)
         }
         Unit::Iteration => {
             let problem = Problem { net, train, val };
@@ -151,7 +155,7 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
         }
         Unit::Step => unreachable!("the conv-step case is timed by bench::time_conv_step"),
     };
-    let serial_flops = layers as f64 * dist.net.layer().step_flops(batch);
+    let serial_flops = layers as f64 * layer.step_flops(batch);
     Ok(Measured {
         case,
         ranks: par.size(),

@@ -26,18 +26,20 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
         let config = crate::config::load_str(&file.config, &origin, &sets)?;
         let (train, val) = crate::data::load(&config)?;
         let sh = file.shape;
-        if train.dim != sh.input || train.outputs() != sh.classes {
+        // The outputs are the last ODE block's (a chain's earlier blocks have none).
+        let classes = file.blocks.last().map_or(sh.classes, |b| b.classes);
+        if train.dim != sh.input || train.outputs() != classes {
             bail!(
                 "the data has {} features and {} outputs (classes or targets), the checkpoint's network {} and {}",
                 train.dim,
                 train.outputs(),
                 sh.input,
-                sh.classes
+                classes
             );
         }
         let data = crate::model::DataShape {
             input: sh.input,
-            outputs: sh.classes,
+            outputs: classes,
             image: sh.conv.map(|c| [c.in_channels, c.height, c.width]),
         };
         crate::limits::check_network(
@@ -46,6 +48,10 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             crate::train::CHUNK.min(train.len().max(val.len())),
             1,
         )?;
+        if !file.blocks.is_empty() {
+            let (chain, theta) = chain_parameters(&file, &config, data)?;
+            return Ok((file, Model::Chain(chain), theta, train, val, None));
+        }
         let net = crate::model::build_network(&config, data)?;
         let sets = crate::model::hidden_sets(&config, &net);
         let mut want = crate::checkpointing::net_shape(&net, sets);
@@ -73,7 +79,7 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
                 sh.layers,
                 interp.name()
             );
-            return Ok((file, params, net, train, val, Some(note)));
+            return Ok((file, Model::Net(net), params, train, val, Some(note)));
         }
         if want != sh {
             bail!(
@@ -87,19 +93,41 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             );
         }
         let theta = crate::model::layer_parameters(&config, &net, &file.params)?;
-        Ok((file, theta, net, train, val, None))
+        Ok((file, Model::Net(net), theta, train, val, None))
     })();
-    let (file, theta, net, train, val, note) = agree(par, setup)?;
-    let mut ws = Workspace::default();
-    let (tl, ta) = evaluate(&net, &theta, &train, &mut ws);
-    let (vl, va) = evaluate(&net, &theta, &val, &mut ws);
+    let (file, model, theta, train, val, note) = agree(par, setup)?;
+    let ((tl, ta), (vl, va)) = match &model {
+        Model::Net(net) => {
+            let mut ws = Workspace::default();
+            let t = evaluate(net, &theta, &train, &mut ws);
+            (t, evaluate(net, &theta, &val, &mut ws))
+        }
+        Model::Chain(chain) => {
+            let mut ws = odenet::ChainWorkspace::default();
+            let t = evaluate_chain(chain, &theta, &train, &mut ws);
+            (t, evaluate_chain(chain, &theta, &val, &mut ws))
+        }
+    };
     if par.is_root() {
+        let layers: Vec<String> = match &model {
+            Model::Net(net) => vec![net.layout.shape.layers.to_string()],
+            Model::Chain(c) => c
+                .blocks
+                .iter()
+                .map(|b| b.shape().layers.to_string())
+                .collect(),
+        };
         println!(
-            "checkpoint {} (iteration {}, level {}), evaluated with {} hidden layers",
+            "checkpoint {} (iteration {}, level {}), evaluated with {} hidden layers{}",
             checkpoint.display(),
             file.iteration,
             file.level,
-            net.layout.shape.layers
+            layers.join(" + "),
+            if layers.len() > 1 {
+                format!(" ({} ODE blocks)", layers.len())
+            } else {
+                String::new()
+            }
         );
         if let Some(note) = note {
             println!("{note}");
@@ -115,13 +143,76 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             };
             println!("{name} loss {loss:.6e}  {metric}  ({} examples)", set.len());
         }
-        if net.layout.shape.time_scale {
-            println!(
-                "time scale {:.6}: final time {:.6}",
-                net.time_scale(&theta),
-                net.time_scale(&theta) * net.final_time
-            );
+        if let Model::Net(net) = &model {
+            if net.layout.shape.time_scale {
+                println!(
+                    "time scale {:.6}: final time {:.6}",
+                    net.time_scale(&theta),
+                    net.time_scale(&theta) * net.final_time
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// What a checkpoint is evaluated with: one network, or a chain of ODE blocks.
+enum Model {
+    Net(odenet::Network),
+    Chain(odenet::Chain),
+}
+
+/// The chain of a checkpoint with several ODE blocks and its per-layer controls (spline
+/// coefficients evaluated at each block's layers). The configured blocks must be the
+/// checkpoint's: a chain is evaluated at its own depth.
+fn chain_parameters(
+    file: &checkpoint::Checkpoint,
+    config: &crate::config::Config,
+    data: crate::model::DataShape,
+) -> Result<(odenet::Chain, Vec<f64>)> {
+    let nets = crate::model::build_blocks(config, data)?;
+    let shapes: Vec<&NetShape> = std::iter::once(&file.shape).chain(&file.blocks).collect();
+    if nets.len() != shapes.len() {
+        bail!(
+            "--set changed the network: the checkpoint has {} ODE blocks, the configuration {}",
+            shapes.len(),
+            nets.len()
+        );
+    }
+    let mut theta = Vec::new();
+    let mut at = 0;
+    for (i, (net, have)) in nets.iter().zip(&shapes).enumerate() {
+        let sets = crate::model::hidden_sets(config, net);
+        let want = crate::checkpointing::net_shape(net, sets);
+        if want != **have {
+            bail!(
+                "--set changed the network: ODE block {} of the checkpoint has {}; a network of several blocks is evaluated at its own depth",
+                i + 1,
+                crate::checkpointing::shape_differences(have, &want).join(", ")
+            );
+        }
+        let len = crate::model::parameter_network(config, net).num_params();
+        let params = &file.params[at..at + len];
+        theta.extend(crate::model::layer_parameters(config, net, params)?);
+        at += len;
+    }
+    let chain = odenet::Chain::new(nets).map_err(anyhow::Error::msg)?;
+    Ok((chain, theta))
+}
+
+/// (mean loss, accuracy) of a chain's θ on a data set, by serial sweeps over chunks.
+fn evaluate_chain(
+    chain: &odenet::Chain,
+    theta: &[f64],
+    data: &layerpar_data::Dataset,
+    ws: &mut odenet::ChainWorkspace,
+) -> (f64, f64) {
+    let (mut loss, mut correct) = (0.0, 0);
+    for (x, y) in data.chunks(crate::train::CHUNK) {
+        let (l, c) = chain.evaluate(theta, x, y, ws);
+        loss += l;
+        correct += c;
+    }
+    let n = data.len().max(1) as f64;
+    (loss / n, correct as f64 / n)
 }

@@ -30,6 +30,18 @@ pub fn run(path: &Path) -> Result<()> {
     if let Some(cv) = s.conv {
         println!("convolutional: {cv}");
     }
+    let ranges = c.block_ranges();
+    for (i, b) in c.blocks.iter().enumerate() {
+        let what = b.conv.map(|cv| cv.to_string()).unwrap_or_default();
+        println!(
+            "ODE block {} of {}: {what}, {} hidden layers, {} classes; {} parameters",
+            i + 2,
+            c.blocks.len() + 1,
+            b.layers,
+            b.classes,
+            ranges[i + 1].len()
+        );
+    }
     let norm = c.params.iter().map(|x| x * x).sum::<f64>().sqrt();
     println!("parameter norm {norm:.6e}");
     println!(

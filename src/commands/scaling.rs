@@ -10,7 +10,7 @@ use crate::config::OptimizerKind;
 use crate::parallel::Parallel;
 use crate::scaling::calibrate::{self, Measurements, StepCounts, Trace};
 use crate::scaling::{self, predict, Calibration, Machine, Model, Split};
-use crate::train::{optimizer, DistNet, Limits, Objective, Problem, Start};
+use crate::train::{optimizer, BlockNet, DistNet, Limits, Objective, Problem, Start};
 use anyhow::{bail, Result};
 use mgrit::{Comm, MpiComm, SerialComm};
 use std::path::PathBuf;
@@ -89,6 +89,9 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
                 config.parallel.data_groups
             );
         }
+        if !config.network.blocks.is_empty() {
+            bail!("config key `network.blocks`: `layerpar scaling` models a network of one ODE block; remove network.blocks");
+        }
         if config.optimizer.kind != OptimizerKind::Lbfgs {
             bail!("layerpar scaling models L-BFGS training: set optimizer.kind = \"lbfgs\"");
         }
@@ -103,12 +106,13 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let (machine, config, train, val, net, saved) = agree(par, setup)?;
     let basis = config.spline_basis()?;
     let settings = crate::model::solver_settings(&config);
-    let mut dist: DistNet = agree(
+    let block: BlockNet = agree(
         par,
-        DistNet::new(net.clone(), &comm, settings.clone(), basis.clone())
+        BlockNet::new(net.clone(), &comm, settings.clone(), basis.clone())
             .map_err(anyhow::Error::from),
     )?;
-    let grid = dist.grid().clone();
+    let grid = block.grid().clone();
+    let mut dist = DistNet::single(block);
     if let Some(m) = &saved {
         let fits = m.check_fits(grid.levels[0].steps, grid.num_levels());
         if let Err(e) = fits {
@@ -118,9 +122,8 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
             );
         }
     }
-    let pnet = crate::model::parameter_network(&config, &net);
     let global = crate::model::initial_parameters(&config, &net);
-    let theta = dist.layout.extract(&pnet, &dist.part, &global);
+    let theta = dist.extract(&global);
 
     // 1. Real training iterations: one warm-up, then `iterations` measured.
     let problem = Problem {
@@ -180,7 +183,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let forward = StepCounts::gather(&dist.comm, &fwd, nl);
     let adjoint = StepCounts::gather(&dist.comm, &adj, nl);
     let (vx, vy) = (&problem.val.features, problem.val.y());
-    let t_val = calibrate::time_validation(&mut dist, &outcome.theta, vx, vy, 3);
+    let t_val = calibrate::time_validation(&mut dist.blocks[0], &outcome.theta, vx, vy, 3);
 
     // 2. The step-time table and the on-node messages.
     let (w, batch, vbatch) = (net.shape().width, problem.train.len(), problem.val.len());
@@ -209,7 +212,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
             .map_err(anyhow::Error::from);
         match &mut sobj {
             Ok(s) => {
-                let th = s.layout.extract(&pnet, &s.part, &global);
+                let th = s.extract(&global);
                 let t = &problem.train;
                 let (e, v) = calibrate::time_serial(s, &th, (&t.features, t.y()), (vx, vy), 2);
                 vec![e, v]
@@ -220,7 +223,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         vec![]
     };
     let serial = dist.comm.all_gather(&serial);
-    let edge_params = net.num_params() - net.shape().layers * dist.model_layout.layer_len;
+    let edge_params = net.num_params() - net.shape().layers * dist.first().model_layout.layer_len;
     let measured = Measurements {
         grid: grid.clone(),
         ranks,
@@ -228,7 +231,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         width: w,
         batch,
         val_batch: vbatch,
-        params_per_layer: dist.model_layout.layer_len,
+        params_per_layer: dist.first().model_layout.layer_len,
         edge_params,
         seconds_per_iteration: t_iter,
         seconds_per_validation: t_val,

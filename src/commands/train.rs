@@ -277,7 +277,7 @@ fn announce_level(
     dist: &DistNet,
     examples: usize,
 ) {
-    let net = &dist.net;
+    let net = &dist.first().net;
     let sh = *net.shape();
     if plan.is_nested() {
         reporter.note(&format!(
@@ -300,14 +300,33 @@ fn announce_level(
         None => format!("width {}", sh.width),
         Some(c) => format!("convolutional, {c}"),
     };
+    let params: usize = dist
+        .nets()
+        .iter()
+        .map(|n| crate::model::parameter_network(cfg, n).num_params())
+        .sum();
+    let blocks = if dist.is_chain() {
+        format!(" (ODE block 1 of {})", dist.blocks.len())
+    } else {
+        String::new()
+    };
     reporter.note(&format!(
-        "network: {kind}, {} hidden layers, T = {}, h = {:.4e}, {}, {} parameters{spline}",
+        "network: {kind}, {} hidden layers{blocks}, T = {}, h = {:.4e}, {}, {params} parameters{spline}",
         sh.layers,
         net.final_time,
         net.step_size(),
         net.activation,
-        crate::model::parameter_network(cfg, net).num_params(),
     ));
+    for (i, b) in dist.nets().iter().enumerate().skip(1) {
+        let c = b.shape().conv.expect("later blocks are convolutional");
+        reporter.note(&format!(
+            "ODE block {} of {}: {c}, {} hidden layers, h = {:.4e}",
+            i + 1,
+            dist.blocks.len(),
+            b.shape().layers,
+            b.step_size(),
+        ));
+    }
     let m = &cfg.mgrit;
     let mgrit = if dist.levels() == 1 {
         "1 level (exact serial sweep, pipelined over the ranks)".to_string()
@@ -327,10 +346,17 @@ fn announce_level(
             if m.fmg { ", F-cycles" } else { "" }
         )
     };
+    let per_rank: Vec<String> = dist
+        .nets()
+        .iter()
+        .map(|n| {
+            let l = n.shape().layers;
+            format!("{}–{}", l / ranks, l.div_ceil(ranks))
+        })
+        .collect();
     reporter.note(&format!(
-        "layers per rank: {}–{}; MGRIT: {mgrit}",
-        sh.layers / ranks,
-        sh.layers.div_ceil(ranks),
+        "layers per rank: {}; MGRIT: {mgrit}",
+        per_rank.join(" + "),
     ));
     let batch = batch_text(cfg, examples);
     let start = if batch != "full" && dist.levels() > 1 && cfg.mgrit.warm_restart {
@@ -383,19 +409,23 @@ impl<'c> Levels<'_, 'c> {
     /// This rank's part of θ₀ for `level` and where its loop starts: the resumed
     /// checkpoint's state, the carried parameters moved to this depth, or new ones.
     fn start(&mut self, level: usize, cfg: &Config, dist: &DistNet) -> Result<(Vec<f64>, Start)> {
-        let (par, net) = (self.par, &dist.net);
+        let (par, net) = (self.par, &dist.first().net);
         let fresh = Start::fresh(cfg.optimizer.kind);
         let (theta, mut start) = match (self.resume, &self.carried) {
             (Some(c), _) if level == c.level as usize => agree(par, resume(c, dist, cfg))?,
+            (_, Some(_)) if dist.is_chain() => {
+                bail!("--init-from and nested iteration start one ODE block from another; a network of several blocks (network.blocks) starts fresh or resumes its own checkpoint")
+            }
             (_, Some((params, shape))) => {
                 let sets = crate::model::hidden_sets(cfg, net);
                 let moved = transfer(params, *shape, net, sets, cfg.is_spline(), cfg.interp());
                 let global = agree(par, moved)?;
-                (dist.layout.extract(net, &dist.part, &global), fresh)
+                (dist.extract(&global), fresh)
             }
             _ => {
-                let global = crate::model::initial_parameters(cfg, net);
-                (dist.layout.extract(net, &dist.part, &global), fresh)
+                let nets: Vec<_> = dist.nets().into_iter().cloned().collect();
+                let global = crate::model::initial_chain_parameters(cfg, &nets);
+                (dist.extract(&global), fresh)
             }
         };
         // A resumed checkpoint's history holds the earlier levels too.
@@ -410,18 +440,19 @@ impl<'c> Levels<'_, 'c> {
         let par = self.par;
         let cfg = self.plan.config(self.base, level);
         let data = crate::model::DataShape::of(&self.problem.train);
-        let net = crate::model::build_network(&cfg, data)?;
-        self.problem.net = net.clone();
+        let nets = crate::model::build_blocks(&cfg, data)?;
+        self.problem.net = nets[nets.len() - 1].clone();
         let basis = cfg.spline_basis()?;
+        let bases = vec![basis; nets.len()];
         let settings = crate::model::solver_settings(&cfg);
         let mut dist = agree(
             par,
-            DistNet::new(net, self.comm, settings, basis).map_err(anyhow::Error::from),
+            DistNet::new(nets, self.comm, settings, bases).map_err(anyhow::Error::from),
         )?;
         let examples = self.problem.train.len();
         if let Some(col) = self.col {
             let grid = layer_parallel::DataGrid::new(col.duplicate(), cfg.parallel.chunks);
-            dist.set_data_grid(grid);
+            agree(par, dist.set_data_grid(grid).map_err(anyhow::Error::from))?;
         }
         announce_level(
             self.reporter,
@@ -496,8 +527,9 @@ impl<'c> Levels<'_, 'c> {
             write_or_abort(self.par, &self.ckpt_dir.join(name), &ckpt)?;
         }
         self.rows.extend(out.rows.iter().cloned());
-        let sets = crate::model::hidden_sets(cfg, &dist.net);
-        self.carried = Some((ckpt.params.clone(), net_shape(&dist.net, sets)));
+        let net = &dist.first().net;
+        let sets = crate::model::hidden_sets(cfg, net);
+        self.carried = Some((ckpt.params.clone(), net_shape(net, sets)));
         if level + 1 == self.plan.levels.len() {
             write_or_abort(self.par, &self.ckpt_dir.join("final.h5"), &ckpt)?;
         }

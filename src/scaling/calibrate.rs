@@ -191,8 +191,8 @@ impl crate::train::Observer for Trace {
         self.marks.push(Mark {
             time_s: it.row.time_s,
             step: it.row.step,
-            fwd_steps: it.dist.fwd_steps.clone(),
-            adj_steps: it.dist.adj_steps.clone(),
+            fwd_steps: it.dist.steps().0,
+            adj_steps: it.dist.steps().1,
         });
         Ok(())
     }

@@ -6,8 +6,12 @@ pub mod history;
 pub mod optimizer;
 pub mod report;
 
-/// The layer-parallel objective on MPI ranks (crates/layer-parallel).
-pub type DistNet = layer_parallel::Objective<mgrit::MpiComm>;
+/// The layer-parallel objective on MPI ranks (crates/layer-parallel): a network of one or
+/// more ODE blocks.
+pub type DistNet = layer_parallel::Chain<mgrit::MpiComm>;
+/// The layer-parallel objective of one ODE block on MPI ranks (what the benchmarks and the
+/// scaling calibration time).
+pub type BlockNet = layer_parallel::Objective<mgrit::MpiComm>;
 /// Ordered inner products on this rank's part of the parameters.
 pub type DistSpace = layer_parallel::DistSpace<mgrit::MpiComm>;
 use crate::config::TargetMeasure;

@@ -295,7 +295,10 @@ impl<C: Comm> Chain<C> {
         }
         let targets = targets.into();
         let batch = targets.len();
-        let (first, last) = (self.comm.rank() == 0, self.comm.rank() + 1 == self.comm.size());
+        let (first, last) = (
+            self.comm.rank() == 0,
+            self.comm.rank() + 1 == self.comm.size(),
+        );
         let thetas: Vec<_> = (0..self.blocks.len())
             .map(|i| {
                 let r = self.ranges[i].clone();

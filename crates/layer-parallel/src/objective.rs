@@ -300,14 +300,7 @@ impl<C: Comm> Objective<C> {
         let sh = self.net.layout.shape;
         let din = x.len().checked_div(batch).unwrap_or(0);
         let pieces = sweep_chunks(batch, self.comm.size());
-        let mut logits = vec![
-            0.0;
-            if last {
-                sh.classes * batch
-            } else {
-                0
-            }
-        ];
+        let mut logits = vec![0.0; if last { sh.classes * batch } else { 0 }];
         for i in 0..pieces {
             let r = even_part(batch, pieces, i);
             self.sweep(&theta, &x[r.start * din..r.end * din], r.len());
@@ -648,7 +641,12 @@ impl<C: Comm> Objective<C> {
 
     /// On the last rank: the logits Z = W_c U_N + b_c, the loss and the number correct, the
     /// classifier's gradient and λ_N = W_cᵀ ∂loss/∂Z. Zeros elsewhere.
-    pub(crate) fn loss_terms(&mut self, theta: &[f64], labels: Targets<'_>, grad: &mut [f64]) -> [f64; 2] {
+    pub(crate) fn loss_terms(
+        &mut self,
+        theta: &[f64],
+        labels: Targets<'_>,
+        grad: &mut [f64],
+    ) -> [f64; 2] {
         if !self.part.is_last() {
             return [0.0, 0.0];
         }

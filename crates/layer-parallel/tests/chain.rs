@@ -53,7 +53,9 @@ fn blocks(act: Activation, readout: Readout, pools: [Option<Pool>; 2]) -> Vec<Ne
         Loss::CrossEntropy,
         reg,
     )];
-    for (i, (pool, channels, layers)) in [(pools[0], 4, 4), (pools[1], 2, 3)].into_iter().enumerate() {
+    for (i, (pool, channels, layers)) in
+        [(pools[0], 4, 4), (pools[1], 2, 3)].into_iter().enumerate()
+    {
         let (h, w) = match pool {
             Some(_) => odenet::conv::pooled_size(conv.height, conv.width),
             None => (conv.height, conv.width),
@@ -126,7 +128,8 @@ fn a_chain_on_one_level_equals_the_serial_chain_bit_for_bit_and_converged_mgrit_
                 let theta = Mix(100 + n).vec(serial.num_params(), 0.5);
                 let mut ws = odenet::ChainWorkspace::default();
                 let mut g_serial = vec![0.0; theta.len()];
-                let v_serial = serial.objective_gradient(&theta, &x, &labels, &mut ws, &mut g_serial);
+                let v_serial =
+                    serial.objective_gradient(&theta, &x, &labels, &mut ws, &mut g_serial);
                 for i in 0..3 {
                     let r = serial.block_range(i);
                     assert!(
@@ -140,12 +143,19 @@ fn a_chain_on_one_level_equals_the_serial_chain_bit_for_bit_and_converged_mgrit_
                 assert_eq!(chain.global_len(), theta.len());
                 let mut g = vec![0.0; theta.len()];
                 let v = chain.objective_gradient(&theta, &x, &labels, &mut g);
-                assert_eq!(v.objective.to_bits(), v_serial.objective.to_bits(), "{what}: J");
+                assert_eq!(
+                    v.objective.to_bits(),
+                    v_serial.objective.to_bits(),
+                    "{what}: J"
+                );
                 assert_eq!(v.correct, v_serial.correct, "{what}");
                 assert_eq!(g, g_serial, "{what}: gradient");
                 let (l, acc) = chain.evaluate(&theta, &x, &labels);
                 // (l/B against the objective's Σ·(1/B): equal to rounding.)
-                assert!((l - v_serial.loss).abs() <= 1e-14 * v_serial.loss.abs(), "{what}: evaluate");
+                assert!(
+                    (l - v_serial.loss).abs() <= 1e-14 * v_serial.loss.abs(),
+                    "{what}: evaluate"
+                );
                 assert_eq!(acc, v_serial.correct as f64 / batch as f64);
                 let r = chain.regularization(&theta);
                 assert_eq!(r.to_bits(), serial.regularization(&theta, None).to_bits());
@@ -155,7 +165,8 @@ fn a_chain_on_one_level_equals_the_serial_chain_bit_for_bit_and_converged_mgrit_
                         let mut mg =
                             Chain::new(nets.clone(), &SerialComm, settings(levels), bases).unwrap();
                         let v = mg.objective_gradient(&theta, &x, &labels, &mut g);
-                        let ej = (v.objective - v_serial.objective).abs() / v_serial.objective.abs();
+                        let ej =
+                            (v.objective - v_serial.objective).abs() / v_serial.objective.abs();
                         assert!(ej <= 1e-12, "{what} {levels} levels: J error {ej:e}");
                         let e = max_rel(&g, &g_serial);
                         assert!(e <= 1e-9, "{what} {levels} levels: gradient error {e:e}");
@@ -174,7 +185,12 @@ fn spline_controls_in_every_block_pass_finite_differences() {
         let nets = blocks(act, Readout::Flatten, POOLS[0]);
         let bases: Vec<_> = nets
             .iter()
-            .map(|n| Some(bspline::Basis::uniform(bspline::KnotKind::Clamped, 2, 4, n.final_time).unwrap()))
+            .map(|n| {
+                Some(
+                    bspline::Basis::uniform(bspline::KnotKind::Clamped, 2, 4, n.final_time)
+                        .unwrap(),
+                )
+            })
             .collect();
         let mut chain = Chain::new(nets.clone(), &SerialComm, settings(1), bases).unwrap();
         let len = chain.local_len();
@@ -192,15 +208,22 @@ fn spline_controls_in_every_block_pass_finite_differences() {
             let (mut pp, mut pm) = (p.clone(), p.clone());
             pp[i] += h;
             pm[i] -= h;
-            let jp = chain.objective_gradient(&pp, &x, &labels, &mut dummy).objective;
-            let jm = chain.objective_gradient(&pm, &x, &labels, &mut dummy).objective;
+            let jp = chain
+                .objective_gradient(&pp, &x, &labels, &mut dummy)
+                .objective;
+            let jm = chain
+                .objective_gradient(&pm, &x, &labels, &mut dummy)
+                .objective;
             let fd = (jp - jm) / (2.0 * h);
             if g[i].abs() > 1e-6 {
                 checked += 1;
             }
             worst = worst.max((fd - g[i]).abs() / g[i].abs().max(1e-3));
         }
-        assert!(checked >= 10, "{act}: only {checked} nonzero gradient entries checked");
+        assert!(
+            checked >= 10,
+            "{act}: only {checked} nonzero gradient entries checked"
+        );
         assert!(worst < 1e-6, "{act}: finite differences off by {worst:e}");
     }
 }
@@ -212,11 +235,18 @@ fn a_chain_of_one_block_is_its_objective() {
     let mut net = nets[0].clone();
     let mut shape = *net.shape();
     shape.classes = 4;
-    net = Network::new(shape, net.activation, net.final_time, net.loss, net.regularization);
+    net = Network::new(
+        shape,
+        net.activation,
+        net.final_time,
+        net.loss,
+        net.regularization,
+    );
     let theta = Mix(3).vec(net.num_params(), 0.5);
     let x = Mix(4).vec(net.shape().input * 3, 1.0);
     let labels = vec![1usize, 0, 3];
-    let mut obj = layer_parallel::Objective::new(net.clone(), &SerialComm, settings(2), None).unwrap();
+    let mut obj =
+        layer_parallel::Objective::new(net.clone(), &SerialComm, settings(2), None).unwrap();
     let mut chain = Chain::new(vec![net], &SerialComm, settings(2), vec![None]).unwrap();
     assert!(!chain.is_chain());
     let (mut g1, mut g2) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
@@ -236,7 +266,13 @@ fn blocks_that_do_not_fit_together_are_refused() {
     conv.in_channels = 5;
     shape.conv = Some(conv);
     shape.input = 5 * 6 * 5;
-    nets[1] = Network::new(shape, nets[1].activation, 1.0, nets[1].loss, nets[1].regularization);
+    nets[1] = Network::new(
+        shape,
+        nets[1].activation,
+        1.0,
+        nets[1].loss,
+        nets[1].regularization,
+    );
     let e = Chain::new(nets, &SerialComm, settings(1), vec![None, None, None])
         .err()
         .expect("refused");
