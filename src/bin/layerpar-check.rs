@@ -428,7 +428,7 @@ fn chain_check(
     };
     if root {
         println!(
-            "layerpar-check --chain on {} ranks: {} ODE blocks, levels {}",
+            "layerpar-check on {} ranks: a chain of {} ODE blocks, levels {}",
             comm.size(),
             dist.blocks.len(),
             dist.levels()
