@@ -1046,6 +1046,31 @@ pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Config> {
 
 #[cfg(test)]
 mod tests {
+    /// Every example training run file loads (known keys, valid values); the block example has its
+    /// blocks, and its configuration survives the TOML round trip a checkpoint makes.
+    #[test]
+    fn the_example_run_files_load() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // (study-*.toml are `layerpar study` files, with their own [study] section.)
+            if name.ends_with(".toml") && !name.starts_with("study") {
+                let c = super::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{e:#}"));
+                if path.ends_with("mnist-blocks.toml") {
+                    assert_eq!(c.network.blocks.len(), 2);
+                    assert_eq!(c.network.blocks[1].channels, 16);
+                    assert_eq!(c.network.blocks[0].pool, "max");
+                    let again = super::Config::from_toml(&c.to_toml(), "round trip").unwrap();
+                    assert_eq!(again, c);
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "only {n} example files found in {}", dir.display());
+    }
+
     use super::*;
 
     fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
