@@ -162,12 +162,38 @@ pub fn check_network_within(
     } else {
         layers
     };
+    // The later ODE blocks of a chain (network.blocks): (layers, state values per example,
+    // parameters per hidden set) of each, and their openings' 1×1 weights.
+    let mut later = Vec::new();
+    let mut class = class;
+    if let (crate::config::NetworkKind::Conv, Some([_, h0, w0])) = (n.kind, image) {
+        let (mut c, mut h, mut wd) = (n.channels as u128, h0, w0);
+        let taps = if w0 == 1 { n.kernel } else { n.kernel * n.kernel } as u128;
+        for b in &n.blocks {
+            if b.pool != "none" {
+                (h, wd) = odenet::conv::pooled_size(h, wd);
+            }
+            let ci = if b.channels == 0 { c } else { b.channels as u128 };
+            let pixels = m(h as u128, wd as u128);
+            later.push((b.layers as u128, m(ci, pixels), m(m(ci, ci), taps).saturating_add(ci), m(ci, c)));
+            c = ci;
+            let feat = match n.readout {
+                odenet::Readout::Flatten => m(c, pixels),
+                odenet::Readout::GlobalAverage => c,
+            };
+            class = m(feat, classes);
+        }
+    }
     // Saturating: 64-bit sizes multiply to more than 128 bits.
-    let params = open
+    let mut params = open
         .saturating_add(w)
         .saturating_add(m(sets, per_set))
         .saturating_add(class)
         .saturating_add(classes);
+    for &(l, _, per, open) in &later {
+        let s = if config.is_spline() { sets } else { l };
+        params = params.saturating_add(m(s, per)).saturating_add(open);
+    }
     // θ, the gradient, a trial point and the gathered checkpoint copy, plus the optimizer's
     // vectors: 2 per L-BFGS pair, Adam's two moments, SGD's velocity.
     let o = &config.optimizer;
@@ -185,9 +211,14 @@ pub fn check_network_within(
         (crate::config::NetworkKind::Conv, Some(_)) => ("network.channels", n.channels),
         _ => ("network.width", n.width),
     };
+    let blocks = if later.is_empty() {
+        ""
+    } else {
+        " and `network.blocks`"
+    };
     fits(m(m(params, 4 + memory), F64), limit, || {
         format!(
-            "config keys `{size_key}` = {size} and `{set_keys}` = {set_value}: the {params} parameters with the optimizer's memory"
+            "config keys `{size_key}` = {size} and `{set_keys}` = {set_value}{blocks}: the {params} parameters with the optimizer's memory"
         )
     })?;
     // The states of one rank's layers (and the per-layer controls of spline runs), forward
@@ -197,10 +228,16 @@ pub fn check_network_within(
         b => b.min(examples),
     } as u128;
     let local = layers.div_ceil(ranks.max(1) as u128) + 1;
-    let states = m(m(m(2, local), w), batch).saturating_add(m(local, per_set));
+    let mut states = m(m(m(2, local), w), batch).saturating_add(m(local, per_set));
+    for &(l, wi, per, _) in &later {
+        let local = l.div_ceil(ranks.max(1) as u128) + 1;
+        states = states
+            .saturating_add(m(m(m(2, local), wi), batch))
+            .saturating_add(m(local, per));
+    }
     fits(m(states, F64), limit, || {
         format!(
-            "config keys `network.layers` = {} and `{size_key}` = {size} with batches of {batch} examples: the layer states of a rank",
+            "config keys `network.layers` = {}{blocks} and `{size_key}` = {size} with batches of {batch} examples: the layer states of a rank",
             n.layers
         )
     })
@@ -234,6 +271,26 @@ mod tests {
     }
 
     const GIB: u128 = 1 << 30;
+
+    /// The later ODE blocks of a chain count: a deep later block is refused naming
+    /// `network.blocks`, the same chain with a shallow one fits.
+    #[test]
+    fn the_later_blocks_of_a_chain_count() {
+        let chain = |layers: &str| {
+            config(&[
+                "network.kind=conv",
+                "network.layers=4",
+                &format!("network.blocks=[{{layers = {layers}, channels = 16, pool = \"max\"}}]"),
+            ])
+        };
+        let image = Some([1, 28, 28]);
+        check_network_within(&chain("4"), 784, 10, image, 5000, 2, 8 * GIB).unwrap();
+        let e = check_network_within(&chain("100000000"), 784, 10, image, 5000, 2, 128 * GIB)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`network.blocks`"), "{e}");
+        assert!(!e.contains('\n'));
+    }
 
     #[test]
     fn the_defaults_fit_and_huge_sizes_are_refused_naming_the_key() {
