@@ -28,11 +28,20 @@ pub fn run(path: &Path) -> Result<()> {
         c.params.len()
     );
     if let Some(cv) = s.conv {
-        println!("convolutional: {cv}");
+        if c.blocks.is_empty() {
+            println!("convolutional: {cv}");
+        } else {
+            println!("convolutional: {cv:#}");
+        }
     }
     let ranges = c.block_ranges();
     for (i, b) in c.blocks.iter().enumerate() {
-        let what = b.conv.map(|cv| cv.to_string()).unwrap_or_default();
+        let last = i + 1 == c.blocks.len();
+        let what = match b.conv {
+            Some(cv) if last => cv.to_string(),
+            Some(cv) => format!("{cv:#}"),
+            None => String::new(),
+        };
         println!(
             "ODE block {} of {}: {what}, {} hidden layers, {} classes; {} parameters",
             i + 2,

@@ -298,6 +298,8 @@ fn announce_level(
     };
     let kind = match sh.conv {
         None => format!("width {}", sh.width),
+        // (A chain's read-out follows its last block.)
+        Some(c) if dist.is_chain() => format!("convolutional, {c:#}"),
         Some(c) => format!("convolutional, {c}"),
     };
     let params: usize = dist
@@ -319,6 +321,11 @@ fn announce_level(
     ));
     for (i, b) in dist.nets().iter().enumerate().skip(1) {
         let c = b.shape().conv.expect("later blocks are convolutional");
+        let c = if i + 1 < dist.blocks.len() {
+            format!("{c:#}")
+        } else {
+            c.to_string()
+        };
         reporter.note(&format!(
             "ODE block {} of {}: {c}, {} hidden layers, h = {:.4e}",
             i + 1,

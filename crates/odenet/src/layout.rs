@@ -217,7 +217,8 @@ impl ConvShape {
 impl std::fmt::Display for ConvShape {
     /// `C_in → c channels of H×W, k_h×k_w kernels, <read-out> read-out`; with a transition
     /// `C_in → c channels of H×W after 2×2 average pooling of H_in×W_in, 1×1 opening, …`
-    /// (`2×1 max pooling` in 1-D, `without pooling` when there is none).
+    /// (`2×1 max pooling` in 1-D, `without pooling` when there is none). The alternate form
+    /// `{:#}` leaves the read-out out (a block of a chain that is not the last has none).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -242,11 +243,11 @@ impl std::fmt::Display for ConvShape {
             }
             write!(f, ", 1×1 opening")?;
         }
-        write!(
-            f,
-            ", {}×{} kernels, {} read-out",
-            self.kernel_h, self.kernel_w, self.readout
-        )
+        write!(f, ", {}×{} kernels", self.kernel_h, self.kernel_w)?;
+        if !f.alternate() {
+            write!(f, ", {} read-out", self.readout)?;
+        }
+        Ok(())
     }
 }
 
