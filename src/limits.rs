@@ -168,14 +168,27 @@ pub fn check_network_within(
     let mut class = class;
     if let (crate::config::NetworkKind::Conv, Some([_, h0, w0])) = (n.kind, image) {
         let (mut c, mut h, mut wd) = (n.channels as u128, h0, w0);
-        let taps = if w0 == 1 { n.kernel } else { n.kernel * n.kernel } as u128;
+        let taps = if w0 == 1 {
+            n.kernel
+        } else {
+            n.kernel * n.kernel
+        } as u128;
         for b in &n.blocks {
             if b.pool != "none" {
                 (h, wd) = odenet::conv::pooled_size(h, wd);
             }
-            let ci = if b.channels == 0 { c } else { b.channels as u128 };
+            let ci = if b.channels == 0 {
+                c
+            } else {
+                b.channels as u128
+            };
             let pixels = m(h as u128, wd as u128);
-            later.push((b.layers as u128, m(ci, pixels), m(m(ci, ci), taps).saturating_add(ci), m(ci, c)));
+            later.push((
+                b.layers as u128,
+                m(ci, pixels),
+                m(m(ci, ci), taps).saturating_add(ci),
+                m(ci, c),
+            ));
             c = ci;
             let feat = match n.readout {
                 odenet::Readout::Flatten => m(c, pixels),

@@ -1,6 +1,6 @@
 //! Data × layer parallelism end to end: `parallel.data_groups = D` on P = D·L ranks gives the
 //! same bits as one rank for every factorization (full-batch L-BFGS, mini-batch Adam, one-shot
-//! MGRIT, uneven splits, splines with a learnable time scale), checkpoints written on one grid
+//! MGRIT, uneven splits, splines with a learnable time scale, nested iteration), checkpoints written on one grid
 //! resume on another, and bad values are refused.
 
 mod common;
@@ -118,6 +118,31 @@ fn one_shot_mgrit_gives_the_same_bits_on_every_grid() {
     same_bits_on_every_grid(
         "oneshot-lbfgs",
         &[&["--set", "optimizer.max_iter=5"][..], ONESHOT].concat(),
+    );
+}
+
+/// Nested iteration (4 then 8 layers, the second level started from the first's trained
+/// controls) on a data × layer grid: the same bits and history on every grid as on one rank.
+#[test]
+fn nested_iteration_gives_the_same_bits_on_every_grid() {
+    same_bits_on_every_grid(
+        "nested",
+        &[
+            "--set",
+            "nested.levels=2",
+            "--set",
+            "nested.refine=2",
+            "--set",
+            "optimizer.max_iter=4",
+        ],
+    );
+    same_bits_on_every_grid(
+        "nested-adam",
+        &[
+            ADAM,
+            &["--set", "nested.levels=2", "--set", "nested.refine=2"],
+        ]
+        .concat(),
     );
 }
 
