@@ -213,8 +213,15 @@ pub fn transfer_blocks(
     let mut start = 0;
     for (i, (s, d)) in src.iter().zip(dst).enumerate() {
         let len = s.layout().len;
-        let moved = transfer(&params[start..start + len], *s, d, dst_sets(d), spline, interp)
-            .map_err(|e| anyhow::anyhow!("ODE block {}: {e}", i + 1))?;
+        let moved = transfer(
+            &params[start..start + len],
+            *s,
+            d,
+            dst_sets(d),
+            spline,
+            interp,
+        )
+        .map_err(|e| anyhow::anyhow!("ODE block {}: {e}", i + 1))?;
         out.extend(moved);
         start += len;
     }
@@ -593,7 +600,12 @@ fn evaluate_spline(
         sh.hidden_sets,
         src.network.final_time,
     )
-    .map_err(|e| anyhow::anyhow!("--init-from {}: the checkpoint's splines: {e}", path.display()))?;
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "--init-from {}: the checkpoint's splines: {e}",
+            path.display()
+        )
+    })?;
     let opening = if sh.opening_params {
         Opening::Activate
     } else {

@@ -508,7 +508,12 @@ fn nested_iteration_deepens_every_block_of_a_chain_on_any_rank_count() {
         3,
         &[
             &args[..],
-            &["--history", "h3.csv", "--set", "output.checkpoint_dir=three"],
+            &[
+                "--history",
+                "h3.csv",
+                "--set",
+                "output.checkpoint_dir=three",
+            ],
         ]
         .concat(),
     ));
@@ -542,8 +547,10 @@ fn nested_iteration_deepens_every_block_of_a_chain_on_any_rank_count() {
 fn init_from_starts_a_chain_from_a_chain_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = chain_config(d, 15);
-    let cfg = cfg.to_str().unwrap();
+    // (config() writes digits.toml: the chain's file is kept under its own name.)
+    let chain = d.join("chain.toml");
+    std::fs::rename(chain_config(d, 15), &chain).unwrap();
+    let cfg = chain.to_str().unwrap();
     ok(&layerpar(
         d,
         &["train", "--config", cfg, "--history", "coarse.csv"],
@@ -567,11 +574,19 @@ fn init_from_starts_a_chain_from_a_chain_checkpoint() {
         2,
         &[
             &deep[..],
-            &["--history", "fresh.csv", "--set", "output.checkpoint_dir=deep"],
+            &[
+                "--history",
+                "fresh.csv",
+                "--set",
+                "output.checkpoint_dir=deep",
+            ],
         ]
         .concat(),
     ));
-    assert!(fresh.contains("8 hidden layers (ODE block 1 of 2)"), "{fresh}");
+    assert!(
+        fresh.contains("8 hidden layers (ODE block 1 of 2)"),
+        "{fresh}"
+    );
     let init = ok(&mpirun(
         d,
         2,
