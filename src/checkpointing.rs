@@ -178,6 +178,56 @@ pub fn transfer(
     Ok(out)
 }
 
+/// The parameters of a network of ODE blocks of shapes `src` (one after another in
+/// `params`, each as long as its shape's layout) carried over to the blocks `dst` block by
+/// block with [`transfer`], concatenated; `dst_sets` gives a block's hidden sets. For one
+/// block this is [`transfer`] itself. The block counts must agree.
+pub fn transfer_blocks(
+    params: &[f64],
+    src: &[NetShape],
+    dst: &[&Network],
+    dst_sets: impl Fn(&Network) -> usize,
+    spline: bool,
+    interp: Interp,
+) -> Result<Vec<f64>> {
+    if src.len() != dst.len() {
+        bail!(
+            "the checkpoint's network has {} ODE block{}, the run's {} (network.blocks)",
+            src.len(),
+            if src.len() == 1 { "" } else { "s" },
+            dst.len()
+        );
+    }
+    if let ([s], [d]) = (src, dst) {
+        return transfer(params, *s, d, dst_sets(d), spline, interp);
+    }
+    let total: usize = src.iter().map(|s| s.layout().len).sum();
+    if total != params.len() {
+        bail!(
+            "{} parameters do not fit the {} ODE blocks' shapes ({total} parameters)",
+            params.len(),
+            src.len()
+        );
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, (s, d)) in src.iter().zip(dst).enumerate() {
+        let len = s.layout().len;
+        let moved = transfer(
+            &params[start..start + len],
+            *s,
+            d,
+            dst_sets(d),
+            spline,
+            interp,
+        )
+        .map_err(|e| anyhow::anyhow!("ODE block {}: {e}", i + 1))?;
+        out.extend(moved);
+        start += len;
+    }
+    Ok(out)
+}
+
 /// Spline coefficients refined by midpoint knot insertion on clamped uniform knots:
 /// M → 2M − d sets with θ(t) unchanged.
 fn refine_knots(params: &[f64], src: NetShape, dst: &Network, dst_sets: usize) -> Result<Vec<f64>> {
@@ -456,25 +506,35 @@ pub fn resume_changes(stored: &Config, new: &Config, seeded_data: bool) -> Resul
     Ok(notes)
 }
 
-/// The parameters and shape that `--init-from` carries into a run with configuration `run`
-/// whose first (nested) level has `first_layers` layers, and a note when they were converted.
-/// Per-layer controls and spline coefficients of the same degree and knots are taken as they
-/// are (see [`transfer`]); spline coefficients going into a per-layer run are evaluated at
-/// the run's layers (θ_n = θ(n·T/N), exactly what the spline network computes at that
-/// depth); per-layer controls going into a spline run, and splines of another degree or
-/// knots, are refused: they have no exact form there.
+/// The parameters and block shapes that `--init-from` carries into a run with configuration
+/// `run` whose first (nested) level has `first_layers` layers in each ODE block, and a note
+/// when they were converted. The checkpoint's network must have as many ODE blocks as the
+/// run's. Per-layer controls and spline coefficients of the same degree and knots are taken
+/// as they are (see [`transfer`]); spline coefficients going into a per-layer run are
+/// evaluated at the run's layers, block by block (θ_n = θ(n·T/N), exactly what the spline
+/// network computes at that depth); per-layer controls going into a spline run, and splines
+/// of another degree or knots, are refused: they have no exact form there.
 pub fn init_parameters(
     ckpt: &Checkpoint,
     path: &Path,
     run: &Config,
-    first_layers: usize,
-) -> Result<(Vec<f64>, NetShape, Option<String>)> {
+    first_layers: &[usize],
+) -> Result<(Vec<f64>, Vec<NetShape>, Option<String>)> {
     let origin = format!("the configuration stored in {}", path.display());
     let src = Config::from_toml(&ckpt.config, &origin)?;
-    let sh = ckpt.shape;
+    let shapes: Vec<NetShape> = ckpt.shapes().copied().collect();
+    if shapes.len() != first_layers.len() {
+        bail!(
+            "--init-from {}: the checkpoint's network has {} ODE block{}, this run's {} (network.blocks)",
+            path.display(),
+            shapes.len(),
+            if shapes.len() == 1 { "" } else { "s" },
+            first_layers.len()
+        );
+    }
     let (from, to) = (&src.controls, &run.controls);
     match (src.is_spline(), run.is_spline()) {
-        (false, false) => Ok((ckpt.params.clone(), sh, None)),
+        (false, false) => Ok((ckpt.params.clone(), shapes, None)),
         (false, true) => bail!(
             "--init-from {}: the checkpoint has per-layer controls and this run spline controls (controls.kind = \"spline\"); per-layer controls have no exact B-spline form: start the spline run afresh, or keep controls.kind = \"layer\"",
             path.display()
@@ -487,48 +547,91 @@ pub fn init_parameters(
             to.degree,
             to.knots.name()
         ),
-        (true, true) => Ok((ckpt.params.clone(), sh, None)),
+        (true, true) => Ok((ckpt.params.clone(), shapes, None)),
         (true, false) => {
-            let basis = bspline::Basis::uniform(
-                from.knots,
-                from.degree,
-                sh.hidden_sets,
-                src.network.final_time,
-            )
-            .map_err(|e| anyhow::anyhow!("--init-from {}: the checkpoint's splines: {e}", path.display()))?;
-            let opening = if sh.opening_params {
-                Opening::Activate
-            } else {
-                Opening::Replicate
-            };
-            let shape = Shape {
-                layers: first_layers,
-                opening,
-                ..sh.layout().shape
-            };
-            let net = Network::new(
-                shape,
-                src.network.activation,
-                src.network.final_time,
-                src.network.loss,
-                Regularization::default(),
-            );
-            if ckpt.params.len() != layer_parallel::spline_layout(&net, sh.hidden_sets).len {
+            let total: usize = shapes.iter().map(|s| s.layout().len).sum();
+            if ckpt.params.len() != total {
                 bail!(
                     "--init-from {}: {} parameters do not fit the stored shape",
                     path.display(),
                     ckpt.params.len()
                 );
             }
-            let theta = layer_parallel::SplineControls::new(basis, first_layers)
-                .global_model(&net, &ckpt.params);
+            let mut theta = Vec::new();
+            let mut out_shapes = Vec::new();
+            let mut start = 0;
+            for (sh, &layers) in shapes.iter().zip(first_layers) {
+                let len = sh.layout().len;
+                let (t, s) =
+                    evaluate_spline(&ckpt.params[start..start + len], sh, &src, layers, path)?;
+                theta.extend(t);
+                out_shapes.push(s);
+                start += len;
+            }
+            let sh = &shapes[0];
+            let at = if first_layers.len() == 1 {
+                format!("the {} layers", first_layers[0])
+            } else {
+                let l: Vec<String> = first_layers.iter().map(|l| l.to_string()).collect();
+                format!("the {} layers", l.join(" + "))
+            };
             let note = format!(
-                "--init-from: the checkpoint's spline controls ({} coefficient sets of degree {}) evaluated at the {first_layers} layers of this per-layer run",
+                "--init-from: the checkpoint's spline controls ({} coefficient sets of degree {}) evaluated at {at} of this per-layer run",
                 sh.hidden_sets, from.degree
             );
-            Ok((theta, net_shape(&net, first_layers), Some(note)))
+            Ok((theta, out_shapes, Some(note)))
         }
     }
+}
+
+/// One ODE block's spline coefficients `params` (of shape `sh`, from a run configured as
+/// `src`) evaluated at the `layers` layers of a per-layer network, with that network's shape.
+fn evaluate_spline(
+    params: &[f64],
+    sh: &NetShape,
+    src: &Config,
+    layers: usize,
+    path: &Path,
+) -> Result<(Vec<f64>, NetShape)> {
+    let from = &src.controls;
+    let basis = bspline::Basis::uniform(
+        from.knots,
+        from.degree,
+        sh.hidden_sets,
+        src.network.final_time,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "--init-from {}: the checkpoint's splines: {e}",
+            path.display()
+        )
+    })?;
+    let opening = if sh.opening_params {
+        Opening::Activate
+    } else {
+        Opening::Replicate
+    };
+    let shape = Shape {
+        layers,
+        opening,
+        ..sh.layout().shape
+    };
+    let net = Network::new(
+        shape,
+        src.network.activation,
+        src.network.final_time,
+        src.network.loss,
+        Regularization::default(),
+    );
+    if params.len() != layer_parallel::spline_layout(&net, sh.hidden_sets).len {
+        bail!(
+            "--init-from {}: {} parameters do not fit the stored shape",
+            path.display(),
+            params.len()
+        );
+    }
+    let theta = layer_parallel::SplineControls::new(basis, layers).global_model(&net, params);
+    Ok((theta, net_shape(&net, layers)))
 }
 
 #[cfg(test)]

@@ -799,9 +799,6 @@ impl Config {
         at_least("output.metrics_every", self.output.metrics_every, 1)?;
         let nc = &self.nested;
         at_least("nested.levels", nc.levels, 1)?;
-        if nc.levels > 1 && !n.blocks.is_empty() {
-            bail!("config key `nested.levels` = {} deepens a network of one ODE block; a network of several blocks (network.blocks) trains at its depth: set nested.levels = 1", nc.levels);
-        }
         at_least("nested.refine", nc.refine, 2)?;
         self.check_interp()?;
         let depth = nc
@@ -813,6 +810,15 @@ impl Config {
                 "config key `network.layers` = {} must be divisible by nested.refine^(nested.levels − 1) = {depth}",
                 self.network.layers
             );
+        }
+        for (i, b) in n.blocks.iter().enumerate() {
+            if b.layers % depth != 0 {
+                bail!(
+                    "config key `network.blocks[{}].layers` = {} must be divisible by nested.refine^(nested.levels − 1) = {depth}",
+                    i + 1,
+                    b.layers
+                );
+            }
         }
         if !nc.max_iter.is_empty() && nc.max_iter.len() != nc.levels {
             bail!(
@@ -1582,5 +1588,18 @@ mod tests {
         let mut c = Config::default();
         c.network.width = 17;
         assert_eq!(Config::from_toml(&c.to_toml(), "x").unwrap(), c);
+    }
+
+    #[test]
+    fn nested_iteration_needs_every_block_depth_divisible() {
+        let text = "[network]\nkind = \"conv\"\nlayers = 8\n\
+                    [[network.blocks]]\nlayers = 4\n[[network.blocks]]\nlayers = 6\n";
+        let sets = vec!["nested.levels=2".to_string()];
+        assert!(load_str(text, "run.toml", &sets).is_ok());
+        let e = err(text, &["nested.levels=3"]);
+        assert_eq!(
+            e,
+            "config key `network.blocks[2].layers` = 6 must be divisible by nested.refine^(nested.levels − 1) = 4"
+        );
     }
 }

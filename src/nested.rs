@@ -1,6 +1,7 @@
 //! Nested iteration (multilevel initialization) as a plan: the networks trained in turn, each
 //! `nested.refine` times deeper than the one before with T fixed, the last one with
-//! `network.layers` layers; each level starts from the previous one's parameters.
+//! `network.layers` layers; each level starts from the previous one's parameters. A network
+//! of several ODE blocks refines every block by the same factor.
 
 use crate::config::{Config, Interp};
 
@@ -11,6 +12,9 @@ pub struct Level {
     pub level: usize,
     /// Hidden layers N_ℓ = network.layers / refine^(L − 1 − ℓ).
     pub layers: usize,
+    /// The later ODE blocks' hidden layers, each network.blocks[i].layers / refine^(L − 1 − ℓ)
+    /// (empty for a network of one block).
+    pub blocks: Vec<usize>,
     /// Iteration budget: nested.max_iter[ℓ], else optimizer.max_iter.
     pub max_iter: usize,
     /// MGRIT levels: nested.mgrit_levels[ℓ], else mgrit.max_levels.
@@ -30,8 +34,9 @@ pub struct NestedPlan {
 }
 
 impl NestedPlan {
-    /// The plan of a validated configuration (network.layers is divisible by
-    /// refine^(levels − 1); the per-level lists are empty or have one entry per level).
+    /// The plan of a validated configuration (network.layers and every block's layers are
+    /// divisible by refine^(levels − 1); the per-level lists are empty or have one entry per
+    /// level).
     pub fn new(config: &Config) -> Self {
         let n = &config.nested;
         let c = &config.controls;
@@ -42,9 +47,16 @@ impl NestedPlan {
                 if knots && level > 0 {
                     count = 2 * count - c.degree;
                 }
+                let factor = n.refine.pow((n.levels - 1 - level) as u32);
                 Level {
                     level,
-                    layers: config.network.layers / n.refine.pow((n.levels - 1 - level) as u32),
+                    layers: config.network.layers / factor,
+                    blocks: config
+                        .network
+                        .blocks
+                        .iter()
+                        .map(|b| b.layers / factor)
+                        .collect(),
                     max_iter: n
                         .max_iter
                         .get(level)
@@ -68,12 +80,15 @@ impl NestedPlan {
         self.levels.len() > 1
     }
 
-    /// The configuration of level ℓ: `base` with the level's depth, budget, MGRIT levels
-    /// and spline coefficient count.
+    /// The configuration of level ℓ: `base` with the level's depths (of every ODE block),
+    /// budget, MGRIT levels and spline coefficient count.
     pub fn config(&self, base: &Config, level: usize) -> Config {
         let l = &self.levels[level];
         let mut cfg = base.clone();
         cfg.network.layers = l.layers;
+        for (b, &layers) in cfg.network.blocks.iter_mut().zip(&l.blocks) {
+            b.layers = layers;
+        }
         cfg.optimizer.max_iter = l.max_iter;
         cfg.mgrit.max_levels = l.mgrit_levels;
         if let Some(m) = l.spline_count {
@@ -117,6 +132,7 @@ mod tests {
             vec![Level {
                 level: 0,
                 layers: 30,
+                blocks: Vec::new(),
                 max_iter: 130,
                 mgrit_levels: 1,
                 spline_count: None,
@@ -185,5 +201,26 @@ mod tests {
         let (_, p) = plan(&["controls.kind=spline", "nested.levels=2"]);
         let counts: Vec<_> = p.levels.iter().map(|l| l.spline_count).collect();
         assert_eq!(counts, vec![Some(8), Some(8)]);
+    }
+
+    #[test]
+    fn every_ode_block_is_refined() {
+        let blocks = "[network]\nkind = \"conv\"\nlayers = 8\n\
+                      [[network.blocks]]\nlayers = 4\n[[network.blocks]]\nlayers = 12\n";
+        let c = load_str(blocks, "test", &["nested.levels=3".to_string()]).unwrap();
+        let p = NestedPlan::new(&c);
+        let got: Vec<_> = p
+            .levels
+            .iter()
+            .map(|l| (l.layers, l.blocks.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(2, vec![1, 3]), (4, vec![2, 6]), (8, vec![4, 12])]
+        );
+        let c1 = p.config(&c, 1);
+        let depths: Vec<_> = c1.network.blocks.iter().map(|b| b.layers).collect();
+        assert_eq!((c1.network.layers, depths), (4, vec![2, 6]));
+        assert_eq!(p.config(&c, 2), c);
     }
 }

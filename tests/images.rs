@@ -385,8 +385,8 @@ fn block_configuration_errors_are_one_line() {
             "`network.blocks` lists further ODE blocks, which only convolutional networks have",
         ),
         (
-            "nested.levels=2",
-            "`nested.levels` = 2 deepens a network of one ODE block",
+            "nested.levels=4",
+            "`network.layers` = 4 must be divisible by nested.refine^(nested.levels − 1) = 8",
         ),
         (
             "network.learn_time_scale=true",
@@ -413,6 +413,10 @@ fn block_configuration_errors_are_one_line() {
             "layers = 2\nkernel = 5\n",
             "unknown config key `network.blocks[1].kernel`",
         ),
+        (
+            "layers = 3\n",
+            "`network.blocks[1].layers` = 3 must be divisible by nested.refine^(nested.levels − 1) = 2",
+        ),
     ] {
         let bad = text.replace(
             "[[network.blocks]]\nlayers = 4\nchannels = 8\npool = \"average\"\n",
@@ -421,7 +425,16 @@ fn block_configuration_errors_are_one_line() {
         let path = d.join("bad.toml");
         std::fs::write(&path, bad).unwrap();
         fails_with(
-            &layerpar(d, &["train", "--config", path.to_str().unwrap()]),
+            &layerpar(
+                d,
+                &[
+                    "train",
+                    "--config",
+                    path.to_str().unwrap(),
+                    "--set",
+                    "nested.levels=2",
+                ],
+            ),
             expect,
         );
     }
@@ -435,5 +448,218 @@ fn block_configuration_errors_are_one_line() {
     fails_with(
         &layerpar(d, &["train", "--config", path.to_str().unwrap()]),
         "`network.blocks[4].pool` = \"average\" pools the 1×1 images of the block before to nothing",
+    );
+}
+
+/// [`chain_config`] with 6 + 6 layers: a second block of 8 channels of 4×4.
+fn nested_chain_config(dir: &Path, max_iter: usize) -> PathBuf {
+    let path = chain_config(dir, max_iter);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("layers = 4\n", "layers = 6\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The fingerprint of the `parameters:` line.
+fn fingerprint_of(out: &str) -> String {
+    line(out, "parameters:")
+        .split("fingerprint ")
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// Nested iteration deepens every block of a chain (3 + 3 → 6 + 6 layers): the second level
+/// starts from the first level's trained controls, block by block, so its first objective is
+/// far below the first level's; the run gives the same bits on 1 and 3 ranks.
+#[test]
+fn nested_iteration_deepens_every_block_of_a_chain_on_any_rank_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = nested_chain_config(d, 15);
+    let cfg = cfg.to_str().unwrap();
+    let args = [
+        "train",
+        "--config",
+        cfg,
+        "--set",
+        "nested.levels=2",
+        "--set",
+        "nested.interp=linear",
+        "--set",
+        "output.print_every=1",
+    ];
+    let one = ok(&mpirun(
+        d,
+        1,
+        &[&args[..], &["--history", "h1.csv"]].concat(),
+    ));
+    assert!(
+        one.contains("nested level 0 of 2: 3 + 3 hidden layers"),
+        "{one}"
+    );
+    assert!(
+        one.contains("nested level 1 of 2: 6 + 6 hidden layers"),
+        "{one}"
+    );
+    let three = ok(&mpirun(
+        d,
+        3,
+        &[
+            &args[..],
+            &[
+                "--history",
+                "h3.csv",
+                "--set",
+                "output.checkpoint_dir=three",
+            ],
+        ]
+        .concat(),
+    ));
+    on_ranks(&three, 3);
+    assert_eq!(fingerprint_of(&one), fingerprint_of(&three));
+    assert_eq!(
+        rows_without_time(&d.join("h1.csv")),
+        rows_without_time(&d.join("h3.csv"))
+    );
+    let (header, rows) = history(&d.join("h1.csv"));
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (lv, obj) = (col("level"), col("objective"));
+    let first = |level: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[lv] == level)
+            .map(|r| r[obj].parse().unwrap())
+            .unwrap()
+    };
+    assert!(
+        first("1") < 0.5 * first("0"),
+        "level 1 starts at J = {} although level 0 started at {}",
+        first("1"),
+        first("0")
+    );
+}
+
+/// --init-from starts a chain from a chain checkpoint of other depths (4 + 4 layers into
+/// 8 + 8 on 2 ranks, starting far below a fresh start's objective); a checkpoint of another
+/// block count is refused in one line naming both counts.
+#[test]
+fn init_from_starts_a_chain_from_a_chain_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // (config() writes digits.toml: the chain's file is kept under its own name.)
+    let chain = d.join("chain.toml");
+    std::fs::rename(chain_config(d, 15), &chain).unwrap();
+    let cfg = chain.to_str().unwrap();
+    ok(&layerpar(
+        d,
+        &["train", "--config", cfg, "--history", "coarse.csv"],
+    ));
+    let text = std::fs::read_to_string(cfg)
+        .unwrap()
+        .replace("layers = 4\n", "layers = 8\n");
+    let deep_cfg = d.join("deep.toml");
+    std::fs::write(&deep_cfg, text).unwrap();
+    let deep = [
+        "train",
+        "--config",
+        deep_cfg.to_str().unwrap(),
+        "--set",
+        "optimizer.max_iter=1",
+        "--set",
+        "output.print_every=1",
+    ];
+    let fresh = ok(&mpirun(
+        d,
+        2,
+        &[
+            &deep[..],
+            &[
+                "--history",
+                "fresh.csv",
+                "--set",
+                "output.checkpoint_dir=deep",
+            ],
+        ]
+        .concat(),
+    ));
+    assert!(
+        fresh.contains("8 hidden layers (ODE block 1 of 2)"),
+        "{fresh}"
+    );
+    let init = ok(&mpirun(
+        d,
+        2,
+        &[
+            &deep[..],
+            &[
+                "--history",
+                "init.csv",
+                "--set",
+                "output.checkpoint_dir=init",
+                "--init-from",
+                "runs/final.h5",
+            ],
+        ]
+        .concat(),
+    ));
+    let first_objective = |file: &str| -> f64 {
+        let (header, rows) = history(&d.join(file));
+        let obj = header.iter().position(|h| h == "objective").unwrap();
+        rows[0][obj].parse().unwrap()
+    };
+    let (coarse, fresh_j, init_j) = (
+        first_objective("coarse.csv"),
+        first_objective("fresh.csv"),
+        first_objective("init.csv"),
+    );
+    assert!(
+        init_j < 0.5 * fresh_j,
+        "--init-from starts at J = {init_j}, a fresh start at {fresh_j} (the coarse run started at {coarse}):\n{init}"
+    );
+    // A one-block checkpoint into the chain, and the chain's into a one-block run.
+    let single = config(d, 4, 1);
+    let single = single.to_str().unwrap();
+    ok(&layerpar(
+        d,
+        &[
+            "train",
+            "--config",
+            single,
+            "--set",
+            "output.checkpoint_dir=single",
+            "--history",
+            "single.csv",
+        ],
+    ));
+    fails_with(
+        &layerpar(
+            d,
+            &[
+                "train",
+                "--config",
+                cfg,
+                "--init-from",
+                "single/final.h5",
+                "--set",
+                "output.checkpoint_dir=x",
+            ],
+        ),
+        "the checkpoint's network has 1 ODE block, this run's 2 (network.blocks)",
+    );
+    fails_with(
+        &layerpar(
+            d,
+            &[
+                "train",
+                "--config",
+                single,
+                "--init-from",
+                "runs/final.h5",
+                "--set",
+                "output.checkpoint_dir=y",
+            ],
+        ),
+        "the checkpoint's network has 2 ODE blocks, this run's 1 (network.blocks)",
     );
 }

@@ -79,7 +79,14 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
                 sh.layers,
                 interp.name()
             );
-            return Ok((file, Model::Net(net), params, train, val, Some(note)));
+            return Ok((
+                file,
+                Model::Net(Box::new(net)),
+                params,
+                train,
+                val,
+                Some(note),
+            ));
         }
         if want != sh {
             bail!(
@@ -93,7 +100,7 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             );
         }
         let theta = crate::model::layer_parameters(&config, &net, &file.params)?;
-        Ok((file, Model::Net(net), theta, train, val, None))
+        Ok((file, Model::Net(Box::new(net)), theta, train, val, None))
     })();
     let (file, model, theta, train, val, note) = agree(par, setup)?;
     let ((tl, ta), (vl, va)) = match &model {
@@ -158,7 +165,7 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
 
 /// What a checkpoint is evaluated with: one network, or a chain of ODE blocks.
 enum Model {
-    Net(odenet::Network),
+    Net(Box<odenet::Network>),
     Chain(odenet::Chain),
 }
 

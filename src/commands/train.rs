@@ -5,7 +5,7 @@
 
 use super::agree;
 use crate::checkpointing::{
-    gather, init_parameters, net_shape, resume, resume_changes, transfer, Snapshot,
+    gather, init_parameters, resume, resume_changes, transfer_blocks, Snapshot,
 };
 use crate::config::{BatchStart, Choice, Config, OptimizerKind};
 use crate::nested::NestedPlan;
@@ -35,9 +35,9 @@ struct Setup {
     train: layerpar_data::Dataset,
     val: layerpar_data::Dataset,
     resume: Option<Checkpoint>,
-    /// --init-from's parameters and shape (spline coefficients already evaluated at the
-    /// layers of a per-layer run).
-    init: Option<(Vec<f64>, NetShape)>,
+    /// --init-from's parameters and the shapes of its ODE blocks (spline coefficients
+    /// already evaluated at the layers of a per-layer run).
+    init: Option<(Vec<f64>, Vec<NetShape>)>,
     /// Notes for the log: the keys a resumed run changed, an --init-from conversion.
     notes: Vec<String>,
 }
@@ -85,7 +85,8 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
         train.len(),
         grid.layer_ranks,
     )?;
-    let coarsest = NestedPlan::new(&config).levels[0].layers;
+    let first = NestedPlan::new(&config).levels.swap_remove(0);
+    let coarsest = first.layers;
     if grid.layer_ranks > coarsest {
         bail!(
             "{} ranks{} for {coarsest} hidden layers{}: layer-parallel training needs at most one rank per layer (network.layers ≥ ranks)",
@@ -94,6 +95,18 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
             if config.nested.levels > 1 { " on the first nested level" } else { "" }
         );
     }
+    for (i, &layers) in first.blocks.iter().enumerate() {
+        if grid.layer_ranks > layers {
+            bail!(
+                "{} ranks for {layers} hidden layers in ODE block {}{}: layer-parallel training needs at most one rank per layer of every block (network.blocks[{}].layers ≥ ranks)",
+                grid.layer_ranks,
+                i + 2,
+                if config.nested.levels > 1 { " on the first nested level" } else { "" },
+                i + 1
+            );
+        }
+    }
+    let first_layers: Vec<usize> = std::iter::once(coarsest).chain(first.blocks).collect();
     let mut notes = Vec::new();
     if let (Some(c), Some(path)) = (&resume, &args.resume) {
         let origin = format!("the configuration stored in {}", path.display());
@@ -109,9 +122,9 @@ fn setup(par: &Parallel, args: &TrainArgs, config: Config) -> Result<Setup> {
     }
     let init = match (&init, &args.init_from) {
         (Some(c), Some(path)) => {
-            let (params, shape, note) = init_parameters(c, path, &config, coarsest)?;
+            let (params, shapes, note) = init_parameters(c, path, &config, &first_layers)?;
             notes.extend(note);
-            Some((params, shape))
+            Some((params, shapes))
         }
         _ => None,
     };
@@ -280,10 +293,15 @@ fn announce_level(
     let net = &dist.first().net;
     let sh = *net.shape();
     if plan.is_nested() {
+        let layers: Vec<String> = dist
+            .nets()
+            .iter()
+            .map(|n| n.shape().layers.to_string())
+            .collect();
         reporter.note(&format!(
             "nested level {level} of {}: {} hidden layers",
             plan.levels.len(),
-            sh.layers
+            layers.join(" + ")
         ));
     }
     let spline = if cfg.is_spline() {
@@ -408,24 +426,23 @@ struct Levels<'a, 'c> {
     resume: Option<&'a Checkpoint>,
     /// The rows of the finished levels.
     rows: Vec<Row>,
-    /// The last level's (or --init-from's) parameters and shape.
-    carried: Option<(Vec<f64>, NetShape)>,
+    /// The last level's (or --init-from's) parameters and the shapes of its ODE blocks.
+    carried: Option<(Vec<f64>, Vec<NetShape>)>,
 }
 
 impl<'c> Levels<'_, 'c> {
     /// This rank's part of θ₀ for `level` and where its loop starts: the resumed
     /// checkpoint's state, the carried parameters moved to this depth, or new ones.
     fn start(&mut self, level: usize, cfg: &Config, dist: &DistNet) -> Result<(Vec<f64>, Start)> {
-        let (par, net) = (self.par, &dist.first().net);
+        let par = self.par;
         let fresh = Start::fresh(cfg.optimizer.kind);
         let (theta, mut start) = match (self.resume, &self.carried) {
             (Some(c), _) if level == c.level as usize => agree(par, resume(c, dist, cfg))?,
-            (_, Some(_)) if dist.is_chain() => {
-                bail!("--init-from and nested iteration start one ODE block from another; a network of several blocks (network.blocks) starts fresh or resumes its own checkpoint")
-            }
-            (_, Some((params, shape))) => {
-                let sets = crate::model::hidden_sets(cfg, net);
-                let moved = transfer(params, *shape, net, sets, cfg.is_spline(), cfg.interp());
+            (_, Some((params, shapes))) => {
+                let sets = |n: &odenet::Network| crate::model::hidden_sets(cfg, n);
+                let nets = dist.nets();
+                let moved =
+                    transfer_blocks(params, shapes, &nets, sets, cfg.is_spline(), cfg.interp());
                 let global = agree(par, moved)?;
                 (dist.extract(&global), fresh)
             }
@@ -534,9 +551,7 @@ impl<'c> Levels<'_, 'c> {
             write_or_abort(self.par, &self.ckpt_dir.join(name), &ckpt)?;
         }
         self.rows.extend(out.rows.iter().cloned());
-        let net = &dist.first().net;
-        let sets = crate::model::hidden_sets(cfg, net);
-        self.carried = Some((ckpt.params.clone(), net_shape(net, sets)));
+        self.carried = Some((ckpt.params.clone(), ckpt.shapes().copied().collect()));
         if level + 1 == self.plan.levels.len() {
             write_or_abort(self.par, &self.ckpt_dir.join("final.h5"), &ckpt)?;
         }

@@ -398,13 +398,13 @@ impl<C: Comm> Chain<C> {
 
         // The loss and λ_N of the last block, then the adjoints in reverse block order.
         let scalars = {
-            let g = target_slice(&mut targets[nb - 1], &mut grads[nb - 1]);
+            let g = target_slice(&mut targets[nb - 1], grads[nb - 1]);
             self.blocks[nb - 1].loss_terms(&thetas[nb - 1], labels, g)
         };
         let mut astats: Vec<Stats> = (0..nb).map(|_| Stats::default()).collect();
         for i in (0..nb).rev() {
             let xi = if i == 0 { x } else { &inputs[i - 1][..] };
-            let g = target_slice(&mut targets[i], &mut grads[i]);
+            let g = target_slice(&mut targets[i], grads[i]);
             let mut dx = Vec::new();
             let want = (i > 0).then_some(&mut dx);
             astats[i] = self.blocks[i].adjoint_solve(&thetas[i], xi, batch, g, want);
