@@ -69,6 +69,7 @@ fn size_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
     if src.conv != d.conv {
         let kind = |c: Option<odenet::ConvShape>| match c {
             None => "a dense network".to_string(),
+            Some(c) if c.transition.is_some() => format!("a convolutional block of {c}"),
             Some(c) => format!(
                 "a convolutional network of {} channels, {}×{} images, {}×{} kernels, {} read-out",
                 c.channels, c.height, c.width, c.kernel_h, c.kernel_w, c.readout
@@ -371,26 +372,25 @@ fn chain_shapes(dist: &DistNet, config: &Config) -> Vec<NetShape> {
 /// This rank's parameters and where to start to resume from a checkpoint of the same
 /// network (every row of the file, of every level).
 pub fn resume(ckpt: &Checkpoint, dist: &DistNet, config: &Config) -> Result<(Vec<f64>, Start)> {
-    let mut want = chain_shapes(dist, config);
-    if ckpt.shape != want[0] {
+    let want = chain_shapes(dist, config);
+    let have: Vec<&NetShape> = ckpt.shapes().collect();
+    if have.len() != want.len() {
         bail!(
-            "the checkpoint's network does not fit the configured one: it has {}; use --init-from to start a different network from it",
-            shape_differences(&ckpt.shape, &want[0]).join(", ")
+            "the checkpoint's network has {} ODE block{}, the configured one {} (network.blocks): a run resumes its own network",
+            have.len(),
+            if have.len() == 1 { "" } else { "s" },
+            want.len()
         );
     }
-    let later = want.split_off(1);
-    if ckpt.blocks.len() != later.len() {
-        bail!(
-            "the checkpoint's network has {} ODE blocks, the configured one {} (network.blocks)",
-            ckpt.blocks.len() + 1,
-            later.len() + 1
-        );
-    }
-    for (i, (have, want)) in ckpt.blocks.iter().zip(&later).enumerate() {
+    for (i, (have, want)) in have.into_iter().zip(&want).enumerate() {
         if have != want {
+            let which = if dist.is_chain() {
+                format!("ODE block {} of the checkpoint's network", i + 1)
+            } else {
+                "the checkpoint's network".to_string()
+            };
             bail!(
-                "ODE block {} of the checkpoint's network does not fit the configured one: it has {}",
-                i + 2,
+                "{which} does not fit the configured one: it has {}; use --init-from to start a different network from it",
                 shape_differences(have, want).join(", ")
             );
         }

@@ -48,6 +48,12 @@ pub fn run(par: &Parallel, checkpoint: &Path, set: &[String]) -> Result<()> {
             crate::train::CHUNK.min(train.len().max(val.len())),
             1,
         )?;
+        if file.blocks.is_empty() && !config.network.blocks.is_empty() {
+            bail!(
+                "--set changed the network: the checkpoint has 1 ODE block, the configuration {} (network.blocks)",
+                config.network.blocks.len() + 1
+            );
+        }
         if !file.blocks.is_empty() {
             let (chain, theta) = chain_parameters(&file, &config, data)?;
             return Ok((file, Model::Chain(chain), theta, train, val, None));

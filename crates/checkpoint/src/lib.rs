@@ -102,8 +102,9 @@ impl NetShape {
     }
 
     /// The kernel size of a convolutional network's opening as the file stores it: the
-    /// layout's. A transition's opening is a 1×1 convolution; it is stored as 1 × 1 when
-    /// `odenet`'s layout gives it c·c_in values, and as k_h × k_w otherwise.
+    /// layout's. A transition's opening is a 1×1 convolution (`odenet`'s layout gives it
+    /// c·c_in values), stored as c × c_in × 1 × 1; the k_h × k_w branch guards a layout that
+    /// would give it more.
     fn opening_kernel(&self) -> (usize, usize) {
         match self.conv {
             None => (1, 1),

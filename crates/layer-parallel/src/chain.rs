@@ -17,8 +17,9 @@
 //! A rank's parameter vector is its parts of the blocks' vectors one after another; the
 //! global vector is the blocks' global vectors one after another. The regularization is
 //! Σ_i R_i in block order and every dot product sums block after block, so a chain too gives
-//! the same bits on every number of ranks. A chain of one block is that block's
-//! [`Objective`] and nothing else: every call goes straight to it.
+//! the same bits on every number of ranks. A chain of one block computes what that block's
+//! [`Objective`] computes, bit for bit: J, ∇J and evaluations go straight to it, and gather,
+//! extract, inner products and the regularization wrap its own.
 
 use crate::objective::{even_part, sweep_chunks, Objective, SetupError, SolverSettings, Value};
 use crate::{DataGrid, DistSpace};
@@ -140,7 +141,8 @@ impl<C: Comm> Chain<C> {
         self.global[i].clone()
     }
 
-    /// Number of MGRIT levels of the forward solves (block 0's; the blocks may have fewer).
+    /// Number of MGRIT levels of the forward solves: the most of any block (a block with
+    /// few layers may have fewer).
     pub fn levels(&self) -> usize {
         self.blocks.iter().map(|b| b.levels()).max().unwrap_or(1)
     }

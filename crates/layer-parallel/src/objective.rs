@@ -588,7 +588,8 @@ impl<C: Comm> Objective<C> {
     /// After the forward solve, with λ_N set: the adjoint solve, the hidden layers' gradients
     /// (and the time scale's) and, on rank 0, the opening's gradient from Λ_0, all added into
     /// `grad` (this rank's θ-layout). With `input_adjoint`, rank 0 also writes the adjoint of
-    /// the opening's input, ∂⟨Λ_0, U_0⟩/∂X, into it (the λ_N of a chain's block before).
+    /// the opening's input, ∂⟨Λ_0, U_0⟩/∂X, into it (the λ_N of a chain's block before; the
+    /// `activate` opening only, the one a chain's later blocks have).
     pub(crate) fn adjoint_solve(
         &mut self,
         theta: &[f64],

@@ -194,10 +194,13 @@ impl ConvShape {
             return Ok(());
         }
         Err(match t.pool {
-            Some(_) => format!(
-                "2×2 pooling of {}×{} inputs gives {}×{} images, not the block's {}×{}",
-                t.in_height, t.in_width, got.0, got.1, self.height, self.width
-            ),
+            Some(_) => {
+                let (wh, ww) = crate::conv::pool_window(t.in_width);
+                format!(
+                    "{wh}×{ww} pooling of {}×{} inputs gives {}×{} images, not the block's {}×{}",
+                    t.in_height, t.in_width, got.0, got.1, self.height, self.width
+                )
+            }
             None => format!(
                 "inputs of {}×{} without pooling do not match the block's {}×{} images",
                 t.in_height, t.in_width, self.height, self.width
