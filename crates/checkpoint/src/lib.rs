@@ -287,17 +287,8 @@ impl Checkpoint {
             ]);
         }
         if let Some(c) = self.shape.conv {
-            h.u64s(&[
-                c.in_channels as u64,
-                c.channels as u64,
-                c.height as u64,
-                c.width as u64,
-                c.kernel_h as u64,
-                c.kernel_w as u64,
-                (c.readout == Readout::GlobalAverage) as u64,
-            ]);
             // (A transition, and a chain's later blocks, only where there are any.)
-            hash_transition(&mut h, &c);
+            hash_conv(&mut h, &c);
         }
         if !self.blocks.is_empty() {
             h.bytes(b"blocks");
@@ -316,17 +307,8 @@ impl Checkpoint {
                 match b.conv {
                     None => h.u64s(&[0]),
                     Some(c) => {
-                        h.u64s(&[
-                            1,
-                            c.in_channels as u64,
-                            c.channels as u64,
-                            c.height as u64,
-                            c.width as u64,
-                            c.kernel_h as u64,
-                            c.kernel_w as u64,
-                            (c.readout == Readout::GlobalAverage) as u64,
-                        ]);
-                        hash_transition(&mut h, &c);
+                        h.u64s(&[1]);
+                        hash_conv(&mut h, &c);
                     }
                 }
             }
@@ -433,7 +415,18 @@ fn pool_name(pool: Option<Pool>) -> &'static str {
     }
 }
 
-fn hash_transition(h: &mut Fnv, c: &ConvShape) {
+/// Feeds a convolutional structure to the checksum: its seven sizes and flags, then its
+/// transition when it has one.
+fn hash_conv(h: &mut Fnv, c: &ConvShape) {
+    h.u64s(&[
+        c.in_channels as u64,
+        c.channels as u64,
+        c.height as u64,
+        c.width as u64,
+        c.kernel_h as u64,
+        c.kernel_w as u64,
+        (c.readout == Readout::GlobalAverage) as u64,
+    ]);
     if let Some(t) = c.transition {
         h.bytes(b"transition");
         h.bytes(pool_name(t.pool).as_bytes());
