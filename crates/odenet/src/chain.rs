@@ -14,7 +14,6 @@
 
 use std::ops::Range;
 
-use crate::layer::Step;
 use crate::layout::Opening;
 use crate::loss::{loss_sum, Targets};
 use crate::network::{Network, ObjectiveValue, Workspace};
@@ -173,18 +172,9 @@ impl Chain {
         let batch = targets.len();
         ws.ensure(self, batch, false);
         for (i, net) in self.blocks.iter().enumerate() {
-            let th = &theta[self.block_range(i)];
-            let l = &net.layout;
-            let h = net.step_size() * net.time_scale(th);
             let (done, rest) = ws.blocks.split_at_mut(i);
-            let cur = &mut rest[0];
             let xi = if i == 0 { x } else { &done[i - 1].states[0] };
-            let u = &mut cur.states[0];
-            net.open(&th[l.opening()], xi, u, &mut cur.open_pre);
-            for n in 0..l.shape.layers {
-                net.step(&th[l.layer(n)], h)
-                    .forward_in_place(u, &mut cur.scratch);
-            }
+            net.sweep_in_place(&theta[self.block_range(i)], xi, &mut rest[0]);
         }
         let net = self.last();
         let th = &theta[self.block_range(self.blocks.len() - 1)];

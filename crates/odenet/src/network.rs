@@ -491,14 +491,8 @@ impl Network {
         let sh = self.layout.shape;
         let batch = targets.len();
         ws.ensure(self, batch, false);
-        let h = self.step_size() * self.time_scale(theta);
+        self.sweep_in_place(theta, x, ws);
         let l = &self.layout;
-        let u = &mut ws.states[0];
-        self.open(&theta[l.opening()], x, u, &mut ws.open_pre);
-        for n in 0..sh.layers {
-            self.step(&theta[l.layer(n)], h)
-                .forward_in_place(u, &mut ws.scratch);
-        }
         self.classify(&theta[l.classifier()], &ws.states[0], &mut ws.logits);
         loss_sum(self.loss, sh.classes, &ws.logits, targets, None)
     }
@@ -555,6 +549,20 @@ impl Network {
             loss,
             correct,
             count: batch,
+        }
+    }
+
+    /// The forward sweep of an evaluation, in place: U_0 = the opening of `x`, then every
+    /// step of s·h into `ws.states[0]`, which ends as U_N (no states kept; `ws` sized by
+    /// [`Workspace::ensure`]).
+    pub(crate) fn sweep_in_place(&self, theta: &[f64], x: &[f64], ws: &mut Workspace) {
+        let h = self.step_size() * self.time_scale(theta);
+        let l = &self.layout;
+        let u = &mut ws.states[0];
+        self.open(&theta[l.opening()], x, u, &mut ws.open_pre);
+        for n in 0..l.shape.layers {
+            self.step(&theta[l.layer(n)], h)
+                .forward_in_place(u, &mut ws.scratch);
         }
     }
 
