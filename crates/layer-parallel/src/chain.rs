@@ -24,7 +24,7 @@
 use crate::objective::{even_part, sweep_chunks, Objective, SetupError, SolverSettings, Value};
 use crate::{DataGrid, DistSpace};
 use mgrit::{Comm, Stats};
-use odenet::loss::{loss_sum, Targets};
+use odenet::loss::Targets;
 use odenet::Network;
 use std::ops::Range;
 
@@ -301,12 +301,7 @@ impl<C: Comm> Chain<C> {
             self.comm.rank() == 0,
             self.comm.rank() + 1 == self.comm.size(),
         );
-        let thetas: Vec<_> = (0..self.blocks.len())
-            .map(|i| {
-                let r = self.ranges[i].clone();
-                self.blocks[i].model(&params[r]).into_owned()
-            })
-            .collect();
+        let thetas = self.thetas(params);
         let pieces = sweep_chunks(batch, self.comm.size());
         let nb = self.blocks.len();
         let classes = self.last_net().layout.shape.classes;
@@ -339,14 +334,17 @@ impl<C: Comm> Chain<C> {
                 input = self.to_first(out);
             }
         }
-        let mut out = [0.0, 0.0];
-        if last {
-            let loss = self.last_net().loss;
-            let (l, c) = loss_sum(loss, classes, &logits, targets, None);
-            out = [l / batch as f64, c as f64 / batch as f64];
-        }
-        let v = self.blocks[nb - 1].broadcast_from_last(&out);
-        (v[0], v[1])
+        self.blocks[nb - 1].mean_loss(&logits, targets)
+    }
+
+    /// θ_i = P_i(p_i) of every block, in block order (collective: each block's ghosts).
+    fn thetas(&mut self, params: &[f64]) -> Vec<Vec<f64>> {
+        (0..self.blocks.len())
+            .map(|i| {
+                let r = self.ranges[i].clone();
+                self.blocks[i].model(&params[r]).into_owned()
+            })
+            .collect()
     }
 
     /// J at p (this rank's part) on the batch (x, targets) and this rank's part of ∇J: the
@@ -370,12 +368,7 @@ impl<C: Comm> Chain<C> {
             b.ensure_batch(batch);
             b.begin_batch();
         }
-        let thetas: Vec<Vec<f64>> = (0..nb)
-            .map(|i| {
-                let r = self.ranges[i].clone();
-                self.blocks[i].model(&params[r]).into_owned()
-            })
-            .collect();
+        let thetas = self.thetas(params);
         // Each block's part of ∇J, and where its propagation puts the loss's θ-gradient.
         let mut grads = split_ranges(grad, &self.ranges);
         let mut targets: Vec<_> = self

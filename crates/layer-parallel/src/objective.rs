@@ -310,9 +310,17 @@ impl<C: Comm> Objective<C> {
                     .classify(&theta[self.model_layout.classifier.clone()], u, z);
             }
         }
+        self.mean_loss(&logits, targets)
+    }
+
+    /// (mean loss, accuracy) of the logits of a whole batch, which the last rank holds (its
+    /// `logits`; the other ranks' are ignored), on every rank. Collective.
+    pub(crate) fn mean_loss(&self, logits: &[f64], targets: Targets<'_>) -> (f64, f64) {
+        let batch = targets.len();
         let mut out = [0.0, 0.0];
-        if last {
-            let (l, c) = loss_sum(self.net.loss, sh.classes, &logits, targets, None);
+        if self.part.is_last() {
+            let classes = self.net.layout.shape.classes;
+            let (l, c) = loss_sum(self.net.loss, classes, logits, targets, None);
             out = [l / batch as f64, c as f64 / batch as f64];
         }
         let v = self.broadcast_from_last(&out);
