@@ -5,27 +5,13 @@
 //! and a chain of one block is that block's objective. (Several ranks: tests/gradient_mpi.rs
 //! at the workspace root, through `layerpar-check --chain`.)
 
-use layer_parallel::{Chain, SolverSettings};
-use mgrit::{Options, SerialComm};
+mod common;
+use common::{max_rel, settings, Mix};
+use layer_parallel::Chain;
+use mgrit::SerialComm;
 use odenet::{
     Activation, ConvShape, Loss, Network, Pool, Readout, Regularization, Shape, Transition,
 };
-
-/// SplitMix64 numbers in [−1, 1).
-struct Mix(u64);
-impl Mix {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
-        (0..n).map(|_| scale * self.next()).collect()
-    }
-}
 
 /// A chain of three blocks on 2-channel 6 × 5 images, 4 classes: 3 channels (5 layers), then
 /// `pools[0]` and a 1×1 change to 4 channels (4 layers), then `pools[1]` and a change to 2
@@ -82,28 +68,6 @@ fn blocks(act: Activation, readout: Readout, pools: [Option<Pool>; 2]) -> Vec<Ne
         ));
     }
     nets
-}
-
-fn settings(levels: usize) -> SolverSettings {
-    let o = Options {
-        max_levels: levels,
-        cfactor: vec![2],
-        max_iter: if levels == 1 { 1 } else { 100 },
-        abs_tol: 1e-13,
-        ..Options::default()
-    };
-    SolverSettings {
-        forward: o.clone(),
-        adjoint: o,
-    }
-}
-
-fn max_rel(a: &[f64], b: &[f64]) -> f64 {
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
 }
 
 const POOLS: [[Option<Pool>; 2]; 3] = [

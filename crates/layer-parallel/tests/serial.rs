@@ -3,27 +3,13 @@
 //! openings, both losses), spline controls against the chain rule through θ = P(p) and against
 //! finite differences, and converged MGRIT against the serial sweep.
 
+mod common;
+use common::{max_rel, settings, Mix};
 use layer_parallel::{Objective, SolverSettings, SplineControls};
 use mgrit::{Options, SerialComm};
 use odenet::{
     Activation, Closing, Loss, Network, Opening, Regularization, Shape, Targets, Workspace,
 };
-
-/// SplitMix64 numbers in [−1, 1).
-struct Mix(u64);
-impl Mix {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
-        (0..n).map(|_| scale * self.next()).collect()
-    }
-}
 
 /// A small problem: network, inputs (d_in × B) and labels.
 struct Case {
@@ -50,28 +36,6 @@ fn case(act: Activation, opening: Opening, loss: Loss, width: usize, seed: u64) 
         x: g.vec(shape.input * batch, 1.0),
         labels: (0..batch).map(|j| (j * 7 + seed as usize) % 4).collect(),
     }
-}
-
-fn settings(levels: usize) -> SolverSettings {
-    let o = Options {
-        max_levels: levels,
-        cfactor: vec![2],
-        max_iter: if levels == 1 { 1 } else { 100 },
-        abs_tol: 1e-13,
-        ..Options::default()
-    };
-    SolverSettings {
-        forward: o.clone(),
-        adjoint: o,
-    }
-}
-
-fn max_rel(a: &[f64], b: &[f64]) -> f64 {
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
 }
 
 #[test]
