@@ -59,6 +59,35 @@ fn on_ranks(out: &str, p: usize) {
     );
 }
 
+/// The fingerprint of the `parameters:` line.
+fn fingerprint_of(out: &str) -> String {
+    line(out, "parameters:")
+        .split("fingerprint ")
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+/// Nested level 1 of the history `path` starts from level 0's trained controls: its first
+/// objective is below half of level 0's first.
+fn assert_level_one_starts_below_half(path: &Path) {
+    let (header, rows) = history(path);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (lv, obj) = (col("level"), col("objective"));
+    let first = |level: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[lv] == level)
+            .map(|r| r[obj].parse().unwrap())
+            .unwrap()
+    };
+    assert!(
+        first("1") < 0.5 * first("0"),
+        "level 1 starts at J = {} although level 0 started at {}",
+        first("1"),
+        first("0")
+    );
+}
+
 /// A conv ODE-net on 2 ranks (one MGRIT level: the exact sweep, pipelined) reaches 97 % on
 /// the held-out digits; the checkpoint it writes evaluates to the same accuracy on 1 rank.
 #[test]
@@ -148,29 +177,8 @@ fn nested_iteration_deepens_a_conv_net_on_any_rank_count() {
         rows_without_time(&d.join("h1.csv")),
         rows_without_time(&d.join("h3.csv"))
     );
-    let fp = |o: &str| {
-        line(o, "parameters:")
-            .split("fingerprint ")
-            .nth(1)
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(fp(&one), fp(&three));
-    let (header, rows) = history(&d.join("h1.csv"));
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (lv, obj) = (col("level"), col("objective"));
-    let first = |level: &str| -> f64 {
-        rows.iter()
-            .find(|r| r[lv] == level)
-            .map(|r| r[obj].parse().unwrap())
-            .unwrap()
-    };
-    assert!(
-        first("1") < 0.5 * first("0"),
-        "level 1 starts at J = {} although level 0 started at {}",
-        first("1"),
-        first("0")
-    );
+    assert_eq!(fingerprint_of(&one), fingerprint_of(&three));
+    assert_level_one_starts_below_half(&d.join("h1.csv"));
 }
 
 /// Bad convolutional settings end with one line naming the problem: a conv net without
@@ -282,14 +290,7 @@ fn one_dimensional_conv_net_separates_spectra() {
     assert!(val >= 0.95, "validation accuracy {val} < 0.95:\n{one}");
     let two = ok(&mpirun(d, 2, &args));
     on_ranks(&two, 2);
-    let fp = |o: &str| {
-        line(o, "parameters:")
-            .split("fingerprint ")
-            .nth(1)
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(fp(&one), fp(&two));
+    assert_eq!(fingerprint_of(&one), fingerprint_of(&two));
 }
 
 /// [`config`] with 4 layers, followed by a second ODE block: 2×2 average pooling to 4×4, a
@@ -330,10 +331,7 @@ fn a_chain_of_two_conv_blocks_learns_the_8x8_digits_on_any_rank_count() {
     );
     let val = final_val(&two);
     assert!(val >= 0.97, "validation accuracy {val} < 0.97:\n{two}");
-    let fp = line(&two, "parameters:")
-        .split("fingerprint ")
-        .nth(1)
-        .unwrap();
+    let fp = fingerprint_of(&two);
     let one = ok(&layerpar(
         d,
         &[
@@ -344,7 +342,7 @@ fn a_chain_of_two_conv_blocks_learns_the_8x8_digits_on_any_rank_count() {
             "output.checkpoint_dir=one",
         ],
     ));
-    assert!(line(&one, "parameters:").ends_with(fp), "1 rank:\n{one}");
+    assert_eq!(fingerprint_of(&one), fp, "1 rank:\n{one}");
     let resumed = ok(&mpirun(
         d,
         3,
@@ -357,8 +355,9 @@ fn a_chain_of_two_conv_blocks_learns_the_8x8_digits_on_any_rank_count() {
         ],
     ));
     on_ranks(&resumed, 3);
-    assert!(
-        line(&resumed, "parameters:").ends_with(fp),
+    assert_eq!(
+        fingerprint_of(&resumed),
+        fp,
         "resumed on 3 ranks:\n{resumed}"
     );
     let eval = ok(&layerpar(d, &["eval", "--checkpoint", "runs/final.h5"]));
@@ -461,15 +460,6 @@ fn nested_chain_config(dir: &Path, max_iter: usize) -> PathBuf {
     path
 }
 
-/// The fingerprint of the `parameters:` line.
-fn fingerprint_of(out: &str) -> String {
-    line(out, "parameters:")
-        .split("fingerprint ")
-        .nth(1)
-        .unwrap()
-        .to_string()
-}
-
 /// Nested iteration deepens every block of a chain (3 + 3 → 6 + 6 layers): the second level
 /// starts from the first level's trained controls, block by block, so its first objective is
 /// far below the first level's; the run gives the same bits on 1 and 3 ranks.
@@ -523,21 +513,7 @@ fn nested_iteration_deepens_every_block_of_a_chain_on_any_rank_count() {
         rows_without_time(&d.join("h1.csv")),
         rows_without_time(&d.join("h3.csv"))
     );
-    let (header, rows) = history(&d.join("h1.csv"));
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (lv, obj) = (col("level"), col("objective"));
-    let first = |level: &str| -> f64 {
-        rows.iter()
-            .find(|r| r[lv] == level)
-            .map(|r| r[obj].parse().unwrap())
-            .unwrap()
-    };
-    assert!(
-        first("1") < 0.5 * first("0"),
-        "level 1 starts at J = {} although level 0 started at {}",
-        first("1"),
-        first("0")
-    );
+    assert_level_one_starts_below_half(&d.join("h1.csv"));
 }
 
 /// --init-from starts a chain from a chain checkpoint of other depths (4 + 4 layers into
