@@ -15,18 +15,18 @@
 //! formed from per-layer partials summed in layer order, so a run gives the same bits on any
 //! number of ranks.
 
-use crate::apps::{AdjointApp, ForwardApp};
+use crate::apps::ForwardApp;
 use crate::controls::Controls;
 use crate::ghosts::{Ghosts, LayerControls};
 use crate::partition::{LocalLayout, Partition};
 use mgrit::{Comm, Options, Solver, Stats};
 use odenet::loss::{loss_sum, Targets};
 use odenet::network::ordered_sum;
-use odenet::{HiddenStep, Layer, Network, Scratch, Step};
+use odenet::{Layer, Network, Scratch};
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 mod grid;
+mod propagate;
 pub use grid::{even_part, tree_sum, DataGrid};
 
 const LAMBDA_TAG: i32 = 7002;
@@ -540,209 +540,6 @@ pub fn sweep_chunks(batch: usize, ranks: usize) -> usize {
 
 /// The fewest examples in a piece of a pipelined evaluation sweep ([`sweep_chunks`]).
 pub const MIN_SWEEP_CHUNK: usize = 256;
-
-/// Propagation: the forward solve, the loss, the adjoint solve and the θ-gradient of the loss.
-impl<C: Comm> Objective<C> {
-    /// The loss part of J at θ on the batch and its θ-gradient (added into `grad`, this
-    /// rank's θ-layout): returns ([mean loss, correct] on the last rank, zeros elsewhere) and
-    /// the forward and adjoint solve statistics.
-    fn propagate(
-        &mut self,
-        theta: &[f64],
-        x: &[f64],
-        labels: Targets<'_>,
-        grad: &mut [f64],
-    ) -> ([f64; 2], Stats, Stats) {
-        let batch = labels.len();
-        let fstats = self.forward_solve(theta, x, batch);
-        let scalars = self.loss_terms(theta, labels, grad);
-        let astats = self.adjoint_solve(theta, x, batch, grad, None);
-        (scalars, fstats, astats)
-    }
-
-    /// The forward solve from U_0 = opening(x) (x used on rank 0 only) on a batch of `batch`
-    /// examples; afterwards the last rank holds U_N ([`Objective::final_state`]).
-    pub(crate) fn forward_solve(&mut self, theta: &[f64], x: &[f64], batch: usize) -> Stats {
-        let ml = &self.model_layout;
-        let mut fwd = ForwardApp {
-            net: &self.net,
-            ctrl: LayerControls {
-                theta,
-                layout: ml,
-                part: &self.part,
-                ghosts: &self.ghosts,
-            },
-            open: &theta[ml.opening.clone()],
-            x,
-            batch,
-            scratch: std::mem::take(&mut self.buf.scratch),
-        };
-        let fstats = self.forward.solve(&mut fwd);
-        self.buf.scratch = fwd.scratch;
-        fstats
-    }
-
-    /// U_N after [`Objective::forward_solve`] (the last rank; None elsewhere).
-    pub(crate) fn final_state(&self) -> Option<&Vec<f64>> {
-        self.forward.state(self.net.layout.shape.layers)
-    }
-
-    /// λ_N, the adjoint solve's final condition (set on the last rank before
-    /// [`Objective::adjoint_solve`]).
-    pub(crate) fn final_adjoint_mut(&mut self) -> &mut Vec<f64> {
-        &mut self.buf.lambda_final
-    }
-
-    /// After the forward solve, with λ_N set: the adjoint solve, the hidden layers' gradients
-    /// (and the time scale's) and, on rank 0, the opening's gradient from Λ_0, all added into
-    /// `grad` (this rank's θ-layout). With `input_adjoint`, rank 0 also writes the adjoint of
-    /// the opening's input, ∂⟨Λ_0, U_0⟩/∂X, into it (the λ_N of a chain's block before; the
-    /// `activate` opening only, the one a chain's later blocks have).
-    pub(crate) fn adjoint_solve(
-        &mut self,
-        theta: &[f64],
-        x: &[f64],
-        batch: usize,
-        grad: &mut [f64],
-        input_adjoint: Option<&mut Vec<f64>>,
-    ) -> Stats {
-        let ml = self.model_layout.clone();
-        // Adjoint solve (with one level, the fine steps also form the layer gradients).
-        let fused = self.adjoint.grid().num_levels() == 1;
-        let mut adj = AdjointApp {
-            net: &self.net,
-            ctrl: LayerControls {
-                theta,
-                layout: &self.model_layout,
-                part: &self.part,
-                ghosts: &self.ghosts,
-            },
-            forward: &self.forward,
-            lambda_final: &self.buf.lambda_final,
-            batch,
-            scratch: std::mem::take(&mut self.buf.scratch),
-            grad: fused.then(|| &mut grad[ml.layers.clone()]),
-        };
-        let astats = self.adjoint.solve(&mut adj);
-        self.buf.scratch = adj.scratch;
-        if !fused || !ml.scale.is_empty() {
-            self.layer_gradients(theta, grad, !fused);
-        }
-        if self.part.is_first() {
-            let open = &theta[ml.opening.clone()];
-            let w = self.net.layout.shape.width;
-            let (mut u0, mut pre, mut s) = (
-                vec![0.0; w * batch],
-                vec![0.0; w * batch],
-                vec![0.0; w * batch],
-            );
-            self.net.open(open, x, &mut u0, &mut pre);
-            let lam0 = self.adjoint.state(0).expect("rank 0 owns λ_0");
-            self.net
-                .opening_gradient(x, &pre, lam0, &mut s, &mut grad[ml.opening.clone()]);
-            if let Some(dx) = input_adjoint {
-                dx.resize(x.len(), 0.0);
-                self.net.opening_input_adjoint(open, x, &s, dx);
-            }
-        }
-        astats
-    }
-
-    /// On the last rank: the logits Z = W_c U_N + b_c, the loss and the number correct, the
-    /// classifier's gradient and λ_N = W_cᵀ ∂loss/∂Z. Zeros elsewhere.
-    pub(crate) fn loss_terms(
-        &mut self,
-        theta: &[f64],
-        labels: Targets<'_>,
-        grad: &mut [f64],
-    ) -> [f64; 2] {
-        if !self.part.is_last() {
-            return [0.0, 0.0];
-        }
-        let batch = labels.len();
-        let nl = self.net.layout.shape.layers;
-        let u_n = self.forward.state(nl).expect("the last rank owns U_N");
-        let r = self.model_layout.classifier.clone();
-        let b = &mut self.buf;
-        self.net.classify(&theta[r.clone()], u_n, &mut b.logits);
-        let scale = 1.0 / batch as f64;
-        let classes = self.net.layout.shape.classes;
-        let (total, correct) = loss_sum(
-            self.net.loss,
-            classes,
-            &b.logits,
-            labels,
-            Some((&mut b.seed, scale)),
-        );
-        self.net.classifier_adjoint(
-            &theta[r.clone()],
-            u_n,
-            &b.seed,
-            &mut grad[r],
-            &mut b.lambda_final,
-        );
-        [total * scale, correct as f64]
-    }
-
-    /// After the adjoint solve, from λ_{n+1} and U_n of every owned layer: the hidden layers'
-    /// gradients when `hidden` (a multilevel solve; S_n = σ'(K_n U_n + b_n) ⊙ s·h λ_{n+1},
-    /// ∂J/∂K_n += S_n U_nᵀ, ∂J/∂b_n += S_n 1) and the time scale's gradient when it is
-    /// learnable (∂J/∂s = Σ_n h ⟨λ_{n+1}, σ(K_n U_n + b_n)⟩, in layer order, on every rank).
-    /// Collective.
-    fn layer_gradients(&mut self, theta: &[f64], grad: &mut [f64], hidden: bool) {
-        let h = self.net.step_size();
-        let scale = self.model_layout.scale.clone();
-        let mut scale_terms = Vec::new();
-        self.visit_owned_layers(theta, |_, range, step, u, next, scratch| {
-            if hidden {
-                step.gradient(u, next, scratch, &mut grad[range]);
-            }
-            if !scale.is_empty() {
-                scale_terms.push(h * step.increment_dot(u, next, scratch));
-            }
-        });
-        if !scale.is_empty() {
-            grad[scale.start] = ordered_sum(&self.comm.all_gather(&scale_terms));
-        }
-    }
-
-    /// After the adjoint solve: calls `visit(i, θ_n's range, step n at s·h, U_n, λ_{n+1},
-    /// scratch)` for the i-th owned layer n, in layer order. The λ of a rank's first point
-    /// goes to the rank before (which owns the layer ending there). Collective.
-    pub(crate) fn visit_owned_layers(
-        &mut self,
-        theta: &[f64],
-        mut visit: impl FnMut(usize, Range<usize>, &HiddenStep<'_>, &[f64], &[f64], &mut Scratch),
-    ) {
-        let (lo, hi) = (self.part.points.start, self.part.points.end);
-        if lo > 0 {
-            let lam_lo = self.adjoint.state(lo).expect("owned");
-            self.comm
-                .send(self.part.rank - 1, LAMBDA_TAG, lam_lo.clone());
-        }
-        // Every rank but the last owns layer hi−1, whose λ_hi is the right neighbour's first.
-        let lam_hi = (!self.part.is_last()).then(|| self.comm.recv(self.part.rank + 1, LAMBDA_TAG));
-        let scale = &self.model_layout.scale;
-        let hs = self.net.step_size()
-            * if scale.is_empty() {
-                1.0
-            } else {
-                theta[scale.start]
-            };
-        for (i, n) in self.part.owned_layers.clone().enumerate() {
-            let next = if n + 1 < hi {
-                self.adjoint.state(n + 1).expect("owned")
-            } else {
-                lam_hi.as_ref().expect("received λ")
-            };
-            let range = self.model_layout.layer(n);
-            let u = self.forward.state(n).expect("owned");
-            let step = self.net.step(&theta[range.clone()], hs);
-            visit(i, range, &step, u, next, &mut self.buf.scratch);
-        }
-        self.comm.wait_sends();
-    }
-}
 
 #[cfg(test)]
 mod tests {
