@@ -330,6 +330,86 @@ multiversion! {
     }
 }
 
+/// Runs `$e` with `$f` bound to x ↦ (σ(x), σ'(x)) of `$act`: for tanh both from the one t,
+/// with the same bits as [`Activation::value`] and [`Activation::derivative`].
+macro_rules! with_sigma_pair {
+    ($act:expr, $f:ident => $e:expr) => {
+        match $act {
+            Activation::Tanh => {
+                let $f = |x: f64| {
+                    let t = tanh(x);
+                    (t, tanh_derivative_from(t))
+                };
+                $e
+            }
+            Activation::Relu => {
+                let $f = |x: f64| (Activation::Relu.value(x), Activation::Relu.derivative(x));
+                $e
+            }
+            Activation::SmoothRelu => {
+                let $f = |x: f64| {
+                    (
+                        Activation::SmoothRelu.value(x),
+                        Activation::SmoothRelu.derivative(x),
+                    )
+                };
+                $e
+            }
+        }
+    };
+}
+
+multiversion! {
+    /// out = u + h σ(z) and d = σ'(z), elementwise: the forward pass of a step whose adjoint
+    /// follows, the same bits in `out` as [`forward`] and in `d` as [`apply_derivative`].
+    fn forward_keeping_derivative / forward_keeping_derivative_portable(
+        act: Activation,
+        h: f64,
+        z: &[f64],
+        u: &[f64],
+        out: &mut [f64],
+        d: &mut [f64],
+    ) {
+        with_sigma_pair!(act, f => {
+            for (((o, di), &ui), &zi) in out.iter_mut().zip(d.iter_mut()).zip(u).zip(z) {
+                let (v, dv) = f(zi);
+                *o = ui + h * v;
+                *di = dv;
+            }
+        })
+    }
+}
+
+multiversion! {
+    /// u ← u + h σ(z) and d = σ'(z), elementwise (in place; as
+    /// [`forward_keeping_derivative`]).
+    fn forward_in_place_keeping_derivative / forward_in_place_keeping_derivative_portable(
+        act: Activation,
+        h: f64,
+        z: &[f64],
+        u: &mut [f64],
+        d: &mut [f64],
+    ) {
+        with_sigma_pair!(act, f => {
+            for ((ui, di), &zi) in u.iter_mut().zip(d.iter_mut()).zip(z) {
+                let (v, dv) = f(zi);
+                *ui += h * v;
+                *di = dv;
+            }
+        })
+    }
+}
+
+multiversion! {
+    /// s = d · h · λ⁺, elementwise: the sensitivity of a step's adjoint from a kept
+    /// D = σ'(Z), the same bits as [`sensitivity`] from Z.
+    fn sensitivity_from_derivative / sensitivity_from_derivative_portable(h: f64, d: &[f64], lam: &[f64], s: &mut [f64]) {
+        for ((si, &di), &li) in s.iter_mut().zip(d).zip(lam) {
+            *si = di * h * li;
+        }
+    }
+}
+
 /// out = tanh(x), elementwise ([`tanh`] on the best instruction set of the CPU).
 pub fn tanh_slice(x: &[f64], out: &mut [f64]) {
     apply(Activation::Tanh, x, out);
@@ -556,6 +636,28 @@ mod tests {
             sensitivity(act, 0.3, &xs, &lam, &mut a);
             sensitivity_portable(act, 0.3, &xs, &lam, &mut b);
             assert_eq!(bits(&a), bits(&b), "sensitivity {act}");
+            // The passes that keep D = σ'(Z) give the bits of the ones that do not.
+            let (mut d, mut d2) = (vec![0.0; n], vec![0.0; n]);
+            let (mut o2, mut s2) = (vec![0.0; n], vec![0.0; n]);
+            forward(act, 0.3, &xs, &u, &mut o2);
+            forward_keeping_derivative(act, 0.3, &xs, &u, &mut b, &mut d);
+            assert_eq!(bits(&b), bits(&o2), "forward_keeping_derivative {act}");
+            forward_keeping_derivative_portable(act, 0.3, &xs, &u, &mut b, &mut d2);
+            assert_eq!(bits(&b), bits(&o2), "forward_keeping_derivative portable {act}");
+            apply_derivative(act, &xs, &mut s2);
+            assert_eq!(bits(&d), bits(&s2), "the kept derivative {act}");
+            assert_eq!(bits(&d2), bits(&s2), "the kept derivative portable {act}");
+            let (mut c2, mut d3) = (u.clone(), vec![0.0; n]);
+            forward_in_place_keeping_derivative(act, 0.3, &xs, &mut c2, &mut d3);
+            assert_eq!(bits(&c2), bits(&o2), "in place keeping derivative {act}");
+            assert_eq!(bits(&d3), bits(&s2), "in place kept derivative {act}");
+            let mut c3 = u.clone();
+            forward_in_place_keeping_derivative_portable(act, 0.3, &xs, &mut c3, &mut d3);
+            assert_eq!(bits(&c3), bits(&o2), "in place keeping derivative portable {act}");
+            sensitivity_from_derivative(0.3, &d, &lam, &mut b);
+            assert_eq!(bits(&b), bits(&a), "sensitivity from the kept derivative {act}");
+            sensitivity_from_derivative_portable(0.3, &d, &lam, &mut b);
+            assert_eq!(bits(&b), bits(&a), "sensitivity from derivative portable {act}");
             scaled_derivative(act, &xs, &lam, &mut a);
             scaled_derivative_portable(act, &xs, &lam, &mut b);
             assert_eq!(bits(&a), bits(&b), "scaled_derivative {act}");

@@ -476,26 +476,41 @@ impl ConvStep<'_> {
 
     /// One example's Z, S = σ'(Z) ⊙ (h Λ⁺) (into `a.s`, padded into `a.spad`) and gradient
     /// when asked.
+    /// With D = σ'(Z) of the example given (`de`), Z is not formed: U is padded into
+    /// `a.xpad` alone and S = D ⊙ (h Λ⁺), the same bits.
     fn sensitivity(
         &self,
         a: &mut Arrays<'_>,
         ue: &[f64],
+        de: Option<&[f64]>,
         le: &[f64],
         grad: &mut Option<(&mut [f64], &mut [f64])>,
     ) {
         let c = &self.conv;
-        self.pre_activation(a, ue);
-        activation::sensitivity(self.act, self.h, a.z, le, a.s);
+        match de {
+            None => {
+                self.pre_activation(a, ue);
+                activation::sensitivity(self.act, self.h, a.z, le, a.s);
+            }
+            Some(de) => {
+                if grad.is_some() {
+                    c.pad(&a.g, c.in_channels, ue, a.xpad);
+                }
+                activation::sensitivity_from_derivative(self.h, de, le, a.s);
+            }
+        }
         c.pad(&a.g, c.out_channels, a.s, a.spad);
         if let Some((gk, gb)) = grad.as_mut() {
             c.params_example(&a.g, a.off, a.xpad, a.spad, a.s, gk, gb);
         }
     }
 
-    /// Λ⁺ ↦ Λ in place in `lam`, the gradient added into `grad` when given.
+    /// Λ⁺ ↦ Λ in place in `lam` (σ'(Z) from `d` when kept), the gradient added into `grad`
+    /// when given.
     fn adjoint_in_place(
         &self,
         u: &[f64],
+        d: Option<&[f64]>,
         lam: &mut [f64],
         scratch: &mut Scratch,
         grad: Option<&mut [f64]>,
@@ -505,9 +520,29 @@ impl ConvStep<'_> {
         assert_eq!(lam.len(), u.len(), "adjoint size");
         let mut a = self.arrays(u, scratch, true);
         let mut grad = split_grad(c, grad);
-        for (ue, le) in u.chunks_exact(n).zip(lam.chunks_exact_mut(n)) {
-            self.sensitivity(&mut a, ue, le, &mut grad);
+        for (j, (ue, le)) in u.chunks_exact(n).zip(lam.chunks_exact_mut(n)).enumerate() {
+            let de = d.map(|d| &d[j * n..(j + 1) * n]);
+            self.sensitivity(&mut a, ue, de, le, &mut grad);
             c.backward_input_example(&a.g, a.kt, a.off, a.spad, le, a.flat);
+        }
+    }
+
+    /// The gradient terms alone (σ'(Z) from `d` when kept).
+    fn gradient_terms(
+        &self,
+        u: &[f64],
+        d: Option<&[f64]>,
+        lam_next: &[f64],
+        scratch: &mut Scratch,
+        grad: &mut [f64],
+    ) {
+        let n = self.conv.in_len();
+        assert_eq!(lam_next.len(), u.len(), "adjoint size");
+        let mut a = self.arrays(u, scratch, false);
+        let mut grad = split_grad(&self.conv, Some(grad));
+        for (j, (ue, le)) in u.chunks_exact(n).zip(lam_next.chunks_exact(n)).enumerate() {
+            let de = d.map(|d| &d[j * n..(j + 1) * n]);
+            self.sensitivity(&mut a, ue, de, le, &mut grad);
         }
     }
 }
@@ -545,7 +580,7 @@ impl Step for ConvStep<'_> {
 
     /// Λ = Λ⁺ + Kᵀ ⋆ S with S = σ'(K ∗ U + b) ⊙ (h Λ⁺); ∂J/∂K += S ⋆ U, ∂J/∂b += Σ S.
     fn adjoint(&self, u: &[f64], lam: &mut [f64], scratch: &mut Scratch, grad: Option<&mut [f64]>) {
-        self.adjoint_in_place(u, lam, scratch, grad);
+        self.adjoint_in_place(u, None, lam, scratch, grad);
     }
 
     fn adjoint_from(
@@ -557,17 +592,11 @@ impl Step for ConvStep<'_> {
         grad: Option<&mut [f64]>,
     ) {
         lam_out.copy_from_slice(lam_next);
-        self.adjoint_in_place(u, lam_out, scratch, grad);
+        self.adjoint_in_place(u, None, lam_out, scratch, grad);
     }
 
     fn gradient(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch, grad: &mut [f64]) {
-        let n = self.conv.in_len();
-        assert_eq!(lam_next.len(), u.len(), "adjoint size");
-        let mut a = self.arrays(u, scratch, false);
-        let mut grad = split_grad(&self.conv, Some(grad));
-        for (ue, le) in u.chunks_exact(n).zip(lam_next.chunks_exact(n)) {
-            self.sensitivity(&mut a, ue, le, &mut grad);
-        }
+        self.gradient_terms(u, None, lam_next, scratch, grad);
     }
 
     fn increment_dot(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch) -> f64 {
@@ -582,6 +611,61 @@ impl Step for ConvStep<'_> {
             }
         }
         sum
+    }
+
+    fn forward_keeping(&self, u: &[f64], u_next: &mut [f64], d: &mut [f64], scratch: &mut Scratch) {
+        let n = self.conv.in_len();
+        assert_eq!(u_next.len(), u.len(), "forward size");
+        let mut a = self.arrays(u, scratch, false);
+        let cols = u_next.chunks_exact_mut(n).zip(d.chunks_exact_mut(n));
+        for (ue, (ne, de)) in u.chunks_exact(n).zip(cols) {
+            self.pre_activation(&mut a, ue);
+            activation::forward_keeping_derivative(self.act, self.h, a.z, ue, ne, de);
+        }
+    }
+
+    fn forward_in_place_keeping(&self, u: &mut [f64], d: &mut [f64], scratch: &mut Scratch) {
+        let n = self.conv.in_len();
+        let mut a = self.arrays(u, scratch, false);
+        for (ue, de) in u.chunks_exact_mut(n).zip(d.chunks_exact_mut(n)) {
+            self.pre_activation(&mut a, ue);
+            activation::forward_in_place_keeping_derivative(self.act, self.h, a.z, ue, de);
+        }
+    }
+
+    fn derivative(&self, u: &[f64], d: &mut [f64], scratch: &mut Scratch) {
+        let n = self.conv.in_len();
+        let mut a = self.arrays(u, scratch, false);
+        for (ue, de) in u.chunks_exact(n).zip(d.chunks_exact_mut(n)) {
+            self.pre_activation(&mut a, ue);
+            activation::apply_derivative(self.act, a.z, de);
+        }
+    }
+
+    fn adjoint_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: Option<&[f64]>,
+        lam: &mut [f64],
+        scratch: &mut Scratch,
+        grad: Option<&mut [f64]>,
+    ) {
+        if let Some(next) = lam_next {
+            lam.copy_from_slice(next);
+        }
+        self.adjoint_in_place(u, Some(d), lam, scratch, grad);
+    }
+
+    fn gradient_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: &[f64],
+        scratch: &mut Scratch,
+        grad: &mut [f64],
+    ) {
+        self.gradient_terms(u, Some(d), lam_next, scratch, grad);
     }
 }
 

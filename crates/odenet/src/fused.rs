@@ -204,20 +204,51 @@ mod x86 {
             std::array::from_fn(|v| _mm256_fmadd_pd(self.h, value::<S>(z[v]), x[v]))
         }
 
-        /// s = (σ'(K u + b) · h) ⊙ λ⁺ for one column; with `grad`, gk += s uᵀ and gb += s.
+        /// σ'(K u + b) for one column.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn derivative<S: Sigma>(&self, u: &[f64]) -> [__m256d; NV] {
+            let z = self.pre_activation(u);
+            std::array::from_fn(|v| derivative::<S>(z[v]))
+        }
+
+        /// (u + h σ(K u + b), σ'(K u + b)) for one column: for tanh σ' = 1 − t² from the
+        /// t of the step, the bits of [`Layer::forward`] and [`Layer::derivative`].
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn forward_keeping<S: Sigma>(&self, u: &[f64]) -> ([__m256d; NV], [__m256d; NV]) {
+            let z = self.pre_activation(u);
+            let x = load::<NV>(u);
+            let mut d = [_mm256_setzero_pd(); NV];
+            let out = std::array::from_fn(|v| {
+                let t = value::<S>(z[v]);
+                d[v] = match S::ACT {
+                    Activation::Tanh => lanes(t, tanh_derivative_from),
+                    _ => derivative::<S>(z[v]),
+                };
+                _mm256_fmadd_pd(self.h, t, x[v])
+            });
+            (out, d)
+        }
+
+        /// s = (σ'(K u + b) · h) ⊙ λ⁺ for one column, σ'(K u + b) read from `d` when kept;
+        /// with `grad`, gk += s uᵀ and gb += s.
         #[inline]
         #[target_feature(enable = "avx2,fma")]
         fn sensitivity<S: Sigma>(
             &mut self,
             u: &[f64],
+            d: Option<&[f64]>,
             lam_next: &[f64],
             grad: bool,
         ) -> [__m256d; NV] {
-            let z = self.pre_activation(u);
+            let dz = match d {
+                Some(d) => load::<NV>(d),
+                None => self.derivative::<S>(u),
+            };
             let l = load::<NV>(lam_next);
-            let s: [__m256d; NV] = std::array::from_fn(|v| {
-                _mm256_mul_pd(_mm256_mul_pd(derivative::<S>(z[v]), self.h), l[v])
-            });
+            let s: [__m256d; NV] =
+                std::array::from_fn(|v| _mm256_mul_pd(_mm256_mul_pd(dz[v], self.h), l[v]));
             if grad {
                 for (gcol, &ul) in self.gk.iter_mut().zip(u) {
                     let ul = _mm256_set1_pd(ul);
@@ -235,8 +266,14 @@ mod x86 {
         /// λ = λ⁺ + Σ_r Kᵀ(:, r) s(r) for one column (and the gradient terms with `grad`).
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        fn adjoint<S: Sigma>(&mut self, u: &[f64], lam_next: &[f64], grad: bool) -> [__m256d; NV] {
-            let s = self.sensitivity::<S>(u, lam_next, grad);
+        fn adjoint<S: Sigma>(
+            &mut self,
+            u: &[f64],
+            d: Option<&[f64]>,
+            lam_next: &[f64],
+            grad: bool,
+        ) -> [__m256d; NV] {
+            let s = self.sensitivity::<S>(u, d, lam_next, grad);
             let mut sa = [0.0; W];
             store::<NV>(&mut sa, &s);
             let mut out = load::<NV>(lam_next);
@@ -297,19 +334,78 @@ mod x86 {
         }
     }
 
-    /// The adjoint step in place: λ⁺ is read from and λ written to `lam`.
+    /// The forward step out of place, with D = σ'(Z) into `d`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn forward_keeping<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &[f64],
+        u_next: &mut [f64],
+        d: &mut [f64],
+    ) {
+        let layer = Layer::<W, NV>::new(k, b, h, false);
+        let cols = u.chunks_exact(W).zip(d.chunks_exact_mut(W));
+        for (un, (uj, dj)) in u_next.chunks_exact_mut(W).zip(cols) {
+            let (out, dv) = layer.forward_keeping::<S>(uj);
+            store::<NV>(un, &out);
+            store::<NV>(dj, &dv);
+        }
+    }
+
+    /// The forward step in place, with D = σ'(Z) into `d`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn forward_in_place_keeping<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &mut [f64],
+        d: &mut [f64],
+    ) {
+        let layer = Layer::<W, NV>::new(k, b, h, false);
+        for (uj, dj) in u.chunks_exact_mut(W).zip(d.chunks_exact_mut(W)) {
+            let (out, dv) = layer.forward_keeping::<S>(uj);
+            store::<NV>(uj, &out);
+            store::<NV>(dj, &dv);
+        }
+    }
+
+    /// D = σ'(K U + b 1ᵀ) into `d`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn derivatives<const W: usize, const NV: usize, S: Sigma>(
+        h: f64,
+        k: &[f64],
+        b: &[f64],
+        u: &[f64],
+        d: &mut [f64],
+    ) {
+        let layer = Layer::<W, NV>::new(k, b, h, false);
+        for (uj, dj) in u.chunks_exact(W).zip(d.chunks_exact_mut(W)) {
+            store::<NV>(dj, &layer.derivative::<S>(uj));
+        }
+    }
+
+    /// Column j of a kept derivative, if any.
+    #[inline]
+    fn column<const W: usize>(d: Option<&[f64]>, j: usize) -> Option<&[f64]> {
+        d.map(|d| &d[j * W..(j + 1) * W])
+    }
+
+    /// The adjoint step in place: λ⁺ is read from and λ written to `lam` (σ'(Z) from `d`
+    /// when kept).
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn adjoint<const W: usize, const NV: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
         u: &[f64],
+        d: Option<&[f64]>,
         lam: &mut [f64],
         grad: Option<(&mut [f64], &mut [f64])>,
     ) {
         let mut layer = Layer::<W, NV>::new(k, b, h, true);
-        for (lj, uj) in lam.chunks_exact_mut(W).zip(u.chunks_exact(W)) {
-            let out = layer.adjoint::<S>(uj, lj, grad.is_some());
+        for (j, (lj, uj)) in lam.chunks_exact_mut(W).zip(u.chunks_exact(W)).enumerate() {
+            let out = layer.adjoint::<S>(uj, column::<W>(d, j), lj, grad.is_some());
             store::<NV>(lj, &out);
         }
         if let Some((gk, gb)) = grad {
@@ -324,14 +420,16 @@ mod x86 {
         k: &[f64],
         b: &[f64],
         u: &[f64],
+        d: Option<&[f64]>,
         lam_next: &[f64],
         lam_out: &mut [f64],
         grad: Option<(&mut [f64], &mut [f64])>,
     ) {
         let mut layer = Layer::<W, NV>::new(k, b, h, true);
         let cols = lam_next.chunks_exact(W).zip(u.chunks_exact(W));
-        for (oj, (lj, uj)) in lam_out.chunks_exact_mut(W).zip(cols) {
-            store::<NV>(oj, &layer.adjoint::<S>(uj, lj, grad.is_some()));
+        for (j, (oj, (lj, uj))) in lam_out.chunks_exact_mut(W).zip(cols).enumerate() {
+            let out = layer.adjoint::<S>(uj, column::<W>(d, j), lj, grad.is_some());
+            store::<NV>(oj, &out);
         }
         if let Some((gk, gb)) = grad {
             layer.flush(gk, gb);
@@ -345,13 +443,14 @@ mod x86 {
         k: &[f64],
         b: &[f64],
         u: &[f64],
+        d: Option<&[f64]>,
         lam_next: &[f64],
         gk: &mut [f64],
         gb: &mut [f64],
     ) {
         let mut layer = Layer::<W, NV>::new(k, b, h, false);
-        for (lj, uj) in lam_next.chunks_exact(W).zip(u.chunks_exact(W)) {
-            layer.sensitivity::<S>(uj, lj, true);
+        for (j, (lj, uj)) in lam_next.chunks_exact(W).zip(u.chunks_exact(W)).enumerate() {
+            layer.sensitivity::<S>(uj, column::<W>(d, j), lj, true);
         }
         layer.flush(gk, gb);
     }
@@ -413,11 +512,51 @@ pub fn forward_in_place(step: &DenseStep, u: &mut [f64]) {
     dispatch!(width, act, forward_in_place(h, k, b, u))
 }
 
+/// U⁺ = U + h σ(K U + b 1ᵀ) into `u_next` and D = σ'(K U + b 1ᵀ) into `d`: the bits of
+/// [`forward`] and [`derivative`] (requires [`supported`]`(width)`).
+pub fn forward_keeping(step: &DenseStep, u: &[f64], u_next: &mut [f64], d: &mut [f64]) {
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
+    dispatch!(width, act, forward_keeping(h, k, b, u, u_next, d))
+}
+
+/// U ← U + h σ(K U + b 1ᵀ) and D = σ'(K U + b 1ᵀ) into `d` (in place; as [`forward_keeping`]).
+pub fn forward_in_place_keeping(step: &DenseStep, u: &mut [f64], d: &mut [f64]) {
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
+    dispatch!(width, act, forward_in_place_keeping(h, k, b, u, d))
+}
+
+/// D = σ'(K U + b 1ᵀ) into `d`, the derivative the adjoint kernels form (requires
+/// [`supported`]`(width)`).
+pub fn derivative(step: &DenseStep, u: &[f64], d: &mut [f64]) {
+    let DenseStep {
+        act,
+        h,
+        width,
+        k,
+        b,
+    } = *step;
+    dispatch!(width, act, derivatives(h, k, b, u, d))
+}
+
 /// λ ← λ + Kᵀ S with S = σ'(K U + b 1ᵀ) ⊙ (h λ), and ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 when `grad`
-/// is given (requires [`supported`]`(width)`).
+/// is given; σ'(K U + b 1ᵀ) read from `d` when kept ([`derivative`]), the same bits (requires
+/// [`supported`]`(width)`).
 pub fn adjoint(
     step: &DenseStep,
     u: &[f64],
+    d: Option<&[f64]>,
     lam: &mut [f64],
     grad: Option<(&mut [f64], &mut [f64])>,
 ) {
@@ -428,7 +567,7 @@ pub fn adjoint(
         k,
         b,
     } = *step;
-    dispatch!(width, act, adjoint(h, k, b, u, lam, grad))
+    dispatch!(width, act, adjoint(h, k, b, u, d, lam, grad))
 }
 
 /// The adjoint step out of place: λ = λ⁺ + Kᵀ S from `lam_next` into `lam_out`, the same bits
@@ -436,6 +575,7 @@ pub fn adjoint(
 pub fn adjoint_from(
     step: &DenseStep,
     u: &[f64],
+    d: Option<&[f64]>,
     lam_next: &[f64],
     lam_out: &mut [f64],
     grad: Option<(&mut [f64], &mut [f64])>,
@@ -450,13 +590,20 @@ pub fn adjoint_from(
     dispatch!(
         width,
         act,
-        adjoint_from(h, k, b, u, lam_next, lam_out, grad)
+        adjoint_from(h, k, b, u, d, lam_next, lam_out, grad)
     )
 }
 
 /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1 with S = σ'(K U + b 1ᵀ) ⊙ (h λ⁺); the same bits as the
 /// gradient of [`adjoint`] (requires [`supported`]`(width)`).
-pub fn gradient(step: &DenseStep, u: &[f64], lam_next: &[f64], gk: &mut [f64], gb: &mut [f64]) {
+pub fn gradient(
+    step: &DenseStep,
+    u: &[f64],
+    d: Option<&[f64]>,
+    lam_next: &[f64],
+    gk: &mut [f64],
+    gb: &mut [f64],
+) {
     let DenseStep {
         act,
         h,
@@ -464,5 +611,5 @@ pub fn gradient(step: &DenseStep, u: &[f64], lam_next: &[f64], gk: &mut [f64], g
         k,
         b,
     } = *step;
-    dispatch!(width, act, gradient(h, k, b, u, lam_next, gk, gb))
+    dispatch!(width, act, gradient(h, k, b, u, d, lam_next, gk, gb))
 }

@@ -100,4 +100,44 @@ impl Step for HiddenStep<'_> {
     fn increment_dot(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch) -> f64 {
         dispatch!(self, s => s.increment_dot(u, lam_next, scratch))
     }
+
+    #[inline]
+    fn forward_keeping(&self, u: &[f64], u_next: &mut [f64], d: &mut [f64], scratch: &mut Scratch) {
+        dispatch!(self, s => s.forward_keeping(u, u_next, d, scratch))
+    }
+
+    #[inline]
+    fn forward_in_place_keeping(&self, u: &mut [f64], d: &mut [f64], scratch: &mut Scratch) {
+        dispatch!(self, s => s.forward_in_place_keeping(u, d, scratch))
+    }
+
+    #[inline]
+    fn derivative(&self, u: &[f64], d: &mut [f64], scratch: &mut Scratch) {
+        dispatch!(self, s => s.derivative(u, d, scratch))
+    }
+
+    #[inline]
+    fn adjoint_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: Option<&[f64]>,
+        lam: &mut [f64],
+        scratch: &mut Scratch,
+        grad: Option<&mut [f64]>,
+    ) {
+        dispatch!(self, s => s.adjoint_given(u, d, lam_next, lam, scratch, grad))
+    }
+
+    #[inline]
+    fn gradient_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: &[f64],
+        scratch: &mut Scratch,
+        grad: &mut [f64],
+    ) {
+        dispatch!(self, s => s.gradient_given(u, d, lam_next, scratch, grad))
+    }
 }

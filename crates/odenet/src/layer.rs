@@ -77,6 +77,41 @@ pub trait Step {
     /// size (summed over the batch in storage order). With a time scale s, h = s·h₀ and
     /// ∂J/∂s = Σ_n h₀ ⟨Λ_{n+1}, σ(Z_n(U_n))⟩.
     fn increment_dot(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch) -> f64;
+
+    /// U⁺ = Φ(U) from `u` into `u_next`, the bits of [`Step::forward`], and D = σ'(Z(U)) into
+    /// `d` (one value per state value): the derivative every adjoint evaluation of this step
+    /// at U needs, kept so that [`Step::adjoint_given`] and [`Step::gradient_given`] need not
+    /// form Z again.
+    fn forward_keeping(&self, u: &[f64], u_next: &mut [f64], d: &mut [f64], scratch: &mut Scratch);
+
+    /// U ← Φ(U) and D = σ'(Z(U)) into `d` (as [`Step::forward_keeping`], in place).
+    fn forward_in_place_keeping(&self, u: &mut [f64], d: &mut [f64], scratch: &mut Scratch);
+
+    /// D = σ'(Z(U)) into `d`: the bits [`Step::forward_keeping`] writes.
+    fn derivative(&self, u: &[f64], d: &mut [f64], scratch: &mut Scratch);
+
+    /// The adjoint step with D = σ'(Z(U)) given ([`Step::derivative`]): in place in `lam` as
+    /// [`Step::adjoint`] when `lam_next` is None, else from `lam_next` into `lam` as
+    /// [`Step::adjoint_from`]; the same bits, one matrix product (or convolution) fewer.
+    fn adjoint_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: Option<&[f64]>,
+        lam: &mut [f64],
+        scratch: &mut Scratch,
+        grad: Option<&mut [f64]>,
+    );
+
+    /// [`Step::gradient`] with D = σ'(Z(U)) given: the same bits.
+    fn gradient_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: &[f64],
+        scratch: &mut Scratch,
+        grad: &mut [f64],
+    );
 }
 
 /// Work arrays of a step for one batch: Z (pre-activation) and S (sensitivity). Reused across
@@ -223,6 +258,15 @@ impl DenseStep<'_> {
         activation::sensitivity(self.act, self.h, z, lam_next, s);
     }
 
+    /// With S in `s`: the gradient when asked, then Λ += Kᵀ S in `lam`.
+    fn adjoint_tail(&self, u: &[f64], s: &[f64], lam: &mut [f64], grad: Option<&mut [f64]>) {
+        if let Some(g) = grad {
+            self.add_gradient(u, s, g);
+        }
+        let (w, batch) = (self.width, u.len() / self.width);
+        gemm(w, w, batch, 1.0, self.k, true, s, false, 1.0, lam);
+    }
+
     /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1.
     fn add_gradient(&self, u: &[f64], s: &[f64], grad: &mut [f64]) {
         let w = self.width;
@@ -266,16 +310,12 @@ impl Step for DenseStep<'_> {
     #[inline]
     fn adjoint(&self, u: &[f64], lam: &mut [f64], scratch: &mut Scratch, grad: Option<&mut [f64]>) {
         if fused::supported(self.width) {
-            return fused::adjoint(self, u, lam, split_grad(self.width, grad));
+            return fused::adjoint(self, u, None, lam, split_grad(self.width, grad));
         }
         let (z, s) = scratch.parts(u.len());
         self.pre_activation(u, z);
         self.sensitivity(z, lam, s);
-        if let Some(g) = grad {
-            self.add_gradient(u, s, g);
-        }
-        let (w, batch) = (self.width, u.len() / self.width);
-        gemm(w, w, batch, 1.0, self.k, true, s, false, 1.0, lam);
+        self.adjoint_tail(u, s, lam, grad);
     }
 
     #[inline]
@@ -288,7 +328,14 @@ impl Step for DenseStep<'_> {
         grad: Option<&mut [f64]>,
     ) {
         if fused::supported(self.width) {
-            return fused::adjoint_from(self, u, lam_next, lam_out, split_grad(self.width, grad));
+            return fused::adjoint_from(
+                self,
+                u,
+                None,
+                lam_next,
+                lam_out,
+                split_grad(self.width, grad),
+            );
         }
         lam_out.copy_from_slice(lam_next);
         self.adjoint(u, lam_out, scratch, grad);
@@ -298,7 +345,7 @@ impl Step for DenseStep<'_> {
     fn gradient(&self, u: &[f64], lam_next: &[f64], scratch: &mut Scratch, grad: &mut [f64]) {
         if fused::supported(self.width) {
             let (gk, gb) = split_grad(self.width, Some(grad)).expect("given");
-            return fused::gradient(self, u, lam_next, gk, gb);
+            return fused::gradient(self, u, None, lam_next, gk, gb);
         }
         let (z, s) = scratch.parts(u.len());
         self.pre_activation(u, z);
@@ -316,6 +363,74 @@ impl Step for DenseStep<'_> {
             sum += li * si;
         }
         sum
+    }
+
+    fn forward_keeping(&self, u: &[f64], u_next: &mut [f64], d: &mut [f64], scratch: &mut Scratch) {
+        if fused::supported(self.width) {
+            return fused::forward_keeping(self, u, u_next, d);
+        }
+        let z = scratch.z(u.len());
+        self.pre_activation(u, z);
+        activation::forward_keeping_derivative(self.act, self.h, z, u, u_next, d);
+    }
+
+    fn forward_in_place_keeping(&self, u: &mut [f64], d: &mut [f64], scratch: &mut Scratch) {
+        if fused::supported(self.width) {
+            return fused::forward_in_place_keeping(self, u, d);
+        }
+        let z = scratch.z(u.len());
+        self.pre_activation(u, z);
+        activation::forward_in_place_keeping_derivative(self.act, self.h, z, u, d);
+    }
+
+    fn derivative(&self, u: &[f64], d: &mut [f64], scratch: &mut Scratch) {
+        if fused::supported(self.width) {
+            return fused::derivative(self, u, d);
+        }
+        let z = scratch.z(u.len());
+        self.pre_activation(u, z);
+        activation::apply_derivative(self.act, z, d);
+    }
+
+    fn adjoint_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: Option<&[f64]>,
+        lam: &mut [f64],
+        scratch: &mut Scratch,
+        grad: Option<&mut [f64]>,
+    ) {
+        if fused::supported(self.width) {
+            let g = split_grad(self.width, grad);
+            return match lam_next {
+                None => fused::adjoint(self, u, Some(d), lam, g),
+                Some(next) => fused::adjoint_from(self, u, Some(d), next, lam, g),
+            };
+        }
+        if let Some(next) = lam_next {
+            lam.copy_from_slice(next);
+        }
+        let (_, s) = scratch.parts(u.len());
+        activation::sensitivity_from_derivative(self.h, d, lam, s);
+        self.adjoint_tail(u, s, lam, grad);
+    }
+
+    fn gradient_given(
+        &self,
+        u: &[f64],
+        d: &[f64],
+        lam_next: &[f64],
+        scratch: &mut Scratch,
+        grad: &mut [f64],
+    ) {
+        if fused::supported(self.width) {
+            let (gk, gb) = split_grad(self.width, Some(grad)).expect("given");
+            return fused::gradient(self, u, Some(d), lam_next, gk, gb);
+        }
+        let (_, s) = scratch.parts(u.len());
+        activation::sensitivity_from_derivative(self.h, d, lam_next, s);
+        self.add_gradient(u, s, grad);
     }
 }
 
@@ -428,6 +543,32 @@ mod tests {
                 let (gk3, gb3) = (g3[..width * width].to_vec(), g3[width * width..].to_vec());
                 assert_eq!(lam3, lam, "out-of-place adjoint w={width} {act}");
                 assert_eq!((gk3, gb3), (gk, gb));
+                // The kernels that keep or take D = σ'(Z) give the bits of those that do not.
+                let mut d = vec![0.0; width * batch];
+                let mut next_k = vec![0.0; width * batch];
+                step.forward_keeping(&u, &mut next_k, &mut d, &mut scratch);
+                assert_eq!(next_k, next, "forward_keeping w={width} {act}");
+                let mut d2 = vec![0.0; width * batch];
+                step.derivative(&u, &mut d2, &mut scratch);
+                assert_eq!(d2, d, "derivative w={width} {act}");
+                let (mut inplace_k, mut d3) = (u.clone(), vec![0.0; width * batch]);
+                step.forward_in_place_keeping(&mut inplace_k, &mut d3, &mut scratch);
+                assert_eq!((inplace_k, d3), (inplace.clone(), d.clone()), "in place w={width} {act}");
+                let mut lam4 = lam0.clone();
+                let mut g4 = vec![0.0; dense.param_len()];
+                step.adjoint_given(&u, &d, None, &mut lam4, &mut scratch, Some(&mut g4));
+                assert_eq!(lam4, lam, "adjoint_given w={width} {act}");
+                assert_eq!(g4, g, "adjoint_given gradient w={width} {act}");
+                let mut lam5 = vec![0.0; width * batch];
+                let mut g5 = vec![0.0; dense.param_len()];
+                step.adjoint_given(&u, &d, Some(&lam0), &mut lam5, &mut scratch, Some(&mut g5));
+                assert_eq!((lam5, g5), (lam.clone(), g.clone()), "adjoint_given out of place w={width} {act}");
+                let mut lam6 = lam0.clone();
+                step.adjoint_given(&u, &d, None, &mut lam6, &mut scratch, None);
+                assert_eq!(lam6, lam, "adjoint_given without gradient w={width} {act}");
+                let mut g6 = vec![0.0; dense.param_len()];
+                step.gradient_given(&u, &d, &lam0, &mut scratch, &mut g6);
+                assert_eq!(g6, g2, "gradient_given w={width} {act}");
                 let dot_ref: f64 = z.iter().zip(&lam0).map(|(zi, l)| l * act.value(*zi)).sum();
                 let dot = step.increment_dot(&u, &lam0, &mut scratch);
                 assert!(

@@ -262,6 +262,29 @@ fn step_kernels_match_the_formulas() {
             assert_eq!(lam3, lam, "out-of-place adjoint {c:?} {act}");
             assert_eq!(g3, g, "out-of-place gradient {c:?} {act}");
 
+            // Keeping D = σ'(Z) and taking it gives the same bits.
+            let (mut next_k, mut d) = (vec![0.0; n * batch], vec![0.0; n * batch]);
+            step.forward_keeping(&u, &mut next_k, &mut d, &mut scratch);
+            assert_eq!(next_k, next, "forward_keeping {c:?} {act}");
+            let mut d2 = vec![0.0; n * batch];
+            step.derivative(&u, &mut d2, &mut scratch);
+            assert_eq!(d2, d, "derivative {c:?} {act}");
+            let (mut inplace_k, mut d3) = (u.clone(), vec![0.0; n * batch]);
+            step.forward_in_place_keeping(&mut inplace_k, &mut d3, &mut scratch);
+            assert_eq!((&inplace_k, &d3), (&next, &d), "in place keeping {c:?} {act}");
+            let (mut lam4, mut g4) = (lam0.clone(), vec![0.0; layer.param_len()]);
+            step.adjoint_given(&u, &d, None, &mut lam4, &mut scratch, Some(&mut g4));
+            assert_eq!((&lam4, &g4), (&lam, &g), "adjoint_given {c:?} {act}");
+            let (mut lam5, mut g5) = (vec![0.0; n * batch], vec![0.0; layer.param_len()]);
+            step.adjoint_given(&u, &d, Some(&lam0), &mut lam5, &mut scratch, Some(&mut g5));
+            assert_eq!((&lam5, &g5), (&lam, &g), "adjoint_given out of place {c:?} {act}");
+            let mut lam6 = lam0.clone();
+            step.adjoint_given(&u, &d, None, &mut lam6, &mut scratch, None);
+            assert_eq!(lam6, lam, "adjoint_given without gradient {c:?} {act}");
+            let mut g6 = vec![0.0; layer.param_len()];
+            step.gradient_given(&u, &d, &lam0, &mut scratch, &mut g6);
+            assert_eq!(g6, g, "gradient_given {c:?} {act}");
+
             let dot_ref: f64 = z.iter().zip(&lam0).map(|(zi, l)| l * act.value(*zi)).sum();
             let dot = step.increment_dot(&u, &lam0, &mut scratch);
             assert!(
