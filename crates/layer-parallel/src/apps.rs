@@ -8,6 +8,70 @@ use crate::ghosts::LayerControls;
 use mgrit::{App, Comm, Solver, StepInfo};
 use odenet::linalg::dot;
 use odenet::{Network, Scratch, Step};
+use std::ops::Range;
+
+/// D_n = σ'(Z_n(U_n)), the activation's derivative at the pre-activation of each owned layer n
+/// at the forward solution U: every adjoint step from n, on every level (a coarse step from n
+/// uses θ_n and U_n too), and the layer gradients need it, and none of them changes it. Kept
+/// once per forward solution, the adjoint's steps skip the product Z_n = K_n U_n + b_n (and σ')
+/// that they would otherwise form at every visit; the bits are the same either way.
+///
+/// The one-level (serial) forward solve writes D_n as it steps ([`ForwardApp::keep`]); before
+/// a multilevel adjoint solve the layers not written are formed from U_n
+/// ([`Derivatives::missing`]). A new forward solve invalidates them all. The values are one
+/// state per owned layer, allocated once per batch size and reused.
+#[derive(Debug, Default)]
+pub struct Derivatives {
+    values: Vec<f64>,
+    /// The owned layers, and the length of one layer's D (state_len · B).
+    layers: Range<usize>,
+    len: usize,
+    /// Whether D_n of the current forward solution is in place, per owned layer.
+    filled: Vec<bool>,
+}
+
+impl Derivatives {
+    /// Invalidates every layer's D and sizes the store for `layers` of `len` values each
+    /// (growing only).
+    pub fn invalidate(&mut self, layers: Range<usize>, len: usize) {
+        let count = layers.len();
+        if self.values.len() < count * len {
+            self.values.resize(count * len, 0.0);
+        }
+        self.layers = layers;
+        self.len = len;
+        self.filled.clear();
+        self.filled.resize(count, false);
+    }
+
+    /// Invalidates every layer's D, keeping the store.
+    pub fn clear(&mut self) {
+        self.filled.iter_mut().for_each(|f| *f = false);
+    }
+
+    /// D_n, if kept for the current forward solution.
+    pub fn layer(&self, n: usize) -> Option<&[f64]> {
+        let i = n.checked_sub(self.layers.start)?;
+        (*self.filled.get(i)?).then(|| &self.values[i * self.len..(i + 1) * self.len])
+    }
+
+    /// Where D_n goes (marked kept: the caller writes it now), if n is an owned layer.
+    pub fn layer_mut(&mut self, n: usize) -> Option<&mut [f64]> {
+        let i = n.checked_sub(self.layers.start)?;
+        *self.filled.get_mut(i)? = true;
+        Some(&mut self.values[i * self.len..(i + 1) * self.len])
+    }
+
+    /// The owned layers whose D is not kept yet.
+    pub fn missing(&self) -> Vec<usize> {
+        self.layers
+            .clone()
+            .zip(&self.filled)
+            .filter(|(_, &f)| !f)
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
 
 /// Forward propagation U ← U + Δt σ(K_a U + b_a 1ᵀ) for a step from time index a, starting
 /// from U_0 = opening(X).
@@ -20,6 +84,19 @@ pub struct ForwardApp<'a> {
     pub x: &'a [f64],
     pub batch: usize,
     pub scratch: Scratch,
+    /// Where the fine steps write D_n = σ'(Z_n(U_n)) as they go: set for a one-level solve,
+    /// whose every fine step runs once, from the final U_n.
+    pub keep: Option<&'a mut Derivatives>,
+}
+
+impl ForwardApp<'_> {
+    /// Where the step of `info` keeps its D, if it does.
+    fn kept(&mut self, info: &StepInfo) -> Option<&mut [f64]> {
+        match (&mut self.keep, info.level) {
+            (Some(k), 0) => k.layer_mut(info.from),
+            _ => None,
+        }
+    }
 }
 
 impl App for ForwardApp<'_> {
@@ -28,14 +105,24 @@ impl App for ForwardApp<'_> {
     fn step(&mut self, u: &mut Vec<f64>, info: &StepInfo) {
         let dt = info.dt * self.ctrl.time_scale();
         let step = self.net.step(self.ctrl.layer(info.from), dt);
-        step.forward_in_place(u, &mut self.scratch);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match self.kept(info) {
+            Some(d) => step.forward_in_place_keeping(u, d, &mut scratch),
+            None => step.forward_in_place(u, &mut scratch),
+        }
+        self.scratch = scratch;
     }
 
     fn step_from(&mut self, src: &Vec<f64>, dst: &mut Vec<f64>, info: &StepInfo) {
         let dt = info.dt * self.ctrl.time_scale();
         let step = self.net.step(self.ctrl.layer(info.from), dt);
         dst.resize(src.len(), 0.0);
-        step.forward(src, dst, &mut self.scratch);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match self.kept(info) {
+            Some(d) => step.forward_keeping(src, dst, d, &mut scratch),
+            None => step.forward(src, dst, &mut scratch),
+        }
+        self.scratch = scratch;
     }
 
     /// U_0 = opening(X) at index 0; zero elsewhere.
@@ -87,6 +174,9 @@ pub struct AdjointApp<'a, C: Comm> {
     /// The hidden-layer slice of the θ-gradient (layer n at `layer(n)` shifted to the
     /// slice's start).
     pub grad: Option<&'a mut [f64]>,
+    /// D_n = σ'(Z_n(U_n)) of the forward solution where kept: the steps from n take it
+    /// instead of forming Z_n.
+    pub derivs: Option<&'a Derivatives>,
 }
 
 impl<C: Comm> AdjointApp<'_, C> {
@@ -109,9 +199,10 @@ impl<C: Comm> AdjointApp<'_, C> {
             }
             _ => None,
         };
-        match lam_next {
-            None => step.adjoint(u, lam, &mut self.scratch, g),
-            Some(next) => step.adjoint_from(u, next, lam, &mut self.scratch, g),
+        match (self.derivs.and_then(|d| d.layer(a)), lam_next) {
+            (Some(d), next) => step.adjoint_given(u, d, next, lam, &mut self.scratch, g),
+            (None, None) => step.adjoint(u, lam, &mut self.scratch, g),
+            (None, Some(next)) => step.adjoint_from(u, next, lam, &mut self.scratch, g),
         }
     }
 }

@@ -15,7 +15,7 @@
 //! formed from per-layer partials summed in layer order, so a run gives the same bits on any
 //! number of ranks.
 
-use crate::apps::ForwardApp;
+use crate::apps::{Derivatives, ForwardApp};
 use crate::controls::Controls;
 use crate::ghosts::{Ghosts, LayerControls};
 use crate::partition::{LocalLayout, Partition};
@@ -77,6 +77,8 @@ struct Buffers {
     logits: Vec<f64>,
     seed: Vec<f64>,
     lambda_final: Vec<f64>,
+    /// D_n = σ'(Z_n(U_n)) of the owned layers at the forward solution.
+    derivs: Derivatives,
 }
 
 /// The network split across the ranks of `C`, with its MGRIT solvers: the objective J(p),
@@ -106,6 +108,9 @@ pub struct Objective<C: Comm> {
     new_batch: bool,
     /// The data × layer grid this objective is a row of ([`Objective::set_data_grid`]).
     data: Option<DataGrid<C>>,
+    /// Whether the gradient keeps D_n = σ'(Z_n(U_n)) from the forward solve for the adjoint
+    /// ([`Objective::keep_derivatives`]).
+    keep_derivatives: bool,
 }
 
 impl<C: Comm> Objective<C> {
@@ -152,7 +157,17 @@ impl<C: Comm> Objective<C> {
             adj_steps: Vec::new(),
             new_batch: false,
             data: None,
+            keep_derivatives: true,
         })
+    }
+
+    /// Whether a gradient evaluation keeps D_n = σ'(Z_n(U_n)) of every owned layer from the
+    /// forward solution for the adjoint solve and the layer gradients (default: yes). Keeping
+    /// costs one state per owned layer of memory and saves a matrix product (or convolution)
+    /// and an activation pass at every adjoint step; the results are the same bits either
+    /// way. The chunked data-grid evaluation does not keep them.
+    pub fn keep_derivatives(&mut self, keep: bool) {
+        self.keep_derivatives = keep;
     }
 
     pub fn settings(&self) -> &SolverSettings {
@@ -356,6 +371,7 @@ impl<C: Comm> Objective<C> {
             x,
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
+            keep: None,
         };
         sweep.solve(&mut app);
         self.buf.scratch = app.scratch;

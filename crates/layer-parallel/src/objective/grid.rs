@@ -340,6 +340,7 @@ impl<C: Comm> Objective<C> {
             x: xr,
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
+            keep: None,
         };
         sweep.solve(&mut app);
         self.buf.scratch = app.scratch;
@@ -417,7 +418,10 @@ impl<C: Comm> Objective<C> {
             x,
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
+            keep: None,
         };
+        // The forward solution changes: no D_n kept from an earlier one applies.
+        self.buf.derivs.clear();
         let fstats = self.forward.solve(&mut Chunked {
             inner: &mut fwd,
             grid,
@@ -477,6 +481,7 @@ impl<C: Comm> Objective<C> {
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: None,
+            derivs: None,
         };
         let astats = self.adjoint.solve(&mut Chunked {
             inner: &mut adj,
@@ -534,7 +539,7 @@ impl<C: Comm> Objective<C> {
         let h = self.net.step_size();
         let with_scale = !self.model_layout.scale.is_empty();
         let w = self.net.layout.shape.width;
-        self.visit_owned_layers(theta, |i, range, step, u, next, scratch| {
+        self.visit_owned_layers(theta, |i, range, step, u, next, _, scratch| {
             for (p, c) in parts.iter_mut().zip(cols) {
                 let cr = c.start * w..c.end * w;
                 step.gradient(

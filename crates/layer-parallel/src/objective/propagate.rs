@@ -34,6 +34,13 @@ impl<C: Comm> Objective<C> {
     /// examples; afterwards the last rank holds U_N ([`Objective::final_state`]).
     pub(crate) fn forward_solve(&mut self, theta: &[f64], x: &[f64], batch: usize) -> Stats {
         let ml = &self.model_layout;
+        // One level: the sweep runs every fine step once, from the final U_n, and keeps its
+        // D_n; with more levels the adjoint solve forms them from the solution.
+        let state = self.net.layout.shape.width * batch;
+        self.buf
+            .derivs
+            .invalidate(self.part.owned_layers.clone(), state);
+        let one_level = self.forward.grid().num_levels() == 1;
         let mut fwd = ForwardApp {
             net: &self.net,
             ctrl: LayerControls {
@@ -46,6 +53,7 @@ impl<C: Comm> Objective<C> {
             x,
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
+            keep: (self.keep_derivatives && one_level).then_some(&mut self.buf.derivs),
         };
         let fstats = self.forward.solve(&mut fwd);
         self.buf.scratch = fwd.scratch;
@@ -77,6 +85,9 @@ impl<C: Comm> Objective<C> {
         input_adjoint: Option<&mut Vec<f64>>,
     ) -> Stats {
         let ml = self.model_layout.clone();
+        if self.keep_derivatives {
+            self.keep_missing_derivatives(theta);
+        }
         // Adjoint solve (with one level, the fine steps also form the layer gradients).
         let fused = self.adjoint.grid().num_levels() == 1;
         let mut adj = AdjointApp {
@@ -92,6 +103,7 @@ impl<C: Comm> Objective<C> {
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: fused.then(|| &mut grad[ml.layers.clone()]),
+            derivs: self.keep_derivatives.then_some(&self.buf.derivs),
         };
         let astats = self.adjoint.solve(&mut adj);
         self.buf.scratch = adj.scratch;
@@ -163,9 +175,12 @@ impl<C: Comm> Objective<C> {
         let h = self.net.step_size();
         let scale = self.model_layout.scale.clone();
         let mut scale_terms = Vec::new();
-        self.visit_owned_layers(theta, |_, range, step, u, next, scratch| {
+        self.visit_owned_layers(theta, |_, range, step, u, next, d, scratch| {
             if hidden {
-                step.gradient(u, next, scratch, &mut grad[range]);
+                match d {
+                    Some(d) => step.gradient_given(u, d, next, scratch, &mut grad[range]),
+                    None => step.gradient(u, next, scratch, &mut grad[range]),
+                }
             }
             if !scale.is_empty() {
                 scale_terms.push(h * step.increment_dot(u, next, scratch));
@@ -176,13 +191,44 @@ impl<C: Comm> Objective<C> {
         }
     }
 
+    /// After the forward solve: forms D_n = σ'(Z_n(U_n)) of every owned layer the forward
+    /// solve did not keep (all of them after a multilevel solve).
+    fn keep_missing_derivatives(&mut self, theta: &[f64]) {
+        let hs = self.scaled_step(theta);
+        for n in self.buf.derivs.missing() {
+            let step = self.net.step(&theta[self.model_layout.layer(n)], hs);
+            let u = self.forward.state(n).expect("owned");
+            let d = self.buf.derivs.layer_mut(n).expect("owned");
+            step.derivative(u, d, &mut self.buf.scratch);
+        }
+    }
+
+    /// The step size of the hidden layers, s·h (h with a fixed time scale).
+    fn scaled_step(&self, theta: &[f64]) -> f64 {
+        let scale = &self.model_layout.scale;
+        self.net.step_size()
+            * if scale.is_empty() {
+                1.0
+            } else {
+                theta[scale.start]
+            }
+    }
+
     /// After the adjoint solve: calls `visit(i, θ_n's range, step n at s·h, U_n, λ_{n+1},
-    /// scratch)` for the i-th owned layer n, in layer order. The λ of a rank's first point
-    /// goes to the rank before (which owns the layer ending there). Collective.
+    /// D_n where kept, scratch)` for the i-th owned layer n, in layer order. The λ of a rank's
+    /// first point goes to the rank before (which owns the layer ending there). Collective.
     pub(crate) fn visit_owned_layers(
         &mut self,
         theta: &[f64],
-        mut visit: impl FnMut(usize, Range<usize>, &HiddenStep<'_>, &[f64], &[f64], &mut Scratch),
+        mut visit: impl FnMut(
+            usize,
+            Range<usize>,
+            &HiddenStep<'_>,
+            &[f64],
+            &[f64],
+            Option<&[f64]>,
+            &mut Scratch,
+        ),
     ) {
         let (lo, hi) = (self.part.points.start, self.part.points.end);
         if lo > 0 {
@@ -192,13 +238,7 @@ impl<C: Comm> Objective<C> {
         }
         // Every rank but the last owns layer hi−1, whose λ_hi is the right neighbour's first.
         let lam_hi = (!self.part.is_last()).then(|| self.comm.recv(self.part.rank + 1, LAMBDA_TAG));
-        let scale = &self.model_layout.scale;
-        let hs = self.net.step_size()
-            * if scale.is_empty() {
-                1.0
-            } else {
-                theta[scale.start]
-            };
+        let hs = self.scaled_step(theta);
         for (i, n) in self.part.owned_layers.clone().enumerate() {
             let next = if n + 1 < hi {
                 self.adjoint.state(n + 1).expect("owned")
@@ -208,7 +248,12 @@ impl<C: Comm> Objective<C> {
             let range = self.model_layout.layer(n);
             let u = self.forward.state(n).expect("owned");
             let step = self.net.step(&theta[range.clone()], hs);
-            visit(i, range, &step, u, next, &mut self.buf.scratch);
+            let d = if self.keep_derivatives {
+                self.buf.derivs.layer(n)
+            } else {
+                None
+            };
+            visit(i, range, &step, u, next, d, &mut self.buf.scratch);
         }
         self.comm.wait_sends();
     }
