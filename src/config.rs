@@ -194,6 +194,9 @@ pub struct MgritConfig {
     pub warm_restart: bool,
     /// How a warm-restarted solve starts on a new mini-batch.
     pub batch_start: BatchStart,
+    /// Keep σ'(Z_n) of each layer from the forward solution for the adjoint (one state per
+    /// layer more memory, a product fewer per adjoint step; the same bits).
+    pub keep_derivatives: bool,
     pub print_level: usize,
 }
 
@@ -297,6 +300,7 @@ impl Default for Config {
                 skip: true,
                 warm_restart: true,
                 batch_start: BatchStart::Coarse,
+                keep_derivatives: true,
                 print_level: 0,
             },
             optimizer: OptimizerConfig {

@@ -235,17 +235,18 @@ pub fn check_network_within(
         )
     })?;
     // The states of one rank's layers (and the per-layer controls of spline runs), forward
-    // and adjoint, for a batch.
+    // and adjoint, and the kept derivatives σ'(Z_n) (mgrit.keep_derivatives), for a batch.
     let batch = match o.batch_size {
         0 => examples,
         b => b.min(examples),
     } as u128;
+    let per_layer = 2 + u128::from(config.mgrit.keep_derivatives);
     let local = layers.div_ceil(ranks.max(1) as u128) + 1;
-    let mut states = m(m(m(2, local), w), batch).saturating_add(m(local, per_set));
+    let mut states = m(m(m(per_layer, local), w), batch).saturating_add(m(local, per_set));
     for &(l, wi, per, _) in &later {
         let local = l.div_ceil(ranks.max(1) as u128) + 1;
         states = states
-            .saturating_add(m(m(m(2, local), wi), batch))
+            .saturating_add(m(m(m(per_layer, local), wi), batch))
             .saturating_add(m(local, per));
     }
     fits(m(states, F64), limit, || {
@@ -303,6 +304,45 @@ mod tests {
             .to_string();
         assert!(e.contains("`network.blocks`"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    /// The kept derivatives (mgrit.keep_derivatives) are a third state per layer.
+    #[test]
+    fn kept_derivatives_count_as_a_third_state_per_layer() {
+        let wide = [
+            "network.width=64",
+            "network.layers=256",
+            "optimizer.kind=adam",
+        ];
+        let with = |keep: &str| {
+            let mut sets = wide.to_vec();
+            sets.push(keep);
+            config(&sets)
+        };
+        // 257 states of 64 × 1024 values are 134.7 MB: two fit in 300 MiB, three do not.
+        let limit = 300 << 20;
+        check_network_within(
+            &with("mgrit.keep_derivatives=false"),
+            2,
+            5,
+            None,
+            1024,
+            1,
+            limit,
+        )
+        .unwrap();
+        let e = check_network_within(
+            &with("mgrit.keep_derivatives=true"),
+            2,
+            5,
+            None,
+            1024,
+            1,
+            limit,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the layer states of a rank"), "{e}");
     }
 
     #[test]

@@ -236,6 +236,35 @@ fn one_shot_mgrit_history_is_identical_on_every_rank_count() {
     }
 }
 
+/// mgrit.keep_derivatives changes no bit of a run, with the serial sweep (the sweep keeps
+/// σ'(Z_n)) and with one-shot MGRIT (the adjoint forms it), on 3 ranks over 7 layers.
+#[test]
+fn keeping_the_derivatives_changes_no_bit_of_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for levels in ["mgrit.max_levels=1", "mgrit.max_levels=2"] {
+        let mut runs = Vec::new();
+        for keep in [
+            "mgrit.keep_derivatives=true",
+            "mgrit.keep_derivatives=false",
+        ] {
+            let name = format!("{levels}-{keep}.csv");
+            let out = ok(&mpirun(
+                d,
+                3,
+                &[
+                    &["train", "--history", &name, "--set", levels, "--set", keep],
+                    SMALL,
+                ]
+                .concat(),
+            ));
+            assert!(out.contains("on 3 ranks"), "{out}");
+            runs.push((history_without_time(&d.join(&name)), fingerprint(&out)));
+        }
+        assert_eq!(runs[0], runs[1], "{levels}");
+    }
+}
+
 #[test]
 fn more_ranks_than_layers_is_an_error() {
     let dir = tempfile::tempdir().unwrap();

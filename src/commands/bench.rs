@@ -131,6 +131,7 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
         BlockNet::new(net.clone(), &comm, settings, basis).map_err(anyhow::Error::from),
     )?;
     let mut dist = DistNet::single(block);
+    dist.keep_derivatives(config.mgrit.keep_derivatives);
     let global = crate::model::initial_parameters(&config, &net);
     let theta = dist.extract(&global);
     let (width, layers) = (net.shape().width, net.shape().layers);

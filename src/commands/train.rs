@@ -473,6 +473,7 @@ impl<'c> Levels<'_, 'c> {
             par,
             DistNet::new(nets, self.comm, settings, bases).map_err(anyhow::Error::from),
         )?;
+        dist.keep_derivatives(cfg.mgrit.keep_derivatives);
         let examples = self.problem.train.len();
         if let Some(col) = self.col {
             let grid = layer_parallel::DataGrid::new(col.duplicate(), cfg.parallel.chunks);

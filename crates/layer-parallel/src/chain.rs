@@ -167,6 +167,13 @@ impl<C: Comm> Chain<C> {
         }
     }
 
+    /// [`Objective::keep_derivatives`] for every block.
+    pub fn keep_derivatives(&mut self, keep: bool) {
+        for b in &mut self.blocks {
+            b.keep_derivatives(keep);
+        }
+    }
+
     /// Makes a one-block objective a row of a data × layer grid ([`Objective::set_data_grid`]).
     /// A chain of several blocks is refused.
     pub fn set_data_grid(&mut self, grid: DataGrid<C>) -> Result<(), SetupError> {

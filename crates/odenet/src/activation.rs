@@ -643,7 +643,11 @@ mod tests {
             forward_keeping_derivative(act, 0.3, &xs, &u, &mut b, &mut d);
             assert_eq!(bits(&b), bits(&o2), "forward_keeping_derivative {act}");
             forward_keeping_derivative_portable(act, 0.3, &xs, &u, &mut b, &mut d2);
-            assert_eq!(bits(&b), bits(&o2), "forward_keeping_derivative portable {act}");
+            assert_eq!(
+                bits(&b),
+                bits(&o2),
+                "forward_keeping_derivative portable {act}"
+            );
             apply_derivative(act, &xs, &mut s2);
             assert_eq!(bits(&d), bits(&s2), "the kept derivative {act}");
             assert_eq!(bits(&d2), bits(&s2), "the kept derivative portable {act}");
@@ -653,11 +657,23 @@ mod tests {
             assert_eq!(bits(&d3), bits(&s2), "in place kept derivative {act}");
             let mut c3 = u.clone();
             forward_in_place_keeping_derivative_portable(act, 0.3, &xs, &mut c3, &mut d3);
-            assert_eq!(bits(&c3), bits(&o2), "in place keeping derivative portable {act}");
+            assert_eq!(
+                bits(&c3),
+                bits(&o2),
+                "in place keeping derivative portable {act}"
+            );
             sensitivity_from_derivative(0.3, &d, &lam, &mut b);
-            assert_eq!(bits(&b), bits(&a), "sensitivity from the kept derivative {act}");
+            assert_eq!(
+                bits(&b),
+                bits(&a),
+                "sensitivity from the kept derivative {act}"
+            );
             sensitivity_from_derivative_portable(0.3, &d, &lam, &mut b);
-            assert_eq!(bits(&b), bits(&a), "sensitivity from derivative portable {act}");
+            assert_eq!(
+                bits(&b),
+                bits(&a),
+                "sensitivity from derivative portable {act}"
+            );
             scaled_derivative(act, &xs, &lam, &mut a);
             scaled_derivative_portable(act, &xs, &lam, &mut b);
             assert_eq!(bits(&a), bits(&b), "scaled_derivative {act}");

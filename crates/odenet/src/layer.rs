@@ -553,7 +553,11 @@ mod tests {
                 assert_eq!(d2, d, "derivative w={width} {act}");
                 let (mut inplace_k, mut d3) = (u.clone(), vec![0.0; width * batch]);
                 step.forward_in_place_keeping(&mut inplace_k, &mut d3, &mut scratch);
-                assert_eq!((inplace_k, d3), (inplace.clone(), d.clone()), "in place w={width} {act}");
+                assert_eq!(
+                    (inplace_k, d3),
+                    (inplace.clone(), d.clone()),
+                    "in place w={width} {act}"
+                );
                 let mut lam4 = lam0.clone();
                 let mut g4 = vec![0.0; dense.param_len()];
                 step.adjoint_given(&u, &d, None, &mut lam4, &mut scratch, Some(&mut g4));
@@ -562,7 +566,11 @@ mod tests {
                 let mut lam5 = vec![0.0; width * batch];
                 let mut g5 = vec![0.0; dense.param_len()];
                 step.adjoint_given(&u, &d, Some(&lam0), &mut lam5, &mut scratch, Some(&mut g5));
-                assert_eq!((lam5, g5), (lam.clone(), g.clone()), "adjoint_given out of place w={width} {act}");
+                assert_eq!(
+                    (lam5, g5),
+                    (lam.clone(), g.clone()),
+                    "adjoint_given out of place w={width} {act}"
+                );
                 let mut lam6 = lam0.clone();
                 step.adjoint_given(&u, &d, None, &mut lam6, &mut scratch, None);
                 assert_eq!(lam6, lam, "adjoint_given without gradient w={width} {act}");

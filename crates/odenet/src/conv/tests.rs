@@ -271,13 +271,21 @@ fn step_kernels_match_the_formulas() {
             assert_eq!(d2, d, "derivative {c:?} {act}");
             let (mut inplace_k, mut d3) = (u.clone(), vec![0.0; n * batch]);
             step.forward_in_place_keeping(&mut inplace_k, &mut d3, &mut scratch);
-            assert_eq!((&inplace_k, &d3), (&next, &d), "in place keeping {c:?} {act}");
+            assert_eq!(
+                (&inplace_k, &d3),
+                (&next, &d),
+                "in place keeping {c:?} {act}"
+            );
             let (mut lam4, mut g4) = (lam0.clone(), vec![0.0; layer.param_len()]);
             step.adjoint_given(&u, &d, None, &mut lam4, &mut scratch, Some(&mut g4));
             assert_eq!((&lam4, &g4), (&lam, &g), "adjoint_given {c:?} {act}");
             let (mut lam5, mut g5) = (vec![0.0; n * batch], vec![0.0; layer.param_len()]);
             step.adjoint_given(&u, &d, Some(&lam0), &mut lam5, &mut scratch, Some(&mut g5));
-            assert_eq!((&lam5, &g5), (&lam, &g), "adjoint_given out of place {c:?} {act}");
+            assert_eq!(
+                (&lam5, &g5),
+                (&lam, &g),
+                "adjoint_given out of place {c:?} {act}"
+            );
             let mut lam6 = lam0.clone();
             step.adjoint_given(&u, &d, None, &mut lam6, &mut scratch, None);
             assert_eq!(lam6, lam, "adjoint_given without gradient {c:?} {act}");
