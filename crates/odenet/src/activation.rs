@@ -101,37 +101,38 @@ impl Activation {
 /// 1.40 ulp, and of glibc's 2.02 ulp.
 pub const TANH_MAX_ULP: u64 = 3;
 
+// ln 2 split so that k · LN2_HI is exact for k < 2²⁰ (fdlibm's constants).
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+const INV_LN2: f64 = std::f64::consts::LOG2_E;
+// 1.5 · 2⁵²: adding it rounds a small value to an integer held in the low mantissa bits.
+const ROUND: f64 = 6_755_399_441_055_744.0;
+// 1/(j + 2)!, j = 0 … 15: expm1(r) = r + r² Σ_j C[j] rʲ (degree 17; on [0, ln 2) the
+// truncation is below 3 · 10⁻¹⁹ relative).
+const C: [f64; 16] = [
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5_040.0,
+    1.0 / 40_320.0,
+    1.0 / 362_880.0,
+    1.0 / 3_628_800.0,
+    1.0 / 39_916_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 6_227_020_800.0,
+    1.0 / 87_178_291_200.0,
+    1.0 / 1_307_674_368_000.0,
+    1.0 / 20_922_789_888_000.0,
+    1.0 / 355_687_428_096_000.0,
+];
+
 /// tanh(x) without a libm call, straight-line so that loops over it vectorize; within
 /// [`TANH_MAX_ULP`] ulp of libm's `tanh`. tanh(±0) = ±0, tanh(±∞) = ±1, tanh(NaN) = NaN, and
 /// the result is exactly ±1 for |x| ≥ 19.1.
 #[inline(always)]
 pub fn tanh(x: f64) -> f64 {
-    // ln 2 split so that k · LN2_HI is exact for k < 2²⁰ (fdlibm's constants).
-    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
-    const INV_LN2: f64 = std::f64::consts::LOG2_E;
-    // 1.5 · 2⁵²: adding it rounds a small value to an integer held in the low mantissa bits.
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    // 1/(j + 2)!, j = 0 … 15: expm1(r) = r + r² Σ_j C[j] rʲ (degree 17; on [0, ln 2) the
-    // truncation is below 3 · 10⁻¹⁹ relative).
-    const C: [f64; 16] = [
-        1.0 / 2.0,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5_040.0,
-        1.0 / 40_320.0,
-        1.0 / 362_880.0,
-        1.0 / 3_628_800.0,
-        1.0 / 39_916_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 6_227_020_800.0,
-        1.0 / 87_178_291_200.0,
-        1.0 / 1_307_674_368_000.0,
-        1.0 / 20_922_789_888_000.0,
-        1.0 / 355_687_428_096_000.0,
-    ];
     let a = x.abs();
     // Clamped with a comparison so that NaN stays NaN (and ±∞ becomes 20).
     let a = if a > 20.0 { 20.0 } else { a };
@@ -178,6 +179,67 @@ pub fn tanh(x: f64) -> f64 {
 #[inline(always)]
 pub fn tanh_derivative_from(t: f64) -> f64 {
     (-t).mul_add(t, 1.0)
+}
+
+/// [`tanh`] on four lanes with AVX2 + FMA: the same operations in the same order, so the same
+/// bits as the scalar function lane by lane (for the fused kernels, which hold a column in
+/// vectors).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn tanh4(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d {
+    use std::arch::x86_64::*;
+    let sign = _mm256_set1_pd(-0.0);
+    let a = _mm256_andnot_pd(sign, x);
+    // a > 20 → 20 (false for NaN, which stays).
+    let a = _mm256_blendv_pd(
+        a,
+        _mm256_set1_pd(20.0),
+        _mm256_cmp_pd::<_CMP_GT_OQ>(a, _mm256_set1_pd(20.0)),
+    );
+    let y = _mm256_add_pd(a, a);
+    let round = _mm256_set1_pd(ROUND);
+    let kr = _mm256_add_pd(
+        _mm256_sub_pd(_mm256_mul_pd(y, _mm256_set1_pd(INV_LN2)), _mm256_set1_pd(0.5)),
+        round,
+    );
+    let k = _mm256_sub_pd(kr, round);
+    let r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LN2_HI), y);
+    let r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LN2_LO), r);
+    let r2 = _mm256_mul_pd(r, r);
+    let r4 = _mm256_mul_pd(r2, r2);
+    let r8 = _mm256_mul_pd(r4, r4);
+    let c = |i: usize| _mm256_set1_pd(C[i]);
+    let e1: [__m256d; 8] = std::array::from_fn(|i| _mm256_fmadd_pd(c(2 * i + 1), r, c(2 * i)));
+    let e2: [__m256d; 4] = std::array::from_fn(|i| _mm256_fmadd_pd(e1[2 * i + 1], r2, e1[2 * i]));
+    let e4: [__m256d; 2] = std::array::from_fn(|i| _mm256_fmadd_pd(e2[2 * i + 1], r4, e2[2 * i]));
+    let q = _mm256_fmadd_pd(e4[1], r8, e4[0]);
+    let p = _mm256_fmadd_pd(r2, q, r);
+    // 2ᵏ from the integer in the low bits of `kr`.
+    let bits = _mm256_add_epi64(
+        _mm256_sub_epi64(
+            _mm256_castpd_si256(kr),
+            _mm256_set1_epi64x(ROUND.to_bits() as i64),
+        ),
+        _mm256_set1_epi64x(1023),
+    );
+    let scale = _mm256_castsi256_pd(_mm256_slli_epi64::<52>(bits));
+    let one = _mm256_set1_pd(1.0);
+    let two = _mm256_set1_pd(2.0);
+    let e = _mm256_fmadd_pd(scale, p, _mm256_sub_pd(scale, one));
+    let d = _mm256_add_pd(e, two);
+    let bv = _mm256_sub_pd(d, e);
+    let d_lo = _mm256_add_pd(
+        _mm256_sub_pd(e, _mm256_sub_pd(d, bv)),
+        _mm256_sub_pd(two, bv),
+    );
+    let inv = _mm256_div_pd(one, d);
+    let t0 = _mm256_mul_pd(e, inv);
+    let res = _mm256_fnmadd_pd(t0, d, e);
+    let res = _mm256_fnmadd_pd(t0, d_lo, res);
+    let t = _mm256_fmadd_pd(res, inv, t0);
+    // copysign(t, x).
+    _mm256_or_pd(_mm256_andnot_pd(sign, t), _mm256_and_pd(sign, x))
 }
 
 /// Whether the CPU runs the AVX2 + FMA variants (checked once per call; the check is cached
@@ -685,6 +747,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The four-lane tanh of the fused kernels gives the scalar function's bits on every
+    /// input of the accuracy test.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vector_tanh_gives_the_scalar_bits() {
+        if !avx2_fma() {
+            eprintln!("no AVX2 + FMA on this CPU: the vector tanh is not used");
+            return;
+        }
+        use std::arch::x86_64::*;
+        let xs = tanh_inputs();
+        let mut out = [0.0; 4];
+        let mut checked = 0;
+        for c in xs.chunks_exact(4) {
+            // SAFETY: the CPU has AVX2 and FMA (checked above); `c` and `out` hold 4 doubles.
+            unsafe {
+                let t = tanh4(_mm256_loadu_pd(c.as_ptr()));
+                _mm256_storeu_pd(out.as_mut_ptr(), t);
+            }
+            for (x, t) in c.iter().zip(&out) {
+                assert_eq!(t.to_bits(), tanh(*x).to_bits(), "tanh4({x:e})");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1_000_000, "{checked}");
     }
 
     #[test]
