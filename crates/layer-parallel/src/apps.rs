@@ -127,13 +127,19 @@ impl App for ForwardApp<'_> {
 
     /// U_0 = opening(X) at index 0; zero elsewhere.
     fn init(&mut self, index: usize) -> Vec<f64> {
-        let w = self.net.layout.shape.width;
-        let mut u = vec![0.0; w * self.batch];
-        if index == 0 {
-            let mut pre = vec![0.0; w * self.batch];
-            self.net.open(self.open, self.x, &mut u, &mut pre);
-        }
+        let mut u = Vec::new();
+        self.init_into(index, &mut u);
         u
+    }
+
+    fn init_into(&mut self, index: usize, u: &mut Vec<f64>) {
+        let n = self.net.layout.shape.width * self.batch;
+        u.clear();
+        u.resize(n, 0.0);
+        if index == 0 {
+            let mut pre = vec![0.0; n];
+            self.net.open(self.open, self.x, u, &mut pre);
+        }
     }
 
     fn sum(&self, alpha: f64, x: &Vec<f64>, beta: f64, y: &mut Vec<f64>) {
@@ -221,10 +227,17 @@ impl<C: Comm> App for AdjointApp<'_, C> {
 
     /// λ_N at index N; zero elsewhere.
     fn init(&mut self, index: usize) -> Vec<f64> {
+        let mut lam = Vec::new();
+        self.init_into(index, &mut lam);
+        lam
+    }
+
+    fn init_into(&mut self, index: usize, lam: &mut Vec<f64>) {
+        lam.clear();
         if index == self.net.layout.shape.layers {
-            self.lambda_final.to_vec()
+            lam.extend_from_slice(self.lambda_final);
         } else {
-            vec![0.0; self.net.layout.shape.width * self.batch]
+            lam.resize(self.net.layout.shape.width * self.batch, 0.0);
         }
     }
 

@@ -3,7 +3,7 @@
 //! packed copy, on states that are not zero (a zero state would make every check vacuous, and
 //! the harness reports it as inconclusive, which this test refuses).
 
-use layer_parallel::apps::{AdjointApp, ForwardApp};
+use layer_parallel::apps::{AdjointApp, Derivatives, ForwardApp};
 use layer_parallel::ghosts::{Ghosts, LayerControls};
 use layer_parallel::{LocalLayout, Partition};
 use mgrit::harness::{check_app, check_state, Report};
@@ -66,6 +66,9 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
             part: &part,
             ghosts: &ghosts,
         };
+        // The forward solve keeps D_n = σ'(Z_n(U_n)) for the adjoint's second round.
+        let mut derivs = Derivatives::default();
+        derivs.invalidate(part.owned_layers.clone(), width * batch);
         let mut fwd = ForwardApp {
             net: &net,
             ctrl,
@@ -73,6 +76,7 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
             x: &x,
             batch,
             scratch: Scratch::new(width * batch),
+            keep: Some(&mut derivs),
         };
         let h = net.step_size();
         let step = |from: usize, to: usize, level: usize, m: usize| StepInfo {
@@ -98,33 +102,41 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
 
         // The adjoint, linearized at the forward solution.
         forward.solve(&mut fwd);
-        let lambda_final = values(width * batch, 11);
-        let mut adj = AdjointApp {
-            net: &net,
-            ctrl,
-            forward: &forward,
-            lambda_final: &lambda_final,
-            batch,
-            scratch: Scratch::new(width * batch),
-            grad: None,
-        };
-        let what = format!("adjoint {act} w={width}");
-        let n = layers;
-        assert_conclusive_pass(
-            &what,
-            &check_app(&mut adj, &SerialComm, n, &step(n, n - 1, 0, 1), 1e-14),
-        );
-        let lam = values(width * batch, 13);
-        assert_conclusive_pass(
-            &what,
-            &check_state(&mut adj, &SerialComm, &lam, &step(3, 1, 1, 2), 1e-14),
-        );
-        // An interior initial guess is zero: the harness must call that inconclusive.
-        let zero = check_app(&mut adj, &SerialComm, 2, &step(3, 2, 0, 1), 1e-14);
         assert!(
-            zero.inconclusive(),
-            "a zero state was not reported as inconclusive: {:#?}",
-            zero.lines
+            derivs.missing().is_empty(),
+            "the one-level solve keeps every layer's D"
         );
+        let lambda_final = values(width * batch, 11);
+        // Forming σ'(Z_n) at each step, then taking the kept D_n.
+        for kept in [None, Some(&derivs)] {
+            let mut adj = AdjointApp {
+                net: &net,
+                ctrl,
+                forward: &forward,
+                lambda_final: &lambda_final,
+                batch,
+                scratch: Scratch::new(width * batch),
+                grad: None,
+                derivs: kept,
+            };
+            let what = format!("adjoint {act} w={width} (kept D: {})", kept.is_some());
+            let n = layers;
+            assert_conclusive_pass(
+                &what,
+                &check_app(&mut adj, &SerialComm, n, &step(n, n - 1, 0, 1), 1e-14),
+            );
+            let lam = values(width * batch, 13);
+            assert_conclusive_pass(
+                &what,
+                &check_state(&mut adj, &SerialComm, &lam, &step(3, 1, 1, 2), 1e-14),
+            );
+            // An interior initial guess is zero: the harness must call that inconclusive.
+            let zero = check_app(&mut adj, &SerialComm, 2, &step(3, 2, 0, 1), 1e-14);
+            assert!(
+                zero.inconclusive(),
+                "a zero state was not reported as inconclusive: {:#?}",
+                zero.lines
+            );
+        }
     }
 }

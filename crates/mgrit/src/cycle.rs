@@ -144,9 +144,12 @@ impl<S: Clone, C: Comm> Solver<S, C> {
         if fresh {
             // A fresh solve starts like the first one: no state, right-hand side or scratch of
             // an earlier solve survives on any level (after a `reset` the states may even
-            // have another size, e.g. a new batch).
-            for lvl in &mut self.levels {
-                lvl.u.clear();
+            // have another size, e.g. a new batch). The fine states are re-initialized in
+            // place (`App::init_into`) when there are as many as before.
+            for (l, lvl) in self.levels.iter_mut().enumerate() {
+                if l > 0 || lvl.u.len() != lvl.range.len() {
+                    lvl.u.clear();
+                }
                 lvl.g = None;
                 lvl.scratch.clear();
             }
@@ -155,14 +158,20 @@ impl<S: Clone, C: Comm> Solver<S, C> {
             let dist = &self.dist;
             let lvl = &mut self.levels[0];
             if fresh {
-                lvl.u = lvl
-                    .range
-                    .clone()
-                    .map(|i| app.init(dist.time_index(i)))
-                    .collect();
+                if lvl.u.is_empty() {
+                    lvl.u = lvl
+                        .range
+                        .clone()
+                        .map(|i| app.init(dist.time_index(i)))
+                        .collect();
+                } else {
+                    for (u, i) in lvl.u.iter_mut().zip(lvl.range.clone()) {
+                        app.init_into(dist.time_index(i), u);
+                    }
+                }
                 self.initialized = true;
             } else if lvl.range.start == 0 && !lvl.range.is_empty() {
-                lvl.u[0] = app.init(dist.time_index(0));
+                app.init_into(dist.time_index(0), &mut lvl.u[0]);
             }
         }
         let comm = &self.comm;

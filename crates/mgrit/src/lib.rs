@@ -94,6 +94,13 @@ pub trait App {
     /// N in a reverse solve) this is the initial condition g_0.
     fn init(&mut self, index: usize) -> Self::State;
 
+    /// u ← the initial guess at time index `index` ([`App::init`]), reusing u's storage where
+    /// possible: a fresh solve on the same points re-initializes its states this way instead
+    /// of allocating new ones. The default assigns [`App::init`].
+    fn init_into(&mut self, index: usize, u: &mut Self::State) {
+        *u = self.init(index);
+    }
+
     /// y ← α x + β y.
     fn sum(&self, alpha: f64, x: &Self::State, beta: f64, y: &mut Self::State);
 

@@ -200,7 +200,10 @@ pub(crate) fn tanh4(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d
     let y = _mm256_add_pd(a, a);
     let round = _mm256_set1_pd(ROUND);
     let kr = _mm256_add_pd(
-        _mm256_sub_pd(_mm256_mul_pd(y, _mm256_set1_pd(INV_LN2)), _mm256_set1_pd(0.5)),
+        _mm256_sub_pd(
+            _mm256_mul_pd(y, _mm256_set1_pd(INV_LN2)),
+            _mm256_set1_pd(0.5),
+        ),
         round,
     );
     let k = _mm256_sub_pd(kr, round);
@@ -472,6 +475,23 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// s = d · h · λ⁺ and out = λ⁺, elementwise: the out-of-place adjoint's sensitivity and
+    /// its copy of λ⁺ (into which Kᵀ S is then added) in one pass over λ⁺.
+    fn sensitivity_from_derivative_copying / sensitivity_from_derivative_copying_portable(
+        h: f64,
+        d: &[f64],
+        lam: &[f64],
+        s: &mut [f64],
+        out: &mut [f64],
+    ) {
+        for (((si, oi), &di), &li) in s.iter_mut().zip(out.iter_mut()).zip(d).zip(lam) {
+            *si = di * h * li;
+            *oi = li;
+        }
+    }
+}
+
 /// out = tanh(x), elementwise ([`tanh`] on the best instruction set of the CPU).
 pub fn tanh_slice(x: &[f64], out: &mut [f64]) {
     apply(Activation::Tanh, x, out);
@@ -730,6 +750,13 @@ mod tests {
                 bits(&a),
                 "sensitivity from the kept derivative {act}"
             );
+            let mut copy = vec![0.0; n];
+            sensitivity_from_derivative_copying(0.3, &d, &lam, &mut o2, &mut copy);
+            assert_eq!(bits(&o2), bits(&a), "sensitivity copying {act}");
+            assert_eq!(bits(&copy), bits(&lam), "the copy of λ⁺ {act}");
+            sensitivity_from_derivative_copying_portable(0.3, &d, &lam, &mut o2, &mut copy);
+            assert_eq!(bits(&o2), bits(&a), "sensitivity copying portable {act}");
+            assert_eq!(bits(&copy), bits(&lam), "the portable copy of λ⁺ {act}");
             sensitivity_from_derivative_portable(0.3, &d, &lam, &mut b);
             assert_eq!(
                 bits(&b),

@@ -408,11 +408,11 @@ impl Step for DenseStep<'_> {
                 Some(next) => fused::adjoint_from(self, u, Some(d), next, lam, g),
             };
         }
-        if let Some(next) = lam_next {
-            lam.copy_from_slice(next);
-        }
         let (_, s) = scratch.parts(u.len());
-        activation::sensitivity_from_derivative(self.h, d, lam, s);
+        match lam_next {
+            Some(next) => activation::sensitivity_from_derivative_copying(self.h, d, next, s, lam),
+            None => activation::sensitivity_from_derivative(self.h, d, lam, s),
+        }
         self.adjoint_tail(u, s, lam, grad);
     }
 
