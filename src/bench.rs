@@ -8,13 +8,21 @@
 //! ([`crate::train::run`]).
 //!
 //! Flops are nominal: one w × w × B matrix product is `step_flops(B) / 4` (a dense step and
-//! its adjoint with the gradient are four such products, [`odenet::Layer::step_flops`]).
-//! From the objective's step counters, summed over the ranks and every MGRIT level: a
-//! forward step call is one product; an adjoint step call is three with one level (it forms
-//! the layer's gradient too) and two with more, where a gradient pass of two products per
-//! layer follows the solve. An exact forward sweep over a data set (the training loop's
-//! loss, accuracy and validation passes) is one product per layer at that batch. The opening
-//! and closing layers are left out.
+//! its adjoint with the gradient are four such products when the adjoint forms Z again,
+//! [`odenet::Layer::step_flops`]). From the objective's step counters, summed over the ranks
+//! and every MGRIT level, with the derivatives kept (`mgrit.keep_derivatives`, the default):
+//! a forward step call is one product; an adjoint step call is two with one level (Kᵀ S and
+//! the layer's gradient; the sweep kept σ'(Z)) and one with more, where one product per layer
+//! forms the kept σ'(Z) before the solve and one per layer the gradient after it. Without
+//! kept derivatives every adjoint step forms Z again: three products with one level, two with
+//! more, and a gradient pass of two per layer. An exact forward sweep over a data set (the
+//! training loop's loss, accuracy and validation passes) is one product per layer at that
+//! batch. The opening and closing layers are left out.
+//!
+//! An evaluation case also reports the share of the time spent in the step kernels
+//! (`Objective::kernel_time`: the forward and adjoint steps, the kept derivatives and the
+//! layer gradients), summed over the ranks; the rest is the MGRIT machinery (vector sums,
+//! restriction, copies), communication and waiting, and the opening and closing layers.
 //!
 //! The `conv-step` case ([`CONV_STEP`], selected by name only, not by `all`) times the
 //! convolution kernels alone: one step of a convolutional hidden layer ([`odenet::Conv`],
@@ -387,16 +395,18 @@ fn thread_cpu_seconds() -> f64 {
 /// Matrix products (w × w × B each) of `evaluations` evaluations on one rank, from its step
 /// calls per level over them (`fwd`, `adj`) and the layers it owns (see the module
 /// documentation).
-pub fn products(fwd: &[u64], adj: &[u64], owned: usize, evaluations: usize) -> f64 {
+pub fn products(fwd: &[u64], adj: &[u64], owned: usize, evaluations: usize, kept: bool) -> f64 {
     let levels = fwd.len().max(adj.len());
     let (f, a) = (
         fwd.iter().sum::<u64>() as f64,
         adj.iter().sum::<u64>() as f64,
     );
-    if levels <= 1 {
-        f + 3.0 * a
-    } else {
-        f + 2.0 * a + 2.0 * (owned * evaluations) as f64
+    let layers = (owned * evaluations) as f64;
+    match (levels <= 1, kept) {
+        (true, true) => f + 2.0 * a,
+        (true, false) => f + 3.0 * a,
+        (false, true) => f + a + 2.0 * layers,
+        (false, false) => f + 2.0 * a + 2.0 * layers,
     }
 }
 
@@ -421,6 +431,8 @@ pub struct Measured {
     pub serial_flops: f64,
     /// GFLOP/s of the dgemm (w × w)(w × B) on rank 0, measured just before the case.
     pub dgemm: f64,
+    /// The share of the time in the step kernels, summed over the ranks (evaluation cases).
+    pub kernel_share: Option<f64>,
 }
 
 impl Measured {
@@ -467,7 +479,14 @@ impl Measured {
             self.calls[0],
             self.calls[1],
             w = self.width,
-        )
+        ) + &match self.kernel_share {
+            Some(k) => format!(
+                ", in the step kernels {:.1} % of the time (beyond them {:.1} %)",
+                100.0 * k,
+                100.0 * (1.0 - k)
+            ),
+            None => String::new(),
+        }
     }
 }
 
@@ -527,21 +546,26 @@ pub fn slowest<C: Comm>(comm: &C, local: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// One case's timings: the slowest rank's seconds per repetition, the nominal flops of one
+/// evaluation or iteration and its forward and adjoint step calls (summed over the ranks),
+/// and the share of the time in the step kernels where measured.
+pub type Timings = (Vec<f64>, f64, [f64; 2], Option<f64>);
+
 /// Times `repeat` evaluations of J and ∇J at `theta` on (x, y) after one warm-up (every
-/// rank starts each together): the slowest rank's seconds per repetition, the nominal flops
-/// of one evaluation and its forward and adjoint step calls, summed over the ranks.
-/// Collective.
+/// rank starts each together), with derivatives kept or not as `kept` says. Collective.
 pub fn time_evaluations(
     dist: &mut BlockNet,
     theta: &[f64],
     x: &[f64],
     y: odenet::Targets<'_>,
     repeat: usize,
-) -> (Vec<f64>, f64, [f64; 2]) {
+    kept: bool,
+) -> Timings {
     let mut grad = vec![0.0; theta.len()];
     dist.objective_gradient(theta, x, y, &mut grad);
     dist.fwd_steps.clear();
     dist.adj_steps.clear();
+    dist.kernel_time = std::time::Duration::ZERO;
     let mut local = Vec::with_capacity(repeat);
     for _ in 0..repeat {
         barrier(&dist.comm);
@@ -550,12 +574,23 @@ pub fn time_evaluations(
         local.push(t.elapsed().as_secs_f64());
     }
     let owned = dist.part.owned_layers.len();
-    let per_evaluation = products(&dist.fwd_steps, &dist.adj_steps, owned, repeat) / repeat as f64;
+    let per_evaluation =
+        products(&dist.fwd_steps, &dist.adj_steps, owned, repeat, kept) / repeat as f64;
     let unit = dist.net.layer().step_flops(y.len()) / 4.0;
     let (fc, ac) = (calls(&dist.fwd_steps), calls(&dist.adj_steps));
     let n = repeat as f64;
-    let [flops, f, a] = summed(&dist.comm, [per_evaluation * unit, fc / n, ac / n]);
-    (slowest(&dist.comm, &local), flops, [f, a])
+    let wall: f64 = local.iter().sum();
+    let kernel = dist.kernel_time.as_secs_f64();
+    let [flops, f, a, kernel, wall] = summed(
+        &dist.comm,
+        [per_evaluation * unit, fc / n, ac / n, kernel, wall],
+    );
+    (
+        slowest(&dist.comm, &local),
+        flops,
+        [f, a],
+        Some(kernel / wall),
+    )
 }
 
 /// Times `repeat` training iterations of the real loop ([`crate::train::run`] with the
@@ -571,7 +606,7 @@ pub fn time_training(
     problem: &crate::train::Problem,
     theta: Vec<f64>,
     repeat: usize,
-) -> Result<(Vec<f64>, f64, [f64; 2])> {
+) -> Result<Timings> {
     use crate::scaling::calibrate::Trace;
     use crate::train::{optimizer, Limits, Objective, Start};
     let kind = config.optimizer.kind;
@@ -636,7 +671,8 @@ pub fn time_training(
     let owned = dist.first().part.owned_layers.len();
     let layer = dist.first().net.layer();
     let batch = examples.min(if b == 0 { examples } else { b });
-    let gradients = products(&fwd, &adj, owned, per_epoch * repeat) / repeat as f64;
+    let kept = config.mgrit.keep_derivatives;
+    let gradients = products(&fwd, &adj, owned, per_epoch * repeat, kept) / repeat as f64;
     // The exact sweeps of the timed rows that have the metrics, per iteration.
     let measured_rows = (2..=repeat + 1).filter(|&k| limits.metrics_at(k)).count() as f64;
     let sweeps = measured_rows / repeat as f64
@@ -646,7 +682,7 @@ pub fn time_training(
     let mine = gradients * layer.step_flops(batch) / 4.0 + sweeps;
     let n = repeat as f64;
     let [flops, f, a] = summed(&dist.comm, [mine, calls(&fwd) / n, calls(&adj) / n]);
-    Ok((slowest(&dist.comm, &local), flops, [f, a]))
+    Ok((slowest(&dist.comm, &local), flops, [f, a], None))
 }
 
 #[cfg(test)]
@@ -668,10 +704,15 @@ mod tests {
         let (n, batch) = (8usize, 16usize);
         let dense = odenet::layer::Dense { width: 4 };
         let unit = dense.step_flops(batch) / 4.0;
-        let p = products(&[n as u64], &[n as u64], n, 1);
+        let p = products(&[n as u64], &[n as u64], n, 1, false);
         assert_eq!(p * unit, n as f64 * dense.step_flops(batch));
-        // Two levels: forward calls 1, adjoint calls 2, and 2 per owned layer per evaluation.
-        assert_eq!(products(&[10, 3], &[9, 2], 4, 2), 13.0 + 22.0 + 16.0);
+        // Kept derivatives: the adjoint does not form Z again, three products per layer.
+        let p = products(&[n as u64], &[n as u64], n, 1, true);
+        assert_eq!(p * unit, 0.75 * n as f64 * dense.step_flops(batch));
+        // Two levels: forward calls 1, adjoint calls 2, and 2 per owned layer per evaluation;
+        // with kept derivatives adjoint calls 1 (the kept σ'(Z) and the gradient 2 per layer).
+        assert_eq!(products(&[10, 3], &[9, 2], 4, 2, false), 13.0 + 22.0 + 16.0);
+        assert_eq!(products(&[10, 3], &[9, 2], 4, 2, true), 13.0 + 11.0 + 16.0);
     }
 
     #[test]

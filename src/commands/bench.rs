@@ -144,10 +144,11 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
         0.0
     };
     let dgemm = bench::slowest(&dist.comm, &[dgemm])[0];
-    let (times, flops, calls) = match case.unit {
+    let kept = config.mgrit.keep_derivatives;
+    let (times, flops, calls, kernel_share) = match case.unit {
         Unit::Evaluation => {
             let (x, y) = (&train.features, train.y());
-            bench::time_evaluations(&mut dist.blocks[0], &theta, x, y, args.repeat)
+            bench::time_evaluations(&mut dist.blocks[0], &theta, x, y, args.repeat, kept)
         }
         Unit::Iteration => {
             let problem = Problem { net, train, val };
@@ -156,7 +157,9 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
         }
         Unit::Step => unreachable!("the conv-step case is timed by bench::time_conv_step"),
     };
-    let serial_flops = layers as f64 * layer.step_flops(batch);
+    // The exact serial sweep's forward + backward: one forward and one adjoint step per layer.
+    let n = layers as u64;
+    let serial_flops = bench::products(&[n], &[n], layers, 1, kept) * layer.step_flops(batch) / 4.0;
     Ok(Measured {
         case,
         ranks: par.size(),
@@ -169,5 +172,6 @@ fn run_case(par: &Parallel, args: &BenchArgs, case: Case) -> Result<Measured> {
         calls,
         serial_flops,
         dgemm,
+        kernel_share,
     })
 }

@@ -9,6 +9,7 @@ use mgrit::{App, Comm, Solver, StepInfo};
 use odenet::linalg::dot;
 use odenet::{Network, Scratch, Step};
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 /// D_n = σ'(Z_n(U_n)), the activation's derivative at the pre-activation of each owned layer n
 /// at the forward solution U: every adjoint step from n, on every level (a coarse step from n
@@ -87,6 +88,8 @@ pub struct ForwardApp<'a> {
     /// Where the fine steps write D_n = σ'(Z_n(U_n)) as they go: set for a one-level solve,
     /// whose every fine step runs once, from the final U_n.
     pub keep: Option<&'a mut Derivatives>,
+    /// Time spent in the step kernels (added to by every step).
+    pub kernel_time: Duration,
 }
 
 impl ForwardApp<'_> {
@@ -106,10 +109,12 @@ impl App for ForwardApp<'_> {
         let dt = info.dt * self.ctrl.time_scale();
         let step = self.net.step(self.ctrl.layer(info.from), dt);
         let mut scratch = std::mem::take(&mut self.scratch);
+        let t = Instant::now();
         match self.kept(info) {
             Some(d) => step.forward_in_place_keeping(u, d, &mut scratch),
             None => step.forward_in_place(u, &mut scratch),
         }
+        self.kernel_time += t.elapsed();
         self.scratch = scratch;
     }
 
@@ -118,10 +123,12 @@ impl App for ForwardApp<'_> {
         let step = self.net.step(self.ctrl.layer(info.from), dt);
         dst.resize(src.len(), 0.0);
         let mut scratch = std::mem::take(&mut self.scratch);
+        let t = Instant::now();
         match self.kept(info) {
             Some(d) => step.forward_keeping(src, dst, d, &mut scratch),
             None => step.forward(src, dst, &mut scratch),
         }
+        self.kernel_time += t.elapsed();
         self.scratch = scratch;
     }
 
@@ -183,6 +190,8 @@ pub struct AdjointApp<'a, C: Comm> {
     /// D_n = σ'(Z_n(U_n)) of the forward solution where kept: the steps from n take it
     /// instead of forming Z_n.
     pub derivs: Option<&'a Derivatives>,
+    /// Time spent in the step kernels (added to by every step).
+    pub kernel_time: Duration,
 }
 
 impl<C: Comm> AdjointApp<'_, C> {
@@ -205,11 +214,13 @@ impl<C: Comm> AdjointApp<'_, C> {
             }
             _ => None,
         };
+        let t = Instant::now();
         match (self.derivs.and_then(|d| d.layer(a)), lam_next) {
             (Some(d), next) => step.adjoint_given(u, d, next, lam, &mut self.scratch, g),
             (None, None) => step.adjoint(u, lam, &mut self.scratch, g),
             (None, Some(next)) => step.adjoint_from(u, next, lam, &mut self.scratch, g),
         }
+        self.kernel_time += t.elapsed();
     }
 }
 

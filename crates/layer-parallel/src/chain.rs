@@ -251,11 +251,18 @@ impl<C: Comm> Chain<C> {
         (sum(|b| &b.fwd_steps), sum(|b| &b.adj_steps))
     }
 
-    /// Clears the step counts of every block.
+    /// This rank's time in the step kernels of gradient evaluations since the last
+    /// [`Chain::clear_steps`], summed over the blocks ([`Objective::kernel_time`]).
+    pub fn kernel_time(&self) -> std::time::Duration {
+        self.blocks.iter().map(|b| b.kernel_time).sum()
+    }
+
+    /// Clears the step counts and kernel times of every block.
     pub fn clear_steps(&mut self) {
         for b in &mut self.blocks {
             b.fwd_steps.clear();
             b.adj_steps.clear();
+            b.kernel_time = std::time::Duration::ZERO;
         }
     }
 

@@ -104,6 +104,10 @@ pub struct Objective<C: Comm> {
     /// Step calls of this rank per MGRIT level, forward and adjoint, since the last clear.
     pub fwd_steps: Vec<u64>,
     pub adj_steps: Vec<u64>,
+    /// Time this rank spent in the step kernels of gradient evaluations (forward and adjoint
+    /// steps, the kept derivatives and the layer gradients) since the last clear: the rest of
+    /// an evaluation's time is the MGRIT machinery, communication and the other layers.
+    pub kernel_time: std::time::Duration,
     /// The next `objective_gradient` is on other examples ([`Objective::new_batch`]).
     new_batch: bool,
     /// The data × layer grid this objective is a row of ([`Objective::set_data_grid`]).
@@ -155,6 +159,7 @@ impl<C: Comm> Objective<C> {
             buf: Buffers::default(),
             fwd_steps: Vec::new(),
             adj_steps: Vec::new(),
+            kernel_time: std::time::Duration::ZERO,
             new_batch: false,
             data: None,
             keep_derivatives: true,
@@ -372,6 +377,7 @@ impl<C: Comm> Objective<C> {
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
             keep: None,
+            kernel_time: std::time::Duration::ZERO,
         };
         sweep.solve(&mut app);
         self.buf.scratch = app.scratch;

@@ -77,6 +77,7 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
             batch,
             scratch: Scratch::new(width * batch),
             keep: Some(&mut derivs),
+            kernel_time: std::time::Duration::ZERO,
         };
         let h = net.step_size();
         let step = |from: usize, to: usize, level: usize, m: usize| StepInfo {
@@ -118,6 +119,7 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
                 scratch: Scratch::new(width * batch),
                 grad: None,
                 derivs: kept,
+                kernel_time: std::time::Duration::ZERO,
             };
             let what = format!("adjoint {act} w={width} (kept D: {})", kept.is_some());
             let n = layers;

@@ -406,6 +406,7 @@ mod x86 {
     }
 
     /// The adjoint step out of place: λ⁺ from `lam_next`, λ into `lam_out`.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn adjoint_from<const W: usize, const NV: usize, S: Sigma>(
         h: f64,
@@ -429,6 +430,7 @@ mod x86 {
     }
 
     /// The gradient terms of the adjoint step alone (λ is not updated).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn gradient<const W: usize, const NV: usize, S: Sigma>(
         h: f64,

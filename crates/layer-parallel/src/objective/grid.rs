@@ -341,6 +341,7 @@ impl<C: Comm> Objective<C> {
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
             keep: None,
+            kernel_time: std::time::Duration::ZERO,
         };
         sweep.solve(&mut app);
         self.buf.scratch = app.scratch;
@@ -419,6 +420,7 @@ impl<C: Comm> Objective<C> {
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
             keep: None,
+            kernel_time: std::time::Duration::ZERO,
         };
         // The forward solution changes: no D_n kept from an earlier one applies.
         self.buf.derivs.clear();
@@ -428,6 +430,7 @@ impl<C: Comm> Objective<C> {
             cols,
             width: w,
         });
+        self.kernel_time += fwd.kernel_time;
         self.buf.scratch = fwd.scratch;
 
         // One vector per chunk: [θ-gradient | time-scale terms of the owned layers | loss, correct].
@@ -482,6 +485,7 @@ impl<C: Comm> Objective<C> {
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: None,
             derivs: None,
+            kernel_time: std::time::Duration::ZERO,
         };
         let astats = self.adjoint.solve(&mut Chunked {
             inner: &mut adj,
@@ -489,8 +493,11 @@ impl<C: Comm> Objective<C> {
             cols,
             width: w,
         });
+        self.kernel_time += adj.kernel_time;
         self.buf.scratch = adj.scratch;
+        let t = std::time::Instant::now();
         self.grid_layer_gradients(theta, cols, &mut parts, ml.len);
+        self.kernel_time += t.elapsed();
         if self.part.is_first() {
             let open = &theta[ml.opening.clone()];
             let lam0 = self.adjoint.state(0).expect("rank 0 owns λ_0");

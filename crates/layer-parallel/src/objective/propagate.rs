@@ -54,8 +54,10 @@ impl<C: Comm> Objective<C> {
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
             keep: (self.keep_derivatives && one_level).then_some(&mut self.buf.derivs),
+            kernel_time: std::time::Duration::ZERO,
         };
         let fstats = self.forward.solve(&mut fwd);
+        self.kernel_time += fwd.kernel_time;
         self.buf.scratch = fwd.scratch;
         fstats
     }
@@ -86,7 +88,9 @@ impl<C: Comm> Objective<C> {
     ) -> Stats {
         let ml = self.model_layout.clone();
         if self.keep_derivatives {
+            let t = std::time::Instant::now();
             self.keep_missing_derivatives(theta);
+            self.kernel_time += t.elapsed();
         }
         // Adjoint solve (with one level, the fine steps also form the layer gradients).
         let fused = self.adjoint.grid().num_levels() == 1;
@@ -104,11 +108,15 @@ impl<C: Comm> Objective<C> {
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: fused.then(|| &mut grad[ml.layers.clone()]),
             derivs: self.keep_derivatives.then_some(&self.buf.derivs),
+            kernel_time: std::time::Duration::ZERO,
         };
         let astats = self.adjoint.solve(&mut adj);
+        self.kernel_time += adj.kernel_time;
         self.buf.scratch = adj.scratch;
         if !fused || !ml.scale.is_empty() {
+            let t = std::time::Instant::now();
             self.layer_gradients(theta, grad, !fused);
+            self.kernel_time += t.elapsed();
         }
         if self.part.is_first() {
             let open = &theta[ml.opening.clone()];
