@@ -9,7 +9,9 @@
 //! max over 15 timed loops: the library step (forward + adjoint with gradient), the same step
 //! as four GEMMs with a libm `tanh` call per element (the element-wise passes before the
 //! vectorized tanh; for w ≥ 32 exactly the code the library ran before), and one
-//! w × w · w × B dgemm, the reference ratio. `activation_pass` times σ and σ' over 64 × 1024
+//! w × w · w × B dgemm, the reference ratio; and the step as training runs it with kept
+//! derivatives (the forward keeps σ'(Z), the adjoint takes it: three products), whose rate
+//! 3 · t_dgemm / t_step is the share of the dgemm's rate it reaches. `activation_pass` times σ and σ' over 64 × 1024
 //! values in [−4, 4]: libm loops against the library's passes, in ns per element.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -80,6 +82,23 @@ impl Case {
         step.forward(&self.u, &mut self.u_next, &mut self.scratch);
         step.adjoint(
             &self.u,
+            &mut self.lam,
+            &mut self.scratch,
+            Some(&mut self.grad),
+        );
+        black_box(&self.lam);
+    }
+
+    /// The step as training runs it with kept derivatives: the forward keeps D = σ'(Z) and
+    /// the adjoint (with the gradient) takes it, three matrix products in all.
+    fn layer_kept_with(&mut self, act: Activation) {
+        let dense = Dense { width: self.width };
+        let step = dense.linearize(act, 0.1, &self.theta);
+        step.forward_keeping(&self.u, &mut self.u_next, &mut self.z, &mut self.scratch);
+        step.adjoint_given(
+            &self.u,
+            &self.z,
+            None,
             &mut self.lam,
             &mut self.scratch,
             Some(&mut self.grad),
@@ -294,6 +313,7 @@ fn tanh_step(c: &mut Criterion) {
         let mut case = Case::new(width, batch);
         let ms = 1e3;
         let t_layer = spread(|| case.layer_with(Activation::Tanh), reps);
+        let t_kept = spread(|| case.layer_kept_with(Activation::Tanh), reps);
         let t_libm = spread(
             || case.gemms_with(f64::tanh, |z| 1.0 - z.tanh() * z.tanh()),
             reps,
@@ -313,6 +333,12 @@ fn tanh_step(c: &mut Criterion) {
             t_libm[1] / t_dgemm[1],
             t_smooth[1] / t_dgemm[1],
             t_libm[1] / t_layer[1]
+        );
+        println!(
+            "    kept derivatives (forward keeping σ'(Z), adjoint taking it; 3 products): {} ms, step / dgemm {:.2}, rate 3·dgemm/step {:.2} of the dgemm's",
+            show(t_kept, ms, ""),
+            t_kept[1] / t_dgemm[1],
+            3.0 * t_dgemm[1] / t_kept[1]
         );
         group.throughput(Throughput::Elements(flops as u64));
         group.bench_with_input(BenchmarkId::new("layer", width), &width, |bch, _| {
