@@ -170,7 +170,7 @@ impl<C: Comm> Objective<C> {
     /// forward solution for the adjoint solve and the layer gradients (default: yes). Keeping
     /// costs one state per owned layer of memory and saves a matrix product (or convolution)
     /// and an activation pass at every adjoint step; the results are the same bits either
-    /// way. The chunked data-grid evaluation does not keep them.
+    /// way.
     pub fn keep_derivatives(&mut self, keep: bool) {
         self.keep_derivatives = keep;
     }

@@ -407,6 +407,12 @@ impl<C: Comm> Objective<C> {
         let ml = self.model_layout.clone();
         let sh = self.net.layout.shape;
         let (w, classes) = (sh.width, sh.classes);
+        // As in `forward_solve`: the one-level sweep keeps D_n = σ'(Z_n(U_n)) of the row's
+        // batch; after a multilevel solve the adjoint forms it from the solution.
+        self.buf
+            .derivs
+            .invalidate(self.part.owned_layers.clone(), w * batch);
+        let one_level = self.forward.grid().num_levels() == 1;
         let mut fwd = ForwardApp {
             net: &self.net,
             ctrl: LayerControls {
@@ -419,11 +425,9 @@ impl<C: Comm> Objective<C> {
             x,
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
-            keep: None,
+            keep: (self.keep_derivatives && one_level).then_some(&mut self.buf.derivs),
             kernel_time: std::time::Duration::ZERO,
         };
-        // The forward solution changes: no D_n kept from an earlier one applies.
-        self.buf.derivs.clear();
         let fstats = self.forward.solve(&mut Chunked {
             inner: &mut fwd,
             grid,
@@ -471,6 +475,11 @@ impl<C: Comm> Objective<C> {
             }
         }
 
+        if self.keep_derivatives {
+            let t = std::time::Instant::now();
+            self.keep_missing_derivatives(theta);
+            self.kernel_time += t.elapsed();
+        }
         let mut adj = AdjointApp {
             net: &self.net,
             ctrl: LayerControls {
@@ -484,7 +493,7 @@ impl<C: Comm> Objective<C> {
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: None,
-            derivs: None,
+            derivs: self.keep_derivatives.then_some(&self.buf.derivs),
             kernel_time: std::time::Duration::ZERO,
         };
         let astats = self.adjoint.solve(&mut Chunked {
@@ -546,15 +555,15 @@ impl<C: Comm> Objective<C> {
         let h = self.net.step_size();
         let with_scale = !self.model_layout.scale.is_empty();
         let w = self.net.layout.shape.width;
-        self.visit_owned_layers(theta, |i, range, step, u, next, _, scratch| {
+        self.visit_owned_layers(theta, |i, range, step, u, next, d, scratch| {
             for (p, c) in parts.iter_mut().zip(cols) {
                 let cr = c.start * w..c.end * w;
-                step.gradient(
-                    &u[cr.clone()],
-                    &next[cr.clone()],
-                    scratch,
-                    &mut p[range.clone()],
-                );
+                let (uc, nc, g) = (&u[cr.clone()], &next[cr.clone()], &mut p[range.clone()]);
+                // D is columnwise: a chunk's columns of D are its own D.
+                match d {
+                    Some(d) => step.gradient_given(uc, &d[cr.clone()], nc, scratch, g),
+                    None => step.gradient(uc, nc, scratch, g),
+                }
                 if with_scale {
                     p[scale_at + i] = h * step.increment_dot(&u[cr.clone()], &next[cr], scratch);
                 }

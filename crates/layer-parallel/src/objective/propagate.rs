@@ -201,7 +201,7 @@ impl<C: Comm> Objective<C> {
 
     /// After the forward solve: forms D_n = σ'(Z_n(U_n)) of every owned layer the forward
     /// solve did not keep (all of them after a multilevel solve).
-    fn keep_missing_derivatives(&mut self, theta: &[f64]) {
+    pub(super) fn keep_missing_derivatives(&mut self, theta: &[f64]) {
         let hs = self.scaled_step(theta);
         for n in self.buf.derivs.missing() {
             let step = self.net.step(&theta[self.model_layout.layer(n)], hs);
