@@ -32,9 +32,13 @@ use odenet::network::ordered_sum;
 use odenet::Step;
 use std::ops::Range;
 
-/// Tags of the tree's messages: `TREE_TAG + l` at level l, `BCAST_TAG` for the broadcast.
+/// Tags of the tree's messages: `TREE_TAG + l` at level l, `BCAST_TAG` for the broadcast;
+/// the butterfly's `HALVE_TAG + j` (reduce-scatter) and `GATHER_TAG + j` (all-gather) at its
+/// level j.
 const TREE_TAG: i32 = 7200;
 const BCAST_TAG: i32 = 7199;
+const HALVE_TAG: i32 = 7300;
+const GATHER_TAG: i32 = 7400;
 
 /// This rank's place in a D × L grid: its column (the ranks that hold the same layers in
 /// every row, numbered by row), its row and the fixed chunking of every batch.
@@ -116,6 +120,9 @@ impl<C: Comm> DataGrid<C> {
     /// waits on itself. Row 0 then owns the root and broadcasts it (binomial tree: in round j
     /// the rows r < 2^j send to r + 2^j).
     pub fn tree(&self, parts: &[Vec<f64>]) -> Vec<f64> {
+        if self.rows_form_a_binary_tree() {
+            return self.butterfly(parts);
+        }
         let (row, rows, k) = (self.row(), self.rows(), self.chunks);
         let mine = self.row_chunks();
         assert_eq!(parts.len(), mine.len(), "one vector per chunk of the row");
@@ -173,6 +180,69 @@ impl<C: Comm> DataGrid<C> {
         }
         self.col.wait_sends();
         root.expect("every row has the root")
+    }
+}
+
+impl<C: Comm> DataGrid<C> {
+    /// Whether the cross-row levels of the chunk tree are a perfect binary tree over the rows:
+    /// D a power of two and K = D·2^m, so that each row holds one node of level m (its 2^m
+    /// chunks) and level m + j adds the nodes of the aligned row blocks of 2^(j−1).
+    fn rows_form_a_binary_tree(&self) -> bool {
+        let (d, k) = (self.rows(), self.chunks);
+        d.is_power_of_two() && k % d == 0 && (k / d).is_power_of_two()
+    }
+
+    /// [`DataGrid::tree`] when the rows form a binary tree ([`Self::rows_form_a_binary_tree`]),
+    /// as a reduce-scatter by recursive halving followed by an all-gather by recursive
+    /// doubling. Each row first adds its own 2^m chunks ([`tree_sum`]: the tree's low
+    /// levels). At cross-row level j = 1 … log₂ D, row r and its partner r ⊕ 2^(j−1) hold the
+    /// same part of the vector of the two sibling nodes (blocks of 2^(j−1) rows); each sends
+    /// the partner the half the partner keeps (the left block keeps the first half) and adds
+    /// the half it keeps: every element is the same sum of the same two nodes as in the tree,
+    /// so the bits are the tree's. After log₂ D levels each row holds 1/D of the root; the
+    /// all-gather runs the levels back, each pair exchanging what it holds. A row sends about
+    /// twice the vector in all, in 2 log₂ D messages, where the tree's critical path carries
+    /// the whole vector 2 log₂ D times. Collective over the column.
+    fn butterfly(&self, parts: &[Vec<f64>]) -> Vec<f64> {
+        let (row, rows) = (self.row(), self.rows());
+        assert_eq!(
+            parts.len(),
+            self.row_chunks().len(),
+            "one vector per chunk of the row"
+        );
+        let mut total = tree_sum(parts);
+        let (mut lo, mut hi) = (0, total.len());
+        // (partner, the part kept, the part given) at each level, for the all-gather.
+        let mut levels = Vec::new();
+        let mut half = 1;
+        let mut j = 0;
+        while half < rows {
+            let partner = row ^ half;
+            let mid = lo + (hi - lo) / 2;
+            let (keep, give) = if row & half == 0 {
+                (lo..mid, mid..hi)
+            } else {
+                (mid..hi, lo..mid)
+            };
+            self.col
+                .send(partner, HALVE_TAG + j, total[give.clone()].to_vec());
+            let theirs = self.col.recv(partner, HALVE_TAG + j);
+            // Left node + right node (addition commutes: the order of the operands changes
+            // no bit).
+            add_into(&mut total[keep.clone()], &theirs);
+            levels.push((partner, keep.clone(), give));
+            (lo, hi) = (keep.start, keep.end);
+            half *= 2;
+            j += 1;
+        }
+        for (j, (partner, keep, give)) in levels.into_iter().enumerate().rev() {
+            let tag = GATHER_TAG + j as i32;
+            self.col.send(partner, tag, total[keep].to_vec());
+            let theirs = self.col.recv(partner, tag);
+            total[give].copy_from_slice(&theirs);
+        }
+        self.col.wait_sends();
+        total
     }
 }
 
@@ -597,6 +667,8 @@ mod tests {
         size: usize,
         boxes: Boxes,
         depth: Cell<usize>,
+        /// Values this rank has sent.
+        sent: Cell<usize>,
     }
 
     impl Comm for ThreadComm {
@@ -607,6 +679,7 @@ mod tests {
             self.size
         }
         fn send(&self, to: usize, tag: i32, data: Vec<f64>) {
+            self.sent.set(self.sent.get() + data.len());
             let (m, cv) = &*self.boxes;
             m.lock()
                 .unwrap()
@@ -640,9 +713,14 @@ mod tests {
 
     /// Chunk vectors whose sums depend on the grouping: magnitudes spread over many binades.
     fn leaves(k: usize) -> Vec<Vec<f64>> {
+        leaves_of(k, 3)
+    }
+
+    /// K chunk vectors of n values each, as [`leaves`].
+    fn leaves_of(k: usize, n: usize) -> Vec<Vec<f64>> {
         (0..k)
             .map(|i| {
-                (0..3)
+                (0..n)
                     .map(|j| {
                         let x = ((i * 7 + j * 13) % 11) as f64 - 5.3;
                         x * 10f64.powi(((i * 5 + j) % 9) as i32 - 4) / 3.0
@@ -690,6 +768,7 @@ mod tests {
                                 size: d,
                                 boxes,
                                 depth: Cell::new(0),
+                                sent: Cell::new(0),
                             };
                             let grid = DataGrid::new(comm, k);
                             (grid.tree(&mine), grid.col.depth.get())
@@ -712,6 +791,52 @@ mod tests {
                 }
                 let left: usize = boxes.0.lock().unwrap().values().map(VecDeque::len).sum();
                 assert_eq!(left, 0, "K = {k}, D = {d}: unreceived messages");
+            }
+        }
+    }
+
+    /// Where the rows form a binary tree (D a power of two, K = D·2^m) the sum is a
+    /// reduce-scatter and an all-gather: the tree's bits, and no row sends more than twice the
+    /// vector (the tree's rows send it up to 2 log₂ D times).
+    #[test]
+    fn the_butterfly_gives_the_tree_bits_and_sends_twice_the_vector_at_most() {
+        for (k, d, n) in [
+            (2, 2, 1000),
+            (4, 4, 1001),
+            (8, 4, 999),
+            (8, 8, 1000),
+            (16, 8, 7),
+        ] {
+            let all = leaves_of(k, n);
+            let want: Vec<u64> = tree_sum(&all).iter().map(|x| x.to_bits()).collect();
+            let boxes: Boxes = Arc::default();
+            let handles: Vec<_> = (0..d)
+                .map(|r| {
+                    let boxes = boxes.clone();
+                    let mine = all[even_part(k, d, r)].to_vec();
+                    std::thread::spawn(move || {
+                        let comm = ThreadComm {
+                            rank: r,
+                            size: d,
+                            boxes,
+                            depth: Cell::new(0),
+                            sent: Cell::new(0),
+                        };
+                        let grid = DataGrid::new(comm, k);
+                        assert!(grid.rows_form_a_binary_tree());
+                        (grid.tree(&mine), grid.col.sent.get())
+                    })
+                })
+                .collect();
+            for (r, h) in handles.into_iter().enumerate() {
+                let (sum, sent) = h.join().unwrap();
+                let got: Vec<u64> = sum.iter().map(|x| x.to_bits()).collect();
+                assert_eq!(got, want, "K = {k}, D = {d}, row {r}");
+                assert!(
+                    sent <= 2 * n,
+                    "K = {k}, D = {d}, row {r}: sent {sent} of {n}"
+                );
+                assert!(sent >= n / d, "K = {k}, D = {d}, row {r}: sent only {sent}");
             }
         }
     }
