@@ -21,6 +21,8 @@
 //!              chunks: a reduction of ⌈log₂ D⌉ levels and a binomial broadcast of ⌈log₂ D⌉
 //!              rounds, of the gradient of the busiest column, G = ⌈N/L⌉(w² + w) + opening +
 //!              classifier values, and of the loss and count)
+//!            = Σ_{j=1…log₂ D} 2·(h(G/2^j) + h(2))      (D a power of two: the butterfly, a
+//!              reduce-scatter by recursive halving and an all-gather by recursive doubling)
 //! M_val      = (L − 1)·h(w v) + R(L) + 2⌈log₂ D⌉·h(2)
 //! R_iter     = (2m + 8)·R(L)                           (L-BFGS: two-loop, pair, slope, norms)
 //! T(D, L)    = σ·(ω e C_eval + ω_v C_val) + e (M_eval + G_eval) + M_val + R_iter
@@ -363,10 +365,13 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     // Over rows: the chunk tree with K = D chunks. Reduction level j (1 ≤ j ≤ ⌈log₂ D⌉)
     // sends from row r + 2^(j−1) to row r (r a multiple of 2^j) and the broadcast's round j
     // from row r to r + 2^(j−1) (r < 2^(j−1)), in every column: a level is off node when any
-    // of its pairs is.
+    // of its pairs is. With D a power of two the rows form a binary tree and the sum runs as
+    // a butterfly: at level j the pairs r, r ⊕ 2^(j−1) exchange G/2^j values, once halving
+    // and once gathering.
     let (tree_g, tree_s) = if d > 1 {
         let grad = share(model.layers, l) as f64 * model.params_per_layer as f64
             + model.edge_params as f64;
+        let butterfly = d.is_power_of_two();
         let (mut g, mut s) = (0.0, 0.0);
         for j in 1..=log2_ceil(d) as u32 {
             let half = 1usize << (j - 1);
@@ -374,6 +379,13 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
                 lo.filter(|&r| r + half < d)
                     .any(|r| (0..l).any(|c| node(r, c, split, m) != node(r + half, c, split, m)))
             };
+            if butterfly {
+                let cross = pairs(&mut (0..d).filter(|r| r & half == 0));
+                let part = grad / (1u64 << j) as f64;
+                g += 2.0 * hop(model, m, part, cross);
+                s += 2.0 * hop(model, m, 2.0, cross);
+                continue;
+            }
             let reduce = pairs(&mut (0..d).step_by(2 * half));
             let bcast = pairs(&mut (0..half));
             for cross in [reduce, bcast] {
@@ -645,9 +657,9 @@ pub(super) mod tests {
             }
         );
         // P = 2 = (2, 1): b = 4, v = 2: C_eval = 395/2, C_val = 16·0.5 = 8; no row messages;
-        // the chunk tree over 2 rows: (1 + 1)(h(G) + h(2)) with G = 16·6 + 4 = 100
-        // values: h(G) = 0.5 + 800/16 = 50.5, h(2) = 0.5 + 1 = 1.5: 104; validation scalars
-        // (1 + 1)·1.5 = 3.
+        // 2 rows form a binary tree, so the butterfly: one level, 2(h(G/2) + h(2)) with
+        // G = 16·6 + 4 = 100 values: h(50) = 0.5 + 400/16 = 25.5, h(2) = 0.5 + 1 = 1.5: 54;
+        // validation scalars (1 + 1)·1.5 = 3.
         let d2 = parts(&m, &g, &mach, Split { data: 2, layer: 1 });
         assert_eq!(
             d2,
@@ -655,16 +667,20 @@ pub(super) mod tests {
                 compute: 1.5 * 197.5,
                 validation: 8.0,
                 messages: 0.0,
-                combine: 104.0,
+                combine: 54.0,
                 val_messages: 3.0,
                 reductions: 0.0,
             }
         );
-        // P = 4 = (4, 1): the chunk tree over 4 rows, 2 levels of reduction and 2 rounds of
-        // broadcast: 4(h(G) + h(2)) = 208 (an ordered chain and a broadcast took
+        // P = 4 = (4, 1): the butterfly over 4 rows: level 1 2(h(50) + h(2)) = 54, level 2
+        // 2(h(25) + h(2)) = 2(13 + 1.5) = 29: 83 (the tree's 2 levels of reduction and 2
+        // rounds of broadcast took 4(h(G) + h(2)) = 208, an ordered chain and a broadcast
         // (3 + 2)·52 = 260); validation scalars 4·1.5 = 6.
         let d4 = parts(&m, &g, &mach, Split { data: 4, layer: 1 });
-        assert_eq!((d4.combine, d4.val_messages), (208.0, 6.0));
+        assert_eq!((d4.combine, d4.val_messages), (83.0, 6.0));
+        // 3 rows (not a power of two) take the tree: 4(h(G) + h(2)) = 208.
+        let d3 = parts(&m, &g, &mach, Split { data: 3, layer: 1 });
+        assert_eq!((d3.combine, d3.val_messages), (208.0, 6.0));
         // T_s = e·80 + 16 = 96 (measured, not modelled).
         assert_eq!(serial_seconds(&m), 96.0);
         let at2 = predict(&m, &g, &mach, lonly(2));
