@@ -166,7 +166,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     };
     let nl = grid.num_levels();
     let last = trace.marks.len().saturating_sub(1);
-    let Some((t_iter, evals, fwd, adj)) =
+    let Some((t_iter, evals, fwd, adj, outside)) =
         calibrate::window(&trace.marks, 1, last, o.learning_rate, o.ls_factor, nl)
     else {
         bail!(
@@ -178,6 +178,11 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     let t_iter = dist
         .comm
         .all_gather(&[t_iter])
+        .into_iter()
+        .fold(0.0, f64::max);
+    let outside = dist
+        .comm
+        .all_gather(&[outside])
         .into_iter()
         .fold(0.0, f64::max);
     let forward = StepCounts::gather(&dist.comm, &fwd, nl);
@@ -235,6 +240,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         edge_params,
         seconds_per_iteration: t_iter,
         seconds_per_validation: t_val,
+        seconds_outside_evaluations: outside,
         evaluations_per_iteration: evals,
         forward,
         adjoint,
@@ -333,7 +339,7 @@ fn report(args: &ScalingArgs, machine: &Machine, cal: &Calibration, model: &Mode
         model.serial_evaluation, model.serial_validation
     );
     println!(
-        "{:>6} {:>9} {:>14} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>12}",
+        "{:>6} {:>9} {:>14} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12}",
         "ranks",
         "D × L",
         "s/iteration",
@@ -343,6 +349,7 @@ fn report(args: &ScalingArgs, machine: &Machine, cal: &Calibration, model: &Mode
         "valid.",
         "msgs",
         "combine",
+        "optim.",
         "speedup D=1"
     );
     let table = predict::table(model, grid, machine, args.max_ranks, args.data_groups);
@@ -350,7 +357,7 @@ fn report(args: &ScalingArgs, machine: &Machine, cal: &Calibration, model: &Mode
         let b = &row.best;
         let pct = |x: f64| 100.0 * x / b.seconds;
         println!(
-            "{:>6} {:>9} {:>14.5} {:>9.2} {:>10.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>12}",
+            "{:>6} {:>9} {:>14.5} {:>9.2} {:>10.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>7.1}% {:>12}",
             row.ranks,
             format!("{}×{}", b.split.data, b.split.layer),
             b.seconds,
@@ -360,6 +367,7 @@ fn report(args: &ScalingArgs, machine: &Machine, cal: &Calibration, model: &Mode
             pct(b.parts.validation),
             pct(b.parts.messages + b.parts.val_messages + b.parts.reductions),
             pct(b.parts.combine),
+            pct(b.parts.optimizer),
             row.layer_only
                 .map(|r| format!("{:.2}", r.speedup))
                 .unwrap_or_else(|| "-".into())

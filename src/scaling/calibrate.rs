@@ -80,6 +80,9 @@ pub struct Measurements {
     pub seconds_per_iteration: f64,
     /// T_val: seconds per validation sweep, the slowest rank's.
     pub seconds_per_validation: f64,
+    /// Seconds per iteration outside the evaluations of J and ∇J (the optimizer, the
+    /// validation sweep, the history), the largest over the ranks.
+    pub seconds_outside_evaluations: f64,
     /// e: evaluations per iteration.
     pub evaluations_per_iteration: f64,
     /// Step calls per evaluation.
@@ -142,6 +145,7 @@ impl Measurements {
             lbfgs_memory: self.lbfgs_memory,
             serial_evaluation: self.serial_evaluation,
             serial_validation: self.serial_validation,
+            optimizer: (self.seconds_outside_evaluations - self.seconds_per_validation).max(0.0),
         };
         if nl == 1 {
             model.k_forward = 1.0;
@@ -162,6 +166,7 @@ impl Measurements {
             ((self.seconds_per_validation - raw.val_messages) / raw.validation).max(0.0);
         let eval_time = self.seconds_per_iteration
             - self.seconds_per_validation
+            - model.optimizer
             - raw.messages
             - raw.combine
             - raw.reductions;
@@ -178,6 +183,8 @@ pub struct Mark {
     pub step: f64,
     pub fwd_steps: Vec<u64>,
     pub adj_steps: Vec<u64>,
+    /// This rank's seconds in evaluations of J and ∇J so far ([`layer_parallel::Chain::evaluation_time`]).
+    pub eval_s: f64,
 }
 
 /// An observer of a training run that keeps a [`Mark`] per row.
@@ -193,6 +200,7 @@ impl crate::train::Observer for Trace {
             step: it.row.step,
             fwd_steps: it.dist.steps().0,
             adj_steps: it.dist.steps().1,
+            eval_s: it.dist.evaluation_time().as_secs_f64(),
         });
         Ok(())
     }
@@ -208,8 +216,9 @@ pub fn trials(step: f64, initial: f64, factor: f64) -> f64 {
 }
 
 /// This rank's view of iterations `from + 1 ..= to` of a trace (rows `from` and `to`):
-/// seconds per iteration, evaluations per iteration and step calls per evaluation per level
-/// (forward, adjoint). None when the trace has no row `to`.
+/// seconds per iteration, evaluations per iteration, step calls per evaluation per level
+/// (forward, adjoint) and seconds per iteration outside the evaluations. None when the
+/// trace has no row `to`.
 pub fn window(
     marks: &[Mark],
     from: usize,
@@ -217,7 +226,7 @@ pub fn window(
     initial: f64,
     factor: f64,
     levels: usize,
-) -> Option<(f64, f64, Vec<f64>, Vec<f64>)> {
+) -> Option<Window> {
     if to <= from || to >= marks.len() {
         return None;
     }
@@ -235,13 +244,18 @@ pub fn window(
             })
             .collect()
     };
+    let per_iteration = (b.time_s - a.time_s) / iters;
     Some((
-        (b.time_s - a.time_s) / iters,
+        per_iteration,
         evals / iters,
         per_eval(&a.fwd_steps, &b.fwd_steps),
         per_eval(&a.adj_steps, &b.adj_steps),
+        (per_iteration - (b.eval_s - a.eval_s) / iters).max(0.0),
     ))
 }
+
+/// What [`window`] returns.
+pub type Window = (f64, f64, Vec<f64>, Vec<f64>, f64);
 
 /// The batch sizes of the step-time table: ⌈B/2^j⌉ and ⌈V/2^j⌉ down to 1, ascending.
 pub fn table_batches(batch: usize, val_batch: usize) -> Vec<usize> {
@@ -499,21 +513,23 @@ mod tests {
         assert_eq!(trials(1.0, 1.0, 0.5), 1.0);
         assert_eq!(trials(0.25, 1.0, 0.5), 3.0);
         assert_eq!(trials(0.0, 1.0, 0.5), 1.0);
-        let mark = |t: f64, step: f64, f: u64, a: u64| Mark {
+        let mark = |t: f64, step: f64, f: u64, a: u64, eval_s: f64| Mark {
             time_s: t,
             step,
             fwd_steps: vec![f, 2 * f],
             adj_steps: vec![a],
+            eval_s,
         };
         let marks = [
-            mark(0.5, 0.0, 10, 10),
-            mark(1.5, 0.5, 40, 40),
-            mark(3.0, 1.0, 100, 70),
-            mark(4.0, 0.25, 220, 160),
+            mark(0.5, 0.0, 10, 10, 0.25),
+            mark(1.5, 0.5, 40, 40, 1.0),
+            mark(3.0, 1.0, 100, 70, 2.5),
+            mark(4.0, 0.25, 220, 160, 3.0),
         ];
-        // Rows 1 → 3: two iterations in 2.5 s, 1 + 3 = 4 evaluations; level 0: 180 / 4 calls.
-        let (t, e, f, a) = window(&marks, 1, 3, 1.0, 0.5, 2).unwrap();
-        assert_eq!((t, e), (1.25, 2.0));
+        // Rows 1 → 3: two iterations in 2.5 s, 1 + 3 = 4 evaluations; level 0: 180 / 4 calls;
+        // 2 s in evaluations, so 0.25 s per iteration outside them.
+        let (t, e, f, a, outside) = window(&marks, 1, 3, 1.0, 0.5, 2).unwrap();
+        assert_eq!((t, e, outside), (1.25, 2.0, 0.25));
         assert_eq!(f, [45.0, 90.0]);
         assert_eq!(a, [30.0, 0.0]);
         assert_eq!(window(&marks, 1, 4, 1.0, 0.5, 2), None);
@@ -545,8 +561,8 @@ mod tests {
         let counts = |rows: [[f64; 3]; 2]| StepCounts {
             per_rank: rows.map(|r| r.to_vec()).to_vec(),
         };
-        // T_iter(1 × 2) = 1.5·223 + 16 + 465 + 5.5 + 8 = 829 and T_val = 16 + 5.5 (see the
-        // predict tests).
+        // T_iter(1 × 2) = 1.5·223 + 16 + 465 + 5.5 + 8 + 4 = 833 and T_val = 16 + 5.5 (see
+        // the predict tests); outside the evaluations: T_val and the optimizer's 4.
         let m = Measurements {
             grid: grid.clone(),
             ranks: 2,
@@ -556,8 +572,9 @@ mod tests {
             val_batch: 4,
             params_per_layer: 6,
             edge_params: 4,
-            seconds_per_iteration: 829.0,
+            seconds_per_iteration: 833.0,
             seconds_per_validation: 21.5,
+            seconds_outside_evaluations: 25.5,
             evaluations_per_iteration: 1.0,
             forward: counts([[36.0, 15.0, 4.0], [32.0, 12.0, 4.0]]),
             adjoint: counts([[18.0, 5.0, 2.0], [16.0, 4.0, 2.0]]),
@@ -577,6 +594,6 @@ mod tests {
         let got = m.fit();
         assert_eq!(got, want);
         let split = Split { data: 1, layer: 2 };
-        assert_eq!(predict::seconds(&got, &grid, &m.machine, split), 829.0);
+        assert_eq!(predict::seconds(&got, &grid, &m.machine, split), 833.0);
     }
 }

@@ -77,6 +77,12 @@ pub struct Model {
     /// gradient, one level on one rank) and validation sweep, seconds.
     pub serial_evaluation: f64,
     pub serial_validation: f64,
+    /// T_opt: seconds per iteration outside the evaluations and the validation sweep at the
+    /// calibration (the optimizer's vector work on this rank's share of the parameters, the
+    /// history): it shrinks with L (each rank holds 1/L of the parameters) but not with D
+    /// (every row holds them all). 0 in files saved before it was measured.
+    #[serde(default)]
+    pub optimizer: f64,
 }
 
 impl Model {
@@ -152,6 +158,7 @@ mod tests {
                 "lbfgs_memory",
                 "serial_evaluation",
                 "serial_validation",
+                "optimizer",
             ]
         );
         let dir = tempfile::tempdir().unwrap();

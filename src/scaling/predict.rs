@@ -25,7 +25,9 @@
 //!              reduce-scatter by recursive halving and an all-gather by recursive doubling)
 //! M_val      = (L − 1)·h(w v) + R(L) + 2⌈log₂ D⌉·h(2)
 //! R_iter     = (2m + 8)·R(L)                           (L-BFGS: two-loop, pair, slope, norms)
-//! T(D, L)    = σ·(ω e C_eval + ω_v C_val) + e (M_eval + G_eval) + M_val + R_iter
+//! O(L)       = T_opt·L_c / L                           (the optimizer's vector work: 1/L of
+//!              the parameters per rank, all of them in every row)
+//! T(D, L)    = σ·(ω e C_eval + ω_v C_val + O(L)) + e (M_eval + G_eval) + M_val + R_iter
 //! ```
 //!
 //! with h(n) = α + 8n/β the time of one message of n values (α, β: the measured on-node
@@ -34,7 +36,9 @@
 //! over n ranks (all-gather, recursive doubling), σ = max(1, min(P, ranks_per_node)/cores)
 //! the compute slowdown of ranks sharing cores, e the evaluations (J and ∇J) per L-BFGS
 //! iteration, m the L-BFGS memory, ω and ω_v the compute overhead factors of an evaluation
-//! and of the validation sweep (fitted at the calibration; messages are never scaled by them).
+//! and of the validation sweep (fitted at the calibration; messages are never scaled by them),
+//! T_opt the measured time per iteration outside the evaluations and the validation sweep
+//! on the L_c ranks of the calibration.
 //! The serial reference is measured: T_s = e·T_s,eval + T_s,val (one rank, one level).
 //! Speedup S = T_s / T(D, L), efficiency E = S / P.
 
@@ -132,6 +136,8 @@ pub struct Parts {
     pub val_messages: f64,
     /// R_iter: the optimizer's reductions.
     pub reductions: f64,
+    /// σ T_opt L_c / L: the optimizer's own work on a rank's share of the parameters.
+    pub optimizer: f64,
 }
 
 impl Parts {
@@ -142,6 +148,7 @@ impl Parts {
             + self.combine
             + self.val_messages
             + self.reductions
+            + self.optimizer
     }
 }
 
@@ -411,6 +418,7 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
         combine: e * g_eval,
         val_messages: m_val,
         reductions: r_iter,
+        optimizer: sigma * model.optimizer * model.calibrated_ranks as f64 / l as f64,
     }
 }
 
@@ -515,7 +523,8 @@ pub(super) mod tests {
 
     /// A synthetic calibration with values that make every predicted time exact in binary:
     /// step times proportional to the batch (t_f = 2, t_a = 3 at B = 8), on-node messages
-    /// of 0.5 + 8n/16 (α = 0.5, β = 16 bytes per second), no overheads (ω = ω_v = 1).
+    /// of 0.5 + 8n/16 (α = 0.5, β = 16 bytes per second), no overheads (ω = ω_v = 1), and
+    /// 4 s per iteration of the optimizer's own work on the 2 ranks of the calibration.
     pub(crate) fn model3() -> Model {
         Model {
             layers: 16,
@@ -543,6 +552,7 @@ pub(super) mod tests {
             lbfgs_memory: 0,
             serial_evaluation: 80.0,
             serial_validation: 16.0,
+            optimizer: 4.0,
         }
     }
 
@@ -630,13 +640,15 @@ pub(super) mod tests {
         let (g, m, mach) = (grid3(), model3(), node());
         // P = 1 = (1, 1): C_eval = 14·17 + 9·9 + 28 + 16·3 = 395 (per point c^f t_f + c^a t_a:
         // 4·2 + 2·3 = 14 on level 0, 3·2 + 1·3 = 9 on level 1; coarsest (2·2 + 1·3)·4 = 28;
-        // gradient ⌈16/1⌉·3), C_val = 16 t_f(4) = 16. No messages.
+        // gradient ⌈16/1⌉·3), C_val = 16 t_f(4) = 16. No messages. The optimizer's work on
+        // all the parameters: 4 · 2/1 = 8.
         let p1 = parts(&m, &g, &mach, lonly(1));
         assert_eq!(
             p1,
             Parts {
                 compute: 1.5 * 395.0,
                 validation: 16.0,
+                optimizer: 8.0,
                 ..Parts::default()
             }
         );
@@ -654,12 +666,14 @@ pub(super) mod tests {
                 combine: 0.0,
                 val_messages: 4.5 + 1.0,
                 reductions: 8.0,
+                optimizer: 4.0,
             }
         );
         // P = 2 = (2, 1): b = 4, v = 2: C_eval = 395/2, C_val = 16·0.5 = 8; no row messages;
         // 2 rows form a binary tree, so the butterfly: one level, 2(h(G/2) + h(2)) with
         // G = 16·6 + 4 = 100 values: h(50) = 0.5 + 400/16 = 25.5, h(2) = 0.5 + 1 = 1.5: 54;
-        // validation scalars (1 + 1)·1.5 = 3.
+        // validation scalars (1 + 1)·1.5 = 3. Each row holds all the parameters: the
+        // optimizer's work is 8, as on one rank.
         let d2 = parts(&m, &g, &mach, Split { data: 2, layer: 1 });
         assert_eq!(
             d2,
@@ -670,6 +684,7 @@ pub(super) mod tests {
                 combine: 54.0,
                 val_messages: 3.0,
                 reductions: 0.0,
+                optimizer: 8.0,
             }
         );
         // P = 4 = (4, 1): the butterfly over 4 rows: level 1 2(h(50) + h(2)) = 54, level 2
@@ -681,6 +696,7 @@ pub(super) mod tests {
         // 3 rows (not a power of two) take the tree: 4(h(G) + h(2)) = 208.
         let d3 = parts(&m, &g, &mach, Split { data: 3, layer: 1 });
         assert_eq!((d3.combine, d3.val_messages), (208.0, 6.0));
+        assert_eq!(d4.optimizer, 8.0);
         // T_s = e·80 + 16 = 96 (measured, not modelled).
         assert_eq!(serial_seconds(&m), 96.0);
         let at2 = predict(&m, &g, &mach, lonly(2));

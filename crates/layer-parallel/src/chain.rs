@@ -257,12 +257,19 @@ impl<C: Comm> Chain<C> {
         self.blocks.iter().map(|b| b.kernel_time).sum()
     }
 
-    /// Clears the step counts and kernel times of every block.
+    /// This rank's wall time in the blocks' [`Objective::objective_gradient`] since the last
+    /// [`Chain::clear_steps`] (a one-block chain's evaluations).
+    pub fn evaluation_time(&self) -> std::time::Duration {
+        self.blocks.iter().map(|b| b.evaluation_time).sum()
+    }
+
+    /// Clears the step counts and kernel and evaluation times of every block.
     pub fn clear_steps(&mut self) {
         for b in &mut self.blocks {
             b.fwd_steps.clear();
             b.adj_steps.clear();
             b.kernel_time = std::time::Duration::ZERO;
+            b.evaluation_time = std::time::Duration::ZERO;
         }
     }
 

@@ -108,6 +108,10 @@ pub struct Objective<C: Comm> {
     /// steps, the kept derivatives and the layer gradients) since the last clear: the rest of
     /// an evaluation's time is the MGRIT machinery, communication and the other layers.
     pub kernel_time: std::time::Duration,
+    /// Wall time of this rank in [`Objective::objective_gradient`] calls since the last clear
+    /// (messages and waiting included): what a training iteration spends outside it is the
+    /// optimizer's own work, the validation and the history.
+    pub evaluation_time: std::time::Duration,
     /// The next `objective_gradient` is on other examples ([`Objective::new_batch`]).
     new_batch: bool,
     /// The data × layer grid this objective is a row of ([`Objective::set_data_grid`]).
@@ -160,6 +164,7 @@ impl<C: Comm> Objective<C> {
             fwd_steps: Vec::new(),
             adj_steps: Vec::new(),
             kernel_time: std::time::Duration::ZERO,
+            evaluation_time: std::time::Duration::ZERO,
             new_batch: false,
             data: None,
             keep_derivatives: true,
@@ -398,19 +403,23 @@ impl<C: Comm> Objective<C> {
         targets: impl Into<Targets<'t>>,
         grad: &mut [f64],
     ) -> Value {
+        let start = std::time::Instant::now();
         let labels = targets.into();
-        if let Some(grid) = self.data.take() {
+        let v = if let Some(grid) = self.data.take() {
             let v = self.grid_objective_gradient(&grid, params, x, labels, grad);
             self.data = Some(grid);
-            return v;
-        }
-        let batch = labels.len();
-        self.ensure_batch(batch);
-        self.begin_batch();
-        let theta = self.model(params);
-        self.value_and_gradient(params, &theta, batch, grad, |obj, g| {
-            obj.propagate(&theta, x, labels, g)
-        })
+            v
+        } else {
+            let batch = labels.len();
+            self.ensure_batch(batch);
+            self.begin_batch();
+            let theta = self.model(params);
+            self.value_and_gradient(params, &theta, batch, grad, |obj, g| {
+                obj.propagate(&theta, x, labels, g)
+            })
+        };
+        self.evaluation_time += start.elapsed();
+        v
     }
 
     /// J and ∇J at p from one propagation of θ = P(p): `propagate` puts the loss's
