@@ -26,7 +26,10 @@ use crate::{DataGrid, DistSpace};
 use mgrit::{Comm, Stats};
 use odenet::loss::Targets;
 use odenet::Network;
+use std::cell::Cell;
 use std::ops::Range;
+use std::rc::Rc;
+use std::time::Duration;
 
 /// U_N of a block, last rank → rank 0.
 const HANDOFF_TAG: i32 = 7010;
@@ -43,6 +46,8 @@ pub struct Chain<C: Comm> {
     ranges: Vec<Range<usize>>,
     /// Block i's part of the global parameter vector.
     global: Vec<Range<usize>>,
+    /// The element-wise work of the spaces made by [`Chain::space`] ([`Chain::vector_time`]).
+    vector_work: Rc<Cell<Duration>>,
 }
 
 impl<C: Comm> Chain<C> {
@@ -92,6 +97,7 @@ impl<C: Comm> Chain<C> {
             comm: comm.duplicate(),
             ranges,
             global,
+            vector_work: Rc::default(),
         }
     }
 
@@ -188,7 +194,9 @@ impl<C: Comm> Chain<C> {
         }
     }
 
-    /// Inner products on p, block after block (collective).
+    /// Inner products on p, block after block, with the element-wise work shared out over
+    /// the rows when the (one-block) network runs on a D × L grid (see [`DistSpace`]).
+    /// Collective.
     pub fn space(&self) -> DistSpace<C> {
         let blocks = self
             .blocks
@@ -201,10 +209,25 @@ impl<C: Comm> Chain<C> {
                     .collect()
             })
             .collect();
-        DistSpace {
-            comm: self.comm.duplicate(),
+        let col = match &self.blocks[..] {
+            [one] => one.data_grid().map(|g| g.col.duplicate()),
+            _ => None,
+        };
+        DistSpace::new(
+            self.comm.duplicate(),
             blocks,
-        }
+            col,
+            self.local_len(),
+            self.vector_work.clone(),
+        )
+    }
+
+    /// This rank's time in the element-wise vector work of the optimizer (the partial dot
+    /// products, axpys and scalings of the spaces from [`Chain::space`]) since the last
+    /// [`Chain::clear_steps`]: the part of the optimizer's own work that a D × L grid shares
+    /// out over its rows.
+    pub fn vector_time(&self) -> Duration {
+        self.vector_work.get()
     }
 
     /// The global parameter vector on every rank (collective).
@@ -265,6 +288,7 @@ impl<C: Comm> Chain<C> {
 
     /// Clears the step counts and kernel and evaluation times of every block.
     pub fn clear_steps(&mut self) {
+        self.vector_work.set(Duration::ZERO);
         for b in &mut self.blocks {
             b.fwd_steps.clear();
             b.adj_steps.clear();

@@ -33,6 +33,8 @@ pub mod controls;
 pub mod ghosts;
 pub mod objective;
 pub mod partition;
+#[cfg(test)]
+mod thread_comm;
 
 pub use chain::Chain;
 pub use controls::{Controls, SplineControls};
@@ -40,33 +42,270 @@ pub use objective::{DataGrid, Objective, SetupError, SolverSettings, Value};
 pub use partition::{spline_layout, LocalLayout, Partition, TooManyRanks};
 
 use mgrit::Comm;
+use objective::even_part;
 use odenet::linalg::dot;
 use odenet::network::ordered_sum;
+use std::cell::Cell;
 use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Inner products ⟨a, b⟩ on a parameter vector distributed as a [`LocalLayout`] (or as one
 /// per block of a [`Chain`], one after another): the partial dot product of every segment of
 /// a rank, gathered and summed in layer order, block after block.
+///
+/// On a D × L grid ([`DataGrid`]) every row holds the same parameters, so the optimizer's
+/// element-wise work is shared out over the rows ([`optim::Space`]): of the n_b segments of a
+/// block, row r computes the segments `even_part(n_b, D, r)` (and every element outside all
+/// segments, which the rank holds as a replica of another rank's); a dot product gathers the
+/// rows' segment partials along the column (they arrive in segment order) before the
+/// reduction over the row, so it adds the same partials in the same order as on one row.
 pub struct DistSpace<C: Comm> {
     pub comm: C,
     /// This rank's segments in layer order ([`LocalLayout::segments`]), one list per block of
     /// the network (the blocks' parts lie one after another in a rank's vector).
     pub blocks: Vec<Vec<Range<usize>>>,
+    /// The rows sharing the work: the column communicator (rank = row) and the element
+    /// ranges this rank computes, in order; None: this rank computes every element.
+    rows: Option<(C, Vec<Range<usize>>)>,
+    /// This rank's wall time in the element-wise work (partial dot products, axpy,
+    /// scalings; not the messages), added up since the owner last cleared it.
+    work: Rc<Cell<Duration>>,
+}
+
+impl<C: Comm> DistSpace<C> {
+    /// The space of the segments `blocks` of a vector of `len` values, with the work shared
+    /// out over the rows of the column communicator `col` (None: not shared), timing its
+    /// element-wise work into `work`. Collective over `comm` and `col` only in its use.
+    pub fn new(
+        comm: C,
+        blocks: Vec<Vec<Range<usize>>>,
+        col: Option<C>,
+        len: usize,
+        work: Rc<Cell<Duration>>,
+    ) -> Self {
+        let rows = col.filter(|c| c.size() > 1).map(|col| {
+            let (row, d) = (col.rank(), col.size());
+            // (segment, computed here) in element order; the gaps are replicas: computed here.
+            let mut marked: Vec<(Range<usize>, bool)> = blocks
+                .iter()
+                .flat_map(|segs| {
+                    let mine = even_part(segs.len(), d, row);
+                    segs.iter()
+                        .enumerate()
+                        .map(move |(i, r)| (r.clone(), mine.contains(&i)))
+                })
+                .collect();
+            marked.sort_by_key(|(r, _)| r.start);
+            let mut own = Vec::new();
+            let mut at = 0;
+            for (r, mine) in marked {
+                assert!(r.start >= at, "segments do not overlap");
+                if r.start > at {
+                    own.push(at..r.start);
+                }
+                if mine && !r.is_empty() {
+                    own.push(r.clone());
+                }
+                at = r.end;
+            }
+            if at < len {
+                own.push(at..len);
+            }
+            (col, own)
+        });
+        DistSpace {
+            comm,
+            blocks,
+            rows,
+            work,
+        }
+    }
+
+    /// The segments of block `b` this row computes (all of them when not shared).
+    fn row_segments(&self, b: usize) -> Range<usize> {
+        let n = self.blocks[b].len();
+        match &self.rows {
+            Some((col, _)) => even_part(n, col.size(), col.rank()),
+            None => 0..n,
+        }
+    }
+
+    /// Runs `f` on every element range this rank computes, timed into the work.
+    fn on_own(&self, len: usize, mut f: impl FnMut(Range<usize>)) {
+        let start = Instant::now();
+        match &self.rows {
+            Some((_, own)) => own.iter().for_each(|r| f(r.clone())),
+            None => f(0..len),
+        }
+        self.work.set(self.work.get() + start.elapsed());
+    }
 }
 
 impl<C: Comm> optim::Space for DistSpace<C> {
     /// Σ over blocks in order, over ranks in order, over a rank's segments in order, of the
-    /// segments' partial dot products (one ordered sum: the same bits on every rank count).
+    /// segments' partial dot products (one ordered sum: the same bits on every rank count
+    /// and every number of rows sharing the work).
     fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
         let mut all = Vec::new();
-        for segments in &self.blocks {
-            let partials: Vec<f64> = segments
+        for (k, segments) in self.blocks.iter().enumerate() {
+            let start = Instant::now();
+            let partials: Vec<f64> = segments[self.row_segments(k)]
                 .iter()
                 .map(|r| dot(&a[r.clone()], &b[r.clone()]))
                 .collect();
-            all.extend(self.comm.all_gather(&partials));
+            self.work.set(self.work.get() + start.elapsed());
+            let column = match &self.rows {
+                Some((col, _)) => col.all_gather(&partials),
+                None => partials,
+            };
+            all.extend(self.comm.all_gather(&column));
         }
         ordered_sum(&all)
+    }
+
+    fn axpy(&self, alpha: f64, x: &[f64], y: &mut [f64]) {
+        self.on_own(y.len(), |r| optim::axpy(alpha, &x[r.clone()], &mut y[r]));
+    }
+
+    fn scale(&self, alpha: f64, x: &mut [f64]) {
+        self.on_own(x.len(), |r| x[r].iter_mut().for_each(|v| *v *= alpha));
+    }
+
+    /// Gathers every row's segments along the column (one all-gather per block) and copies
+    /// them into place; the replicas outside the segments are this rank's own.
+    fn complete(&self, v: &mut [f64]) {
+        let Some((col, _)) = &self.rows else {
+            return;
+        };
+        for (k, segments) in self.blocks.iter().enumerate() {
+            let mut mine = Vec::new();
+            for r in &segments[self.row_segments(k)] {
+                mine.extend_from_slice(&v[r.clone()]);
+            }
+            let all = col.all_gather(&mine);
+            assert_eq!(
+                all.len(),
+                segments.iter().map(|r| r.len()).sum::<usize>(),
+                "every segment of the block arrives once"
+            );
+            let mut at = 0;
+            for r in segments {
+                v[r.clone()].copy_from_slice(&all[at..at + r.len()]);
+                at += r.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::DistSpace;
+    use crate::thread_comm::{run_ranks, unreceived, ThreadComm};
+    use mgrit::Comm;
+    use optim::{Lbfgs, Space};
+    use std::sync::Arc;
+
+    /// Segments of a vector of 24 values with replicas (not in any segment) at 10..12 and
+    /// 21..24, in two blocks.
+    fn blocks() -> Vec<Vec<std::ops::Range<usize>>> {
+        vec![vec![0..3, 3..10], vec![12..20, 20..21]]
+    }
+
+    /// A vector whose sums depend on the order of the additions.
+    fn vector(seed: usize) -> Vec<f64> {
+        (0..24)
+            .map(|j| {
+                let x = ((seed * 7 + j * 13) % 11) as f64 - 5.3;
+                x * 10f64.powi(((seed * 5 + j) % 9) as i32 - 4) / 3.0
+            })
+            .collect()
+    }
+
+    /// A single rank's row and, when `col` is given, the rows sharing the work.
+    fn space(col: Option<ThreadComm>) -> DistSpace<ThreadComm> {
+        let row = ThreadComm::new(0, 1, Arc::default());
+        DistSpace::new(row, blocks(), col, 24, Default::default())
+    }
+
+    /// An L-BFGS memory of three pairs and the direction and ⟨g, g⟩ it gives on `s`.
+    fn direction_on(s: &DistSpace<ThreadComm>) -> (Vec<u64>, u64) {
+        let mut memory = Lbfgs::new(3);
+        for k in 0..3 {
+            let sk = vector(2 * k + 1);
+            let yk: Vec<f64> = sk
+                .iter()
+                .zip(vector(2 * k + 2))
+                .map(|(a, b)| 2.0 * a + 0.1 * b)
+                .collect();
+            assert!(memory.push(sk, yk, s), "pair {k} has positive curvature");
+        }
+        let g = vector(9);
+        let d = memory.direction(&g, s);
+        (
+            d.iter().map(|x| x.to_bits()).collect(),
+            s.dot(&g, &g).to_bits(),
+        )
+    }
+
+    /// The element-wise work shared out over D = 1 … 5 rows (5: more rows than segments in a
+    /// block) gives the unshared space's bits in every element of an L-BFGS direction and in
+    /// every dot product, on every row, and leaves no message unreceived.
+    #[test]
+    fn sharing_the_work_over_the_rows_changes_no_bit() {
+        let want = direction_on(&space(None));
+        assert!(
+            want.0.iter().any(|&x| f64::from_bits(x) != 0.0),
+            "a nonzero direction"
+        );
+        for d in 1..=5 {
+            let (got, boxes) = run_ranks(d, |col| direction_on(&space(Some(col))));
+            for (r, g) in got.into_iter().enumerate() {
+                assert_eq!(g, want, "D = {d}, row {r}");
+            }
+            assert_eq!(unreceived(&boxes), 0, "D = {d}");
+        }
+    }
+
+    /// Each row computes its own segments and every replica; `complete` fills in the rest.
+    #[test]
+    fn a_row_computes_its_segments_and_the_replicas() {
+        let (got, _) = run_ranks(3, |col| {
+            let row = col.rank();
+            let s = space(Some(col));
+            let mut v = vec![0.0; 24];
+            s.axpy(1.0, &vec![1.0; 24], &mut v);
+            let computed: Vec<usize> = (0..24).filter(|&i| v[i] == 1.0).collect();
+            let mut w: Vec<f64> = (0..24)
+                .map(|i| {
+                    if computed.contains(&i) {
+                        i as f64
+                    } else {
+                        -1.0
+                    }
+                })
+                .collect();
+            s.complete(&mut w);
+            (row, computed, w)
+        });
+        // Block 0's two segments go to rows 0 and 1, block 1's to rows 0 and 1; row 2 has
+        // none: every row computes the replicas 10..12 and 21..24.
+        let replicas = [10, 11, 21, 22, 23];
+        for (row, computed, whole) in got {
+            let mut want: Vec<usize> = match row {
+                0 => (0..3).chain(12..20).collect(),
+                1 => (3..10).chain(20..21).collect(),
+                _ => Vec::new(),
+            };
+            want.extend(replicas);
+            want.sort();
+            assert_eq!(computed, want, "row {row}");
+            assert_eq!(
+                whole,
+                (0..24).map(|i| i as f64).collect::<Vec<_>>(),
+                "row {row}"
+            );
+        }
     }
 }
 

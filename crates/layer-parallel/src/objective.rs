@@ -213,10 +213,13 @@ impl<C: Comm> Objective<C> {
     /// Inner products on p: this rank's blocks, reduced in layer order (a duplicate of the
     /// objective's communicator; collective).
     pub fn space(&self) -> crate::DistSpace<C> {
-        crate::DistSpace {
-            comm: self.comm.duplicate(),
-            blocks: vec![self.layout.segments()],
-        }
+        crate::DistSpace::new(
+            self.comm.duplicate(),
+            vec![self.layout.segments()],
+            self.data.as_ref().map(|g| g.col.duplicate()),
+            self.layout.len,
+            Default::default(),
+        )
     }
 
     /// The global parameter vector (opening, hidden sets in order, classifier) on every rank.

@@ -65,23 +65,29 @@ impl Lbfgs {
     }
 
     /// The quasi-Newton direction d = −H g by the two-loop recursion, with the initial
-    /// Hessian approximation H₀ = (sᵀy / yᵀy) I from the newest pair (I when empty).
+    /// Hessian approximation H₀ = (sᵀy / yᵀy) I from the newest pair (I when empty). The
+    /// recursion's vector work (2m axpys, 2m + 2 dot products over m pairs) runs on the
+    /// space's share of the elements and the result is completed once at the end
+    /// ([`Space::complete`]): on a space that shares its work out over k processes each does
+    /// 1/k of it, with the same bits in every element.
     pub fn direction(&self, g: &[f64], space: &impl Space) -> Vec<f64> {
         let mut q = g.to_vec();
         let mut alpha = vec![0.0; self.pairs.len()];
         for (i, (s, y, rho)) in self.pairs.iter().enumerate().rev() {
             alpha[i] = rho * space.dot(s, &q);
-            crate::axpy(-alpha[i], y, &mut q);
+            space.axpy(-alpha[i], y, &mut q);
         }
         if let Some((s, y, _)) = self.pairs.back() {
             let gamma = space.dot(s, y) / space.dot(y, y);
-            q.iter_mut().for_each(|v| *v *= gamma);
+            space.scale(gamma, &mut q);
         }
         for (i, (s, y, rho)) in self.pairs.iter().enumerate() {
             let beta = rho * space.dot(y, &q);
-            crate::axpy(alpha[i] - beta, s, &mut q);
+            space.axpy(alpha[i] - beta, s, &mut q);
         }
-        q.iter_mut().for_each(|v| *v = -*v);
+        // −v and (−1)·v are the same bits.
+        space.scale(-1.0, &mut q);
+        space.complete(&mut q);
         q
     }
 }

@@ -17,14 +17,33 @@ pub use linesearch::{backtracking, Armijo, LineSearch};
 pub use schedule::Schedule;
 pub use stochastic::{Adam, Sgd};
 
-/// Inner products on the parameter space.
+/// Inner products and element-wise work on the parameter space.
+///
+/// A space may share the element-wise work of a vector out over several processes that
+/// each hold the whole vector (the rows of a data × layer grid): then each process computes
+/// only its *share* of the elements in [`Space::axpy`] and [`Space::scale`], [`Space::dot`]
+/// reads only the shares of its arguments, and [`Space::complete`] brings the other shares
+/// in, after which every process holds the same whole vector. A space that does not share
+/// the work (the default methods) computes every element and has nothing to complete.
 pub trait Space {
-    /// ⟨a, b⟩ over the whole (possibly distributed) vector.
+    /// ⟨a, b⟩ over the whole (possibly distributed) vector; where the work is shared out,
+    /// only this process's share of `a` and `b` is read. Collective.
     fn dot(&self, a: &[f64], b: &[f64]) -> f64;
     /// ‖a‖₂.
     fn norm(&self, a: &[f64]) -> f64 {
         self.dot(a, a).sqrt()
     }
+    /// y ← y + α x on this process's share of the elements.
+    fn axpy(&self, alpha: f64, x: &[f64], y: &mut [f64]) {
+        axpy(alpha, x, y);
+    }
+    /// x ← α x on this process's share of the elements.
+    fn scale(&self, alpha: f64, x: &mut [f64]) {
+        x.iter_mut().for_each(|v| *v *= alpha);
+    }
+    /// Makes `v`, valid on this process's share, whole: the other shares are brought in from
+    /// the processes that computed them. Collective where the work is shared out.
+    fn complete(&self, _v: &mut [f64]) {}
 }
 
 /// The whole vector lives in this process.
