@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod csvtable;
 pub mod data;
+pub mod hugepages;
 pub mod limits;
 pub mod model;
 pub mod nested;

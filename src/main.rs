@@ -6,6 +6,10 @@ use layerpar::parallel::Parallel;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Huge pages for parameter-sized blocks (see `layerpar::hugepages`).
+#[global_allocator]
+static ALLOCATOR: layerpar::hugepages::HugePages = layerpar::hugepages::HugePages;
+
 /// Layer-parallel training of deep residual networks (ODE-nets) with MGRIT on MPI clusters.
 #[derive(Parser)]
 #[command(name = "layerpar", version, about, long_about = None)]

@@ -166,8 +166,14 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     };
     let nl = grid.num_levels();
     let last = trace.marks.len().saturating_sub(1);
-    let Some((t_iter, evals, fwd, adj, outside)) =
-        calibrate::window(&trace.marks, 1, last, o.learning_rate, o.ls_factor, nl)
+    let Some(calibrate::Window {
+        seconds: t_iter,
+        evaluations: evals,
+        forward: fwd,
+        adjoint: adj,
+        outside,
+        vector,
+    }) = calibrate::window(&trace.marks, 1, last, o.learning_rate, o.ls_factor, nl)
     else {
         bail!(
             "training stopped after {} iteration(s) ({}); the calibration needs at least 2",
@@ -180,11 +186,8 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         .all_gather(&[t_iter])
         .into_iter()
         .fold(0.0, f64::max);
-    let outside = dist
-        .comm
-        .all_gather(&[outside])
-        .into_iter()
-        .fold(0.0, f64::max);
+    let slowest = |x: f64| dist.comm.all_gather(&[x]).into_iter().fold(0.0, f64::max);
+    let (outside, vector) = (slowest(outside), slowest(vector));
     let forward = StepCounts::gather(&dist.comm, &fwd, nl);
     let adjoint = StepCounts::gather(&dist.comm, &adj, nl);
     let (vx, vy) = (&problem.val.features, problem.val.y());
@@ -241,6 +244,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         seconds_per_iteration: t_iter,
         seconds_per_validation: t_val,
         seconds_outside_evaluations: outside,
+        seconds_in_vector_work: vector,
         evaluations_per_iteration: evals,
         forward,
         adjoint,

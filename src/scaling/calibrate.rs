@@ -83,6 +83,9 @@ pub struct Measurements {
     /// Seconds per iteration outside the evaluations of J and ∇J (the optimizer, the
     /// validation sweep, the history), the largest over the ranks.
     pub seconds_outside_evaluations: f64,
+    /// T_vec: seconds per iteration of those in the optimizer's element-wise vector work
+    /// (what a grid shares out over its rows), the largest over the ranks.
+    pub seconds_in_vector_work: f64,
     /// e: evaluations per iteration.
     pub evaluations_per_iteration: f64,
     /// Step calls per evaluation.
@@ -146,6 +149,7 @@ impl Measurements {
             serial_evaluation: self.serial_evaluation,
             serial_validation: self.serial_validation,
             optimizer: (self.seconds_outside_evaluations - self.seconds_per_validation).max(0.0),
+            optimizer_shared: self.seconds_in_vector_work,
         };
         if nl == 1 {
             model.k_forward = 1.0;
@@ -185,6 +189,9 @@ pub struct Mark {
     pub adj_steps: Vec<u64>,
     /// This rank's seconds in evaluations of J and ∇J so far ([`layer_parallel::Chain::evaluation_time`]).
     pub eval_s: f64,
+    /// This rank's seconds in the optimizer's element-wise vector work so far, the part a
+    /// D × L grid shares out over the rows ([`layer_parallel::Chain::vector_time`]).
+    pub vector_s: f64,
 }
 
 /// An observer of a training run that keeps a [`Mark`] per row.
@@ -201,6 +208,7 @@ impl crate::train::Observer for Trace {
             fwd_steps: it.dist.steps().0,
             adj_steps: it.dist.steps().1,
             eval_s: it.dist.evaluation_time().as_secs_f64(),
+            vector_s: it.dist.vector_time().as_secs_f64(),
         });
         Ok(())
     }
@@ -215,10 +223,8 @@ pub fn trials(step: f64, initial: f64, factor: f64) -> f64 {
     1.0 + ((step / initial).ln() / factor.ln()).round().max(0.0)
 }
 
-/// This rank's view of iterations `from + 1 ..= to` of a trace (rows `from` and `to`):
-/// seconds per iteration, evaluations per iteration, step calls per evaluation per level
-/// (forward, adjoint) and seconds per iteration outside the evaluations. None when the
-/// trace has no row `to`.
+/// This rank's view of iterations `from + 1 ..= to` of a trace (rows `from` and `to`); None
+/// when the trace has no row `to`.
 pub fn window(
     marks: &[Mark],
     from: usize,
@@ -245,17 +251,31 @@ pub fn window(
             .collect()
     };
     let per_iteration = (b.time_s - a.time_s) / iters;
-    Some((
-        per_iteration,
-        evals / iters,
-        per_eval(&a.fwd_steps, &b.fwd_steps),
-        per_eval(&a.adj_steps, &b.adj_steps),
-        (per_iteration - (b.eval_s - a.eval_s) / iters).max(0.0),
-    ))
+    Some(Window {
+        seconds: per_iteration,
+        evaluations: evals / iters,
+        forward: per_eval(&a.fwd_steps, &b.fwd_steps),
+        adjoint: per_eval(&a.adj_steps, &b.adj_steps),
+        outside: (per_iteration - (b.eval_s - a.eval_s) / iters).max(0.0),
+        vector: (b.vector_s - a.vector_s) / iters,
+    })
 }
 
-/// What [`window`] returns.
-pub type Window = (f64, f64, Vec<f64>, Vec<f64>, f64);
+/// What [`window`] measures over its iterations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    /// Seconds per iteration.
+    pub seconds: f64,
+    /// Evaluations of J and ∇J per iteration.
+    pub evaluations: f64,
+    /// Step calls per evaluation per level, forward and adjoint.
+    pub forward: Vec<f64>,
+    pub adjoint: Vec<f64>,
+    /// Seconds per iteration outside the evaluations.
+    pub outside: f64,
+    /// Seconds per iteration in the optimizer's element-wise vector work (within `outside`).
+    pub vector: f64,
+}
 
 /// The batch sizes of the step-time table: ⌈B/2^j⌉ and ⌈V/2^j⌉ down to 1, ascending.
 pub fn table_batches(batch: usize, val_batch: usize) -> Vec<usize> {
@@ -519,6 +539,7 @@ mod tests {
             fwd_steps: vec![f, 2 * f],
             adj_steps: vec![a],
             eval_s,
+            vector_s: eval_s / 10.0,
         };
         let marks = [
             mark(0.5, 0.0, 10, 10, 0.25),
@@ -527,11 +548,13 @@ mod tests {
             mark(4.0, 0.25, 220, 160, 3.0),
         ];
         // Rows 1 → 3: two iterations in 2.5 s, 1 + 3 = 4 evaluations; level 0: 180 / 4 calls;
-        // 2 s in evaluations, so 0.25 s per iteration outside them.
-        let (t, e, f, a, outside) = window(&marks, 1, 3, 1.0, 0.5, 2).unwrap();
-        assert_eq!((t, e, outside), (1.25, 2.0, 0.25));
-        assert_eq!(f, [45.0, 90.0]);
-        assert_eq!(a, [30.0, 0.0]);
+        // 2 s in evaluations, so 0.25 s per iteration outside them; 0.2 s of vector work,
+        // 0.1 s per iteration.
+        let w = window(&marks, 1, 3, 1.0, 0.5, 2).unwrap();
+        assert_eq!((w.seconds, w.evaluations, w.outside), (1.25, 2.0, 0.25));
+        assert!((w.vector - 0.1).abs() < 1e-15, "{}", w.vector);
+        assert_eq!(w.forward, [45.0, 90.0]);
+        assert_eq!(w.adjoint, [30.0, 0.0]);
         assert_eq!(window(&marks, 1, 4, 1.0, 0.5, 2), None);
         assert_eq!(window(&marks, 1, 1, 1.0, 0.5, 2), None);
     }
@@ -575,6 +598,7 @@ mod tests {
             seconds_per_iteration: 833.0,
             seconds_per_validation: 21.5,
             seconds_outside_evaluations: 25.5,
+            seconds_in_vector_work: 3.0,
             evaluations_per_iteration: 1.0,
             forward: counts([[36.0, 15.0, 4.0], [32.0, 12.0, 4.0]]),
             adjoint: counts([[18.0, 5.0, 2.0], [16.0, 4.0, 2.0]]),

@@ -83,6 +83,12 @@ pub struct Model {
     /// (every row holds them all). 0 in files saved before it was measured.
     #[serde(default)]
     pub optimizer: f64,
+    /// T_vec: the part of T_opt in the optimizer's element-wise vector work (L-BFGS's
+    /// two-loop recursion, its dot products and scalings), which a D × L grid shares out over
+    /// its rows: it shrinks with L·D. 0 in files saved before it was measured (then nothing
+    /// is shared).
+    #[serde(default)]
+    pub optimizer_shared: f64,
 }
 
 impl Model {
@@ -159,6 +165,7 @@ mod tests {
                 "serial_evaluation",
                 "serial_validation",
                 "optimizer",
+                "optimizer_shared",
             ]
         );
         let dir = tempfile::tempdir().unwrap();

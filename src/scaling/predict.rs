@@ -24,10 +24,15 @@
 //!            = Σ_{j=1…log₂ D} 2·(h(G/2^j) + h(2))      (D a power of two: the butterfly, a
 //!              reduce-scatter by recursive halving and an all-gather by recursive doubling)
 //! M_val      = (L − 1)·h(w v) + R(L) + 2⌈log₂ D⌉·h(2)
-//! R_iter     = (2m + 8)·R(L)                           (L-BFGS: two-loop, pair, slope, norms)
-//! O(L)       = T_opt·L_c / L                           (the optimizer's vector work: 1/L of
-//!              the parameters per rank, all of them in every row)
-//! T(D, L)    = σ·(ω e C_eval + ω_v C_val + O(L)) + e (M_eval + G_eval) + M_val + R_iter
+//! R_iter     = (2m + 8)·(R(L) + R(D))                  (L-BFGS: two-loop, pair, slope, norms;
+//!              each dot product gathers its partials along the column, then over the row)
+//!              + (D − 1)·h(G/D)                        (the direction's all-gather over the
+//!              column, a ring: each row computed 1/D of it)
+//! O(D, L)    = (T_opt − T_vec)·L_c / L + T_vec·L_c / (L·D)
+//!                                                      (the optimizer's own work on a rank's
+//!              1/L of the parameters; its element-wise vector work T_vec is shared out over
+//!              the D rows, the rest (line-search points, pairs, history) is not)
+//! T(D, L)    = σ·(ω e C_eval + ω_v C_val + O(D, L)) + e (M_eval + G_eval) + M_val + R_iter
 //! ```
 //!
 //! with h(n) = α + 8n/β the time of one message of n values (α, β: the measured on-node
@@ -38,7 +43,8 @@
 //! iteration, m the L-BFGS memory, ω and ω_v the compute overhead factors of an evaluation
 //! and of the validation sweep (fitted at the calibration; messages are never scaled by them),
 //! T_opt the measured time per iteration outside the evaluations and the validation sweep
-//! on the L_c ranks of the calibration.
+//! on the L_c ranks of the calibration, T_vec the part of it measured in the optimizer's
+//! element-wise vector work.
 //! The serial reference is measured: T_s = e·T_s,eval + T_s,val (one rank, one level).
 //! Speedup S = T_s / T(D, L), efficiency E = S / P.
 
@@ -134,9 +140,9 @@ pub struct Parts {
     pub combine: f64,
     /// M_val: the validation sweep's messages.
     pub val_messages: f64,
-    /// R_iter: the optimizer's reductions.
+    /// R_iter: the optimizer's reductions and the all-gather of its direction over the rows.
     pub reductions: f64,
-    /// σ T_opt L_c / L: the optimizer's own work on a rank's share of the parameters.
+    /// σ O(D, L): the optimizer's own work on a rank's share of the parameters.
     pub optimizer: f64,
 }
 
@@ -309,6 +315,12 @@ pub fn step_time(batches: &[usize], times: &[f64], b: usize) -> f64 {
     times[k - 1] + (times[k] - times[k - 1]) * (b - b0) / (b1 - b0)
 }
 
+/// G: the parameters of the busiest column of L ranks (its ⌈N/L⌉ layers, the opening and
+/// the classifier), the values combined, and gathered, over the rows.
+fn column_params(model: &Model, l: usize) -> f64 {
+    share(model.layers, l) as f64 * model.params_per_layer as f64 + model.edge_params as f64
+}
+
 /// ⌈n / d⌉.
 fn share(n: usize, d: usize) -> usize {
     n.div_ceil(d)
@@ -376,8 +388,7 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     // a butterfly: at level j the pairs r, r ⊕ 2^(j−1) exchange G/2^j values, once halving
     // and once gathering.
     let (tree_g, tree_s) = if d > 1 {
-        let grad = share(model.layers, l) as f64 * model.params_per_layer as f64
-            + model.edge_params as f64;
+        let grad = column_params(model, l);
         let butterfly = d.is_power_of_two();
         let (mut g, mut s) = (0.0, 0.0);
         for j in 1..=log2_ceil(d) as u32 {
@@ -410,7 +421,15 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     let m_val = val_hops * hop(model, m, w * v as f64, row_cross)
         + reduction(model, m, l, row_cross)
         + rows;
-    let r_iter = (2.0 * model.lbfgs_memory as f64 + 8.0) * reduction(model, m, l, row_cross);
+    // Along a column: does any column straddle a node (rows on different nodes)?
+    let col_cross = (0..l).any(|c| (1..d).any(|r| node(r, c, split, m) != node(0, c, split, m)));
+    let mut r_iter = (2.0 * model.lbfgs_memory as f64 + 8.0)
+        * (reduction(model, m, l, row_cross) + reduction(model, m, d, col_cross));
+    if d > 1 {
+        r_iter += (d - 1) as f64 * hop(model, m, column_params(model, l) / d as f64, col_cross);
+    }
+    let shared = model.optimizer_shared.min(model.optimizer);
+    let own = (model.optimizer - shared) + shared / d as f64;
     Parts {
         compute: sigma * model.overhead * e * c_eval,
         validation: sigma * model.val_overhead * c_val,
@@ -418,7 +437,7 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
         combine: e * g_eval,
         val_messages: m_val,
         reductions: r_iter,
-        optimizer: sigma * model.optimizer * model.calibrated_ranks as f64 / l as f64,
+        optimizer: sigma * own * model.calibrated_ranks as f64 / l as f64,
     }
 }
 
@@ -524,7 +543,8 @@ pub(super) mod tests {
     /// A synthetic calibration with values that make every predicted time exact in binary:
     /// step times proportional to the batch (t_f = 2, t_a = 3 at B = 8), on-node messages
     /// of 0.5 + 8n/16 (α = 0.5, β = 16 bytes per second), no overheads (ω = ω_v = 1), and
-    /// 4 s per iteration of the optimizer's own work on the 2 ranks of the calibration.
+    /// 4 s per iteration of the optimizer's own work on the 2 ranks of the calibration, 3 of
+    /// them in the vector work the rows share.
     pub(crate) fn model3() -> Model {
         Model {
             layers: 16,
@@ -553,6 +573,7 @@ pub(super) mod tests {
             serial_evaluation: 80.0,
             serial_validation: 16.0,
             optimizer: 4.0,
+            optimizer_shared: 3.0,
         }
     }
 
@@ -672,8 +693,9 @@ pub(super) mod tests {
         // P = 2 = (2, 1): b = 4, v = 2: C_eval = 395/2, C_val = 16·0.5 = 8; no row messages;
         // 2 rows form a binary tree, so the butterfly: one level, 2(h(G/2) + h(2)) with
         // G = 16·6 + 4 = 100 values: h(50) = 0.5 + 400/16 = 25.5, h(2) = 0.5 + 1 = 1.5: 54;
-        // validation scalars (1 + 1)·1.5 = 3. Each row holds all the parameters: the
-        // optimizer's work is 8, as on one rank.
+        // validation scalars (1 + 1)·1.5 = 3. Each row holds all the parameters and does
+        // half of the shared vector work: 2·(1 + 3/2) = 5. The optimizer's reductions over
+        // the column: (2·0 + 8)·R(2) = 8, and its direction's all-gather h(G/2) = 25.5.
         let d2 = parts(&m, &g, &mach, Split { data: 2, layer: 1 });
         assert_eq!(
             d2,
@@ -683,8 +705,8 @@ pub(super) mod tests {
                 messages: 0.0,
                 combine: 54.0,
                 val_messages: 3.0,
-                reductions: 0.0,
-                optimizer: 8.0,
+                reductions: 8.0 + 25.5,
+                optimizer: 5.0,
             }
         );
         // P = 4 = (4, 1): the butterfly over 4 rows: level 1 2(h(50) + h(2)) = 54, level 2
@@ -696,7 +718,9 @@ pub(super) mod tests {
         // 3 rows (not a power of two) take the tree: 4(h(G) + h(2)) = 208.
         let d3 = parts(&m, &g, &mach, Split { data: 3, layer: 1 });
         assert_eq!((d3.combine, d3.val_messages), (208.0, 6.0));
-        assert_eq!(d4.optimizer, 8.0);
+        // The optimizer over 4 rows: 2·(1 + 3/4) = 3.5; reductions 8·R(4) = 8·(2·0.5 +
+        // 8·3/16) = 20 and the ring all-gather 3·h(G/4) = 3·(0.5 + 200/16) = 39.
+        assert_eq!((d4.optimizer, d4.reductions), (3.5, 59.0));
         // T_s = e·80 + 16 = 96 (measured, not modelled).
         assert_eq!(serial_seconds(&m), 96.0);
         let at2 = predict(&m, &g, &mach, lonly(2));

@@ -12,7 +12,7 @@ use anyhow::Result;
 use layer_parallel::Value as DistValue;
 use layerpar_data::rng::Generator;
 use layerpar_data::Batcher;
-use optim::{backtracking, Armijo, LineSearch, Schedule, Space};
+use optim::{backtracking_in, Armijo, LineSearch, Schedule, Space};
 
 /// What the objective gives an optimizer: the distributed network, the data, and a way to
 /// tell the user something (rank 0's reporter).
@@ -174,6 +174,19 @@ struct LbfgsSearch {
     /// ∇J and J at the current iterate (set by `start`).
     grad: Vec<f64>,
     value: Option<DistValue>,
+    /// Parameter-sized buffers reused across iterations, so that an iteration allocates
+    /// (and page-faults) nothing: the search direction, the trial points, the gradient at
+    /// a trial point and the next curvature pair.
+    spare: Spare,
+}
+
+/// The buffers an L-BFGS iteration reuses (empty until first needed).
+#[derive(Default)]
+struct Spare {
+    direction: Vec<f64>,
+    trial: Vec<f64>,
+    grad: Vec<f64>,
+    pair: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 impl LbfgsSearch {
@@ -195,6 +208,7 @@ impl LbfgsSearch {
             space,
             grad: vec![0.0; len],
             value: None,
+            spare: Spare::default(),
         }
     }
 
@@ -240,18 +254,23 @@ impl Optimizer for LbfgsSearch {
     ) -> Next {
         let (x, y) = (&obj.problem.train.features, obj.problem.train.y());
         let value = self.value.expect("start evaluates first").objective;
+        let spare = &mut self.spare;
         let accepted = loop {
-            let d = self.memory.direction(&self.grad, &self.space);
+            let d = &mut spare.direction;
+            self.memory.direction_into(&self.grad, &self.space, d);
             let dist = &mut *obj.dist;
-            let search = backtracking(
+            let search = backtracking_in(
+                std::mem::take(&mut spare.trial),
                 theta,
                 value,
                 &self.grad,
-                &d,
+                d,
                 &self.armijo,
                 &self.space,
                 |t| {
-                    let mut g = vec![0.0; t.len()];
+                    // The gradient overwrites every value (objective_gradient zeroes it).
+                    let mut g = std::mem::take(&mut spare.grad);
+                    g.resize(t.len(), 0.0);
                     let v = dist.objective_gradient(t, x, y, &mut g);
                     (v.objective, (g, v))
                 },
@@ -275,11 +294,14 @@ impl Optimizer for LbfgsSearch {
         let Some((step, x_new, (g, v))) = accepted else {
             return Next::Stop(Stop::LineSearch { iter });
         };
-        let s: Vec<f64> = x_new.iter().zip(theta.iter()).map(|(a, b)| a - b).collect();
-        let yv: Vec<f64> = g.iter().zip(&self.grad).map(|(a, b)| a - b).collect();
-        self.memory.push(s, yv, &self.space);
-        *theta = x_new;
-        self.grad = g;
+        let (mut s, mut yv) = self.spare.pair.take().unwrap_or_default();
+        s.clear();
+        s.extend(x_new.iter().zip(theta.iter()).map(|(a, b)| a - b));
+        yv.clear();
+        yv.extend(g.iter().zip(&self.grad).map(|(a, b)| a - b));
+        self.spare.pair = self.memory.push_recycling(s, yv, &self.space).1;
+        self.spare.trial = std::mem::replace(theta, x_new);
+        self.spare.grad = std::mem::replace(&mut self.grad, g);
         self.value = Some(v);
         Next::Row(self.measured(obj, step))
     }

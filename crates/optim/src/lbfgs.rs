@@ -3,6 +3,9 @@
 use crate::Space;
 use std::collections::VecDeque;
 
+/// A curvature pair (s, y) of vectors.
+pub type Pair = (Vec<f64>, Vec<f64>);
+
 /// L-BFGS memory of the last m curvature pairs (s_k, y_k) = (x_{k+1} − x_k, g_{k+1} − g_k).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lbfgs {
@@ -52,16 +55,30 @@ impl Lbfgs {
     /// Stores the pair (s, y) if it satisfies the curvature condition yᵀs > ε‖s‖‖y‖;
     /// otherwise skips it (keeping H positive definite). Returns whether it was stored.
     pub fn push(&mut self, s: Vec<f64>, y: Vec<f64>, space: &impl Space) -> bool {
+        self.push_recycling(s, y, space).0
+    }
+
+    /// [`Lbfgs::push`], also returning the vectors the memory no longer holds: the oldest
+    /// pair when a full memory took (s, y), or (s, y) itself when it was skipped (buffers
+    /// for the next pair).
+    pub fn push_recycling(
+        &mut self,
+        s: Vec<f64>,
+        y: Vec<f64>,
+        space: &impl Space,
+    ) -> (bool, Option<Pair>) {
         let ys = space.dot(&y, &s);
         let scale = space.norm(&s) * space.norm(&y);
         if !(ys > 1e-12 * scale) || !ys.is_finite() {
-            return false;
+            return (false, Some((s, y)));
         }
-        if self.pairs.len() == self.memory {
-            self.pairs.pop_front();
-        }
+        let old = if self.pairs.len() == self.memory {
+            self.pairs.pop_front().map(|(s, y, _)| (s, y))
+        } else {
+            None
+        };
         self.pairs.push_back((s, y, 1.0 / ys));
-        true
+        (true, old)
     }
 
     /// The quasi-Newton direction d = −H g by the two-loop recursion, with the initial
@@ -71,24 +88,31 @@ impl Lbfgs {
     /// ([`Space::complete`]): on a space that shares its work out over k processes each does
     /// 1/k of it, with the same bits in every element.
     pub fn direction(&self, g: &[f64], space: &impl Space) -> Vec<f64> {
-        let mut q = g.to_vec();
+        let mut q = Vec::new();
+        self.direction_into(g, space, &mut q);
+        q
+    }
+
+    /// [`Lbfgs::direction`] into `q` (a buffer to reuse, of any length).
+    pub fn direction_into(&self, g: &[f64], space: &impl Space, q: &mut Vec<f64>) {
+        q.clear();
+        q.extend_from_slice(g);
         let mut alpha = vec![0.0; self.pairs.len()];
         for (i, (s, y, rho)) in self.pairs.iter().enumerate().rev() {
-            alpha[i] = rho * space.dot(s, &q);
-            space.axpy(-alpha[i], y, &mut q);
+            alpha[i] = rho * space.dot(s, q);
+            space.axpy(-alpha[i], y, q);
         }
         if let Some((s, y, _)) = self.pairs.back() {
             let gamma = space.dot(s, y) / space.dot(y, y);
-            space.scale(gamma, &mut q);
+            space.scale(gamma, q);
         }
         for (i, (s, y, rho)) in self.pairs.iter().enumerate() {
-            let beta = rho * space.dot(y, &q);
-            space.axpy(alpha[i] - beta, s, &mut q);
+            let beta = rho * space.dot(y, q);
+            space.axpy(alpha[i] - beta, s, q);
         }
         // −v and (−1)·v are the same bits.
-        space.scale(-1.0, &mut q);
-        space.complete(&mut q);
-        q
+        space.scale(-1.0, q);
+        space.complete(q);
     }
 }
 

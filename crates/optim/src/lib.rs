@@ -13,7 +13,7 @@ pub mod schedule;
 pub mod stochastic;
 
 pub use lbfgs::Lbfgs;
-pub use linesearch::{backtracking, Armijo, LineSearch};
+pub use linesearch::{backtracking, backtracking_in, Armijo, LineSearch};
 pub use schedule::Schedule;
 pub use stochastic::{Adam, Sgd};
 

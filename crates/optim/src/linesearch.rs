@@ -50,6 +50,22 @@ pub fn backtracking<T>(
     d: &[f64],
     params: &Armijo,
     space: &impl Space,
+    eval: impl FnMut(&[f64]) -> (f64, T),
+) -> LineSearch<T> {
+    backtracking_in(Vec::new(), x, value, grad, d, params, space, eval)
+}
+
+/// [`backtracking`] with the trial points formed in `trial` (any length; a buffer to reuse,
+/// returned as the accepted point): no allocation when it already holds x.len() values.
+#[allow(clippy::too_many_arguments)]
+pub fn backtracking_in<T>(
+    mut trial: Vec<f64>,
+    x: &[f64],
+    value: f64,
+    grad: &[f64],
+    d: &[f64],
+    params: &Armijo,
+    space: &impl Space,
     mut eval: impl FnMut(&[f64]) -> (f64, T),
 ) -> LineSearch<T> {
     let slope = space.dot(grad, d);
@@ -60,7 +76,8 @@ pub fn backtracking<T>(
         };
     }
     let mut alpha = params.initial;
-    let mut trial = x.to_vec();
+    // Every element is written before each trial.
+    trial.resize(x.len(), 0.0);
     for t in 1..=params.max_trials {
         for ((ti, &xi), &di) in trial.iter_mut().zip(x).zip(d) {
             *ti = xi + alpha * di;
