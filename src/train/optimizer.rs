@@ -180,13 +180,32 @@ struct LbfgsSearch {
     spare: Spare,
 }
 
-/// The buffers an L-BFGS iteration reuses (empty until first needed).
+/// The buffers an L-BFGS iteration reuses: the parameter-sized vectors of one iteration
+/// (empty until first needed) and the curvature pairs the memory will take, reserved and
+/// touched at the start ([`Spare::reserve`]).
 #[derive(Default)]
 struct Spare {
     direction: Vec<f64>,
     trial: Vec<f64>,
     grad: Vec<f64>,
-    pair: Option<(Vec<f64>, Vec<f64>)>,
+    pairs: Vec<optim::lbfgs::Pair>,
+}
+
+impl Spare {
+    /// Buffers for one iteration and for the `count` pairs the memory will yet take, of `len`
+    /// values each, written
+    /// once so that their pages are mapped now rather than in the iterations: the memory
+    /// grows by a pair per iteration until it holds m, and fresh pages cost a fault each on
+    /// first touch (on a virtual machine far more than the iteration's vector work).
+    fn reserve(&mut self, count: usize, len: usize) {
+        let touched = || {
+            let mut v = Vec::with_capacity(len);
+            v.resize(len, f64::NAN);
+            v
+        };
+        self.pairs = (0..count).map(|_| (touched(), touched())).collect();
+        (self.direction, self.trial, self.grad) = (touched(), touched(), touched());
+    }
 }
 
 impl LbfgsSearch {
@@ -196,6 +215,11 @@ impl LbfgsSearch {
         for (s, y) in &state.lbfgs_pairs {
             memory.push(s.clone(), y.clone(), &space);
         }
+        // The pairs the run can still add: at most one per iteration, up to m, and one more
+        // to form the next pair in while the memory is full.
+        let mut spare = Spare::default();
+        let room = o.lbfgs_memory.max(1) - memory.len().min(o.lbfgs_memory.max(1));
+        spare.reserve(room.min(o.max_iter) + 1, len);
         LbfgsSearch {
             memory,
             armijo: Armijo {
@@ -208,7 +232,7 @@ impl LbfgsSearch {
             space,
             grad: vec![0.0; len],
             value: None,
-            spare: Spare::default(),
+            spare,
         }
     }
 
@@ -294,12 +318,14 @@ impl Optimizer for LbfgsSearch {
         let Some((step, x_new, (g, v))) = accepted else {
             return Next::Stop(Stop::LineSearch { iter });
         };
-        let (mut s, mut yv) = self.spare.pair.take().unwrap_or_default();
+        let (mut s, mut yv) = self.spare.pairs.pop().unwrap_or_default();
         s.clear();
         s.extend(x_new.iter().zip(theta.iter()).map(|(a, b)| a - b));
         yv.clear();
         yv.extend(g.iter().zip(&self.grad).map(|(a, b)| a - b));
-        self.spare.pair = self.memory.push_recycling(s, yv, &self.space).1;
+        if let Some(old) = self.memory.push_recycling(s, yv, &self.space).1 {
+            self.spare.pairs.push(old);
+        }
         self.spare.trial = std::mem::replace(theta, x_new);
         self.spare.grad = std::mem::replace(&mut self.grad, g);
         self.value = Some(v);

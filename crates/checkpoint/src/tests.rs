@@ -242,17 +242,26 @@ fn sized(layers: usize, iteration: u64) -> Checkpoint {
         time_scale: false,
         conv: None,
     };
-    let len = shape.layout().len;
-    let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.5).collect::<Vec<f64>>();
     let mut c = sample();
     c.shape = shape;
     c.iteration = iteration;
-    c.params = v(0.125);
+    with_adam(c, shape.layout().len, (0.125, 0.5), 3)
+}
+
+/// `c` with parameters p_i = a·i + offset and Adam moments m_i = i + offset, v_i = 2i +
+/// offset (i < len) after `t` steps.
+fn with_adam(mut c: Checkpoint, len: usize, (a, offset): (f64, f64), t: u64) -> Checkpoint {
+    let v = |s: f64| {
+        (0..len)
+            .map(|i| s * i as f64 + offset)
+            .collect::<Vec<f64>>()
+    };
+    c.params = v(a);
     c.optimizer = OptimizerState {
         kind: "adam".into(),
         adam_m: v(1.0),
         adam_v: v(2.0),
-        adam_t: 3,
+        adam_t: t,
         ..Default::default()
     };
     c
@@ -629,19 +638,10 @@ fn chain() -> Checkpoint {
         ..block(36, 8, 5, 2, 2, c2)
     };
     let len: usize = [b0, b1, b2].iter().map(|b| b.layout().len).sum();
-    let v = |s: f64| (0..len).map(|i| s * i as f64 + 0.25).collect::<Vec<f64>>();
     let mut c = sample();
     c.shape = b0;
     c.blocks = vec![b1, b2];
-    c.params = v(0.5);
-    c.optimizer = OptimizerState {
-        kind: "adam".into(),
-        adam_m: v(1.0),
-        adam_v: v(2.0),
-        adam_t: 4,
-        ..Default::default()
-    };
-    c
+    with_adam(c, len, (0.5, 0.25), 4)
 }
 
 #[test]

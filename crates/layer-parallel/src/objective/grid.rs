@@ -477,35 +477,15 @@ impl<C: Comm> Objective<C> {
         let ml = self.model_layout.clone();
         let sh = self.net.layout.shape;
         let (w, classes) = (sh.width, sh.classes);
-        // As in `forward_solve`: the one-level sweep keeps D_n = σ'(Z_n(U_n)) of the row's
-        // batch; after a multilevel solve the adjoint forms it from the solution.
-        self.buf
-            .derivs
-            .invalidate(self.part.owned_layers.clone(), w * batch);
-        let one_level = self.forward.grid().num_levels() == 1;
-        let mut fwd = ForwardApp {
-            net: &self.net,
-            ctrl: LayerControls {
-                theta,
-                layout: &self.model_layout,
-                part: &self.part,
-                ghosts: &self.ghosts,
-            },
-            open: &theta[ml.opening.clone()],
-            x,
-            batch,
-            scratch: std::mem::take(&mut self.buf.scratch),
-            keep: (self.keep_derivatives && one_level).then_some(&mut self.buf.derivs),
-            kernel_time: std::time::Duration::ZERO,
-        };
-        let fstats = self.forward.solve(&mut Chunked {
-            inner: &mut fwd,
-            grid,
-            cols,
-            width: w,
+        // The forward solve column by column over the row's chunks.
+        let fstats = self.run_forward(theta, x, batch, |solver, fwd| {
+            solver.solve(&mut Chunked {
+                inner: fwd,
+                grid,
+                cols,
+                width: w,
+            })
         });
-        self.kernel_time += fwd.kernel_time;
-        self.buf.scratch = fwd.scratch;
 
         // One vector per chunk: [θ-gradient | time-scale terms of the owned layers | loss, correct].
         let nscale = if ml.scale.is_empty() {
@@ -545,11 +525,7 @@ impl<C: Comm> Objective<C> {
             }
         }
 
-        if self.keep_derivatives {
-            let t = std::time::Instant::now();
-            self.keep_missing_derivatives(theta);
-            self.kernel_time += t.elapsed();
-        }
+        self.keep_missing_derivatives(theta);
         let mut adj = AdjointApp {
             net: &self.net,
             ctrl: LayerControls {

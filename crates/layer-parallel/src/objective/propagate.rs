@@ -33,9 +33,21 @@ impl<C: Comm> Objective<C> {
     /// The forward solve from U_0 = opening(x) (x used on rank 0 only) on a batch of `batch`
     /// examples; afterwards the last rank holds U_N ([`Objective::final_state`]).
     pub(crate) fn forward_solve(&mut self, theta: &[f64], x: &[f64], batch: usize) -> Stats {
+        self.run_forward(theta, x, batch, |solver, fwd| solver.solve(fwd))
+    }
+
+    /// A forward solve from U_0 = opening(x) on a batch of `batch` examples, run by `solve`
+    /// on the forward app (as it is, or wrapped): marks every owned layer's D_n stale and,
+    /// with one level, lets the sweep keep them (it runs every fine step once, from the
+    /// final U_n; with more levels the adjoint solve forms them from the solution).
+    pub(super) fn run_forward(
+        &mut self,
+        theta: &[f64],
+        x: &[f64],
+        batch: usize,
+        solve: impl FnOnce(&mut mgrit::Solver<Vec<f64>, C>, &mut ForwardApp<'_>) -> Stats,
+    ) -> Stats {
         let ml = &self.model_layout;
-        // One level: the sweep runs every fine step once, from the final U_n, and keeps its
-        // D_n; with more levels the adjoint solve forms them from the solution.
         let state = self.net.layout.shape.width * batch;
         self.buf
             .derivs
@@ -56,7 +68,7 @@ impl<C: Comm> Objective<C> {
             keep: (self.keep_derivatives && one_level).then_some(&mut self.buf.derivs),
             kernel_time: std::time::Duration::ZERO,
         };
-        let fstats = self.forward.solve(&mut fwd);
+        let fstats = solve(&mut self.forward, &mut fwd);
         self.kernel_time += fwd.kernel_time;
         self.buf.scratch = fwd.scratch;
         fstats
@@ -87,11 +99,7 @@ impl<C: Comm> Objective<C> {
         input_adjoint: Option<&mut Vec<f64>>,
     ) -> Stats {
         let ml = self.model_layout.clone();
-        if self.keep_derivatives {
-            let t = std::time::Instant::now();
-            self.keep_missing_derivatives(theta);
-            self.kernel_time += t.elapsed();
-        }
+        self.keep_missing_derivatives(theta);
         // Adjoint solve (with one level, the fine steps also form the layer gradients).
         let fused = self.adjoint.grid().num_levels() == 1;
         let mut adj = AdjointApp {
@@ -199,9 +207,14 @@ impl<C: Comm> Objective<C> {
         }
     }
 
-    /// After the forward solve: forms D_n = σ'(Z_n(U_n)) of every owned layer the forward
-    /// solve did not keep (all of them after a multilevel solve).
+    /// After the forward solve, when the derivatives are kept: forms D_n = σ'(Z_n(U_n)) of
+    /// every owned layer the forward solve did not keep (all of them after a multilevel
+    /// solve), timed as kernel work.
     pub(super) fn keep_missing_derivatives(&mut self, theta: &[f64]) {
+        if !self.keep_derivatives {
+            return;
+        }
+        let start = std::time::Instant::now();
         let hs = self.scaled_step(theta);
         for n in self.buf.derivs.missing() {
             let step = self.net.step(&theta[self.model_layout.layer(n)], hs);
@@ -209,6 +222,7 @@ impl<C: Comm> Objective<C> {
             let d = self.buf.derivs.layer_mut(n).expect("owned");
             step.derivative(u, d, &mut self.buf.scratch);
         }
+        self.kernel_time += start.elapsed();
     }
 
     /// The step size of the hidden layers, s·h (h with a fixed time scale).
