@@ -26,12 +26,13 @@
 //! M_val      = (L − 1)·h(w v) + R(L) + 2⌈log₂ D⌉·h(2)
 //! R_iter     = (2m + 8)·(R(L) + R(D))                  (L-BFGS: two-loop, pair, slope, norms;
 //!              each dot product gathers its partials along the column, then over the row)
-//!              + (D − 1)·h(G/D)                        (the direction's all-gather over the
-//!              column, a ring: each row computed 1/D of it)
+//!              + (1 + e)·(D − 1)·h(G/D)                (the all-gathers over the column, a
+//!              ring, of the direction and of each trial point: each row computed 1/D of them)
 //! O(D, L)    = (T_opt − T_vec)·L_c / L + T_vec·L_c / (L·D)
 //!                                                      (the optimizer's own work on a rank's
-//!              1/L of the parameters; its element-wise vector work T_vec is shared out over
-//!              the D rows, the rest (line-search points, pairs, history) is not)
+//!              1/L of the parameters; its element-wise vector work T_vec (the two-loop
+//!              recursion, the trial points, the pairs) is shared out over the D rows, the
+//!              rest (copies, the history) is not)
 //! T(D, L)    = σ·(ω e C_eval + ω_v C_val + O(D, L)) + e (M_eval + G_eval) + M_val + R_iter
 //! ```
 //!
@@ -426,7 +427,9 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     let mut r_iter = (2.0 * model.lbfgs_memory as f64 + 8.0)
         * (reduction(model, m, l, row_cross) + reduction(model, m, d, col_cross));
     if d > 1 {
-        r_iter += (d - 1) as f64 * hop(model, m, column_params(model, l) / d as f64, col_cross);
+        r_iter += (1.0 + e)
+            * (d - 1) as f64
+            * hop(model, m, column_params(model, l) / d as f64, col_cross);
     }
     let shared = model.optimizer_shared.min(model.optimizer);
     let own = (model.optimizer - shared) + shared / d as f64;

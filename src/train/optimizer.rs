@@ -318,11 +318,18 @@ impl Optimizer for LbfgsSearch {
         let Some((step, x_new, (g, v))) = accepted else {
             return Next::Stop(Stop::LineSearch { iter });
         };
+        // The pair (s, y) = (θ_new − θ, ∇J_new − ∇J) on the space's share only: the memory
+        // reads nothing else until a checkpoint completes it (`state`).
         let (mut s, mut yv) = self.spare.pairs.pop().unwrap_or_default();
-        s.clear();
-        s.extend(x_new.iter().zip(theta.iter()).map(|(a, b)| a - b));
-        yv.clear();
-        yv.extend(g.iter().zip(&self.grad).map(|(a, b)| a - b));
+        let n = theta.len();
+        s.resize(n, f64::NAN);
+        yv.resize(n, f64::NAN);
+        self.space.for_share(n, |r| {
+            for i in r {
+                s[i] = x_new[i] - theta[i];
+                yv[i] = g[i] - self.grad[i];
+            }
+        });
         if let Some(old) = self.memory.push_recycling(s, yv, &self.space).1 {
             self.spare.pairs.push(old);
         }
@@ -336,20 +343,35 @@ impl Optimizer for LbfgsSearch {
         false
     }
 
+    /// The pairs made whole (each row of a grid formed its share of them; collective).
     fn state(&self) -> OptimizerState {
+        let whole = |v: &[f64]| {
+            let mut v = v.to_vec();
+            self.space.complete(&mut v);
+            v
+        };
         OptimizerState {
             lbfgs_pairs: self
                 .memory
                 .pairs()
-                .map(|(s, y)| (s.to_vec(), y.to_vec()))
+                .map(|(s, y)| (whole(s), whole(y)))
                 .collect(),
             ..OptimizerState::fresh(OptimizerKind::Lbfgs)
         }
     }
 
     fn into_state(self: Box<Self>) -> OptimizerState {
+        let space = &self.space;
         OptimizerState {
-            lbfgs_pairs: self.memory.into_pairs().collect(),
+            lbfgs_pairs: self
+                .memory
+                .into_pairs()
+                .map(|(mut s, mut y)| {
+                    space.complete(&mut s);
+                    space.complete(&mut y);
+                    (s, y)
+                })
+                .collect(),
             ..OptimizerState::fresh(OptimizerKind::Lbfgs)
         }
     }

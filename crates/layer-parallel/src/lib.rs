@@ -132,16 +132,6 @@ impl<C: Comm> DistSpace<C> {
             None => 0..n,
         }
     }
-
-    /// Runs `f` on every element range this rank computes, timed into the work.
-    fn on_own(&self, len: usize, mut f: impl FnMut(Range<usize>)) {
-        let start = Instant::now();
-        match &self.rows {
-            Some((_, own)) => own.iter().for_each(|r| f(r.clone())),
-            None => f(0..len),
-        }
-        self.work.set(self.work.get() + start.elapsed());
-    }
 }
 
 impl<C: Comm> optim::Space for DistSpace<C> {
@@ -166,12 +156,15 @@ impl<C: Comm> optim::Space for DistSpace<C> {
         ordered_sum(&all)
     }
 
-    fn axpy(&self, alpha: f64, x: &[f64], y: &mut [f64]) {
-        self.on_own(y.len(), |r| optim::axpy(alpha, &x[r.clone()], &mut y[r]));
-    }
-
-    fn scale(&self, alpha: f64, x: &mut [f64]) {
-        self.on_own(x.len(), |r| x[r].iter_mut().for_each(|v| *v *= alpha));
+    /// The element ranges this rank computes (its row's segments and the replicas), `f`
+    /// timed into the work.
+    fn for_share(&self, len: usize, mut f: impl FnMut(Range<usize>)) {
+        let start = Instant::now();
+        match &self.rows {
+            Some((_, own)) => own.iter().for_each(|r| f(r.clone())),
+            None => f(0..len),
+        }
+        self.work.set(self.work.get() + start.elapsed());
     }
 
     /// Gathers every row's segments along the column (one all-gather per block) and copies

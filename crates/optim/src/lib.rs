@@ -33,13 +33,27 @@ pub trait Space {
     fn norm(&self, a: &[f64]) -> f64 {
         self.dot(a, a).sqrt()
     }
+    /// Calls `f` on each range, in order, of the elements of a vector of `len` values that
+    /// are this process's share (all of them by default).
+    fn for_share(&self, len: usize, mut f: impl FnMut(std::ops::Range<usize>))
+    where
+        Self: Sized,
+    {
+        f(0..len);
+    }
     /// y ← y + α x on this process's share of the elements.
-    fn axpy(&self, alpha: f64, x: &[f64], y: &mut [f64]) {
-        axpy(alpha, x, y);
+    fn axpy(&self, alpha: f64, x: &[f64], y: &mut [f64])
+    where
+        Self: Sized,
+    {
+        self.for_share(y.len(), |r| axpy(alpha, &x[r.clone()], &mut y[r]));
     }
     /// x ← α x on this process's share of the elements.
-    fn scale(&self, alpha: f64, x: &mut [f64]) {
-        x.iter_mut().for_each(|v| *v *= alpha);
+    fn scale(&self, alpha: f64, x: &mut [f64])
+    where
+        Self: Sized,
+    {
+        self.for_share(x.len(), |r| x[r].iter_mut().for_each(|v| *v *= alpha));
     }
     /// Makes `v`, valid on this process's share, whole: the other shares are brought in from
     /// the processes that computed them. Collective where the work is shared out.

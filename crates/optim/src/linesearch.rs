@@ -79,9 +79,13 @@ pub fn backtracking_in<T>(
     // Every element is written before each trial.
     trial.resize(x.len(), 0.0);
     for t in 1..=params.max_trials {
-        for ((ti, &xi), &di) in trial.iter_mut().zip(x).zip(d) {
-            *ti = xi + alpha * di;
-        }
+        // x + α d on the space's share, then whole.
+        space.for_share(x.len(), |r| {
+            for ((ti, &xi), &di) in trial[r.clone()].iter_mut().zip(&x[r.clone()]).zip(&d[r]) {
+                *ti = xi + alpha * di;
+            }
+        });
+        space.complete(&mut trial);
         let (v, data) = eval(&trial);
         if v.is_finite() && v <= value + params.c * alpha * slope {
             return LineSearch::Accepted {

@@ -168,7 +168,8 @@ fn predicted_times_equal_hand_computed_values() {
     // G = 16·6 + 4 = 100 values: h(50) = 0.5 + 400/16 = 25.5, h(2) = 0.5 + 1 = 1.5: 54;
     // validation scalars (1 + 1)·1.5 = 3. Each row holds all the parameters and does
     // half of the shared vector work: 2·(1 + 3/2) = 5. The optimizer's reductions over
-    // the column: (2·0 + 8)·R(2) = 8, and its direction's all-gather h(G/2) = 25.5.
+    // the column: (2·0 + 8)·R(2) = 8, and the all-gathers of its direction and of the
+    // e = 1 trial point, 2·h(G/2) = 51.
     let d2 = parts(&m, &g, &mach, Split { data: 2, layer: 1 });
     assert_eq!(
         d2,
@@ -178,7 +179,7 @@ fn predicted_times_equal_hand_computed_values() {
             messages: 0.0,
             combine: 54.0,
             val_messages: 3.0,
-            reductions: 8.0 + 25.5,
+            reductions: 8.0 + 51.0,
             optimizer: 5.0,
         }
     );
@@ -192,8 +193,8 @@ fn predicted_times_equal_hand_computed_values() {
     let d3 = parts(&m, &g, &mach, Split { data: 3, layer: 1 });
     assert_eq!((d3.combine, d3.val_messages), (208.0, 6.0));
     // The optimizer over 4 rows: 2·(1 + 3/4) = 3.5; reductions 8·R(4) = 8·(2·0.5 +
-    // 8·3/16) = 20 and the ring all-gather 3·h(G/4) = 3·(0.5 + 200/16) = 39.
-    assert_eq!((d4.optimizer, d4.reductions), (3.5, 59.0));
+    // 8·3/16) = 20 and two ring all-gathers 2·3·h(G/4) = 6·(0.5 + 200/16) = 78.
+    assert_eq!((d4.optimizer, d4.reductions), (3.5, 98.0));
     // T_s = e·80 + 16 = 96 (measured, not modelled).
     assert_eq!(serial_seconds(&m), 96.0);
     let at2 = predict(&m, &g, &mach, lonly(2));
