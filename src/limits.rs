@@ -208,10 +208,11 @@ pub fn check_network_within(
         params = params.saturating_add(m(s, per)).saturating_add(open);
     }
     // θ, the gradient, a trial point and the gathered checkpoint copy, plus the optimizer's
-    // vectors: 2 per L-BFGS pair, Adam's two moments, SGD's velocity.
+    // vectors: L-BFGS's m pairs and the spare one it forms the next in (2 each), its
+    // direction and the trial gradient; Adam's two moments, SGD's velocity.
     let o = &config.optimizer;
     let memory = match o.kind {
-        OptimizerKind::Lbfgs => 2 * o.lbfgs_memory as u128 + 2,
+        OptimizerKind::Lbfgs => 2 * o.lbfgs_memory as u128 + 4,
         OptimizerKind::Adam => 2,
         OptimizerKind::Sgd => 1,
     };
