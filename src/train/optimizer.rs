@@ -180,9 +180,9 @@ struct LbfgsSearch {
     spare: Spare,
 }
 
-/// The buffers an L-BFGS iteration reuses: the parameter-sized vectors of one iteration
-/// (empty until first needed) and the curvature pairs the memory will take, reserved and
-/// touched at the start ([`Spare::reserve`]).
+/// The buffers an L-BFGS iteration reuses: the parameter-sized vectors of one iteration and
+/// the curvature pairs the memory will take, reserved and touched at the start
+/// ([`Spare::reserve`]).
 #[derive(Default)]
 struct Spare {
     direction: Vec<f64>,
@@ -193,10 +193,10 @@ struct Spare {
 
 impl Spare {
     /// Buffers for one iteration and for the `count` pairs the memory will yet take, of `len`
-    /// values each, written
-    /// once so that their pages are mapped now rather than in the iterations: the memory
-    /// grows by a pair per iteration until it holds m, and fresh pages cost a fault each on
-    /// first touch (on a virtual machine far more than the iteration's vector work).
+    /// values each, written once so that their pages are mapped now rather than in the
+    /// iterations: the memory grows by a pair per iteration until it holds m, and fresh
+    /// pages cost a fault each on first touch (on a virtual machine far more than the
+    /// iteration's vector work).
     fn reserve(&mut self, count: usize, len: usize) {
         let touched = || {
             let mut v = Vec::with_capacity(len);
