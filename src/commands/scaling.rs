@@ -181,13 +181,9 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
             outcome.stop
         );
     };
-    let t_iter = dist
-        .comm
-        .all_gather(&[t_iter])
-        .into_iter()
-        .fold(0.0, f64::max);
+    // The slowest rank's figures.
     let slowest = |x: f64| dist.comm.all_gather(&[x]).into_iter().fold(0.0, f64::max);
-    let (outside, vector) = (slowest(outside), slowest(vector));
+    let (t_iter, outside, vector) = (slowest(t_iter), slowest(outside), slowest(vector));
     let forward = StepCounts::gather(&dist.comm, &fwd, nl);
     let adjoint = StepCounts::gather(&dist.comm, &adj, nl);
     let (vx, vy) = (&problem.val.features, problem.val.y());

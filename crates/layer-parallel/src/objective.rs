@@ -210,18 +210,6 @@ impl<C: Comm> Objective<C> {
         self.controls.is_spline()
     }
 
-    /// Inner products on p: this rank's blocks, reduced in layer order (a duplicate of the
-    /// objective's communicator; collective).
-    pub fn space(&self) -> crate::DistSpace<C> {
-        crate::DistSpace::new(
-            self.comm.duplicate(),
-            vec![self.layout.segments()],
-            self.data.as_ref().map(|g| g.col.duplicate()),
-            self.layout.len,
-            Default::default(),
-        )
-    }
-
     /// The global parameter vector (opening, hidden sets in order, classifier) on every rank.
     pub fn gather(&self, params: &[f64]) -> Vec<f64> {
         self.comm.all_gather(&self.layout.unique(params))

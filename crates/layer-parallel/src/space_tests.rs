@@ -2,7 +2,7 @@
 //! unshared space.
 
 use super::DistSpace;
-use crate::thread_comm::{run_ranks, unreceived, ThreadComm};
+use crate::thread_comm::{run_ranks, spread, unreceived, ThreadComm};
 use mgrit::Comm;
 use optim::{Lbfgs, Space};
 use std::sync::Arc;
@@ -15,12 +15,7 @@ fn blocks() -> Vec<Vec<std::ops::Range<usize>>> {
 
 /// A vector whose sums depend on the order of the additions.
 fn vector(seed: usize) -> Vec<f64> {
-    (0..24)
-        .map(|j| {
-            let x = ((seed * 7 + j * 13) % 11) as f64 - 5.3;
-            x * 10f64.powi(((seed * 5 + j) % 9) as i32 - 4) / 3.0
-        })
-        .collect()
+    spread(seed, 24)
 }
 
 /// A single rank's row and, when `col` is given, the rows sharing the work.

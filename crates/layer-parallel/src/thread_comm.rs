@@ -1,5 +1,6 @@
-//! Test support: a [`Comm`] between the threads of one process, and [`run_ranks`], which
-//! runs a closure on each of n such ranks and returns their results in rank order.
+//! Test support: a [`Comm`] between the threads of one process, [`run_ranks`], which runs a
+//! closure on each of n such ranks and returns their results in rank order, and
+//! [`spread`], values whose sums depend on the order of the additions.
 
 use mgrit::Comm;
 use std::cell::Cell;
@@ -133,6 +134,17 @@ pub fn run_ranks<T: Send + 'static>(
         .collect();
     let out = handles.into_iter().map(|h| h.join().unwrap()).collect();
     (out, boxes)
+}
+
+/// Vector `i` of `n` values whose magnitudes spread over many binades, so that a sum of such
+/// vectors depends on the grouping of its additions.
+pub fn spread(i: usize, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|j| {
+            let x = ((i * 7 + j * 13) % 11) as f64 - 5.3;
+            x * 10f64.powi(((i * 5 + j) % 9) as i32 - 4) / 3.0
+        })
+        .collect()
 }
 
 /// Messages queued and never received.

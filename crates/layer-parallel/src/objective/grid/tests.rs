@@ -1,7 +1,7 @@
 //! The chunk tree and the butterfly against the serial tree, on threads as the rows.
 
 use super::{even_part, tree_sum, DataGrid};
-use crate::thread_comm::{run_ranks, unreceived};
+use crate::thread_comm::{run_ranks, spread, unreceived};
 
 /// Chunk vectors whose sums depend on the grouping: magnitudes spread over many binades.
 fn leaves(k: usize) -> Vec<Vec<f64>> {
@@ -10,16 +10,7 @@ fn leaves(k: usize) -> Vec<Vec<f64>> {
 
 /// K chunk vectors of n values each, as [`leaves`].
 fn leaves_of(k: usize, n: usize) -> Vec<Vec<f64>> {
-    (0..k)
-        .map(|i| {
-            (0..n)
-                .map(|j| {
-                    let x = ((i * 7 + j * 13) % 11) as f64 - 5.3;
-                    x * 10f64.powi(((i * 5 + j) % 9) as i32 - 4) / 3.0
-                })
-                .collect()
-        })
-        .collect()
+    (0..k).map(|i| spread(i, n)).collect()
 }
 
 #[test]
