@@ -145,6 +145,13 @@ mod x86 {
 
     /// One layer held in vectors for the column kernels: K, Kᵀ (adjoint only), b and h, and
     /// the gradient accumulators Σ_j s_j u_jᵀ and Σ_j s_j.
+    ///
+    /// The methods take a group of C consecutive columns (C W contiguous values) at once. A
+    /// column's own sums are the single-column sums, term for term: grouping only interleaves
+    /// C independent chains of fused multiply-adds, so that the FMA units are not left waiting
+    /// on one chain's latency, and loads each K vector (and each gradient accumulator) once
+    /// for C columns. The gradient adds the group's columns in their order, so Σ_j runs over j
+    /// in order whatever the grouping.
     struct Layer<const W: usize, const NV: usize> {
         k: [[__m256d; NV]; W],
         kt: [[__m256d; NV]; W],
@@ -152,6 +159,30 @@ mod x86 {
         h: __m256d,
         gk: [[__m256d; NV]; W],
         gb: [__m256d; NV],
+    }
+
+    /// C columns of W values, each as NV vectors.
+    type Columns<const NV: usize, const C: usize> = [[__m256d; NV]; C];
+
+    /// Loads C columns from `p[0..C W]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn load_columns<const W: usize, const NV: usize, const C: usize>(p: &[f64]) -> Columns<NV, C> {
+        assert!(p.len() >= C * W);
+        std::array::from_fn(|c| load::<NV>(&p[c * W..]))
+    }
+
+    /// Stores C columns into `p[0..C W]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn store_columns<const W: usize, const NV: usize, const C: usize>(
+        p: &mut [f64],
+        x: &Columns<NV, C>,
+    ) {
+        assert!(p.len() >= C * W);
+        for (c, xc) in x.iter().enumerate() {
+            store::<NV>(&mut p[c * W..], xc);
+        }
     }
 
     impl<const W: usize, const NV: usize> Layer<W, NV> {
@@ -173,106 +204,132 @@ mod x86 {
             }
         }
 
-        /// z = b + Σ_l K(:, l) u(l), accumulated in l order with fused multiply-adds.
+        /// z_c = b + Σ_l K(:, l) u_c(l) for the C columns of `u`, each accumulated in l order
+        /// with fused multiply-adds.
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        fn pre_activation(&self, u: &[f64]) -> [__m256d; NV] {
-            let mut z = self.b;
-            for (col, &ul) in self.k.iter().zip(u) {
-                let ul = _mm256_set1_pd(ul);
-                for (zv, kv) in z.iter_mut().zip(col) {
-                    *zv = _mm256_fmadd_pd(*kv, ul, *zv);
+        fn pre_activation<const C: usize>(&self, u: &[f64]) -> Columns<NV, C> {
+            assert!(u.len() >= C * W);
+            let mut z = [self.b; C];
+            for (l, col) in self.k.iter().enumerate() {
+                for (c, zc) in z.iter_mut().enumerate() {
+                    let ul = _mm256_set1_pd(u[c * W + l]);
+                    for (zv, kv) in zc.iter_mut().zip(col) {
+                        *zv = _mm256_fmadd_pd(*kv, ul, *zv);
+                    }
                 }
             }
             z
         }
 
-        /// u⁺ = u + h σ(K u + b) for one column.
+        /// u⁺ = u + h σ(K u + b) for C columns.
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        fn forward<S: Sigma>(&self, u: &[f64]) -> [__m256d; NV] {
-            let z = self.pre_activation(u);
-            let x = load::<NV>(u);
-            std::array::from_fn(|v| _mm256_fmadd_pd(self.h, value::<S>(z[v]), x[v]))
+        fn forward<S: Sigma, const C: usize>(&self, u: &[f64]) -> Columns<NV, C> {
+            let z = self.pre_activation::<C>(u);
+            let x = load_columns::<W, NV, C>(u);
+            std::array::from_fn(|c| {
+                std::array::from_fn(|v| _mm256_fmadd_pd(self.h, value::<S>(z[c][v]), x[c][v]))
+            })
         }
 
-        /// σ'(K u + b) for one column.
+        /// σ'(K u + b) for C columns.
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        fn derivative<S: Sigma>(&self, u: &[f64]) -> [__m256d; NV] {
-            let z = self.pre_activation(u);
-            std::array::from_fn(|v| derivative::<S>(z[v]))
+        fn derivative<S: Sigma, const C: usize>(&self, u: &[f64]) -> Columns<NV, C> {
+            let z = self.pre_activation::<C>(u);
+            std::array::from_fn(|c| std::array::from_fn(|v| derivative::<S>(z[c][v])))
         }
 
-        /// (u + h σ(K u + b), σ'(K u + b)) for one column: for tanh σ' = 1 − t² from the
-        /// t of the step, the bits of [`Layer::forward`] and [`Layer::derivative`].
+        /// (u + h σ(K u + b), σ'(K u + b)) for C columns: for tanh σ' = 1 − t² from the t of
+        /// the step, the bits of [`Layer::forward`] and [`Layer::derivative`].
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        fn forward_keeping<S: Sigma>(&self, u: &[f64]) -> ([__m256d; NV], [__m256d; NV]) {
-            let z = self.pre_activation(u);
-            let x = load::<NV>(u);
-            let mut d = [_mm256_setzero_pd(); NV];
-            let out = std::array::from_fn(|v| {
-                let t = value::<S>(z[v]);
-                d[v] = match S::ACT {
-                    Activation::Tanh => one_minus_square(t),
-                    _ => derivative::<S>(z[v]),
-                };
-                _mm256_fmadd_pd(self.h, t, x[v])
+        fn forward_keeping<S: Sigma, const C: usize>(
+            &self,
+            u: &[f64],
+        ) -> (Columns<NV, C>, Columns<NV, C>) {
+            let z = self.pre_activation::<C>(u);
+            let x = load_columns::<W, NV, C>(u);
+            let mut d = [[_mm256_setzero_pd(); NV]; C];
+            let out = std::array::from_fn(|c| {
+                std::array::from_fn(|v| {
+                    let t = value::<S>(z[c][v]);
+                    d[c][v] = match S::ACT {
+                        Activation::Tanh => one_minus_square(t),
+                        _ => derivative::<S>(z[c][v]),
+                    };
+                    _mm256_fmadd_pd(self.h, t, x[c][v])
+                })
             });
             (out, d)
         }
 
-        /// s = (σ'(K u + b) · h) ⊙ λ⁺ for one column, σ'(K u + b) read from `d` when kept;
-        /// with `grad`, gk += s uᵀ and gb += s.
+        /// s_c = (σ'(K u_c + b) · h) ⊙ λ⁺_c for C columns, σ'(K u + b) read from `d` when
+        /// kept; with `grad`, gk += s_c u_cᵀ and gb += s_c for c in order.
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        fn sensitivity<S: Sigma>(
+        fn sensitivity<S: Sigma, const C: usize>(
             &mut self,
             u: &[f64],
             d: Option<&[f64]>,
             lam_next: &[f64],
             grad: bool,
-        ) -> [__m256d; NV] {
+        ) -> Columns<NV, C> {
             let dz = match d {
-                Some(d) => load::<NV>(d),
-                None => self.derivative::<S>(u),
+                Some(d) => load_columns::<W, NV, C>(d),
+                None => self.derivative::<S, C>(u),
             };
-            let l = load::<NV>(lam_next);
-            let s: [__m256d; NV] =
-                std::array::from_fn(|v| _mm256_mul_pd(_mm256_mul_pd(dz[v], self.h), l[v]));
+            let l = load_columns::<W, NV, C>(lam_next);
+            let s: Columns<NV, C> = std::array::from_fn(|c| {
+                std::array::from_fn(|v| _mm256_mul_pd(_mm256_mul_pd(dz[c][v], self.h), l[c][v]))
+            });
             if grad {
-                for (gcol, &ul) in self.gk.iter_mut().zip(u) {
-                    let ul = _mm256_set1_pd(ul);
-                    for (g, sv) in gcol.iter_mut().zip(&s) {
-                        *g = _mm256_fmadd_pd(*sv, ul, *g);
+                assert!(u.len() >= C * W);
+                for (l, gcol) in self.gk.iter_mut().enumerate() {
+                    let ul: [__m256d; C] = std::array::from_fn(|c| _mm256_set1_pd(u[c * W + l]));
+                    for (v, g) in gcol.iter_mut().enumerate() {
+                        let mut acc = *g;
+                        for (sc, uc) in s.iter().zip(&ul) {
+                            acc = _mm256_fmadd_pd(sc[v], *uc, acc);
+                        }
+                        *g = acc;
                     }
                 }
-                for (g, sv) in self.gb.iter_mut().zip(&s) {
-                    *g = _mm256_add_pd(*g, *sv);
+                for (v, g) in self.gb.iter_mut().enumerate() {
+                    let mut acc = *g;
+                    for sc in &s {
+                        acc = _mm256_add_pd(acc, sc[v]);
+                    }
+                    *g = acc;
                 }
             }
             s
         }
 
-        /// λ = λ⁺ + Σ_r Kᵀ(:, r) s(r) for one column (and the gradient terms with `grad`).
+        /// λ_c = λ⁺_c + Σ_r Kᵀ(:, r) s_c(r) for C columns (and the gradient terms with
+        /// `grad`).
         #[inline]
         #[target_feature(enable = "avx2,fma")]
-        fn adjoint<S: Sigma>(
+        fn adjoint<S: Sigma, const C: usize>(
             &mut self,
             u: &[f64],
             d: Option<&[f64]>,
             lam_next: &[f64],
             grad: bool,
-        ) -> [__m256d; NV] {
-            let s = self.sensitivity::<S>(u, d, lam_next, grad);
-            let mut sa = [0.0; W];
-            store::<NV>(&mut sa, &s);
-            let mut out = load::<NV>(lam_next);
-            for (col, &sr) in self.kt.iter().zip(&sa) {
-                let sr = _mm256_set1_pd(sr);
-                for (o, kv) in out.iter_mut().zip(col) {
-                    *o = _mm256_fmadd_pd(*kv, sr, *o);
+        ) -> Columns<NV, C> {
+            let s = self.sensitivity::<S, C>(u, d, lam_next, grad);
+            let mut sa = [[0.0; W]; C];
+            for (sac, sc) in sa.iter_mut().zip(&s) {
+                store::<NV>(sac, sc);
+            }
+            let mut out = load_columns::<W, NV, C>(lam_next);
+            for (r, col) in self.kt.iter().enumerate() {
+                for (oc, sac) in out.iter_mut().zip(&sa) {
+                    let sr = _mm256_set1_pd(sac[r]);
+                    for (o, kv) in oc.iter_mut().zip(col) {
+                        *o = _mm256_fmadd_pd(*kv, sr, *o);
+                    }
                 }
             }
             out
@@ -298,8 +355,27 @@ mod x86 {
         }
     }
 
+    /// The first ⌊n/C⌋ C columns of a W × n block, as a slice to walk in groups of C, and
+    /// the remaining columns.
+    #[inline]
+    fn groups<const W: usize, const C: usize>(x: &[f64]) -> (&[f64], &[f64]) {
+        x.split_at(x.len() / (C * W) * (C * W))
+    }
+
+    #[inline]
+    fn groups_mut<const W: usize, const C: usize>(x: &mut [f64]) -> (&mut [f64], &mut [f64]) {
+        let at = x.len() / (C * W) * (C * W);
+        x.split_at_mut(at)
+    }
+
+    /// Columns j..j+n of a kept derivative, if any.
+    #[inline]
+    fn columns<const W: usize>(d: Option<&[f64]>, j: usize, n: usize) -> Option<&[f64]> {
+        d.map(|d| &d[j * W..(j + n) * W])
+    }
+
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn forward<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn forward<const W: usize, const NV: usize, const C: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
@@ -307,28 +383,37 @@ mod x86 {
         u_next: &mut [f64],
     ) {
         let layer = Layer::<W, NV>::new(k, b, h, false);
-        for (un, uj) in u_next.chunks_exact_mut(W).zip(u.chunks_exact(W)) {
-            store::<NV>(un, &layer.forward::<S>(uj));
+        let ((u_g, u_r), (n_g, n_r)) = (groups::<W, C>(u), groups_mut::<W, C>(u_next));
+        for (un, uj) in n_g.chunks_exact_mut(C * W).zip(u_g.chunks_exact(C * W)) {
+            store_columns::<W, NV, C>(un, &layer.forward::<S, C>(uj));
+        }
+        for (un, uj) in n_r.chunks_exact_mut(W).zip(u_r.chunks_exact(W)) {
+            store_columns::<W, NV, 1>(un, &layer.forward::<S, 1>(uj));
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn forward_in_place<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn forward_in_place<const W: usize, const NV: usize, const C: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
         u: &mut [f64],
     ) {
         let layer = Layer::<W, NV>::new(k, b, h, false);
-        for uj in u.chunks_exact_mut(W) {
-            let out = layer.forward::<S>(uj);
-            store::<NV>(uj, &out);
+        let (u_g, u_r) = groups_mut::<W, C>(u);
+        for uj in u_g.chunks_exact_mut(C * W) {
+            let out = layer.forward::<S, C>(uj);
+            store_columns::<W, NV, C>(uj, &out);
+        }
+        for uj in u_r.chunks_exact_mut(W) {
+            let out = layer.forward::<S, 1>(uj);
+            store_columns::<W, NV, 1>(uj, &out);
         }
     }
 
     /// The forward step out of place, with D = σ'(Z) into `d`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn forward_keeping<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn forward_keeping<const W: usize, const NV: usize, const C: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
@@ -337,17 +422,30 @@ mod x86 {
         d: &mut [f64],
     ) {
         let layer = Layer::<W, NV>::new(k, b, h, false);
-        let cols = u.chunks_exact(W).zip(d.chunks_exact_mut(W));
-        for (un, (uj, dj)) in u_next.chunks_exact_mut(W).zip(cols) {
-            let (out, dv) = layer.forward_keeping::<S>(uj);
-            store::<NV>(un, &out);
-            store::<NV>(dj, &dv);
+        let ((u_g, u_r), (n_g, n_r)) = (groups::<W, C>(u), groups_mut::<W, C>(u_next));
+        let (d_g, d_r) = groups_mut::<W, C>(d);
+        let cols = u_g.chunks_exact(C * W).zip(d_g.chunks_exact_mut(C * W));
+        for (un, (uj, dj)) in n_g.chunks_exact_mut(C * W).zip(cols) {
+            let (out, dv) = layer.forward_keeping::<S, C>(uj);
+            store_columns::<W, NV, C>(un, &out);
+            store_columns::<W, NV, C>(dj, &dv);
+        }
+        let cols = u_r.chunks_exact(W).zip(d_r.chunks_exact_mut(W));
+        for (un, (uj, dj)) in n_r.chunks_exact_mut(W).zip(cols) {
+            let (out, dv) = layer.forward_keeping::<S, 1>(uj);
+            store_columns::<W, NV, 1>(un, &out);
+            store_columns::<W, NV, 1>(dj, &dv);
         }
     }
 
     /// The forward step in place, with D = σ'(Z) into `d`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn forward_in_place_keeping<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn forward_in_place_keeping<
+        const W: usize,
+        const NV: usize,
+        const C: usize,
+        S: Sigma,
+    >(
         h: f64,
         k: &[f64],
         b: &[f64],
@@ -355,16 +453,22 @@ mod x86 {
         d: &mut [f64],
     ) {
         let layer = Layer::<W, NV>::new(k, b, h, false);
-        for (uj, dj) in u.chunks_exact_mut(W).zip(d.chunks_exact_mut(W)) {
-            let (out, dv) = layer.forward_keeping::<S>(uj);
-            store::<NV>(uj, &out);
-            store::<NV>(dj, &dv);
+        let ((u_g, u_r), (d_g, d_r)) = (groups_mut::<W, C>(u), groups_mut::<W, C>(d));
+        for (uj, dj) in u_g.chunks_exact_mut(C * W).zip(d_g.chunks_exact_mut(C * W)) {
+            let (out, dv) = layer.forward_keeping::<S, C>(uj);
+            store_columns::<W, NV, C>(uj, &out);
+            store_columns::<W, NV, C>(dj, &dv);
+        }
+        for (uj, dj) in u_r.chunks_exact_mut(W).zip(d_r.chunks_exact_mut(W)) {
+            let (out, dv) = layer.forward_keeping::<S, 1>(uj);
+            store_columns::<W, NV, 1>(uj, &out);
+            store_columns::<W, NV, 1>(dj, &dv);
         }
     }
 
     /// D = σ'(K U + b 1ᵀ) into `d`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn derivatives<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn derivatives<const W: usize, const NV: usize, const C: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
@@ -372,21 +476,19 @@ mod x86 {
         d: &mut [f64],
     ) {
         let layer = Layer::<W, NV>::new(k, b, h, false);
-        for (uj, dj) in u.chunks_exact(W).zip(d.chunks_exact_mut(W)) {
-            store::<NV>(dj, &layer.derivative::<S>(uj));
+        let ((u_g, u_r), (d_g, d_r)) = (groups::<W, C>(u), groups_mut::<W, C>(d));
+        for (uj, dj) in u_g.chunks_exact(C * W).zip(d_g.chunks_exact_mut(C * W)) {
+            store_columns::<W, NV, C>(dj, &layer.derivative::<S, C>(uj));
         }
-    }
-
-    /// Column j of a kept derivative, if any.
-    #[inline]
-    fn column<const W: usize>(d: Option<&[f64]>, j: usize) -> Option<&[f64]> {
-        d.map(|d| &d[j * W..(j + 1) * W])
+        for (uj, dj) in u_r.chunks_exact(W).zip(d_r.chunks_exact_mut(W)) {
+            store_columns::<W, NV, 1>(dj, &layer.derivative::<S, 1>(uj));
+        }
     }
 
     /// The adjoint step in place: λ⁺ is read from and λ written to `lam` (σ'(Z) from `d`
     /// when kept).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn adjoint<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn adjoint<const W: usize, const NV: usize, const C: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
@@ -396,9 +498,17 @@ mod x86 {
         grad: Option<(&mut [f64], &mut [f64])>,
     ) {
         let mut layer = Layer::<W, NV>::new(k, b, h, true);
-        for (j, (lj, uj)) in lam.chunks_exact_mut(W).zip(u.chunks_exact(W)).enumerate() {
-            let out = layer.adjoint::<S>(uj, column::<W>(d, j), lj, grad.is_some());
-            store::<NV>(lj, &out);
+        let g = grad.is_some();
+        let ((u_g, u_r), (l_g, l_r)) = (groups::<W, C>(u), groups_mut::<W, C>(lam));
+        let cols = l_g.chunks_exact_mut(C * W).zip(u_g.chunks_exact(C * W));
+        for (i, (lj, uj)) in cols.enumerate() {
+            let out = layer.adjoint::<S, C>(uj, columns::<W>(d, i * C, C), lj, g);
+            store_columns::<W, NV, C>(lj, &out);
+        }
+        let first = u_g.len() / W;
+        for (i, (lj, uj)) in l_r.chunks_exact_mut(W).zip(u_r.chunks_exact(W)).enumerate() {
+            let out = layer.adjoint::<S, 1>(uj, columns::<W>(d, first + i, 1), lj, g);
+            store_columns::<W, NV, 1>(lj, &out);
         }
         if let Some((gk, gb)) = grad {
             layer.flush(gk, gb);
@@ -408,7 +518,7 @@ mod x86 {
     /// The adjoint step out of place: λ⁺ from `lam_next`, λ into `lam_out`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn adjoint_from<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn adjoint_from<const W: usize, const NV: usize, const C: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
@@ -419,10 +529,19 @@ mod x86 {
         grad: Option<(&mut [f64], &mut [f64])>,
     ) {
         let mut layer = Layer::<W, NV>::new(k, b, h, true);
-        let cols = lam_next.chunks_exact(W).zip(u.chunks_exact(W));
-        for (j, (oj, (lj, uj))) in lam_out.chunks_exact_mut(W).zip(cols).enumerate() {
-            let out = layer.adjoint::<S>(uj, column::<W>(d, j), lj, grad.is_some());
-            store::<NV>(oj, &out);
+        let g = grad.is_some();
+        let ((u_g, u_r), (l_g, l_r)) = (groups::<W, C>(u), groups::<W, C>(lam_next));
+        let (o_g, o_r) = groups_mut::<W, C>(lam_out);
+        let cols = l_g.chunks_exact(C * W).zip(u_g.chunks_exact(C * W));
+        for (i, (oj, (lj, uj))) in o_g.chunks_exact_mut(C * W).zip(cols).enumerate() {
+            let out = layer.adjoint::<S, C>(uj, columns::<W>(d, i * C, C), lj, g);
+            store_columns::<W, NV, C>(oj, &out);
+        }
+        let first = u_g.len() / W;
+        let cols = l_r.chunks_exact(W).zip(u_r.chunks_exact(W));
+        for (i, (oj, (lj, uj))) in o_r.chunks_exact_mut(W).zip(cols).enumerate() {
+            let out = layer.adjoint::<S, 1>(uj, columns::<W>(d, first + i, 1), lj, g);
+            store_columns::<W, NV, 1>(oj, &out);
         }
         if let Some((gk, gb)) = grad {
             layer.flush(gk, gb);
@@ -432,7 +551,7 @@ mod x86 {
     /// The gradient terms of the adjoint step alone (λ is not updated).
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn gradient<const W: usize, const NV: usize, S: Sigma>(
+    pub(super) fn gradient<const W: usize, const NV: usize, const C: usize, S: Sigma>(
         h: f64,
         k: &[f64],
         b: &[f64],
@@ -443,33 +562,43 @@ mod x86 {
         gb: &mut [f64],
     ) {
         let mut layer = Layer::<W, NV>::new(k, b, h, false);
-        for (j, (lj, uj)) in lam_next.chunks_exact(W).zip(u.chunks_exact(W)).enumerate() {
-            layer.sensitivity::<S>(uj, column::<W>(d, j), lj, true);
+        let ((u_g, u_r), (l_g, l_r)) = (groups::<W, C>(u), groups::<W, C>(lam_next));
+        let cols = l_g.chunks_exact(C * W).zip(u_g.chunks_exact(C * W));
+        for (i, (lj, uj)) in cols.enumerate() {
+            layer.sensitivity::<S, C>(uj, columns::<W>(d, i * C, C), lj, true);
+        }
+        let first = u_g.len() / W;
+        for (i, (lj, uj)) in l_r.chunks_exact(W).zip(u_r.chunks_exact(W)).enumerate() {
+            layer.sensitivity::<S, 1>(uj, columns::<W>(d, first + i, 1), lj, true);
         }
         layer.flush(gk, gb);
     }
 }
 
-/// Calls `$f::<W, S>(args)` for the runtime width and activation.
+/// Calls `$f::<W, W/4, C, S>(args)` for the runtime width and activation.
 #[cfg(target_arch = "x86_64")]
 macro_rules! dispatch {
     ($width:expr, $act:expr, $f:ident($($arg:expr),*)) => {{
         macro_rules! with_sigma {
-            ($w:literal) => {
+            ($w:literal, $c:literal) => {
                 // SAFETY: `supported` checked that the CPU has AVX2 and FMA.
                 unsafe {
                     match $act {
-                        Activation::Tanh => x86::$f::<$w, { $w / 4 }, Tanh>($($arg),*),
-                        Activation::Relu => x86::$f::<$w, { $w / 4 }, Relu>($($arg),*),
-                        Activation::SmoothRelu => x86::$f::<$w, { $w / 4 }, SmoothRelu>($($arg),*),
+                        Activation::Tanh => x86::$f::<$w, { $w / 4 }, $c, Tanh>($($arg),*),
+                        Activation::Relu => x86::$f::<$w, { $w / 4 }, $c, Relu>($($arg),*),
+                        Activation::SmoothRelu => {
+                            x86::$f::<$w, { $w / 4 }, $c, SmoothRelu>($($arg),*)
+                        }
                     }
                 }
             };
         }
+        // The column group C per width: enough independent FMA chains (C W/4 vectors) to
+        // cover the FMA latency, few enough to keep them in the 16 vector registers.
         match $width {
-            4 => with_sigma!(4),
-            8 => with_sigma!(8),
-            16 => with_sigma!(16),
+            4 => with_sigma!(4, 4),
+            8 => with_sigma!(8, 4),
+            16 => with_sigma!(16, 2),
             w => unreachable!("no fused kernel for width {w}"),
         }
     }};

@@ -586,4 +586,70 @@ mod tests {
             }
         }
     }
+
+    /// The fused kernels step columns in groups; a column's results must not depend on the
+    /// group it falls in (the data groups of a run split the batch anywhere). Each column of a
+    /// batch of 37 (groups and a remainder) gives the bits it gives when stepped alone, and the
+    /// gradient is the in-order sum Σ_j s_j u_jᵀ, one fused multiply-add per term.
+    #[test]
+    fn fused_columns_give_the_same_bits_wherever_they_sit_in_the_batch() {
+        let mut tested = 0;
+        for width in [4, 8, 16] {
+            if !fused::supported(width) {
+                continue;
+            }
+            let batch = 37;
+            let (k, b, u, lam0) = (
+                data(width * width, 11),
+                data(width, 12),
+                data(width * batch, 13),
+                data(width * batch, 14),
+            );
+            let h = 0.3;
+            let dense = Dense { width };
+            let theta: Vec<f64> = k.iter().chain(&b).copied().collect();
+            for act in Activation::ALL {
+                let step = dense.linearize(act, h, &theta);
+                let mut scratch = Scratch::new(width * batch);
+                let (mut next, mut d) = (vec![0.0; width * batch], vec![0.0; width * batch]);
+                step.forward_keeping(&u, &mut next, &mut d, &mut scratch);
+                let mut lam = lam0.clone();
+                let mut g = vec![0.0; dense.param_len()];
+                step.adjoint(&u, &mut lam, &mut scratch, Some(&mut g));
+                for j in 0..batch {
+                    let col = j * width..(j + 1) * width;
+                    let mut one = Scratch::new(width);
+                    let (mut next_j, mut d_j) = (vec![0.0; width], vec![0.0; width]);
+                    step.forward_keeping(&u[col.clone()], &mut next_j, &mut d_j, &mut one);
+                    assert_eq!(next_j, next[col.clone()], "forward w={width} {act} j={j}");
+                    assert_eq!(d_j, d[col.clone()], "derivative w={width} {act} j={j}");
+                    let mut lam_j = lam0[col.clone()].to_vec();
+                    step.adjoint(&u[col.clone()], &mut lam_j, &mut one, None);
+                    assert_eq!(lam_j, lam[col], "adjoint w={width} {act} j={j}");
+                }
+                let mut gk_ref = vec![0.0; width * width];
+                let mut gb_ref = vec![0.0; width];
+                for j in 0..batch {
+                    let s: Vec<f64> = (0..width)
+                        .map(|r| d[j * width + r] * h * lam0[j * width + r])
+                        .collect();
+                    for l in 0..width {
+                        for r in 0..width {
+                            let acc = &mut gk_ref[r + l * width];
+                            *acc = s[r].mul_add(u[j * width + l], *acc);
+                        }
+                    }
+                    for (acc, sr) in gb_ref.iter_mut().zip(&s) {
+                        *acc += sr;
+                    }
+                }
+                assert_eq!(g[..width * width], gk_ref[..], "∂J/∂K w={width} {act}");
+                assert_eq!(g[width * width..], gb_ref[..], "∂J/∂b w={width} {act}");
+                tested += 1;
+            }
+        }
+        if tested == 0 {
+            eprintln!("inconclusive: no fused kernel on this CPU");
+        }
+    }
 }
