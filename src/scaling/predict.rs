@@ -33,14 +33,16 @@
 //!              1/L of the parameters; its element-wise vector work T_vec (the two-loop
 //!              recursion, the trial points, the pairs) is shared out over the D rows, the
 //!              rest (copies, the history) is not)
-//! T(D, L)    = σ·(ω e C_eval + ω_v C_val + O(D, L)) + e (M_eval + G_eval) + M_val + R_iter
+//! T(D, L)    = σ_e ω e C_eval + σ·(ω_v C_val + O(D, L)) + e (M_eval + G_eval) + M_val + R_iter
 //! ```
 //!
 //! with h(n) = α + 8n/β the time of one message of n values (α, β: the measured on-node
 //! latency and bandwidth when both ranks are on one node of `ranks_per_node` ranks, the
 //! interconnect's otherwise), R(n) = ⌈log₂ n⌉ α + 8(n − 1)/β one ordered reduction of a scalar
 //! over n ranks (all-gather, recursive doubling), σ = max(1, min(P, ranks_per_node)/cores)
-//! the compute slowdown of ranks sharing cores, e the evaluations (J and ∇J) per L-BFGS
+//! the compute slowdown of ranks sharing cores (σ_e = σ with MGRIT, whose relaxation keeps
+//! every rank busy; on one level the L ranks of a row take turns in the sweep, so
+//! σ_e = max(1, ⌈min(P, ranks_per_node)/L⌉/cores)), e the evaluations (J and ∇J) per L-BFGS
 //! iteration, m the L-BFGS memory, ω and ω_v the compute overhead factors of an evaluation
 //! and of the validation sweep (fitted at the calibration; messages are never scaled by them),
 //! T_opt the measured time per iteration outside the evaluations and the validation sweep
@@ -98,6 +100,14 @@ impl Machine {
     /// σ: the compute slowdown of `p` ranks (at most a node's worth share its cores).
     pub fn slowdown(&self, p: usize) -> f64 {
         (p.min(self.ranks_per_node) as f64 / self.cores as f64).max(1.0)
+    }
+
+    /// σ_sweep: the compute slowdown while the L ranks of each row of `split` take turns (an
+    /// exact sweep: one rank per row works at a time, the others wait on its message). A node
+    /// of q = min(P, ranks_per_node) consecutive ranks then has ⌈q/L⌉ of them working.
+    pub fn sweep_slowdown(&self, split: Split) -> f64 {
+        let q = split.ranks().min(self.ranks_per_node);
+        (q.div_ceil(split.layer) as f64 / self.cores as f64).max(1.0)
     }
 }
 
@@ -361,12 +371,19 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     let w = model.width as f64;
     let (c_eval, c_val) = compute(model, grid, split);
     let sigma = m.slowdown(p);
+    let nl = grid.num_levels();
+    // An exact sweep keeps one rank per row busy; MGRIT's relaxation, the pipelined
+    // validation sweep and the optimizer keep every rank busy.
+    let sigma_eval = if nl == 1 {
+        m.sweep_slowdown(split)
+    } else {
+        sigma
+    };
     let e = model.evaluations_per_iteration;
     // Within a row: does any row straddle a node (then its neighbour exchanges do)?
     let all: Vec<usize> = (0..l).collect();
     let row_cross = crossings(&all, split, m) > 0;
     let (lev, coarse) = messages(model, grid, l);
-    let nl = grid.num_levels();
     let chain = owners(grid, l, nl - 1);
     let coarse_cross = if nl == 1 {
         0
@@ -434,7 +451,7 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     let shared = model.optimizer_shared.min(model.optimizer);
     let own = (model.optimizer - shared) + shared / d as f64;
     Parts {
-        compute: sigma * model.overhead * e * c_eval,
+        compute: sigma_eval * model.overhead * e * c_eval,
         validation: sigma * model.val_overhead * c_val,
         messages: e * m_eval,
         combine: e * g_eval,

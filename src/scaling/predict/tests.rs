@@ -235,6 +235,25 @@ fn off_node_hops_take_the_interconnect_and_shared_cores_slow_compute() {
     let c4 = parts(&m, &g, &shared, lonly(4)).compute;
     let c4_free = parts(&m, &g, &node(), lonly(4)).compute;
     assert_eq!(c4, 2.0 * c4_free);
+    // On one level the four ranks of a row take turns in the sweep: their compute is not
+    // slowed; four rows of one rank each all compute at once, and are.
+    let g1 = Grid::new(16, 1, &[2], 2);
+    assert_eq!(shared.sweep_slowdown(lonly(4)), 1.0);
+    assert_eq!(
+        parts(&m, &g1, &shared, lonly(4)).compute,
+        parts(&m, &g1, &node(), lonly(4)).compute
+    );
+    let rows4 = Split { data: 4, layer: 1 };
+    assert_eq!(shared.sweep_slowdown(rows4), 2.0);
+    assert_eq!(
+        parts(&m, &g1, &shared, rows4).compute,
+        2.0 * parts(&m, &g1, &node(), rows4).compute
+    );
+    // The validation sweep is pipelined: every rank computes, σ = 2 on one level too.
+    assert_eq!(
+        parts(&m, &g1, &shared, lonly(4)).validation,
+        2.0 * parts(&m, &g1, &node(), lonly(4)).validation
+    );
     assert!(Machine {
         bandwidth: 0.0,
         ..node()
