@@ -54,6 +54,11 @@ pub struct ScalingArgs {
     /// Predict only splits with D data groups (default: the best D for each P).
     #[arg(long, value_name = "D")]
     pub data_groups: Option<usize>,
+    /// Copies of the serial evaluation run at once on rank 0 to measure the co-run slowdown
+    /// κ of ranks side by side (default: the cores, at most the CPUs this process may use;
+    /// 1 skips it). Each copy holds a serial evaluation's memory.
+    #[arg(long, value_name = "N")]
+    pub co_run: Option<usize>,
 }
 
 impl ScalingArgs {
@@ -70,6 +75,9 @@ impl ScalingArgs {
         }
         if self.iterations == 0 {
             bail!("--iterations must be ≥ 1");
+        }
+        if self.co_run == Some(0) {
+            bail!("--co-run must be ≥ 1 (1 skips the co-run measurement)");
         }
         Ok(m)
     }
@@ -212,16 +220,39 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
                 ..settings.adjoint.clone()
             },
         };
-        let mut sobj = layer_parallel::Objective::new(net.clone(), &SerialComm, one, basis)
-            .map_err(anyhow::Error::from);
+        let mut sobj =
+            layer_parallel::Objective::new(net.clone(), &SerialComm, one.clone(), basis.clone())
+                .map_err(anyhow::Error::from);
         match &mut sobj {
             Ok(s) => {
                 let th = s.extract(&global);
                 let t = &problem.train;
                 let (e, v) = calibrate::time_serial(s, &th, (&t.features, t.y()), (vx, vy), 2);
-                vec![e, v]
+                // κ: copies of the serial evaluation side by side, one per thread.
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let copies = args.co_run.unwrap_or(machine.cores.min(cpus)).max(1);
+                let mut runs = Vec::with_capacity(copies);
+                if copies > 1 {
+                    for _ in 0..copies {
+                        let made = layer_parallel::Objective::new(
+                            net.clone(),
+                            &SerialComm,
+                            one.clone(),
+                            basis.clone(),
+                        );
+                        let Ok(mut obj) = made else { break };
+                        let mut grad = vec![0.0; th.len()];
+                        let th = th.clone();
+                        runs.push(move || {
+                            obj.objective_gradient(&th, &t.features, t.y(), &mut grad);
+                        });
+                    }
+                }
+                let copies = runs.len().max(1);
+                let kappa = calibrate::co_run_slowdown(e, runs);
+                vec![e, v, kappa, copies as f64]
             }
-            Err(_) => vec![f64::NAN, f64::NAN],
+            Err(_) => vec![f64::NAN, f64::NAN, 1.0, 1.0],
         }
     } else {
         vec![]
@@ -255,6 +286,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         lbfgs_memory: o.lbfgs_memory,
         serial_evaluation: serial[0],
         serial_validation: serial[1],
+        co_run: (serial[2], serial[3] as usize),
     };
     let model = measured.fit();
     let cal = Calibration { measured, model };
@@ -303,6 +335,10 @@ fn report(args: &ScalingArgs, machine: &Machine, cal: &Calibration, model: &Mode
             .as_ref()
             .map(|f| format!(", read from {}", f.display()))
             .unwrap_or_default()
+    );
+    println!(
+        "co-run slowdown κ = {:.2} ({} serial evaluations side by side; 1: not measured)",
+        model.co_run, model.co_run_copies
     );
     println!(
         "training iterations measured: {}, {:.2} evaluations each (model {:.2})",

@@ -107,6 +107,9 @@ pub struct Measurements {
     /// T_s,eval and T_s,val, seconds.
     pub serial_evaluation: f64,
     pub serial_validation: f64,
+    /// (κ, n_κ): the co-run slowdown of the serial evaluation and the copies it was
+    /// measured with ([`co_run_slowdown`]).
+    pub co_run: (f64, usize),
 }
 
 /// A calibration: the measurements and the model fitted to them.
@@ -150,6 +153,8 @@ impl Measurements {
             serial_validation: self.serial_validation,
             optimizer: (self.seconds_outside_evaluations - self.seconds_per_validation).max(0.0),
             optimizer_shared: self.seconds_in_vector_work,
+            co_run: self.co_run.0,
+            co_run_copies: self.co_run.1,
         };
         if nl == 1 {
             model.k_forward = 1.0;
@@ -412,6 +417,42 @@ pub fn time_serial<C: Comm>(
     (eval, val)
 }
 
+/// κ: the mean time of one call of each of `runs` when they all run at once, one per
+/// thread, over `alone` (the time of one call alone), at least 1; 1 with fewer than two.
+/// Each run is called once to warm up, then twice in step with the others (a barrier
+/// before each), and its faster time counts.
+pub fn co_run_slowdown<F: FnMut() + Send>(alone: f64, runs: Vec<F>) -> f64 {
+    let n = runs.len();
+    if n < 2 || alone.is_nan() || alone <= 0.0 {
+        return 1.0;
+    }
+    let start = std::sync::Barrier::new(n);
+    let times: Vec<f64> = std::thread::scope(|s| {
+        let threads: Vec<_> = runs
+            .into_iter()
+            .map(|mut f| {
+                let start = &start;
+                s.spawn(move || {
+                    f();
+                    (0..2)
+                        .map(|_| {
+                            start.wait();
+                            let t = Instant::now();
+                            f();
+                            t.elapsed().as_secs_f64()
+                        })
+                        .fold(f64::INFINITY, f64::min)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a co-run thread panicked"))
+            .collect()
+    });
+    (times.iter().sum::<f64>() / n as f64 / alone).max(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -559,6 +600,32 @@ mod tests {
         assert_eq!(window(&marks, 1, 1, 1.0, 0.5, 2), None);
     }
 
+    /// The co-run measurement calls every copy once to warm up and twice in step, and is 1
+    /// (no slowdown) without two copies or a time alone to compare with.
+    #[test]
+    fn the_co_run_slowdown_runs_each_copy_three_times_and_is_at_least_one() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = AtomicUsize::new(0);
+        let runs: Vec<_> = (0..3)
+            .map(|_| {
+                || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .collect();
+        let kappa = co_run_slowdown(1.0, runs);
+        assert_eq!(calls.load(Ordering::SeqCst), 9);
+        // Three empty calls take far less than the second given as the time alone.
+        assert_eq!(kappa, 1.0);
+        let one = vec![|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+        }];
+        assert_eq!(co_run_slowdown(1.0, one), 1.0);
+        let two: Vec<_> = (0..2).map(|_| || ()).collect();
+        assert_eq!(co_run_slowdown(0.0, two), 1.0);
+        assert_eq!(calls.load(Ordering::SeqCst), 9, "one copy is not run");
+    }
+
     #[test]
     fn the_step_table_holds_every_batch_a_data_group_may_hold() {
         assert_eq!(table_batches(8, 4), [1, 2, 4, 8]);
@@ -613,6 +680,7 @@ mod tests {
             lbfgs_memory: 0,
             serial_evaluation: 80.0,
             serial_validation: 16.0,
+            co_run: (1.0, 1),
         };
         assert_eq!((m.forward.busiest(1), m.forward.total(2)), (15.0, 8.0));
         let got = m.fit();

@@ -89,6 +89,23 @@ pub struct Model {
     /// is shared).
     #[serde(default)]
     pub optimizer_shared: f64,
+    /// κ: the slowdown of the serial evaluation when `co_run_copies` copies of it run at once
+    /// on one node, one per thread, over its time alone (≥ 1): what ranks running side by
+    /// side cost each other beyond sharing cores (caches, memory bandwidth, SMT siblings).
+    /// 1 in files saved before it was measured.
+    #[serde(default = "one")]
+    pub co_run: f64,
+    /// n_κ, the copies κ was measured with (1: not measured).
+    #[serde(default = "one_copy")]
+    pub co_run_copies: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn one_copy() -> usize {
+    1
 }
 
 impl Model {
@@ -166,6 +183,8 @@ mod tests {
                 "serial_validation",
                 "optimizer",
                 "optimizer_shared",
+                "co_run",
+                "co_run_copies",
             ]
         );
         let dir = tempfile::tempdir().unwrap();

@@ -39,10 +39,12 @@
 //! with h(n) = α + 8n/β the time of one message of n values (α, β: the measured on-node
 //! latency and bandwidth when both ranks are on one node of `ranks_per_node` ranks, the
 //! interconnect's otherwise), R(n) = ⌈log₂ n⌉ α + 8(n − 1)/β one ordered reduction of a scalar
-//! over n ranks (all-gather, recursive doubling), σ = max(1, min(P, ranks_per_node)/cores)
-//! the compute slowdown of ranks sharing cores (σ_e = σ with MGRIT, whose relaxation keeps
-//! every rank busy; on one level the L ranks of a row take turns in the sweep, so
-//! σ_e = max(1, ⌈min(P, ranks_per_node)/L⌉/cores)), e the evaluations (J and ∇J) per L-BFGS
+//! over n ranks (all-gather, recursive doubling), σ = [`sigma`](n) the compute slowdown of the
+//! n ranks of a node that compute at once (sharing its cores, and the co-run slowdown κ
+//! measured at the calibration), with n = min(P, ranks_per_node) for σ and, for σ_e, the
+//! same with MGRIT, whose relaxation keeps every rank busy, but n = ⌈min(P,
+//! ranks_per_node)/L⌉ on one level, where the L ranks of a row take turns in the sweep;
+//! e the evaluations (J and ∇J) per L-BFGS
 //! iteration, m the L-BFGS memory, ω and ω_v the compute overhead factors of an evaluation
 //! and of the validation sweep (fitted at the calibration; messages are never scaled by them),
 //! T_opt the measured time per iteration outside the evaluations and the validation sweep
@@ -97,18 +99,39 @@ impl Machine {
         Ok(())
     }
 
-    /// σ: the compute slowdown of `p` ranks (at most a node's worth share its cores).
-    pub fn slowdown(&self, p: usize) -> f64 {
-        (p.min(self.ranks_per_node) as f64 / self.cores as f64).max(1.0)
+    /// The ranks of one node that compute at once when all `p` ranks do: min(p, ranks_per_node).
+    pub fn busy(&self, p: usize) -> usize {
+        p.min(self.ranks_per_node)
     }
 
-    /// σ_sweep: the compute slowdown while the L ranks of each row of `split` take turns (an
-    /// exact sweep: one rank per row works at a time, the others wait on its message). A node
-    /// of q = min(P, ranks_per_node) consecutive ranks then has ⌈q/L⌉ of them working.
-    pub fn sweep_slowdown(&self, split: Split) -> f64 {
-        let q = split.ranks().min(self.ranks_per_node);
-        (q.div_ceil(split.layer) as f64 / self.cores as f64).max(1.0)
+    /// The ranks of one node that compute at once while the L ranks of each row of `split`
+    /// take turns (an exact sweep: one rank per row works, the others wait on its message):
+    /// ⌈q/L⌉ of a node's q = min(P, ranks_per_node) consecutive ranks.
+    pub fn busy_in_sweep(&self, split: Split) -> usize {
+        self.busy(split.ranks()).div_ceil(split.layer)
     }
+
+    /// max(1, n/cores): the slowdown of n ranks of one node computing at once on its cores
+    /// (time-sliced when they outnumber the cores).
+    pub fn slowdown(&self, n: usize) -> f64 {
+        (n as f64 / self.cores as f64).max(1.0)
+    }
+}
+
+/// σ(n) = max(1, n/cores)·κ(min(n, cores)): the compute slowdown of n ranks of one node
+/// computing at once: sharing the cores, and the co-run slowdown κ of the calibration
+/// (measured with n_κ copies side by side), taken linear in the ranks that run side by side:
+/// κ(c) = 1 + (κ − 1)·(min(c, n_κ) − 1)/(n_κ − 1), 1 for c = 1.
+pub fn sigma(model: &Model, m: &Machine, n: usize) -> f64 {
+    let side_by_side = n.min(m.cores).max(1);
+    let copies = model.co_run_copies.max(1);
+    let kappa = if copies < 2 {
+        1.0
+    } else {
+        let c = side_by_side.min(copies) - 1;
+        1.0 + (model.co_run.max(1.0) - 1.0) * c as f64 / (copies - 1) as f64
+    };
+    m.slowdown(n) * kappa
 }
 
 /// A grid of ranks: D rows (data groups) of L ranks (layer parallelism).
@@ -370,14 +393,14 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     let (b, v) = (share(model.batch, d), share(model.val_batch, d));
     let w = model.width as f64;
     let (c_eval, c_val) = compute(model, grid, split);
-    let sigma = m.slowdown(p);
+    let sigma_all = sigma(model, m, m.busy(p));
     let nl = grid.num_levels();
     // An exact sweep keeps one rank per row busy; MGRIT's relaxation, the pipelined
     // validation sweep and the optimizer keep every rank busy.
     let sigma_eval = if nl == 1 {
-        m.sweep_slowdown(split)
+        sigma(model, m, m.busy_in_sweep(split))
     } else {
-        sigma
+        sigma_all
     };
     let e = model.evaluations_per_iteration;
     // Within a row: does any row straddle a node (then its neighbour exchanges do)?
@@ -452,12 +475,12 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     let own = (model.optimizer - shared) + shared / d as f64;
     Parts {
         compute: sigma_eval * model.overhead * e * c_eval,
-        validation: sigma * model.val_overhead * c_val,
+        validation: sigma_all * model.val_overhead * c_val,
         messages: e * m_eval,
         combine: e * g_eval,
         val_messages: m_val,
         reductions: r_iter,
-        optimizer: sigma * own * model.calibrated_ranks as f64 / l as f64,
+        optimizer: sigma_all * own * model.calibrated_ranks as f64 / l as f64,
     }
 }
 

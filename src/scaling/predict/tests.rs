@@ -47,6 +47,8 @@ pub(crate) fn model3() -> Model {
         serial_validation: 16.0,
         optimizer: 4.0,
         optimizer_shared: 3.0,
+        co_run: 1.0,
+        co_run_copies: 1,
     }
 }
 
@@ -238,13 +240,15 @@ fn off_node_hops_take_the_interconnect_and_shared_cores_slow_compute() {
     // On one level the four ranks of a row take turns in the sweep: their compute is not
     // slowed; four rows of one rank each all compute at once, and are.
     let g1 = Grid::new(16, 1, &[2], 2);
-    assert_eq!(shared.sweep_slowdown(lonly(4)), 1.0);
+    assert_eq!(shared.busy_in_sweep(lonly(4)), 1);
+    assert_eq!(sigma(&m, &shared, 1), 1.0);
     assert_eq!(
         parts(&m, &g1, &shared, lonly(4)).compute,
         parts(&m, &g1, &node(), lonly(4)).compute
     );
     let rows4 = Split { data: 4, layer: 1 };
-    assert_eq!(shared.sweep_slowdown(rows4), 2.0);
+    assert_eq!(shared.busy_in_sweep(rows4), 4);
+    assert_eq!(sigma(&m, &shared, 4), 2.0);
     assert_eq!(
         parts(&m, &g1, &shared, rows4).compute,
         2.0 * parts(&m, &g1, &node(), rows4).compute
@@ -254,6 +258,38 @@ fn off_node_hops_take_the_interconnect_and_shared_cores_slow_compute() {
         parts(&m, &g1, &shared, lonly(4)).validation,
         2.0 * parts(&m, &g1, &node(), lonly(4)).validation
     );
+    // A co-run slowdown κ = 1.5 measured with 2 copies: two ranks side by side on 2 cores
+    // take 1.5 times as long each, four take 2 · 1.5; one alone is not slowed. With 4
+    // copies κ = 2.5 counts a third of its excess per rank after the first.
+    let kappa = Model {
+        co_run: 1.5,
+        co_run_copies: 2,
+        ..model3()
+    };
+    assert_eq!(sigma(&kappa, &shared, 1), 1.0);
+    assert_eq!(sigma(&kappa, &shared, 2), 1.5);
+    assert_eq!(sigma(&kappa, &shared, 4), 3.0);
+    assert_eq!(
+        parts(&kappa, &g1, &shared, rows4).compute,
+        3.0 * parts(&m, &g1, &node(), rows4).compute
+    );
+    assert_eq!(
+        parts(&kappa, &g1, &shared, lonly(4)).compute,
+        parts(&m, &g1, &node(), lonly(4)).compute
+    );
+    let four = Model {
+        co_run: 2.5,
+        co_run_copies: 4,
+        ..model3()
+    };
+    let wide = Machine {
+        ranks_per_node: 8,
+        cores: 8,
+        ..node()
+    };
+    assert_eq!(sigma(&four, &wide, 2), 1.5);
+    assert_eq!(sigma(&four, &wide, 4), 2.5);
+    assert_eq!(sigma(&four, &wide, 8), 2.5);
     assert!(Machine {
         bandwidth: 0.0,
         ..node()
