@@ -9,6 +9,13 @@ fn hdf5_serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 use super::*;
+use crate::format::USERBLOCK;
+use crate::seal::seal;
+use crate::write::{write_with, Stage};
+use hdf5::types::VarLenUnicode;
+use odenet::{ConvShape, Pool, Readout, Transition};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 fn sample() -> Checkpoint {
     let shape = NetShape {
