@@ -25,7 +25,12 @@ fn the_example_run_files_load() {
     assert!(n >= 3, "only {n} example files found in {}", dir.display());
 }
 
+use super::check::choice_keys;
+use super::load::{defaults_table, load_table, parse_toml};
 use super::*;
+use bspline::KnotKind;
+use odenet::{Activation, Closing, Loss, Opening};
+use serde::{Deserialize, Serialize};
 
 fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(t) = v {
