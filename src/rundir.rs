@@ -278,7 +278,7 @@ pub fn probe_writable(dir: &Path, what: &str) -> Result<()> {
 }
 
 /// Whether `name` is a temporary file of a checkpoint that `layerpar train` writes
-/// (`checkpoint::temporary_path` of `ckpt_NNNNNN.h5`, `ckpt_LℓNNNNNN.h5`, `final.h5` or
+/// (`checkpoint::fsio::temporary_path` of `ckpt_NNNNNN.h5`, `ckpt_LℓNNNNNN.h5`, `final.h5` or
 /// `levelℓ.h5`: the name followed by `.tmp` and a process id).
 pub fn is_checkpoint_temporary(name: &str) -> bool {
     let Some((stem, pid)) = name.rsplit_once(".h5.tmp") else {
