@@ -250,7 +250,12 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
                 }
                 let copies = runs.len().max(1);
                 let kappa = calibrate::co_run_slowdown(e, runs);
-                vec![e, v, kappa, copies as f64]
+                let batches = calibrate::sweep_batches(t.len());
+                let sweeps = calibrate::time_sweeps(s, &th, (&t.features, t.y()), &batches);
+                [e, v, kappa, copies as f64]
+                    .into_iter()
+                    .chain(sweeps)
+                    .collect()
             }
             Err(_) => vec![f64::NAN, f64::NAN, 1.0, 1.0],
         }
@@ -287,6 +292,15 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         serial_evaluation: serial[0],
         serial_validation: serial[1],
         co_run: (serial[2], serial[3] as usize),
+        sweeps: {
+            let batches = calibrate::sweep_batches(problem.train.len());
+            let seconds = serial[4..].to_vec();
+            if seconds.len() == batches.len() {
+                (batches, seconds)
+            } else {
+                (vec![], vec![])
+            }
+        },
     };
     let model = measured.fit();
     let cal = Calibration { measured, model };
@@ -340,6 +354,17 @@ fn report(args: &ScalingArgs, machine: &Machine, cal: &Calibration, model: &Mode
         "co-run slowdown κ = {:.2} ({} serial evaluations side by side; 1: not measured)",
         model.co_run, model.co_run_copies
     );
+    if !model.sweep_batches.is_empty() {
+        let rs: Vec<String> = (1..=3)
+            .map(|k| model.batch.div_ceil(1 << k))
+            .filter(|&b| b < model.batch)
+            .map(|b| format!("r({b}) = {:.2}", predict::batch_factor(model, b)))
+            .collect();
+        println!(
+            "a row's sweep at batch b against the full batch's, beyond the step table: {}",
+            rs.join(", ")
+        );
+    }
     println!(
         "training iterations measured: {}, {:.2} evaluations each (model {:.2})",
         args.iterations, m.evaluations_per_iteration, model.evaluations_per_iteration

@@ -110,6 +110,8 @@ pub struct Measurements {
     /// (κ, n_κ): the co-run slowdown of the serial evaluation and the copies it was
     /// measured with ([`co_run_slowdown`]).
     pub co_run: (f64, usize),
+    /// The batches b < B and T_s,eval(b) on the first b examples ([`time_sweeps`]).
+    pub sweeps: (Vec<usize>, Vec<f64>),
 }
 
 /// A calibration: the measurements and the model fitted to them.
@@ -155,6 +157,8 @@ impl Measurements {
             optimizer_shared: self.seconds_in_vector_work,
             co_run: self.co_run.0,
             co_run_copies: self.co_run.1,
+            sweep_batches: self.sweeps.0.clone(),
+            sweep_seconds: self.sweeps.1.clone(),
         };
         if nl == 1 {
             model.k_forward = 1.0;
@@ -417,6 +421,48 @@ pub fn time_serial<C: Comm>(
     (eval, val)
 }
 
+/// The batches below B a row of a D × L grid may hold, ⌈B/2⌉, ⌈B/4⌉, …, 1 (ascending).
+pub fn sweep_batches(batch: usize) -> Vec<usize> {
+    let mut v: Vec<usize> =
+        std::iter::successors(Some(batch.div_ceil(2)), |&b| (b > 1).then(|| b.div_ceil(2)))
+            .take_while(|&b| b < batch)
+            .collect();
+    v.reverse();
+    v
+}
+
+/// T_s,eval(b) for each b of `batches`: the best of two exact evaluations of J and ∇J on the
+/// first b examples of `data` (the serial reference's objective and parameters).
+pub fn time_sweeps<C: Comm>(
+    obj: &mut Objective<C>,
+    theta: &[f64],
+    data: (&[f64], odenet::Targets<'_>),
+    batches: &[usize],
+) -> Vec<f64> {
+    let (x, y) = data;
+    let per = x.len() / y.len().max(1);
+    let mut grad = vec![0.0; theta.len()];
+    batches
+        .iter()
+        .map(|&b| {
+            let yb = match y {
+                odenet::Targets::Labels(l) => odenet::Targets::Labels(&l[..b]),
+                odenet::Targets::Values { values, dim } => odenet::Targets::Values {
+                    values: &values[..b * dim],
+                    dim,
+                },
+            };
+            (0..2)
+                .map(|_| {
+                    let t = Instant::now();
+                    obj.objective_gradient(theta, &x[..b * per], yb, &mut grad);
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect()
+}
+
 /// κ: the mean time of one call of each of `runs` when they all run at once, one per
 /// thread, over `alone` (the time of one call alone), at least 1; 1 with fewer than two.
 /// Each run is called once to warm up, then twice in step with the others (a barrier
@@ -627,6 +673,15 @@ mod tests {
     }
 
     #[test]
+    fn the_sweeps_are_timed_at_every_batch_below_the_full_one_a_row_may_hold() {
+        assert_eq!(sweep_batches(8), [1, 2, 4]);
+        assert_eq!(sweep_batches(5), [1, 2, 3]);
+        assert_eq!(sweep_batches(1), Vec::<usize>::new());
+        assert!(sweep_batches(5000).starts_with(&[1, 2, 3, 5, 10, 20, 40, 79]));
+        assert_eq!(sweep_batches(5000).last(), Some(&2500));
+    }
+
+    #[test]
     fn the_step_table_holds_every_batch_a_data_group_may_hold() {
         assert_eq!(table_batches(8, 4), [1, 2, 4, 8]);
         assert_eq!(
@@ -681,6 +736,7 @@ mod tests {
             serial_evaluation: 80.0,
             serial_validation: 16.0,
             co_run: (1.0, 1),
+            sweeps: (vec![], vec![]),
         };
         assert_eq!((m.forward.busiest(1), m.forward.total(2)), (15.0, 8.0));
         let got = m.fit();

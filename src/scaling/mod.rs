@@ -98,6 +98,14 @@ pub struct Model {
     /// n_κ, the copies κ was measured with (1: not measured).
     #[serde(default = "one_copy")]
     pub co_run_copies: usize,
+    /// The measured exact serial evaluation on the first b examples, T_s,eval(b), for the
+    /// batches b < B a row of a grid may hold (ascending), seconds: how the sweep's cost
+    /// beyond its step kernels changes with the batch ([`predict::batch_factor`]). Empty in
+    /// files saved before it was measured (then the factor is 1).
+    #[serde(default)]
+    pub sweep_batches: Vec<usize>,
+    #[serde(default)]
+    pub sweep_seconds: Vec<f64>,
 }
 
 fn one() -> f64 {
@@ -185,6 +193,8 @@ mod tests {
                 "optimizer_shared",
                 "co_run",
                 "co_run_copies",
+                "sweep_batches",
+                "sweep_seconds",
             ]
         );
         let dir = tempfile::tempdir().unwrap();

@@ -33,7 +33,8 @@
 //!              1/L of the parameters; its element-wise vector work T_vec (the two-loop
 //!              recursion, the trial points, the pairs) is shared out over the D rows, the
 //!              rest (copies, the history) is not)
-//! T(D, L)    = σ_e ω e C_eval + σ·(ω_v C_val + O(D, L)) + e (M_eval + G_eval) + M_val + R_iter
+//! T(D, L)    = σ_e ω r(b) e C_eval + σ·(ω_v C_val + O(D, L)) + e (M_eval + G_eval) + M_val
+//!              + R_iter
 //! ```
 //!
 //! with h(n) = α + 8n/β the time of one message of n values (α, β: the measured on-node
@@ -44,7 +45,8 @@
 //! measured at the calibration), with n = min(P, ranks_per_node) for σ and, for σ_e, the
 //! same with MGRIT, whose relaxation keeps every rank busy, but n = ⌈min(P,
 //! ranks_per_node)/L⌉ on one level, where the L ranks of a row take turns in the sweep;
-//! e the evaluations (J and ∇J) per L-BFGS
+//! r(b) = [`batch_factor`] how the sweep's cost beyond its kernels at the row's batch b
+//! compares with the full batch's (from serial sweeps timed at each b), e the evaluations (J and ∇J) per L-BFGS
 //! iteration, m the L-BFGS memory, ω and ω_v the compute overhead factors of an evaluation
 //! and of the validation sweep (fitted at the calibration; messages are never scaled by them),
 //! T_opt the measured time per iteration outside the evaluations and the validation sweep
@@ -349,6 +351,33 @@ pub fn step_time(batches: &[usize], times: &[f64], b: usize) -> f64 {
     times[k - 1] + (times[k] - times[k - 1]) * (b - b0) / (b1 - b0)
 }
 
+/// r(b) = ω_s(b)/ω_s(B): how the exact sweep's cost beyond its step kernels at a row's batch b
+/// compares with the full batch B's, where ω_s(b) = T_s,eval(b) / (N (t_f(b) + t_a(b))) from
+/// the serial sweeps timed at the calibration (T_s,eval interpolated linearly between the
+/// measured batches, B's from `serial_evaluation`); 1 at b = B and without measured sweeps.
+/// The sweep streams every layer's state through memory where the step table's kernel
+/// keeps it in cache, so the sweep need not shrink in proportion to its batch.
+pub fn batch_factor(model: &Model, b: usize) -> f64 {
+    if model.sweep_batches.is_empty() || b >= model.batch {
+        return 1.0;
+    }
+    let mut batches = model.sweep_batches.clone();
+    let mut seconds = model.sweep_seconds.clone();
+    batches.push(model.batch);
+    seconds.push(model.serial_evaluation);
+    let omega = |b: usize| {
+        let steps = step_time(&model.batches, &model.t_forward, b)
+            + step_time(&model.batches, &model.t_adjoint, b);
+        step_time(&batches, &seconds, b) / steps
+    };
+    let r = omega(b) / omega(model.batch);
+    if r.is_finite() && r > 0.0 {
+        r
+    } else {
+        1.0
+    }
+}
+
 /// G: the parameters of the busiest column of L ranks (its ⌈N/L⌉ layers, the opening and
 /// the classifier), the values combined, and gathered, over the rows.
 fn column_params(model: &Model, l: usize) -> f64 {
@@ -474,7 +503,7 @@ pub fn parts(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Parts {
     let shared = model.optimizer_shared.min(model.optimizer);
     let own = (model.optimizer - shared) + shared / d as f64;
     Parts {
-        compute: sigma_eval * model.overhead * e * c_eval,
+        compute: sigma_eval * model.overhead * batch_factor(model, b) * e * c_eval,
         validation: sigma_all * model.val_overhead * c_val,
         messages: e * m_eval,
         combine: e * g_eval,

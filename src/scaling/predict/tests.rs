@@ -49,6 +49,8 @@ pub(crate) fn model3() -> Model {
         optimizer_shared: 3.0,
         co_run: 1.0,
         co_run_copies: 1,
+        sweep_batches: vec![],
+        sweep_seconds: vec![],
     }
 }
 
@@ -318,4 +320,33 @@ fn the_table_doubles_p_and_keeps_splits_that_fit() {
         [4, 8, 16, 32, 64]
     );
     assert!(forced.iter().all(|r| r.best.split.data == 4));
+}
+
+/// The sweeps timed at smaller batches scale a row's evaluation compute by r(b): with
+/// T_s,eval(4) = 60 against 80 at B = 8 while the step table halves, a row of 4 examples
+/// costs 1.5 times its share of the kernels' time; without them, and at the full batch, 1.
+#[test]
+fn a_row_sweep_costs_what_the_serial_sweep_at_its_batch_measured() {
+    let (g, mach) = (grid3(), node());
+    let plain = model3();
+    let swept = Model {
+        sweep_batches: vec![1, 2, 4],
+        sweep_seconds: vec![20.0, 30.0, 60.0],
+        ..model3()
+    };
+    assert_eq!(batch_factor(&plain, 4), 1.0);
+    assert_eq!(batch_factor(&swept, 8), 1.0);
+    // ω_s(4) = 60 / 2.5 = 24, ω_s(8) = 80 / 5 = 16.
+    assert_eq!(batch_factor(&swept, 4), 1.5);
+    // Between measured batches T_s,eval is linear: T_s,eval(3) = 45, t(3) = 1.875.
+    assert_eq!(batch_factor(&swept, 3), 1.5);
+    let rows2 = Split { data: 2, layer: 2 };
+    assert_eq!(
+        parts(&swept, &g, &mach, rows2).compute,
+        1.5 * parts(&plain, &g, &mach, rows2).compute
+    );
+    assert_eq!(
+        parts(&swept, &g, &mach, lonly(2)),
+        parts(&plain, &g, &mach, lonly(2))
+    );
 }
