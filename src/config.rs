@@ -8,6 +8,7 @@ mod check;
 mod load;
 mod schema;
 
+pub(crate) use load::parse_toml;
 pub use load::{load, load_str};
 pub use schema::{
     BatchStart, BlockConfig, Choice, Config, ControlsConfig, ControlsKind, DataConfig, DataKind,

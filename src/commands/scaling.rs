@@ -209,6 +209,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
     };
 
     // 3. The serial reference on rank 0 (one level, one rank), at the initial parameters.
+    let sweep_batches = calibrate::sweep_batches(problem.train.len());
     let serial = if par.is_root() {
         let one = layer_parallel::SolverSettings {
             forward: mgrit::Options {
@@ -250,8 +251,7 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
                 }
                 let copies = runs.len().max(1);
                 let kappa = calibrate::co_run_slowdown(e, runs);
-                let batches = calibrate::sweep_batches(t.len());
-                let sweeps = calibrate::time_sweeps(s, &th, (&t.features, t.y()), &batches);
+                let sweeps = calibrate::time_sweeps(s, &th, (&t.features, t.y()), &sweep_batches);
                 [e, v, kappa, copies as f64]
                     .into_iter()
                     .chain(sweeps)
@@ -293,10 +293,9 @@ pub fn run(par: &Parallel, args: &ScalingArgs) -> Result<()> {
         serial_validation: serial[1],
         co_run: (serial[2], serial[3] as usize),
         sweeps: {
-            let batches = calibrate::sweep_batches(problem.train.len());
             let seconds = serial[4..].to_vec();
-            if seconds.len() == batches.len() {
-                (batches, seconds)
+            if seconds.len() == sweep_batches.len() {
+                (sweep_batches, seconds)
             } else {
                 (vec![], vec![])
             }

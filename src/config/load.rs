@@ -41,7 +41,8 @@ impl Config {
     }
 }
 
-pub(super) fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
+/// Parses TOML text, naming `origin` and the line of the first error.
+pub(crate) fn parse_toml(text: &str, origin: &str) -> Result<toml::Table> {
     text.parse::<toml::Table>().map_err(|e| {
         let msg = e.message().trim().replace('\n', " ");
         match e.span() {

@@ -297,16 +297,7 @@ impl Study {
         sets: &[String],
         out: Option<&Path>,
     ) -> Result<Study> {
-        let top: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let msg = e.message().trim().replace('\n', " ");
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    anyhow!("{origin} is not valid TOML (line {line}): {msg}")
-                }
-                None => anyhow!("{origin} is not valid TOML: {msg}"),
-            }
-        })?;
+        let top = crate::config::parse_toml(text, origin)?;
         let r = Reader { origin };
         r.unknown(&top, &["study"], "")?;
         let s = r
