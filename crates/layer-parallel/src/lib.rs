@@ -47,7 +47,7 @@ use mgrit::Comm;
 use objective::even_part;
 use odenet::linalg::dot;
 use odenet::network::ordered_sum;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -73,6 +73,9 @@ pub struct DistSpace<C: Comm> {
     /// This rank's wall time in the element-wise work (partial dot products, axpy,
     /// scalings; not the messages), added up since the owner last cleared it.
     work: Rc<Cell<Duration>>,
+    /// [`optim::Space::complete`]'s buffers (this row's segments of a block, every row's),
+    /// kept across calls so that no iteration allocates a block-sized vector.
+    gather: RefCell<(Vec<f64>, Vec<f64>)>,
 }
 
 impl<C: Comm> DistSpace<C> {
@@ -121,6 +124,7 @@ impl<C: Comm> DistSpace<C> {
             blocks,
             rows,
             work,
+            gather: RefCell::default(),
         }
     }
 
@@ -173,12 +177,14 @@ impl<C: Comm> optim::Space for DistSpace<C> {
         let Some((col, _)) = &self.rows else {
             return;
         };
+        let mut buffers = self.gather.borrow_mut();
+        let (mine, all) = &mut *buffers;
         for (k, segments) in self.blocks.iter().enumerate() {
-            let mut mine = Vec::new();
+            mine.clear();
             for r in &segments[self.row_segments(k)] {
                 mine.extend_from_slice(&v[r.clone()]);
             }
-            let all = col.all_gather(&mine);
+            col.all_gather_into(mine, all);
             assert_eq!(
                 all.len(),
                 segments.iter().map(|r| r.len()).sum::<usize>(),

@@ -79,6 +79,9 @@ struct Buffers {
     lambda_final: Vec<f64>,
     /// D_n = σ'(Z_n(U_n)) of the owned layers at the forward solution.
     derivs: Derivatives,
+    /// On a data grid, the per-chunk sums of the row's chunks (gradient, time-scale terms,
+    /// loss, correct), reused across evaluations.
+    chunk_sums: Vec<Vec<f64>>,
 }
 
 /// The network split across the ranks of `C`, with its MGRIT solvers: the objective J(p),

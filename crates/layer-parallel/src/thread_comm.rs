@@ -90,11 +90,11 @@ impl Comm for ThreadComm {
         self.take(from, tag)
     }
     fn wait_sends(&self) {}
-    fn all_gather(&self, local: &[f64]) -> Vec<f64> {
+    fn all_gather_into(&self, local: &[f64], out: &mut Vec<f64>) {
         for to in (0..self.size).filter(|&to| to != self.rank) {
             self.put(to, GATHER_TAG, local.to_vec());
         }
-        let mut out = Vec::new();
+        out.clear();
         for from in 0..self.size {
             if from == self.rank {
                 out.extend_from_slice(local);
@@ -102,7 +102,6 @@ impl Comm for ThreadComm {
                 out.extend(self.take(from, GATHER_TAG));
             }
         }
-        out
     }
     fn duplicate(&self) -> Self {
         let k = self.duplicates.get() + 1;

@@ -39,8 +39,29 @@ pub trait Comm {
     }
     /// Completes every send started so far.
     fn wait_sends(&self);
+    /// Receives the next message with `tag` from rank `from` into `into`, which it must fill
+    /// exactly (blocking). The default receives into a new vector and copies it.
+    fn recv_into(&self, from: usize, tag: i32, into: &mut [f64]) {
+        let got = self.recv(from, tag);
+        assert_eq!(got.len(), into.len(), "message of the expected length");
+        into.copy_from_slice(&got);
+    }
+    /// Sends `data` to `partner` and receives the message with the same `tag` from it into
+    /// `into`, which it must fill exactly (blocking; both ranks call it, and neither waits on
+    /// the other to receive first). The default starts a send of a copy, which
+    /// [`Comm::wait_sends`] completes.
+    fn exchange(&self, partner: usize, tag: i32, data: &[f64], into: &mut [f64]) {
+        self.send(partner, tag, data.to_vec());
+        self.recv_into(partner, tag, into);
+    }
     /// Every rank's `local` values, concatenated in rank order, on every rank.
-    fn all_gather(&self, local: &[f64]) -> Vec<f64>;
+    fn all_gather(&self, local: &[f64]) -> Vec<f64> {
+        let mut out = Vec::new();
+        self.all_gather_into(local, &mut out);
+        out
+    }
+    /// [`Comm::all_gather`] into `out` (its length set to the total, its storage reused).
+    fn all_gather_into(&self, local: &[f64], out: &mut Vec<f64>);
     /// A communicator over the same ranks (same rank numbers) with a message space of its
     /// own: no message sent on one is ever received on the other, whatever the tags.
     /// Collective: every rank calls it, in the same order with respect to other collectives.
@@ -86,8 +107,9 @@ impl Comm for SerialComm {
         unreachable!("a single rank has no neighbours to receive from")
     }
     fn wait_sends(&self) {}
-    fn all_gather(&self, local: &[f64]) -> Vec<f64> {
-        local.to_vec()
+    fn all_gather_into(&self, local: &[f64], out: &mut Vec<f64>) {
+        out.clear();
+        out.extend_from_slice(local);
     }
     /// One process exchanges no messages, so it needs no separate message space.
     fn duplicate(&self) -> Self {
@@ -184,6 +206,25 @@ impl Comm for MpiComm {
         data
     }
 
+    /// `MPI_Recv` into `into`; a message of another length is refused.
+    fn recv_into(&self, from: usize, tag: i32, into: &mut [f64]) {
+        let status = self
+            .world
+            .process_at_rank(from as i32)
+            .receive_into_with_tag(into, tag);
+        let count = status.count(f64::equivalent_datatype()) as usize;
+        assert_eq!(count, into.len(), "message of the expected length");
+    }
+
+    /// `MPI_Sendrecv`: no copy of `data`, no new buffer.
+    fn exchange(&self, partner: usize, tag: i32, data: &[f64], into: &mut [f64]) {
+        let other = self.world.process_at_rank(partner as i32);
+        let status =
+            mpi::point_to_point::send_receive_into_with_tags(data, &other, tag, into, &other, tag);
+        let count = status.count(f64::equivalent_datatype()) as usize;
+        assert_eq!(count, into.len(), "message of the expected length");
+    }
+
     /// `MPI_Irecv` into a buffer of `len` values kept here until [`Comm::wait_recv`].
     fn post_recv(&self, from: usize, tag: i32, len: usize) -> PostedRecv {
         let mut buffer = vec![0.0f64; len];
@@ -249,7 +290,7 @@ impl Comm for MpiComm {
         }
     }
 
-    fn all_gather(&self, local: &[f64]) -> Vec<f64> {
+    fn all_gather_into(&self, local: &[f64], out: &mut Vec<f64>) {
         let size = self.size();
         let mut counts = vec![0i32; size];
         self.world
@@ -263,12 +304,10 @@ impl Comm for MpiComm {
             })
             .collect();
         let total: i32 = counts.iter().sum();
-        let mut out = vec![0.0; total as usize];
-        {
-            let mut partition = mpi::datatype::PartitionMut::new(&mut out[..], counts, displs);
-            self.world.all_gather_varcount_into(local, &mut partition);
-        }
-        out
+        // Every value is overwritten: only a longer `out` needs new (zeroed) storage.
+        out.resize(total as usize, 0.0);
+        let mut partition = mpi::datatype::PartitionMut::new(&mut out[..], counts, displs);
+        self.world.all_gather_varcount_into(local, &mut partition);
     }
 
     /// `MPI_Comm_dup` of this communicator.

@@ -30,6 +30,7 @@ use odenet::linalg::dot;
 use odenet::loss::{loss_sum, Targets};
 use odenet::network::ordered_sum;
 use odenet::Step;
+use std::cell::RefCell;
 use std::ops::Range;
 
 /// Tags of the tree's messages: `TREE_TAG + l` at level l, `BCAST_TAG` for the broadcast;
@@ -47,6 +48,8 @@ pub struct DataGrid<C: Comm> {
     pub col: C,
     /// Chunks per batch, K ≥ D.
     pub chunks: usize,
+    /// The butterfly's receive buffer (half the vector), kept across sums.
+    received: RefCell<Vec<f64>>,
 }
 
 /// Part `i` of `n` items cut into `parts` contiguous parts, the larger ones first.
@@ -64,7 +67,11 @@ impl<C: Comm> DataGrid<C> {
             "{chunks} chunks cannot cover {} rows",
             col.size()
         );
-        DataGrid { col, chunks }
+        DataGrid {
+            col,
+            chunks,
+            received: RefCell::new(Vec::new()),
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -110,7 +117,9 @@ impl<C: Comm> DataGrid<C> {
     /// The sum over every chunk of the batch of the chunk vectors, added by the fixed tree
     /// over the K chunks of the module documentation ([`tree_sum`] of all K vectors, the same
     /// bits): `parts` holds this row's (each of the same length on every rank of the column),
-    /// in chunk order. The total is on every rank of the column. Collective over the column.
+    /// in chunk order. The total is left in `parts[0]` on every rank of the column (the other
+    /// parts are overwritten); no vector of the parts' length is allocated where the rows
+    /// form a binary tree. Collective over the column.
     ///
     /// Level by level, every row keeps the nodes whose first chunk it owns. At level l a row
     /// first sends each of its level-(l − 1) right children (odd index) whose parent belongs
@@ -119,15 +128,20 @@ impl<C: Comm> DataGrid<C> {
     /// block and messages only go to lower rows, so the highest row never waits and no row
     /// waits on itself. Row 0 then owns the root and broadcasts it (binomial tree: in round j
     /// the rows r < 2^j send to r + 2^j).
-    pub fn tree(&self, parts: &[Vec<f64>]) -> Vec<f64> {
+    pub fn tree(&self, parts: &mut [Vec<f64>]) {
         if self.rows_form_a_binary_tree() {
             return self.butterfly(parts);
         }
         let (row, rows, k) = (self.row(), self.rows(), self.chunks);
         let mine = self.row_chunks();
         assert_eq!(parts.len(), mine.len(), "one vector per chunk of the row");
-        // (index, value) of the nodes of the current level whose first chunk is this row's.
-        let mut level: Vec<(usize, Vec<f64>)> = mine.clone().zip(parts.iter().cloned()).collect();
+        let len = parts[0].len();
+        // (index, value) of the nodes of the current level whose first chunk is this row's
+        // (the parts moved in, not copied).
+        let mut level: Vec<(usize, Vec<f64>)> = mine
+            .clone()
+            .zip(parts.iter_mut().map(std::mem::take))
+            .collect();
         let mut l: u32 = 0;
         while (1usize << l) < k {
             l += 1;
@@ -160,26 +174,25 @@ impl<C: Comm> DataGrid<C> {
             }
             level = next;
         }
-        let mut root = if row == 0 {
-            assert_eq!(level.len(), 1, "row 0 owns the root");
-            level.pop().map(|(_, v)| v)
-        } else {
-            None
-        };
+        // The nodes this row still holds back into the parts (row 0: the root into
+        // `parts[0]`); the other rows make room there for the root.
+        assert!(row != 0 || level.len() == 1, "row 0 owns the root");
+        for (p, (_, v)) in parts.iter_mut().zip(level) {
+            *p = v;
+        }
+        parts[0].resize(len, 0.0);
         let mut step = 1;
         while step < rows {
             if row < step {
                 if row + step < rows {
-                    self.col
-                        .send(row + step, BCAST_TAG, root.clone().expect("has the root"));
+                    self.col.send(row + step, BCAST_TAG, parts[0].clone());
                 }
             } else if row < 2 * step {
-                root = Some(self.col.recv(row - step, BCAST_TAG));
+                self.col.recv_into(row - step, BCAST_TAG, &mut parts[0]);
             }
             step *= 2;
         }
         self.col.wait_sends();
-        root.expect("every row has the root")
     }
 }
 
@@ -202,15 +215,19 @@ impl<C: Comm> DataGrid<C> {
     /// so the bits are the tree's. After log₂ D levels each row holds 1/D of the root; the
     /// all-gather runs the levels back, each pair exchanging what it holds. A row sends about
     /// twice the vector in all, in 2 log₂ D messages, where the tree's critical path carries
-    /// the whole vector 2 log₂ D times. Collective over the column.
-    fn butterfly(&self, parts: &[Vec<f64>]) -> Vec<f64> {
+    /// the whole vector 2 log₂ D times. Each exchange sends from and receives into kept
+    /// storage (the total in `parts[0]`, half of it in [`DataGrid::received`]). Collective
+    /// over the column.
+    fn butterfly(&self, parts: &mut [Vec<f64>]) {
         let (row, rows) = (self.row(), self.rows());
         assert_eq!(
             parts.len(),
             self.row_chunks().len(),
             "one vector per chunk of the row"
         );
-        let mut total = tree_sum(parts);
+        tree_sum_in_place(parts);
+        let total = &mut parts[0];
+        let mut theirs = self.received.borrow_mut();
         let (mut lo, mut hi) = (0, total.len());
         // (partner, the part kept, the part given) at each level, for the all-gather.
         let mut levels = Vec::new();
@@ -224,9 +241,9 @@ impl<C: Comm> DataGrid<C> {
             } else {
                 (mid..hi, lo..mid)
             };
+            theirs.resize(keep.len(), 0.0);
             self.col
-                .send(partner, HALVE_TAG + j, total[give.clone()].to_vec());
-            let theirs = self.col.recv(partner, HALVE_TAG + j);
+                .exchange(partner, HALVE_TAG + j, &total[give.clone()], &mut theirs);
             // Left node + right node (addition commutes: the order of the operands changes
             // no bit).
             add_into(&mut total[keep.clone()], &theirs);
@@ -237,12 +254,17 @@ impl<C: Comm> DataGrid<C> {
         }
         for (j, (partner, keep, give)) in levels.into_iter().enumerate().rev() {
             let tag = GATHER_TAG + j as i32;
-            self.col.send(partner, tag, total[keep].to_vec());
-            let theirs = self.col.recv(partner, tag);
-            total[give].copy_from_slice(&theirs);
+            // The two halves are disjoint: send the one, receive into the other.
+            let (mine, into) = if keep.end <= give.start {
+                let (a, b) = total.split_at_mut(give.start);
+                (&a[keep], &mut b[..give.len()])
+            } else {
+                let (a, b) = total.split_at_mut(keep.start);
+                (&b[..keep.len()], &mut a[give])
+            };
+            self.col.exchange(partner, tag, mine, into);
         }
         self.col.wait_sends();
-        total
     }
 }
 
@@ -259,21 +281,25 @@ fn add_into(x: &mut [f64], y: &[f64]) {
 /// (⌈log₂ K⌉ levels). [`DataGrid::tree`] computes the same bits with the vectors spread over
 /// the rows.
 pub fn tree_sum(parts: &[Vec<f64>]) -> Vec<f64> {
+    let mut level = parts.to_vec();
+    tree_sum_in_place(&mut level);
+    level.swap_remove(0)
+}
+
+/// [`tree_sum`] in place: node (l, i) is accumulated in `parts[i·2^l]`, so the sum ends in
+/// `parts[0]` (the other parts hold partial sums).
+fn tree_sum_in_place(parts: &mut [Vec<f64>]) {
     assert!(!parts.is_empty(), "a tree needs a leaf");
-    let mut level: Vec<Vec<f64>> = parts.to_vec();
-    while level.len() > 1 {
-        level = level
-            .chunks_mut(2)
-            .map(|pair| {
-                let mut left = std::mem::take(&mut pair[0]);
-                if let Some(right) = pair.get(1) {
-                    add_into(&mut left, right);
-                }
-                left
-            })
-            .collect();
+    let mut half = 1;
+    while half < parts.len() {
+        for left in (0..parts.len()).step_by(2 * half) {
+            if left + half < parts.len() {
+                let (a, b) = parts.split_at_mut(left + half);
+                add_into(&mut a[left], &b[0]);
+            }
+        }
+        half *= 2;
     }
-    level.pop().expect("one left")
 }
 
 /// The examples `r` of `targets`.
@@ -330,10 +356,11 @@ impl<A: App<State = Vec<f64>>, C: Comm> App for Chunked<'_, '_, A, C> {
     fn combine_norms(&mut self, parts: &mut Vec<f64>) {
         let k = self.cols.len();
         let points = parts.len() / k;
-        let per_chunk: Vec<Vec<f64>> = (0..k)
+        let mut per_chunk: Vec<Vec<f64>> = (0..k)
             .map(|j| (0..points).map(|i| parts[i * k + j]).collect())
             .collect();
-        *parts = self.grid.tree(&per_chunk);
+        self.grid.tree(&mut per_chunk);
+        *parts = per_chunk.swap_remove(0);
     }
 
     fn pack(&self, x: &Vec<f64>, buf: &mut Vec<f64>) {
@@ -420,7 +447,7 @@ impl<C: Comm> Objective<C> {
             let mut logits = vec![0.0; sh.classes * batch];
             let u = sweep.state(sh.layers).expect("the last rank owns U_N");
             net.classify(&theta[self.model_layout.classifier.clone()], u, &mut logits);
-            let parts: Vec<Vec<f64>> = cols
+            let mut parts: Vec<Vec<f64>> = cols
                 .iter()
                 .map(|r| {
                     let z = &logits[r.start * sh.classes..r.end * sh.classes];
@@ -429,8 +456,8 @@ impl<C: Comm> Objective<C> {
                     vec![l, c as f64]
                 })
                 .collect();
-            let s = grid.tree(&parts);
-            out = [s[0] / total as f64, s[1] / total as f64];
+            grid.tree(&mut parts);
+            out = [parts[0][0] / total as f64, parts[0][1] / total as f64];
         }
         let v = self.broadcast_from_last(&out);
         (v[0], v[1])
@@ -494,7 +521,13 @@ impl<C: Comm> Objective<C> {
             self.part.owned_layers.len()
         };
         let len = ml.len + nscale + 2;
-        let mut parts = vec![vec![0.0; len]; cols.len()];
+        // Zeroed in the kept storage (no fresh pages to fault in at every evaluation).
+        let mut parts = std::mem::take(&mut self.buf.chunk_sums);
+        parts.resize_with(cols.len(), Vec::new);
+        for p in &mut parts {
+            p.clear();
+            p.resize(len, 0.0);
+        }
         if self.part.is_last() {
             let u_n = self
                 .forward
@@ -526,6 +559,11 @@ impl<C: Comm> Objective<C> {
         }
 
         self.keep_missing_derivatives(theta);
+        // With one level and one chunk in the row, the fine adjoint steps also form the
+        // chunk's layer gradients (as on one row: the same S_n and the same products, so the
+        // same bits as the separate pass), and the pass after the solve is skipped.
+        let fused = self.adjoint.grid().num_levels() == 1 && cols.len() == 1;
+        let (hidden_grad, _) = parts[0].split_at_mut(ml.layers.end);
         let mut adj = AdjointApp {
             net: &self.net,
             ctrl: LayerControls {
@@ -538,7 +576,7 @@ impl<C: Comm> Objective<C> {
             lambda_final: &self.buf.lambda_final,
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
-            grad: None,
+            grad: fused.then_some(&mut hidden_grad[ml.layers.clone()]),
             derivs: self.keep_derivatives.then_some(&self.buf.derivs),
             kernel_time: std::time::Duration::ZERO,
         };
@@ -550,9 +588,11 @@ impl<C: Comm> Objective<C> {
         });
         self.kernel_time += adj.kernel_time;
         self.buf.scratch = adj.scratch;
-        let t = std::time::Instant::now();
-        self.grid_layer_gradients(theta, cols, &mut parts, ml.len);
-        self.kernel_time += t.elapsed();
+        if !fused || !ml.scale.is_empty() {
+            let t = std::time::Instant::now();
+            self.grid_layer_gradients(theta, cols, &mut parts, ml.len, !fused);
+            self.kernel_time += t.elapsed();
+        }
         if self.part.is_first() {
             let open = &theta[ml.opening.clone()];
             let lam0 = self.adjoint.state(0).expect("rank 0 owns λ_0");
@@ -573,7 +613,8 @@ impl<C: Comm> Objective<C> {
             }
         }
 
-        let acc = grid.tree(&parts);
+        grid.tree(&mut parts);
+        let acc = &parts[0];
         grad.copy_from_slice(&acc[..ml.len]);
         if !ml.scale.is_empty() {
             grad[ml.scale.start] =
@@ -584,19 +625,21 @@ impl<C: Comm> Objective<C> {
         } else {
             [0.0, 0.0]
         };
+        self.buf.chunk_sums = parts;
         (scalars, fstats, astats)
     }
 
-    /// Per chunk, from λ_{n+1} and U_n of every owned layer: ∂J/∂K_n += S_n U_nᵀ,
-    /// ∂J/∂b_n += S_n 1 into the chunk's vector (θ-layout), and with a learnable time scale
-    /// h ⟨λ_{n+1}, σ(K_n U_n + b_n)⟩ at `scale_at` + the layer's place. Collective over the
-    /// row (the λ of a rank's first point goes to the rank before).
+    /// Per chunk, from λ_{n+1} and U_n of every owned layer: when `hidden`, ∂J/∂K_n +=
+    /// S_n U_nᵀ, ∂J/∂b_n += S_n 1 into the chunk's vector (θ-layout), and with a learnable
+    /// time scale h ⟨λ_{n+1}, σ(K_n U_n + b_n)⟩ at `scale_at` + the layer's place.
+    /// Collective over the row (the λ of a rank's first point goes to the rank before).
     fn grid_layer_gradients(
         &mut self,
         theta: &[f64],
         cols: &[Range<usize>],
         parts: &mut [Vec<f64>],
         scale_at: usize,
+        hidden: bool,
     ) {
         let h = self.net.step_size();
         let with_scale = !self.model_layout.scale.is_empty();
@@ -607,8 +650,9 @@ impl<C: Comm> Objective<C> {
                 let (uc, nc, g) = (&u[cr.clone()], &next[cr.clone()], &mut p[range.clone()]);
                 // D is columnwise: a chunk's columns of D are its own D.
                 match d {
-                    Some(d) => step.gradient_given(uc, &d[cr.clone()], nc, scratch, g),
-                    None => step.gradient(uc, nc, scratch, g),
+                    Some(d) if hidden => step.gradient_given(uc, &d[cr.clone()], nc, scratch, g),
+                    None if hidden => step.gradient(uc, nc, scratch, g),
+                    _ => {}
                 }
                 if with_scale {
                     p[scale_at + i] = h * step.increment_dot(&u[cr.clone()], &next[cr], scratch);

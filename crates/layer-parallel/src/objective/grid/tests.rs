@@ -42,9 +42,10 @@ fn the_distributed_tree_gives_the_serial_bits_on_every_row_count() {
         for d in 1..=k {
             let parts = all.clone();
             let (results, boxes) = run_ranks(d, move |comm| {
-                let mine = parts[even_part(k, d, comm.rank)].to_vec();
+                let mut mine = parts[even_part(k, d, comm.rank)].to_vec();
                 let grid = DataGrid::new(comm, k);
-                (grid.tree(&mine), grid.col.depth.get())
+                grid.tree(&mut mine);
+                (mine.swap_remove(0), grid.col.depth.get())
             });
             let mut latency = 0;
             for (r, (sum, depth)) in results.into_iter().enumerate() {
@@ -84,10 +85,11 @@ fn the_butterfly_gives_the_tree_bits_and_sends_twice_the_vector_at_most() {
         let want: Vec<u64> = tree_sum(&all).iter().map(|x| x.to_bits()).collect();
         let parts = all.clone();
         let (results, _) = run_ranks(d, move |comm| {
-            let mine = parts[even_part(k, d, comm.rank)].to_vec();
+            let mut mine = parts[even_part(k, d, comm.rank)].to_vec();
             let grid = DataGrid::new(comm, k);
             assert!(grid.rows_form_a_binary_tree());
-            (grid.tree(&mine), grid.col.sent.get())
+            grid.tree(&mut mine);
+            (mine.swap_remove(0), grid.col.sent.get())
         });
         for (r, (sum, sent)) in results.into_iter().enumerate() {
             let got: Vec<u64> = sum.iter().map(|x| x.to_bits()).collect();
@@ -98,5 +100,48 @@ fn the_butterfly_gives_the_tree_bits_and_sends_twice_the_vector_at_most() {
             );
             assert!(sent >= n / d, "K = {k}, D = {d}, row {r}: sent only {sent}");
         }
+    }
+}
+
+/// One grid sums again and again with its kept storage (the butterfly's receive buffer, the
+/// parts refilled by the caller), over vectors that shrink and grow: every sum has the serial
+/// tree's bits, on the butterfly's row counts and on the general tree's.
+#[test]
+fn repeated_sums_on_kept_storage_keep_the_serial_bits() {
+    for (k, d) in [(4, 2), (8, 4), (6, 3), (5, 2)] {
+        let lengths = [1000, 37, 1001, 4];
+        let wants: Vec<Vec<u64>> = lengths
+            .iter()
+            .map(|&n| {
+                tree_sum(&leaves_of(k, n))
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            })
+            .collect();
+        let (results, boxes) = run_ranks(d, move |comm| {
+            let grid = DataGrid::new(comm, k);
+            let mut parts: Vec<Vec<f64>> = Vec::new();
+            let mut sums = Vec::new();
+            for &n in &lengths {
+                let all = leaves_of(k, n);
+                parts.resize_with(even_part(k, d, grid.row()).len(), Vec::new);
+                for (p, leaf) in parts.iter_mut().zip(&all[even_part(k, d, grid.row())]) {
+                    p.clear();
+                    p.extend_from_slice(leaf);
+                }
+                grid.tree(&mut parts);
+                sums.push(parts[0].iter().map(|x| x.to_bits()).collect::<Vec<u64>>());
+            }
+            sums
+        });
+        for (r, sums) in results.into_iter().enumerate() {
+            assert_eq!(sums, wants, "K = {k}, D = {d}, row {r}");
+        }
+        assert_eq!(
+            unreceived(&boxes),
+            0,
+            "K = {k}, D = {d}: unreceived messages"
+        );
     }
 }
