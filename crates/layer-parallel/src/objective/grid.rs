@@ -147,21 +147,20 @@ impl<C: Comm> DataGrid<C> {
             l += 1;
             let half = 1usize << (l - 1);
             let tag = TREE_TAG + l as i32;
-            for (j, v) in &level {
-                if j % 2 == 1 {
-                    let to = self.owner((j - 1) * half);
-                    if to != row {
-                        self.col.send(to, tag, v.clone());
-                    }
-                }
+            // The right children whose parent is another row's go to that row, moved (every
+            // send is started before this row waits on a receive).
+            let parent = |j: usize| self.owner((j - 1) * half);
+            let (sent, kept): (Vec<_>, Vec<_>) = level
+                .into_iter()
+                .partition(|(j, _)| j % 2 == 1 && parent(*j) != row);
+            for (j, v) in sent {
+                self.col.send(parent(j), tag, v);
             }
-            let mut next = Vec::with_capacity(level.len().div_ceil(2));
-            let mut children = level.into_iter().peekable();
+            let mut next = Vec::with_capacity(kept.len().div_ceil(2));
+            let mut children = kept.into_iter().peekable();
             while let Some((j, mut left)) = children.next() {
-                if j % 2 == 1 {
-                    // A right child whose parent is another row's: sent above.
-                    continue;
-                }
+                // (A kept right child follows its left sibling and is taken with it below.)
+                debug_assert_eq!(j % 2, 0, "a kept node of odd index has its sibling here");
                 let right_start = (j + 1) * half;
                 if right_start < k {
                     let right = match children.peek() {
@@ -563,7 +562,6 @@ impl<C: Comm> Objective<C> {
         // chunk's layer gradients (as on one row: the same S_n and the same products, so the
         // same bits as the separate pass), and the pass after the solve is skipped.
         let fused = self.adjoint.grid().num_levels() == 1 && cols.len() == 1;
-        let (hidden_grad, _) = parts[0].split_at_mut(ml.layers.end);
         let mut adj = AdjointApp {
             net: &self.net,
             ctrl: LayerControls {
@@ -576,7 +574,7 @@ impl<C: Comm> Objective<C> {
             lambda_final: &self.buf.lambda_final,
             batch,
             scratch: std::mem::take(&mut self.buf.scratch),
-            grad: fused.then_some(&mut hidden_grad[ml.layers.clone()]),
+            grad: fused.then_some(&mut parts[0][ml.layers.clone()]),
             derivs: self.keep_derivatives.then_some(&self.buf.derivs),
             kernel_time: std::time::Duration::ZERO,
         };
@@ -648,11 +646,12 @@ impl<C: Comm> Objective<C> {
             for (p, c) in parts.iter_mut().zip(cols) {
                 let cr = c.start * w..c.end * w;
                 let (uc, nc, g) = (&u[cr.clone()], &next[cr.clone()], &mut p[range.clone()]);
-                // D is columnwise: a chunk's columns of D are its own D.
-                match d {
-                    Some(d) if hidden => step.gradient_given(uc, &d[cr.clone()], nc, scratch, g),
-                    None if hidden => step.gradient(uc, nc, scratch, g),
-                    _ => {}
+                if hidden {
+                    // D is columnwise: a chunk's columns of D are its own D.
+                    match d {
+                        Some(d) => step.gradient_given(uc, &d[cr.clone()], nc, scratch, g),
+                        None => step.gradient(uc, nc, scratch, g),
+                    }
                 }
                 if with_scale {
                     p[scale_at + i] = h * step.increment_dot(&u[cr.clone()], &next[cr], scratch);
