@@ -4,15 +4,17 @@
 //! σ = tanh is [`tanh`], a branch-free function of the usual operations (no libm call), so
 //! that a loop over a slice vectorizes: tanh |x| = e/(e + 2) with e = expm1(2|x|), the sign
 //! restored by copysign. expm1 is computed by Cody–Waite range reduction 2|x| = k ln 2 + r with
-//! k = ⌊2|x|/ln 2⌋, r ∈ [0, ln 2], the Taylor polynomial of degree 17 of expm1(r) by Estrin's
-//! scheme (truncation below 10⁻¹⁸ relative), and expm1(2|x|) = 2ᵏ expm1(r) + (2ᵏ − 1), two
-//! non-negative terms, with 2ᵏ built from exponent bits; the quotient takes e + 2 exactly
-//! (two-sum) and one Newton correction. |x| is clamped to 20, where tanh rounds to ±1. Every
-//! multiply-add is an explicit [`f64::mul_add`] (one rounding), so the result is the same bits
-//! whatever instruction set runs it. It is within [`TANH_MAX_ULP`] = 3 ulp of libm's `tanh`
-//! over the whole range (tested on a dense sweep of [−20, 20], random bit patterns,
-//! subnormals, ±0, ±∞ and NaN); σ' = 1 − t² is computed from the same t with one fused
-//! multiply-add, within 7 · 2⁻⁵³ of 1 − tanh² from libm.
+//! k the integer nearest 2|x|/ln 2, r ∈ [−ln 2/2, ln 2/2], the Taylor polynomial of degree 13
+//! of expm1(r) by Estrin's scheme (truncation below 1.5 · 10⁻¹⁷ relative), and expm1(2|x|) =
+//! 2ᵏ expm1(r) + (2ᵏ − 1) with 2ᵏ built from exponent bits; e and d = e + 2 are each one
+//! fused multiply-add from the same 2ᵏ and expm1(r). One division gives t = e/d below
+//! |x| = 0.55 (t < 1/2) and t = 1 − 2/d above, where 1 − 2/d keeps the error of d out of the
+//! leading bits. |x| is clamped to 20, where tanh rounds to ±1. Every multiply-add is an
+//! explicit [`f64::mul_add`] (one rounding), so the result is the same bits whatever
+//! instruction set runs it. It is within [`TANH_MAX_ULP`] = 4 ulp of libm's `tanh` over the
+//! whole range (tested on a dense sweep of [−20, 20], random bit patterns, subnormals, ±0, ±∞
+//! and NaN); σ' = 1 − t² is computed from the same t with one fused multiply-add, within
+//! 9 · 2⁻⁵³ of 1 − tanh² from libm.
 //!
 //! The passes ([`forward`], [`forward_in_place`], [`sensitivity`], [`apply`],
 //! [`scaled_derivative`]) each read the pre-activation once and compute σ (or σ') once per
@@ -95,21 +97,25 @@ impl Activation {
 }
 
 /// Largest difference between [`tanh`] and libm's `tanh`, in units in the last place,
-/// asserted by the tests over the whole range (the largest measured is 3 ulp, near |x| = 0.2
-/// and 0.5). glibc's `tanh` itself is up to 2 ulp off; against a 200-bit reference (mpmath, on
-/// 200 000 random points of [0, 20] and [0, 1.2]) the largest error of [`tanh`] measured was
-/// 1.40 ulp, and of glibc's 2.02 ulp.
-pub const TANH_MAX_ULP: u64 = 3;
+/// asserted by the tests over the whole range (the largest measured is 4 ulp, at a handful of
+/// points near |x| = 0.22, where k = 1 and r < 0). glibc's `tanh` itself is up to 2 ulp off;
+/// against a 200-bit reference (mpmath, on 200 000 random points of [0, 20] and [0, 1.2]) the
+/// largest error of [`tanh`] measured was 2.49 ulp, and of glibc's 2.00 ulp. (Up to commit
+/// 50514e8 the quotient was refined by a Newton step from an exact e + 2 and the polynomial
+/// had degree 17 on r ∈ [0, ln 2]: 1.4 ulp from the reference and 3 from libm, at 1.5 times
+/// the cost.)
+pub const TANH_MAX_ULP: u64 = 4;
 
 // ln 2 split so that k · LN2_HI is exact for k < 2²⁰ (fdlibm's constants).
 const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
 const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 const INV_LN2: f64 = std::f64::consts::LOG2_E;
-// 1.5 · 2⁵²: adding it rounds a small value to an integer held in the low mantissa bits.
+// 1.5 · 2⁵²: adding it rounds a small value to the nearest integer, held in the low mantissa
+// bits.
 const ROUND: f64 = 6_755_399_441_055_744.0;
-// 1/(j + 2)!, j = 0 … 15: expm1(r) = r + r² Σ_j C[j] rʲ (degree 17; on [0, ln 2) the
-// truncation is below 3 · 10⁻¹⁹ relative).
-const C: [f64; 16] = [
+// 1/(j + 2)!, j = 0 … 11: expm1(r) = r + r² Σ_j C[j] rʲ (degree 13; for |r| ≤ ln 2/2 the
+// truncation r¹⁴/14! is below 1.5 · 10⁻¹⁷ of expm1(r)).
+const C: [f64; 12] = [
     1.0 / 2.0,
     1.0 / 6.0,
     1.0 / 24.0,
@@ -122,11 +128,9 @@ const C: [f64; 16] = [
     1.0 / 39_916_800.0,
     1.0 / 479_001_600.0,
     1.0 / 6_227_020_800.0,
-    1.0 / 87_178_291_200.0,
-    1.0 / 1_307_674_368_000.0,
-    1.0 / 20_922_789_888_000.0,
-    1.0 / 355_687_428_096_000.0,
 ];
+// Above this |x|, tanh > 1/2 and t = 1 − 2/d.
+pub(crate) const UPPER: f64 = 0.55;
 
 /// tanh(x) without a libm call, straight-line so that loops over it vectorize; within
 /// [`TANH_MAX_ULP`] ulp of libm's `tanh`. tanh(±0) = ±0, tanh(±∞) = ±1, tanh(NaN) = NaN, and
@@ -137,22 +141,19 @@ pub fn tanh(x: f64) -> f64 {
     // Clamped with a comparison so that NaN stays NaN (and ±∞ becomes 20).
     let a = if a > 20.0 { 20.0 } else { a };
     let y = a + a;
-    // y = k ln 2 + r with k = ⌊y / ln 2⌋ ∈ [0, 57] (up to a tie), so r ∈ [0, ln 2] and
-    // expm1(y) = 2ᵏ expm1(r) + (2ᵏ − 1) adds two non-negative terms (no cancellation); for
-    // |x| < ln 2 / 2, k = 0 and r = 2|x| exactly.
-    let kr = (y * INV_LN2 - 0.5) + ROUND;
+    // y = k ln 2 + r with k the integer nearest y / ln 2 (∈ [0, 58]), so |r| ≤ ln 2/2 (up to
+    // the rounding of y / ln 2); for |x| < ln 2 / 4, k = 0 and r = 2|x| exactly.
+    let kr = y.mul_add(INV_LN2, ROUND);
     let k = kr - ROUND;
     let r = (-k).mul_add(LN2_HI, y);
     let r = (-k).mul_add(LN2_LO, r);
-    // Σ_j C[j] rʲ by Estrin's scheme (a dependency chain of depth 4 instead of 15, so that
+    // Σ_j C[j] rʲ by Estrin's scheme (a dependency chain of depth 4 instead of 11, so that
     // the out-of-order core overlaps more elements).
     let r2 = r * r;
     let r4 = r2 * r2;
-    let r8 = r4 * r4;
-    let e1: [f64; 8] = std::array::from_fn(|i| C[2 * i + 1].mul_add(r, C[2 * i]));
-    let e2: [f64; 4] = std::array::from_fn(|i| e1[2 * i + 1].mul_add(r2, e1[2 * i]));
-    let e4: [f64; 2] = std::array::from_fn(|i| e2[2 * i + 1].mul_add(r4, e2[2 * i]));
-    let q = e4[1].mul_add(r8, e4[0]);
+    let e1: [f64; 6] = std::array::from_fn(|i| C[2 * i + 1].mul_add(r, C[2 * i]));
+    let e2: [f64; 3] = std::array::from_fn(|i| e1[2 * i + 1].mul_add(r2, e1[2 * i]));
+    let q = e2[2].mul_add(r4, e2[1]).mul_add(r4, e2[0]);
     let p = r2.mul_add(q, r);
     // 2ᵏ from the integer in the low bits of `kr`.
     let scale = f64::from_bits(
@@ -161,18 +162,16 @@ pub fn tanh(x: f64) -> f64 {
             .wrapping_add(1023))
             << 52,
     );
+    // e = 2ᵏ p + (2ᵏ − 1) and d = e + 2 = 2ᵏ p + (2ᵏ + 1), each rounded once (2ᵏ ± 1 is
+    // exact up to k = 52, and beyond it the ±1 is below the rounding of 2ᵏ p).
     let e = scale.mul_add(p, scale - 1.0);
-    // t = e/(e + 2) with e + 2 = d + d_lo exactly (two-sum) and one Newton correction of the
-    // quotient e · (1/d): t ≈ t₀ + (e − t₀ d − t₀ d_lo)/d, within about half an ulp of
-    // e/(e + 2) however e + 2 rounds.
-    let d = e + 2.0;
-    let bv = d - e;
-    let d_lo = (e - (d - bv)) + (2.0 - bv);
-    let inv = 1.0 / d;
-    let t0 = e * inv;
-    let res = (-t0).mul_add(d, e);
-    let res = (-t0).mul_add(d_lo, res);
-    res.mul_add(inv, t0).copysign(x)
+    let d = scale.mul_add(p, scale + 1.0);
+    // One division: t = e/d, or t = 1 + (−2/d) where t > 1/2.
+    let upper = a > UPPER;
+    let num = if upper { -2.0 } else { e };
+    let quotient = num / d;
+    let t = if upper { 1.0 + quotient } else { quotient };
+    t.copysign(x)
 }
 
 /// σ'(x) = 1 − t² for σ = tanh, from t = [`tanh`]`(x)`, with one rounding.
@@ -199,24 +198,16 @@ pub(crate) fn tanh4(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d
     );
     let y = _mm256_add_pd(a, a);
     let round = _mm256_set1_pd(ROUND);
-    let kr = _mm256_add_pd(
-        _mm256_sub_pd(
-            _mm256_mul_pd(y, _mm256_set1_pd(INV_LN2)),
-            _mm256_set1_pd(0.5),
-        ),
-        round,
-    );
+    let kr = _mm256_fmadd_pd(y, _mm256_set1_pd(INV_LN2), round);
     let k = _mm256_sub_pd(kr, round);
     let r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LN2_HI), y);
     let r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LN2_LO), r);
     let r2 = _mm256_mul_pd(r, r);
     let r4 = _mm256_mul_pd(r2, r2);
-    let r8 = _mm256_mul_pd(r4, r4);
     let c = |i: usize| _mm256_set1_pd(C[i]);
-    let e1: [__m256d; 8] = std::array::from_fn(|i| _mm256_fmadd_pd(c(2 * i + 1), r, c(2 * i)));
-    let e2: [__m256d; 4] = std::array::from_fn(|i| _mm256_fmadd_pd(e1[2 * i + 1], r2, e1[2 * i]));
-    let e4: [__m256d; 2] = std::array::from_fn(|i| _mm256_fmadd_pd(e2[2 * i + 1], r4, e2[2 * i]));
-    let q = _mm256_fmadd_pd(e4[1], r8, e4[0]);
+    let e1: [__m256d; 6] = std::array::from_fn(|i| _mm256_fmadd_pd(c(2 * i + 1), r, c(2 * i)));
+    let e2: [__m256d; 3] = std::array::from_fn(|i| _mm256_fmadd_pd(e1[2 * i + 1], r2, e1[2 * i]));
+    let q = _mm256_fmadd_pd(_mm256_fmadd_pd(e2[2], r4, e2[1]), r4, e2[0]);
     let p = _mm256_fmadd_pd(r2, q, r);
     // 2ᵏ from the integer in the low bits of `kr`.
     let bits = _mm256_add_epi64(
@@ -228,19 +219,12 @@ pub(crate) fn tanh4(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d
     );
     let scale = _mm256_castsi256_pd(_mm256_slli_epi64::<52>(bits));
     let one = _mm256_set1_pd(1.0);
-    let two = _mm256_set1_pd(2.0);
     let e = _mm256_fmadd_pd(scale, p, _mm256_sub_pd(scale, one));
-    let d = _mm256_add_pd(e, two);
-    let bv = _mm256_sub_pd(d, e);
-    let d_lo = _mm256_add_pd(
-        _mm256_sub_pd(e, _mm256_sub_pd(d, bv)),
-        _mm256_sub_pd(two, bv),
-    );
-    let inv = _mm256_div_pd(one, d);
-    let t0 = _mm256_mul_pd(e, inv);
-    let res = _mm256_fnmadd_pd(t0, d, e);
-    let res = _mm256_fnmadd_pd(t0, d_lo, res);
-    let t = _mm256_fmadd_pd(res, inv, t0);
+    let d = _mm256_fmadd_pd(scale, p, _mm256_add_pd(scale, one));
+    let upper = _mm256_cmp_pd::<_CMP_GT_OQ>(a, _mm256_set1_pd(UPPER));
+    let num = _mm256_blendv_pd(e, _mm256_set1_pd(-2.0), upper);
+    let quotient = _mm256_div_pd(num, d);
+    let t = _mm256_blendv_pd(quotient, _mm256_add_pd(one, quotient), upper);
     // copysign(t, x).
     _mm256_or_pd(_mm256_andnot_pd(sign, t), _mm256_and_pd(sign, x))
 }
