@@ -91,14 +91,14 @@ impl Controls {
     ) -> Vec<f64> {
         match self {
             Controls::PerLayer => {
-                let nl = ctrl.part.layers;
-                let mut terms = Vec::new();
-                for n in ctrl.part.owned_layers.clone() {
-                    let prev = (n > 0).then(|| ctrl.layer(n - 1));
-                    let next = (n + 1 < nl).then(|| ctrl.layer(n + 1));
-                    let g = grad.as_deref_mut().map(|g| &mut g[ctrl.layout.layer(n)]);
-                    terms.push(net.layer_regularization(prev, ctrl.layer(n), next, g));
-                }
+                let mut terms = Vec::with_capacity(ctrl.part.owned_layers.len());
+                net.hidden_regularization(
+                    ctrl.part.owned_layers.clone(),
+                    |n| ctrl.layer(n),
+                    grad.as_deref_mut(),
+                    |n| ctrl.layout.layer(n),
+                    &mut terms,
+                );
                 terms
             }
             Controls::Spline(sp) => {

@@ -164,6 +164,14 @@ impl<S: Clone, C: Comm> Solver<S, C> {
                         .clone()
                         .map(|i| app.init(dist.time_index(i)))
                         .collect();
+                } else if nl == 1 {
+                    // The sweep computes every point but 0 from its predecessor
+                    // (`App::step_from` sizes its output), so only the initial condition
+                    // needs to be set: re-initializing the others would only write memory
+                    // that the sweep overwrites.
+                    if lvl.range.start == 0 {
+                        app.init_into(dist.time_index(0), &mut lvl.u[0]);
+                    }
                 } else {
                     for (u, i) in lvl.u.iter_mut().zip(lvl.range.clone()) {
                         app.init_into(dist.time_index(i), u);
@@ -317,6 +325,33 @@ mod tests {
             assert_eq!(x.len(), 3, "state {i} has the new size");
             assert_eq!(x, y, "state {i}");
         }
+    }
+
+    /// A fresh one-level solve sets only the initial condition and sweeps the rest: on a
+    /// solver reused after `reset` with states of another size (and nonsense left in the old
+    /// ones), it gives a new solver's states exactly, at the new size.
+    #[test]
+    fn a_fresh_one_level_solve_overwrites_every_state() {
+        let one = Options {
+            max_levels: 1,
+            warm_restart: false,
+            ..opts()
+        };
+        let mut reused = Solver::new(40, 0.0, 0.5, one.clone(), SerialComm).unwrap();
+        reused.solve(&mut ModelProblem::linear(5));
+        reused.reset();
+        let mut small = ModelProblem::linear(3);
+        reused.solve(&mut small);
+        let mut fresh = Solver::new(40, 0.0, 0.5, one, SerialComm).unwrap();
+        fresh.solve(&mut small);
+        let mut nonzero = 0;
+        for i in 0..=40 {
+            let (x, y) = (reused.state(i).unwrap(), fresh.state(i).unwrap());
+            assert_eq!(x.len(), 3, "state {i} has the new size");
+            assert_eq!(x, y, "state {i}");
+            nonzero += x.iter().filter(|v| **v != 0.0).count();
+        }
+        assert!(nonzero > 40, "the states are almost all zero: inconclusive");
     }
 
     /// `restart_from_coarse` forgets a warm solver's solution and starts from the coarse

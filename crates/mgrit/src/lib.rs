@@ -84,7 +84,10 @@ pub trait App {
     fn step(&mut self, u: &mut Self::State, info: &StepInfo);
 
     /// dst ← Φ(src) (the same step as [`App::step`], out of place). The default copies and
-    /// steps; an application with an out-of-place kernel saves the copy.
+    /// steps; an application with an out-of-place kernel saves the copy. `dst` may hold
+    /// anything (a state of an earlier solve, of another size after [`Solver::reset`]): it
+    /// is overwritten wholly and takes the size of Φ(src). A one-level solve relies on this:
+    /// it sets only the initial condition and computes every other point with this call.
     fn step_from(&mut self, src: &Self::State, dst: &mut Self::State, info: &StepInfo) {
         self.copy(src, dst);
         self.step(dst, info);

@@ -375,3 +375,73 @@ pub(crate) fn check_blocks(
         );
     }
 }
+
+/// The hidden layers' regularization over a range of layers (the grouped chains and the
+/// one-pass gradient) gives the bits of `layer_regularization` called layer by layer, for
+/// ranges that start and end anywhere (a rank's owned layers), groups of eight and their
+/// remainders, with and without the ddt term, with and without a gradient.
+#[test]
+fn hidden_regularization_has_the_bits_of_the_per_layer_terms() {
+    let mut checked = 0;
+    for layers in [1, 2, 7, 8, 9, 17, 37] {
+        for ddt in [1e-3, 0.0] {
+            let reg = Regularization {
+                tikhonov: 1e-2,
+                ddt,
+                classifier: 2e-2,
+            };
+            let net = Network::new(
+                Shape::dense(3, 5, 3, layers),
+                Activation::Tanh,
+                1.5,
+                Loss::CrossEntropy,
+                reg,
+            );
+            let l = &net.layout;
+            let mut rng = Mix(layers as u64 * 13 + (ddt == 0.0) as u64);
+            let theta: Vec<f64> = (0..net.num_params()).map(|_| rng.next()).collect();
+            let g0: Vec<f64> = (0..net.num_params()).map(|_| rng.next()).collect();
+            for (lo, hi) in [(0, layers), (0, layers / 2), (layers / 3, layers), (1.min(layers), layers)] {
+                // Reference: layer by layer.
+                let mut want_g = g0.clone();
+                let want: Vec<f64> = (lo..hi)
+                    .map(|n| {
+                        let prev = (n > 0).then(|| &theta[l.layer(n - 1)]);
+                        let next = (n + 1 < layers).then(|| &theta[l.layer(n + 1)]);
+                        net.layer_regularization(
+                            prev,
+                            &theta[l.layer(n)],
+                            next,
+                            Some(&mut want_g[l.layer(n)]),
+                        )
+                    })
+                    .collect();
+                let mut got_g = g0.clone();
+                let mut got = Vec::new();
+                net.hidden_regularization(
+                    lo..hi,
+                    |n| &theta[l.layer(n)],
+                    Some(&mut got_g),
+                    |n| l.layer(n),
+                    &mut got,
+                );
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "terms, {layers} layers, {lo}..{hi}");
+                assert_eq!(bits(&got_g), bits(&want_g), "gradient, {layers} layers, {lo}..{hi}");
+                let mut values_only = Vec::new();
+                net.hidden_regularization(
+                    lo..hi,
+                    |n| &theta[l.layer(n)],
+                    None,
+                    |n| l.layer(n),
+                    &mut values_only,
+                );
+                assert_eq!(bits(&values_only), bits(&want), "terms without a gradient");
+                if ddt != 0.0 && hi > lo && want.iter().any(|&v| v != 0.0) {
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} non-trivial cases");
+}
