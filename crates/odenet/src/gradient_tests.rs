@@ -401,7 +401,12 @@ fn hidden_regularization_has_the_bits_of_the_per_layer_terms() {
             let mut rng = Mix(layers as u64 * 13 + (ddt == 0.0) as u64);
             let theta: Vec<f64> = (0..net.num_params()).map(|_| rng.next()).collect();
             let g0: Vec<f64> = (0..net.num_params()).map(|_| rng.next()).collect();
-            for (lo, hi) in [(0, layers), (0, layers / 2), (layers / 3, layers), (1.min(layers), layers)] {
+            for (lo, hi) in [
+                (0, layers),
+                (0, layers / 2),
+                (layers / 3, layers),
+                (1.min(layers), layers),
+            ] {
                 // Reference: layer by layer.
                 let mut want_g = g0.clone();
                 let want: Vec<f64> = (lo..hi)
@@ -426,8 +431,16 @@ fn hidden_regularization_has_the_bits_of_the_per_layer_terms() {
                     &mut got,
                 );
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "terms, {layers} layers, {lo}..{hi}");
-                assert_eq!(bits(&got_g), bits(&want_g), "gradient, {layers} layers, {lo}..{hi}");
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "terms, {layers} layers, {lo}..{hi}"
+                );
+                assert_eq!(
+                    bits(&got_g),
+                    bits(&want_g),
+                    "gradient, {layers} layers, {lo}..{hi}"
+                );
                 let mut values_only = Vec::new();
                 net.hidden_regularization(
                     lo..hi,

@@ -1,7 +1,8 @@
 //! HDF5 and CSV data files: round trips, and each malformed file refused with its problem named.
 
 use super::*;
-use crate::generate_peaks;
+use crate::{generate_peaks, Dataset, ImageShape};
+use std::fs;
 
 #[test]
 fn hdf5_round_trip() {
