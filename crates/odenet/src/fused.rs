@@ -111,8 +111,12 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     fn load<const NV: usize>(p: &[f64]) -> [__m256d; NV] {
         assert!(p.len() >= 4 * NV);
-        // SAFETY: the assertion bounds every four-double read.
-        std::array::from_fn(|v| unsafe { _mm256_loadu_pd(p.as_ptr().add(4 * v)) })
+        let mut out = [_mm256_setzero_pd(); NV];
+        for (v, o) in out.iter_mut().enumerate() {
+            // SAFETY: the assertion bounds every four-double read.
+            *o = unsafe { _mm256_loadu_pd(p.as_ptr().add(4 * v)) };
+        }
+        out
     }
 
     #[inline]
@@ -169,7 +173,11 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     fn load_columns<const W: usize, const NV: usize, const C: usize>(p: &[f64]) -> Columns<NV, C> {
         assert!(p.len() >= C * W);
-        std::array::from_fn(|c| load::<NV>(&p[c * W..]))
+        let mut out = [[_mm256_setzero_pd(); NV]; C];
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = load::<NV>(&p[c * W..]);
+        }
+        out
     }
 
     /// Stores C columns into `p[0..C W]`.
@@ -227,18 +235,29 @@ mod x86 {
         #[target_feature(enable = "avx2,fma")]
         fn forward<S: Sigma, const C: usize>(&self, u: &[f64]) -> Columns<NV, C> {
             let z = self.pre_activation::<C>(u);
-            let x = load_columns::<W, NV, C>(u);
-            std::array::from_fn(|c| {
-                std::array::from_fn(|v| _mm256_fmadd_pd(self.h, value::<S>(z[c][v]), x[c][v]))
-            })
+            let mut out = load_columns::<W, NV, C>(u);
+            // Loops rather than `array::from_fn` closures: a closure is compiled as a
+            // function of its own (one call per column), which keeps the columns' σ
+            // evaluations from overlapping.
+            for (oc, zc) in out.iter_mut().zip(&z) {
+                for (o, zv) in oc.iter_mut().zip(zc) {
+                    *o = _mm256_fmadd_pd(self.h, value::<S>(*zv), *o);
+                }
+            }
+            out
         }
 
         /// σ'(K u + b) for C columns.
         #[inline]
         #[target_feature(enable = "avx2,fma")]
         fn derivative<S: Sigma, const C: usize>(&self, u: &[f64]) -> Columns<NV, C> {
-            let z = self.pre_activation::<C>(u);
-            std::array::from_fn(|c| std::array::from_fn(|v| derivative::<S>(z[c][v])))
+            let mut z = self.pre_activation::<C>(u);
+            for zc in z.iter_mut() {
+                for zv in zc.iter_mut() {
+                    *zv = derivative::<S>(*zv);
+                }
+            }
+            z
         }
 
         /// (u + h σ(K u + b), σ'(K u + b)) for C columns: for tanh σ' = 1 − t² from the t of
@@ -250,18 +269,18 @@ mod x86 {
             u: &[f64],
         ) -> (Columns<NV, C>, Columns<NV, C>) {
             let z = self.pre_activation::<C>(u);
-            let x = load_columns::<W, NV, C>(u);
+            let mut out = load_columns::<W, NV, C>(u);
             let mut d = [[_mm256_setzero_pd(); NV]; C];
-            let out = std::array::from_fn(|c| {
-                std::array::from_fn(|v| {
-                    let t = value::<S>(z[c][v]);
-                    d[c][v] = match S::ACT {
+            for ((oc, dc), zc) in out.iter_mut().zip(d.iter_mut()).zip(&z) {
+                for ((o, dv), zv) in oc.iter_mut().zip(dc.iter_mut()).zip(zc) {
+                    let t = value::<S>(*zv);
+                    *dv = match S::ACT {
                         Activation::Tanh => one_minus_square(t),
-                        _ => derivative::<S>(z[c][v]),
+                        _ => derivative::<S>(*zv),
                     };
-                    _mm256_fmadd_pd(self.h, t, x[c][v])
-                })
-            });
+                    *o = _mm256_fmadd_pd(self.h, t, *o);
+                }
+            }
             (out, d)
         }
 
@@ -280,14 +299,19 @@ mod x86 {
                 Some(d) => load_columns::<W, NV, C>(d),
                 None => self.derivative::<S, C>(u),
             };
-            let l = load_columns::<W, NV, C>(lam_next);
-            let s: Columns<NV, C> = std::array::from_fn(|c| {
-                std::array::from_fn(|v| _mm256_mul_pd(_mm256_mul_pd(dz[c][v], self.h), l[c][v]))
-            });
+            let mut s = load_columns::<W, NV, C>(lam_next);
+            for (sc, dc) in s.iter_mut().zip(&dz) {
+                for (sv, dv) in sc.iter_mut().zip(dc) {
+                    *sv = _mm256_mul_pd(_mm256_mul_pd(*dv, self.h), *sv);
+                }
+            }
             if grad {
                 assert!(u.len() >= C * W);
                 for (l, gcol) in self.gk.iter_mut().enumerate() {
-                    let ul: [__m256d; C] = std::array::from_fn(|c| _mm256_set1_pd(u[c * W + l]));
+                    let mut ul = [_mm256_setzero_pd(); C];
+                    for (c, uc) in ul.iter_mut().enumerate() {
+                        *uc = _mm256_set1_pd(u[c * W + l]);
+                    }
                     for (v, g) in gcol.iter_mut().enumerate() {
                         let mut acc = *g;
                         for (sc, uc) in s.iter().zip(&ul) {
@@ -341,17 +365,17 @@ mod x86 {
         fn flush(&self, gk_out: &mut [f64], gb_out: &mut [f64]) {
             for (l, gcol) in self.gk.iter().enumerate() {
                 let out = &mut gk_out[l * W..(l + 1) * W];
-                let cur = load::<NV>(out);
-                store::<NV>(
-                    out,
-                    &std::array::from_fn(|v| _mm256_add_pd(cur[v], gcol[v])),
-                );
+                let mut cur = load::<NV>(out);
+                for (c, g) in cur.iter_mut().zip(gcol) {
+                    *c = _mm256_add_pd(*c, *g);
+                }
+                store::<NV>(out, &cur);
             }
-            let cur = load::<NV>(gb_out);
-            store::<NV>(
-                gb_out,
-                &std::array::from_fn(|v| _mm256_add_pd(cur[v], self.gb[v])),
-            );
+            let mut cur = load::<NV>(gb_out);
+            for (c, g) in cur.iter_mut().zip(&self.gb) {
+                *c = _mm256_add_pd(*c, *g);
+            }
+            store::<NV>(gb_out, &cur);
         }
     }
 
