@@ -89,7 +89,7 @@ fn size_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
 }
 
 /// Every difference between a checkpoint's network `src` and the run's `d`, as
-/// [`size_differences`] names them, and the depth and the number of hidden parameter sets.
+/// `size_differences` names them, and the depth and the number of hidden parameter sets.
 pub fn shape_differences(src: &NetShape, d: &NetShape) -> Vec<String> {
     let mut diffs = size_differences(src, d);
     if src.layers != d.layers {
@@ -466,7 +466,7 @@ fn resume_refusal(
 
 /// Compares the configuration stored in a checkpoint (`stored`) with the one a resumed run
 /// has (`new`: the stored one with the --set overrides). A change of a key that changes the
-/// meaning of the stored parameters or optimizer state ([`resume_refusal`]) is refused,
+/// meaning of the stored parameters or optimizer state (`resume_refusal`) is refused,
 /// naming every such key with both values; the other changes are allowed and returned as one
 /// note each for the log.
 pub fn resume_changes(stored: &Config, new: &Config, seeded_data: bool) -> Result<Vec<String>> {

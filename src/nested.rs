@@ -12,17 +12,17 @@ pub struct Level {
     pub level: usize,
     /// Hidden layers N_ℓ = network.layers / refine^(L − 1 − ℓ).
     pub layers: usize,
-    /// The later ODE blocks' hidden layers, each network.blocks[i].layers / refine^(L − 1 − ℓ)
+    /// The later ODE blocks' hidden layers, each `network.blocks[i].layers` / refine^(L − 1 − ℓ)
     /// (empty for a network of one block).
     pub blocks: Vec<usize>,
-    /// Iteration budget: nested.max_iter[ℓ], else optimizer.max_iter.
+    /// Iteration budget: `nested.max_iter[ℓ]`, else `optimizer.max_iter`.
     pub max_iter: usize,
-    /// MGRIT levels: nested.mgrit_levels[ℓ], else mgrit.max_levels.
+    /// MGRIT levels: `nested.mgrit_levels[ℓ]`, else `mgrit.max_levels`.
     pub mgrit_levels: usize,
     /// Spline coefficient sets M_ℓ (None for per-layer controls): controls.count, and with
     /// knot refinement M_ℓ = 2 M_{ℓ−1} − d (midpoint insertion into every knot interval).
     pub spline_count: Option<usize>,
-    /// Accuracy at which the level stops early: nested.target_acc[ℓ] (compared with the
+    /// Accuracy at which the level stops early: `nested.target_acc[ℓ]` (compared with the
     /// accuracy nested.target_measure names).
     pub target_acc: Option<f64>,
 }

@@ -40,7 +40,7 @@
 //! with h(n) = α + 8n/β the time of one message of n values (α, β: the measured on-node
 //! latency and bandwidth when both ranks are on one node of `ranks_per_node` ranks, the
 //! interconnect's otherwise), R(n) = ⌈log₂ n⌉ α + 8(n − 1)/β one ordered reduction of a scalar
-//! over n ranks (all-gather, recursive doubling), σ = [`sigma`](n) the compute slowdown of the
+//! over n ranks (all-gather, recursive doubling), σ(n) ([`sigma`]) the compute slowdown of the
 //! n ranks of a node that compute at once (sharing its cores, and the co-run slowdown κ
 //! measured at the calibration), with n = min(P, ranks_per_node) for σ and, for σ_e, the
 //! same with MGRIT, whose relaxation keeps every rank busy, but n = ⌈min(P,

@@ -5,7 +5,7 @@
 //! for labels a root attribute `classes` (optional: else max label + 1). Image data: an
 //! optional integer attribute `image_shape` = [channels, height, width] on `train/features`
 //! (or the group `train`, or the file), whose product must be d; features are then stored
-//! [channel][row][col] per example (see [`ImageShape`]).
+//! \[channel\]\[row\]\[col\] per example (see [`crate::ImageShape`]).
 //!
 //! CSV layout: a header row; a column `label` (classification) or one or more columns whose
 //! names start with `target` (regression: `target`, or `target0`, `target1`, …), an optional

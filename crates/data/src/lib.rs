@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 /// The shape of an image example: `channels` × `height` × `width` values, stored channel by
 /// channel, each channel row by row: value (c, y, x) of an example is its feature
-/// `(c·height + y)·width + x` ([channel][row][col], row-major).
+/// `(c·height + y)·width + x` (\[channel\]\[row\]\[col\], row-major).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageShape {
     pub channels: usize,

@@ -207,7 +207,7 @@ impl SplineControls {
         }
     }
 
-    /// acc[i] += B_i(t_n) g for the functions non-zero at t_n.
+    /// acc\[i\] += B_i(t_n) g for the functions non-zero at t_n.
     pub fn add_gradient(&self, n: usize, g: &[f64], acc: &mut [f64]) {
         let len = g.len();
         let (i0, b) = &self.at_layer[n];

@@ -79,7 +79,7 @@ impl Partition {
     }
 }
 
-/// Layout of this rank's part of a parameter vector: [opening (rank 0)] [hidden] [classifier
+/// Layout of this rank's part of a parameter vector: \[opening (rank 0)\] \[hidden\] \[classifier
 /// (last rank)] [time scale], where hidden is the owned layers' controls (per-layer) or every
 /// B-spline coefficient (spline controls, replicated on every rank), and the time scale s (when
 /// learnable) is replicated on every rank. The unique parts, concatenated in rank order, are

@@ -33,6 +33,9 @@
 //! and the AVX2 + FMA loops give the same bits as the portable ones; gradients add the
 //! examples' contributions in batch order. One thread.
 
+// The formulas above index arrays as X[i][y][x], which rustdoc would read as links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use crate::activation;
 use crate::layer::{ConvParts, Layer, Scratch, Step};
 use crate::Activation;

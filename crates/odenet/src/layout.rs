@@ -11,7 +11,7 @@
 //! with F = c·H·W features for the `flatten` read-out and F = c for global average pooling.
 //! With a [`Transition`] (a later block of a chain) K_in is c × c_in × 1 × 1; an inner block
 //! of a chain (C = 0) has an empty classifier block.
-//! Dense matrices are column-major; convolution kernels are stored [out][in][row][col]. With
+//! Dense matrices are column-major; convolution kernels are stored \[out\]\[in\]\[row\]\[col\]. With
 //! the `replicate` opening the opening block is empty, with the `average` closing the
 //! classifier block is empty, and the time scale s is there only when it is learnable
 //! ([`Shape::time_scale`]).
@@ -47,7 +47,7 @@ impl std::str::FromStr for Opening {
 pub enum Closing {
     /// Z = W_c U_N + b_c 1ᵀ, trainable W_c and b_c (a classifier, or a linear read-out).
     Affine,
-    /// Every output is the mean of the state: Z_k = (1/w) Σ_i U_N[i]; no parameters (the
+    /// Every output is the mean of the state: Z_k = (1/w) Σ_i U_N\[i\]; no parameters (the
     /// sine experiment's closing).
     Average,
 }

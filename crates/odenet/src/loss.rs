@@ -5,7 +5,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Loss {
-    /// (1/B) Σ_j −log softmax(Z_j)[y_j], computed with a stable log-sum-exp.
+    /// (1/B) Σ_j −log softmax(Z_j)\[y_j\], computed with a stable log-sum-exp.
     CrossEntropy,
     /// (1/B) Σ_j ½‖Z_j − y_j‖², against one-hot vectors e_{y_j} for class labels or against
     /// the real-valued targets y_j.

@@ -297,7 +297,7 @@ impl Network {
 
     /// The closing layer from its block `class` of θ, Z (C × B): the affine closing
     /// Z = W_c F(U_N) + b_c 1ᵀ with F the read-out (the identity, or global average pooling
-    /// of an image state), or the average closing Z_k = (1/w) Σ_i U_N[i] (no block).
+    /// of an image state), or the average closing Z_k = (1/w) Σ_i U_N\[i\] (no block).
     pub fn classify(&self, class: &[f64], u_final: &[f64], logits: &mut [f64]) {
         let sh = &self.layout.shape;
         let batch = u_final.len() / sh.width;
@@ -326,7 +326,7 @@ impl Network {
     /// The closing's adjoint from the loss seed G = ∂loss/∂Z (C × B): Λ_N into `lam_final`,
     /// and the block's gradient added into `grad`. Affine: ∂J/∂W_c += G F(U_N)ᵀ,
     /// ∂J/∂b_c += G 1, Λ_N = F'ᵀ W_cᵀ G (global average pooling: W_cᵀ G spread evenly over
-    /// each channel's pixels). Average: Λ_N[i] = (1/w) Σ_k G_k, no gradient.
+    /// each channel's pixels). Average: Λ_N\[i\] = (1/w) Σ_k G_k, no gradient.
     pub fn classifier_adjoint(
         &self,
         class: &[f64],

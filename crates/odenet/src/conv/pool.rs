@@ -157,7 +157,7 @@ pub fn pool_adjoint(
     }
 }
 
-/// Global average pooling: y[c] = (1/P) Σ_p x[c][p], the mean over the `pixels` values of
+/// Global average pooling: y\[c\] = (1/P) Σ_p x\[c\]\[p\], the mean over the `pixels` values of
 /// each channel, per example (x: batch · channels · pixels, y: batch · channels).
 pub fn global_average(channels: usize, pixels: usize, x: &[f64], y: &mut [f64]) {
     let batch = Conv2d::batch(x.len(), channels * pixels);
@@ -168,7 +168,7 @@ pub fn global_average(channels: usize, pixels: usize, x: &[f64], y: &mut [f64]) 
     }
 }
 
-/// The adjoint of [`global_average`]: gx[c][p] += gy[c] / P, per example.
+/// The adjoint of [`global_average`]: gx\[c\]\[p\] += gy\[c\] / P, per example.
 pub fn global_average_adjoint(channels: usize, pixels: usize, gy: &[f64], gx: &mut [f64]) {
     let batch = Conv2d::batch(gx.len(), channels * pixels);
     assert_eq!(gy.len(), batch * channels, "global average size");
