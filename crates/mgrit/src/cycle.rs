@@ -277,8 +277,10 @@ mod tests {
             warm_restart: true,
             ..opts()
         };
-        // An application whose out-of-place step writes into the destination as it is (as
-        // an application with a fused kernel does), so a stale state would keep its size.
+        // An application whose out-of-place step writes into the destination as it is, so a
+        // stale state would keep its size. That breaks `App::step_from`'s contract, which a
+        // one-level solve relies on; on three levels every fresh state is re-initialized, and
+        // this checks that none of the old size survives.
         struct InPlaceDst(ModelProblem);
         impl App for InPlaceDst {
             type State = Vec<f64>;

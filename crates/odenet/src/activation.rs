@@ -7,14 +7,14 @@
 //! k the integer nearest 2|x|/ln 2, r ∈ [−ln 2/2, ln 2/2], the Taylor polynomial of degree 13
 //! of expm1(r) by Estrin's scheme (truncation below 1.5 · 10⁻¹⁷ relative), and expm1(2|x|) =
 //! 2ᵏ expm1(r) + (2ᵏ − 1) with 2ᵏ built from exponent bits; e and d = e + 2 are each one
-//! fused multiply-add from the same 2ᵏ and expm1(r). One division gives t = e/d below
-//! |x| = 0.55 (t < 1/2) and t = 1 − 2/d above, where 1 − 2/d keeps the error of d out of the
-//! leading bits. |x| is clamped to 20, where tanh rounds to ±1. Every multiply-add is an
-//! explicit [`f64::mul_add`] (one rounding), so the result is the same bits whatever
-//! instruction set runs it. It is within [`TANH_MAX_ULP`] = 4 ulp of libm's `tanh` over the
-//! whole range (tested on a dense sweep of [−20, 20], random bit patterns, subnormals, ±0, ±∞
-//! and NaN); σ' = 1 − t² is computed from the same t with one fused multiply-add, within
-//! 9 · 2⁻⁵³ of 1 − tanh² from libm.
+//! fused multiply-add from the same 2ᵏ and expm1(r). One division gives t = e/d up to
+//! |x| = 0.55 (t ≤ 0.5005) and t = 1 − 2/d above (t > 1/2), where 1 − 2/d keeps the error
+//! of d out of the leading bits. |x| is clamped to 20, where tanh rounds to ±1. Every multiply-add
+//! is an explicit [`f64::mul_add`] (one rounding), so the result is the same bits whatever
+//! instruction set runs it. It is within [`TANH_MAX_ULP`] = 4 ulp of libm's `tanh` over the whole
+//! range (tested on a dense sweep of [−20, 20], random bit patterns, subnormals, ±0, ±∞ and NaN);
+//! σ' = 1 − t² is computed from the same t with one fused multiply-add, within 9 · 2⁻⁵³ of 1 −
+//! tanh² from libm.
 //!
 //! The passes ([`forward`], [`forward_in_place`], [`sensitivity`], [`apply`],
 //! [`scaled_derivative`]) each read the pre-activation once and compute σ (or σ') once per
