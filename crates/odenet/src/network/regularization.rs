@@ -7,6 +7,9 @@ use crate::linalg::dot;
 use crate::network::ordered_sum;
 use std::ops::Range;
 
+/// Layers whose squared-distance chains [`Network::hidden_regularization`] runs side by side.
+const GROUP: usize = 8;
+
 impl Network {
     /// γ_tik/2 ‖(W_in, b_in)‖², adding its gradient into `grad` (the opening block) when given.
     pub fn opening_regularization(&self, open: &[f64], grad: Option<&mut [f64]>) -> f64 {
@@ -22,7 +25,8 @@ impl Network {
     /// The terms of hidden layer n: γ_tik/2 ‖θ_n‖² + γ_ddt/2 ‖(θ_{n+1} − θ_n)/h‖² (the second
     /// when θ_{n+1} exists). Adds into `grad` (θ_n's block) the derivative of every term that
     /// involves θ_n, in the order: Tikhonov, the pair (θ_{n−1}, θ_n), the pair (θ_n, θ_{n+1}).
-    /// Serial and distributed evaluations both call this, so they agree bit for bit.
+    /// This is the definition; evaluations call [`Network::hidden_regularization`], which
+    /// gives its bits for a range of layers (tested), so serial and distributed agree.
     pub fn layer_regularization(
         &self,
         prev: Option<&[f64]>,
@@ -76,7 +80,6 @@ impl Network {
         block: impl Fn(usize) -> Range<usize>,
         terms: &mut Vec<f64>,
     ) {
-        const GROUP: usize = 8;
         let n_layers = self.layout.shape.layers;
         let r = &self.regularization;
         let h = self.step_size();
@@ -86,16 +89,15 @@ impl Network {
             let group = start..(start + GROUP).min(owned.end);
             // ‖θ_{n+1} − θ_n‖² of the group's layers that have a successor.
             let with_next = group.start..group.end.min(n_layers.saturating_sub(1));
-            let pairs: [(&[f64], &[f64]); GROUP] = std::array::from_fn(|k| {
-                let n = with_next.start + k;
-                if n < with_next.end {
+            // A short group repeats its last pair in the spare chains, whose sums go unused.
+            let d2 = if with_next.is_empty() {
+                [-0.0; GROUP]
+            } else {
+                squared_distances(std::array::from_fn(|k| {
+                    let n = (with_next.start + k).min(with_next.end - 1);
                     (layer(n), layer(n + 1))
-                } else {
-                    (&[][..], &[][..])
-                }
-            });
-            let mut d2 = [-0.0f64; GROUP];
-            squared_distances(&pairs[..with_next.len()], &mut d2[..with_next.len()]);
+                }))
+            };
             for (k, n) in group.clone().enumerate() {
                 let cur = layer(n);
                 let mut value = 0.5 * r.tikhonov * dot(cur, cur);
@@ -157,36 +159,20 @@ impl Network {
     }
 }
 
-/// Σ_i (b_i − a_i)² for each pair (a, b) of equal-length slices (at most eight), written to
-/// `out`: summed in element order from −0, the bits of
-/// `a.iter().zip(b).map(|(x, y)| (y − x) * (y − x)).sum()`; the pairs' chains of additions
-/// advance together, one element of every pair per step.
-fn squared_distances(pairs: &[(&[f64], &[f64])], out: &mut [f64]) {
-    const K: usize = 8;
-    assert!(pairs.len() <= K && out.len() == pairs.len());
-    let Some(len) = pairs.first().map(|(a, _)| a.len()) else {
-        return;
-    };
+/// Σ_i (b_i − a_i)² for each of the eight pairs (a, b) of equal-length slices: summed in
+/// element order from −0, the bits of `a.iter().zip(b).map(|(x, y)| (y − x) * (y − x)).sum()`;
+/// the pairs' chains of additions advance together, one element of every pair per step.
+fn squared_distances(pairs: [(&[f64], &[f64]); GROUP]) -> [f64; GROUP] {
+    let len = pairs[0].0.len();
     assert!(pairs.iter().all(|(a, b)| a.len() == len && b.len() == len));
-    let mut acc = [-0.0f64; K];
-    if pairs.len() == K {
-        let a: [&[f64]; K] = std::array::from_fn(|j| &pairs[j].0[..len]);
-        let b: [&[f64]; K] = std::array::from_fn(|j| &pairs[j].1[..len]);
-        for i in 0..len {
-            for j in 0..K {
-                let t = b[j][i] - a[j][i];
-                acc[j] += t * t;
-            }
-        }
-    } else {
-        for i in 0..len {
-            for (j, (a, b)) in pairs.iter().enumerate() {
-                let t = b[i] - a[i];
-                acc[j] += t * t;
-            }
+    let mut acc = [-0.0f64; GROUP];
+    for i in 0..len {
+        for (acc, (a, b)) in acc.iter_mut().zip(&pairs) {
+            let t = b[i] - a[i];
+            *acc += t * t;
         }
     }
-    out.copy_from_slice(&acc[..pairs.len()]);
+    acc
 }
 
 /// The gradient updates of [`Network::layer_regularization`] for θ_n = `cur` into its block
@@ -203,33 +189,16 @@ fn layer_regularization_gradient(
 ) {
     let n = g.len().min(cur.len());
     let (g, cur) = (&mut g[..n], &cur[..n]);
-    match (prev, next) {
-        (Some(p), Some(nx)) => {
-            let (p, nx) = (&p[..n], &nx[..n]);
-            for i in 0..n {
-                let c = cur[i];
-                let v = (g[i] + tikhonov * c) + ddt * (c - p[i]) * inv_h2;
-                g[i] = v - ddt * (nx[i] - c) * inv_h2;
-            }
+    let (prev, next) = (prev.map(|p| &p[..n]), next.map(|x| &x[..n]));
+    for i in 0..n {
+        let c = cur[i];
+        let mut v = g[i] + tikhonov * c;
+        if let Some(p) = prev {
+            v += ddt * (c - p[i]) * inv_h2;
         }
-        (Some(p), None) => {
-            let p = &p[..n];
-            for i in 0..n {
-                let c = cur[i];
-                g[i] = (g[i] + tikhonov * c) + ddt * (c - p[i]) * inv_h2;
-            }
+        if let Some(nx) = next {
+            v -= ddt * (nx[i] - c) * inv_h2;
         }
-        (None, Some(nx)) => {
-            let nx = &nx[..n];
-            for i in 0..n {
-                let c = cur[i];
-                g[i] = (g[i] + tikhonov * c) - ddt * (nx[i] - c) * inv_h2;
-            }
-        }
-        (None, None) => {
-            for i in 0..n {
-                g[i] += tikhonov * cur[i];
-            }
-        }
+        g[i] = v;
     }
 }
