@@ -110,7 +110,6 @@ fn read_targets(
     name: &str,
     rows: usize,
 ) -> Result<(Vec<f64>, usize), DataError> {
-    use hdf5::types::TypeDescriptor as T;
     let td = g.dataset("targets").map_err(|_| {
         malformed(
             path,
@@ -137,29 +136,37 @@ fn read_targets(
             ),
         ));
     }
-    match td.dtype().and_then(|t| t.to_descriptor()) {
+    let values = read_finite(path, &td, &format!("{name}/targets"), m)?;
+    Ok((values, m))
+}
+
+/// The values of dataset `what` (rows of `cols` numbers) as f64: refused unless it holds
+/// numbers, its storage can hold what it declares, and every value is finite.
+fn read_finite(
+    path: &Path,
+    ds: &hdf5::Dataset,
+    what: &str,
+    cols: usize,
+) -> Result<Vec<f64>, DataError> {
+    use hdf5::types::TypeDescriptor as T;
+    match ds.dtype().and_then(|t| t.to_descriptor()) {
         Ok(T::Float(_) | T::Integer(_) | T::Unsigned(_)) => {}
-        _ => {
-            return Err(malformed(
-                path,
-                format!("`{name}/targets` does not hold numbers"),
-            ))
-        }
+        _ => return Err(malformed(path, format!("`{what}` does not hold numbers"))),
     }
-    check_storage(path, &format!("{name}/targets"), &td)?;
-    let values = td.read_raw::<f64>().map_err(h5err(path))?;
+    check_storage(path, what, ds)?;
+    let values = ds.read_raw::<f64>().map_err(h5err(path))?;
     if let Some(at) = values.iter().position(|x| !x.is_finite()) {
         return Err(malformed(
             path,
             format!(
-                "`{name}/targets`[{}, {}] is {}, not a finite number",
-                at / m,
-                at % m,
+                "`{what}`[{}, {}] is {}, not a finite number",
+                at / cols,
+                at % cols,
                 values[at]
             ),
         ));
     }
-    Ok((values, m))
+    Ok(values)
 }
 
 fn read_group(path: &Path, file: &hdf5::File, name: &str) -> Result<Option<RawGroup>, DataError> {
@@ -179,29 +186,8 @@ fn read_group(path: &Path, file: &hdf5::File, name: &str) -> Result<Option<RawGr
             format!("`{name}/features` must be 2-D (n × d), got shape {shape:?}"),
         ));
     }
-    match fd.dtype().and_then(|t| t.to_descriptor()) {
-        Ok(T::Float(_) | T::Integer(_) | T::Unsigned(_)) => {}
-        _ => {
-            return Err(malformed(
-                path,
-                format!("`{name}/features` does not hold numbers"),
-            ))
-        }
-    }
-    check_storage(path, &format!("{name}/features"), &fd)?;
-    let features = fd.read_raw::<f64>().map_err(&e)?;
     let dim = shape[1];
-    if let Some(at) = features.iter().position(|x| !x.is_finite()) {
-        return Err(malformed(
-            path,
-            format!(
-                "`{name}/features`[{}, {}] is {}, not a finite number",
-                at / dim,
-                at % dim,
-                features[at]
-            ),
-        ));
-    }
+    let features = read_finite(path, &fd, &format!("{name}/features"), dim)?;
     if g.dataset("labels").is_err() {
         let (values, m) = read_targets(path, &g, name, shape[0])?;
         return Ok(Some(RawGroup {
