@@ -130,7 +130,7 @@ const C: [f64; 12] = [
     1.0 / 6_227_020_800.0,
 ];
 // Above this |x|, tanh > 1/2 and t = 1 − 2/d.
-pub(crate) const UPPER: f64 = 0.55;
+const UPPER: f64 = 0.55;
 
 /// tanh(x) without a libm call, straight-line so that loops over it vectorize; within
 /// [`TANH_MAX_ULP`] ulp of libm's `tanh`. tanh(±0) = ±0, tanh(±∞) = ±1, tanh(NaN) = NaN, and
