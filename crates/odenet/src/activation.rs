@@ -243,28 +243,62 @@ fn avx2_fma() -> bool {
     }
 }
 
-/// The name of the variant the elementwise passes run on this CPU: "avx2+fma" or "portable".
+/// Whether the CPU runs the AVX-512 variants (AVX-512 F with AVX2 and FMA).
+#[inline]
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The name of the variant the elementwise passes run on this CPU: "avx512f", "avx2+fma" or
+/// "portable".
 pub fn isa() -> &'static str {
-    if avx2_fma() {
+    if avx512() {
+        "avx512f"
+    } else if avx2_fma() {
         "avx2+fma"
     } else {
         "portable"
     }
 }
 
-/// Defines `pub fn $name(args)` whose body is compiled for AVX2 + FMA and portably, and runs
-/// the AVX2 one where the CPU has it; `$name_portable` runs the portable one (for tests).
+/// Defines `pub fn $name(args)` whose body is compiled three times, for AVX-512 F (eight
+/// lanes a vector), for AVX2 + FMA (four) and portably, and runs the widest one the CPU has.
+/// The body is the same scalar code, vectorized by the compiler lane by lane (elementwise,
+/// no reductions), so every variant gives the same bits. `$avx2` runs the AVX2 variant where
+/// the CPU has it (else the portable one) and `$portable` the portable one (for tests).
 macro_rules! multiversion {
-    ($(#[$m:meta])* fn $name:ident / $portable:ident ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$m:meta])* fn $name:ident / $portable:ident / $avx2:ident ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) $body
+                if avx512() {
+                    // SAFETY: the CPU has AVX-512 F, AVX2 and FMA.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $avx2($($arg),*)
+        }
+
+        #[doc = concat!("[`", stringify!($name), "`] compiled for AVX2 + FMA where the CPU has them.")]
+        #[doc(hidden)]
+        pub fn $avx2($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) $body
+                unsafe fn narrow($($arg: $ty),*) $body
                 if avx2_fma() {
                     // SAFETY: the CPU has AVX2 and FMA.
-                    return unsafe { avx2($($arg),*) };
+                    return unsafe { narrow($($arg),*) };
                 }
             }
             $portable($($arg),*)
@@ -315,7 +349,7 @@ macro_rules! with_sigma {
 
 multiversion! {
     /// out = u + h σ(z), elementwise over the common length.
-    fn forward / forward_portable(act: Activation, h: f64, z: &[f64], u: &[f64], out: &mut [f64]) {
+    fn forward / forward_portable / forward_avx2(act: Activation, h: f64, z: &[f64], u: &[f64], out: &mut [f64]) {
         with_sigma!(act, value f => {
             for ((o, &ui), &zi) in out.iter_mut().zip(u).zip(z) {
                 *o = ui + h * f(zi);
@@ -326,7 +360,7 @@ multiversion! {
 
 multiversion! {
     /// u ← u + h σ(z), elementwise.
-    fn forward_in_place / forward_in_place_portable(act: Activation, h: f64, z: &[f64], u: &mut [f64]) {
+    fn forward_in_place / forward_in_place_portable / forward_in_place_avx2(act: Activation, h: f64, z: &[f64], u: &mut [f64]) {
         with_sigma!(act, value f => {
             for (ui, &zi) in u.iter_mut().zip(z) {
                 *ui += h * f(zi);
@@ -337,7 +371,7 @@ multiversion! {
 
 multiversion! {
     /// s = σ'(z) · h · λ⁺, elementwise (the sensitivity of a step's adjoint).
-    fn sensitivity / sensitivity_portable(act: Activation, h: f64, z: &[f64], lam: &[f64], s: &mut [f64]) {
+    fn sensitivity / sensitivity_portable / sensitivity_avx2(act: Activation, h: f64, z: &[f64], lam: &[f64], s: &mut [f64]) {
         with_sigma!(act, derivative f => {
             for ((si, &zi), &li) in s.iter_mut().zip(z).zip(lam) {
                 *si = f(zi) * h * li;
@@ -348,7 +382,7 @@ multiversion! {
 
 multiversion! {
     /// out = σ(z), elementwise.
-    fn apply / apply_portable(act: Activation, z: &[f64], out: &mut [f64]) {
+    fn apply / apply_portable / apply_avx2(act: Activation, z: &[f64], out: &mut [f64]) {
         with_sigma!(act, value f => {
             for (o, &zi) in out.iter_mut().zip(z) {
                 *o = f(zi);
@@ -359,7 +393,7 @@ multiversion! {
 
 multiversion! {
     /// s = σ'(z) · λ, elementwise.
-    fn scaled_derivative / scaled_derivative_portable(act: Activation, z: &[f64], lam: &[f64], s: &mut [f64]) {
+    fn scaled_derivative / scaled_derivative_portable / scaled_derivative_avx2(act: Activation, z: &[f64], lam: &[f64], s: &mut [f64]) {
         with_sigma!(act, derivative f => {
             for ((si, &zi), &li) in s.iter_mut().zip(z).zip(lam) {
                 *si = f(zi) * li;
@@ -370,7 +404,7 @@ multiversion! {
 
 multiversion! {
     /// out = σ'(z), elementwise.
-    fn apply_derivative / apply_derivative_portable(act: Activation, z: &[f64], out: &mut [f64]) {
+    fn apply_derivative / apply_derivative_portable / apply_derivative_avx2(act: Activation, z: &[f64], out: &mut [f64]) {
         with_sigma!(act, derivative f => {
             for (o, &zi) in out.iter_mut().zip(z) {
                 *o = f(zi);
@@ -411,7 +445,7 @@ macro_rules! with_sigma_pair {
 multiversion! {
     /// out = u + h σ(z) and d = σ'(z), elementwise: the forward pass of a step whose adjoint
     /// follows, the same bits in `out` as [`forward`] and in `d` as [`apply_derivative`].
-    fn forward_keeping_derivative / forward_keeping_derivative_portable(
+    fn forward_keeping_derivative / forward_keeping_derivative_portable / forward_keeping_derivative_avx2(
         act: Activation,
         h: f64,
         z: &[f64],
@@ -432,7 +466,7 @@ multiversion! {
 multiversion! {
     /// u ← u + h σ(z) and d = σ'(z), elementwise (in place; as
     /// [`forward_keeping_derivative`]).
-    fn forward_in_place_keeping_derivative / forward_in_place_keeping_derivative_portable(
+    fn forward_in_place_keeping_derivative / forward_in_place_keeping_derivative_portable / forward_in_place_keeping_derivative_avx2(
         act: Activation,
         h: f64,
         z: &[f64],
@@ -452,7 +486,7 @@ multiversion! {
 multiversion! {
     /// s = d · h · λ⁺, elementwise: the sensitivity of a step's adjoint from a kept
     /// D = σ'(Z), the same bits as [`sensitivity`] from Z.
-    fn sensitivity_from_derivative / sensitivity_from_derivative_portable(h: f64, d: &[f64], lam: &[f64], s: &mut [f64]) {
+    fn sensitivity_from_derivative / sensitivity_from_derivative_portable / sensitivity_from_derivative_avx2(h: f64, d: &[f64], lam: &[f64], s: &mut [f64]) {
         for ((si, &di), &li) in s.iter_mut().zip(d).zip(lam) {
             *si = di * h * li;
         }
@@ -462,7 +496,7 @@ multiversion! {
 multiversion! {
     /// s = d · h · λ⁺ and out = λ⁺, elementwise: the out-of-place adjoint's sensitivity and
     /// its copy of λ⁺ (into which Kᵀ S is then added) in one pass over λ⁺.
-    fn sensitivity_from_derivative_copying / sensitivity_from_derivative_copying_portable(
+    fn sensitivity_from_derivative_copying / sensitivity_from_derivative_copying_portable / sensitivity_from_derivative_copying_avx2(
         h: f64,
         d: &[f64],
         lam: &[f64],

@@ -169,8 +169,8 @@ fn tanh_derivative_is_within_the_stated_bound() {
     assert!(worst <= TANH_DERIVATIVE_MAX_ABS, "{worst:e}");
 }
 
-/// The AVX2 + FMA variants (where this CPU has them) give the same bits as the portable
-/// ones, for every pass and activation.
+/// The dispatched variants (AVX-512 or AVX2 + FMA, where this CPU has them) give the same bits
+/// as the portable ones, for every pass and activation.
 #[test]
 fn every_variant_gives_the_same_bits() {
     eprintln!("elementwise passes run the {} variant", isa());
@@ -255,6 +255,66 @@ fn every_variant_gives_the_same_bits() {
                 "scalar {act}"
             );
         }
+    }
+}
+
+/// Where the CPU has AVX-512, the dispatched passes above run the eight-lane variants: the
+/// four-lane (AVX2 + FMA) ones must give the portable bits too.
+#[test]
+fn the_avx2_variants_give_the_portable_bits() {
+    let mut xs = tanh_inputs();
+    // Both ends of the inputs (the first half are negative).
+    xs.truncate(1 << 20);
+    xs.extend(tanh_inputs().iter().rev().take(1 << 20));
+    let n = xs.len();
+    let lam: Vec<f64> = xs.iter().map(|x| (x * 0.37).sin()).collect();
+    let u: Vec<f64> = xs.iter().map(|x| (x * 0.91).cos()).collect();
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for act in Activation::ALL {
+        let (mut a, mut b, mut d, mut d2) =
+            (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        apply_avx2(act, &xs, &mut a);
+        apply_portable(act, &xs, &mut b);
+        assert_eq!(bits(&a), bits(&b), "apply {act}");
+        // Outputs that are all zero would tell no variants apart.
+        let nonzero = a.iter().filter(|v| **v != 0.0).count();
+        assert!(
+            nonzero > n / 4,
+            "{act}: only {nonzero} of {n} values of σ nonzero"
+        );
+        apply_derivative_avx2(act, &xs, &mut a);
+        apply_derivative_portable(act, &xs, &mut b);
+        assert_eq!(bits(&a), bits(&b), "apply_derivative {act}");
+        forward_avx2(act, 0.3, &xs, &u, &mut a);
+        forward_portable(act, 0.3, &xs, &u, &mut b);
+        assert_eq!(bits(&a), bits(&b), "forward {act}");
+        let (mut c, mut e) = (u.clone(), u.clone());
+        forward_in_place_avx2(act, 0.3, &xs, &mut c);
+        forward_in_place_portable(act, 0.3, &xs, &mut e);
+        assert_eq!(bits(&c), bits(&e), "forward_in_place {act}");
+        sensitivity_avx2(act, 0.3, &xs, &lam, &mut a);
+        sensitivity_portable(act, 0.3, &xs, &lam, &mut b);
+        assert_eq!(bits(&a), bits(&b), "sensitivity {act}");
+        scaled_derivative_avx2(act, &xs, &lam, &mut a);
+        scaled_derivative_portable(act, &xs, &lam, &mut b);
+        assert_eq!(bits(&a), bits(&b), "scaled_derivative {act}");
+        forward_keeping_derivative_avx2(act, 0.3, &xs, &u, &mut a, &mut d);
+        forward_keeping_derivative_portable(act, 0.3, &xs, &u, &mut b, &mut d2);
+        assert_eq!(bits(&a), bits(&b), "forward_keeping_derivative {act}");
+        assert_eq!(bits(&d), bits(&d2), "the kept derivative {act}");
+        let (mut c, mut e) = (u.clone(), u.clone());
+        forward_in_place_keeping_derivative_avx2(act, 0.3, &xs, &mut c, &mut d);
+        forward_in_place_keeping_derivative_portable(act, 0.3, &xs, &mut e, &mut d2);
+        assert_eq!(bits(&c), bits(&e), "in place keeping derivative {act}");
+        assert_eq!(bits(&d), bits(&d2), "in place kept derivative {act}");
+        sensitivity_from_derivative_avx2(0.3, &d, &lam, &mut a);
+        sensitivity_from_derivative_portable(0.3, &d, &lam, &mut b);
+        assert_eq!(bits(&a), bits(&b), "sensitivity from derivative {act}");
+        let (mut c, mut e) = (vec![0.0; n], vec![0.0; n]);
+        sensitivity_from_derivative_copying_avx2(0.3, &d, &lam, &mut a, &mut c);
+        sensitivity_from_derivative_copying_portable(0.3, &d, &lam, &mut b, &mut e);
+        assert_eq!(bits(&a), bits(&b), "sensitivity copying {act}");
+        assert_eq!(bits(&c), bits(&e), "the copy of λ⁺ {act}");
     }
 }
 
