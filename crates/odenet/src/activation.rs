@@ -229,10 +229,62 @@ pub(crate) fn tanh4(x: std::arch::x86_64::__m256d) -> std::arch::x86_64::__m256d
     _mm256_or_pd(_mm256_andnot_pd(sign, t), _mm256_and_pd(sign, x))
 }
 
+/// [`tanh`] on eight lanes with AVX-512 F: the operations of [`tanh4`] (and of the scalar
+/// function) in the same order, so the same bits lane by lane. (AVX-512 F has no
+/// floating-point and/or; the sign bit is handled by the 64-bit integer ones, which give the
+/// same bits.)
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) fn tanh8(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let sign = _mm512_set1_epi64(i64::MIN);
+    let xi = _mm512_castpd_si512(x);
+    let a = _mm512_castsi512_pd(_mm512_andnot_si512(sign, xi));
+    // a > 20 → 20 (false for NaN, which stays).
+    let big = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, _mm512_set1_pd(20.0));
+    let a = _mm512_mask_blend_pd(big, a, _mm512_set1_pd(20.0));
+    let y = _mm512_add_pd(a, a);
+    let round = _mm512_set1_pd(ROUND);
+    let kr = _mm512_fmadd_pd(y, _mm512_set1_pd(INV_LN2), round);
+    let k = _mm512_sub_pd(kr, round);
+    let r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LN2_HI), y);
+    let r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LN2_LO), r);
+    let r2 = _mm512_mul_pd(r, r);
+    let r4 = _mm512_mul_pd(r2, r2);
+    let c = |i: usize| _mm512_set1_pd(C[i]);
+    let e1: [__m512d; 6] = std::array::from_fn(|i| _mm512_fmadd_pd(c(2 * i + 1), r, c(2 * i)));
+    let e2: [__m512d; 3] = std::array::from_fn(|i| _mm512_fmadd_pd(e1[2 * i + 1], r2, e1[2 * i]));
+    let q = _mm512_fmadd_pd(_mm512_fmadd_pd(e2[2], r4, e2[1]), r4, e2[0]);
+    let p = _mm512_fmadd_pd(r2, q, r);
+    // 2ᵏ from the integer in the low bits of `kr`.
+    let bits = _mm512_add_epi64(
+        _mm512_sub_epi64(
+            _mm512_castpd_si512(kr),
+            _mm512_set1_epi64(ROUND.to_bits() as i64),
+        ),
+        _mm512_set1_epi64(1023),
+    );
+    let scale = _mm512_castsi512_pd(_mm512_slli_epi64::<52>(bits));
+    let one = _mm512_set1_pd(1.0);
+    let e = _mm512_fmadd_pd(scale, p, _mm512_sub_pd(scale, one));
+    let d = _mm512_fmadd_pd(scale, p, _mm512_add_pd(scale, one));
+    let upper = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, _mm512_set1_pd(UPPER));
+    let num = _mm512_mask_blend_pd(upper, e, _mm512_set1_pd(-2.0));
+    let quotient = _mm512_div_pd(num, d);
+    let t = _mm512_mask_blend_pd(upper, quotient, _mm512_add_pd(one, quotient));
+    // copysign(t, x).
+    let ti = _mm512_castpd_si512(t);
+    _mm512_castsi512_pd(_mm512_or_si512(
+        _mm512_andnot_si512(sign, ti),
+        _mm512_and_si512(sign, xi),
+    ))
+}
+
 /// Whether the CPU runs the AVX2 + FMA variants (checked once per call; the check is cached
 /// by the standard library).
 #[inline]
-fn avx2_fma() -> bool {
+pub(crate) fn avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")

@@ -587,6 +587,84 @@ mod tests {
         }
     }
 
+    /// Every output of the fused kernels of `step` on a batch (forward in and out of place,
+    /// with and without D, the derivative, the adjoints in and out of place with their
+    /// gradient, from Z and from D, the gradient alone), for comparing variants.
+    fn fused_outputs(step: &DenseStep, u: &[f64], lam0: &[f64]) -> Vec<Vec<f64>> {
+        let (n, p) = (u.len(), step.width * step.width + step.width);
+        let mut scratch = Scratch::new(n);
+        let mut next = vec![0.0; n];
+        step.forward(u, &mut next, &mut scratch);
+        let mut inplace = u.to_vec();
+        step.forward_in_place(&mut inplace, &mut scratch);
+        let (mut next_k, mut d) = (vec![0.0; n], vec![0.0; n]);
+        step.forward_keeping(u, &mut next_k, &mut d, &mut scratch);
+        let (mut inplace_k, mut d2) = (u.to_vec(), vec![0.0; n]);
+        step.forward_in_place_keeping(&mut inplace_k, &mut d2, &mut scratch);
+        let mut d3 = vec![0.0; n];
+        step.derivative(u, &mut d3, &mut scratch);
+        let (mut lam, mut g) = (lam0.to_vec(), vec![0.0; p]);
+        step.adjoint(u, &mut lam, &mut scratch, Some(&mut g));
+        let (mut lam2, mut g2) = (vec![0.0; n], vec![0.0; p]);
+        step.adjoint_from(u, lam0, &mut lam2, &mut scratch, Some(&mut g2));
+        let (mut lam3, mut g3) = (lam0.to_vec(), vec![0.0; p]);
+        step.adjoint_given(u, &d, None, &mut lam3, &mut scratch, Some(&mut g3));
+        let mut g4 = vec![0.0; p];
+        step.gradient(u, lam0, &mut scratch, &mut g4);
+        let mut g5 = vec![0.0; p];
+        step.gradient_given(u, &d, lam0, &mut scratch, &mut g5);
+        vec![
+            next, inplace, next_k, d, inplace_k, d2, d3, lam, g, lam2, g2, lam3, g3, g4, g5,
+        ]
+    }
+
+    /// The AVX-512 fused kernels (w = 8, 16; eight lanes a vector) give the bits of the AVX2
+    /// ones (four lanes) for every kernel and activation, on a batch of 37 (column groups
+    /// and a remainder).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_fused_kernels_give_the_avx2_bits() {
+        if !crate::activation::avx512() {
+            eprintln!("inconclusive: no AVX-512 on this CPU, only the AVX2 kernels run");
+            return;
+        }
+        let bits = |v: &[Vec<f64>]| -> Vec<Vec<u64>> {
+            v.iter()
+                .map(|x| x.iter().map(|y| y.to_bits()).collect())
+                .collect()
+        };
+        for width in [8, 16] {
+            assert!(fused::supported(width));
+            let batch = 37;
+            let (k, b, u, lam0) = (
+                data(width * width, 21),
+                data(width, 22),
+                data(width * batch, 23)
+                    .iter()
+                    .map(|x| 3.0 * x)
+                    .collect::<Vec<_>>(),
+                data(width * batch, 24),
+            );
+            let dense = Dense { width };
+            let theta: Vec<f64> = k.iter().chain(&b).copied().collect();
+            for act in Activation::ALL {
+                let step = dense.linearize(act, 0.3, &theta);
+                let wide = fused_outputs(&step, &u, &lam0);
+                let narrow = fused::tests_run_avx2(|| fused_outputs(&step, &u, &lam0));
+                for (i, (a, n)) in bits(&wide).iter().zip(&bits(&narrow)).enumerate() {
+                    assert_eq!(a, n, "output {i}, w={width} {act}");
+                }
+                // All-zero outputs would tell no variants apart.
+                let nonzero = wide.iter().filter(|o| o.iter().any(|x| *x != 0.0)).count();
+                assert_eq!(
+                    nonzero,
+                    wide.len(),
+                    "w={width} {act}: an output is all zero"
+                );
+            }
+        }
+    }
+
     /// The fused kernels step columns in groups; a column's results must not depend on the
     /// group it falls in (the data groups of a run split the batch anywhere). Each column of a
     /// batch of 37 (groups and a remainder) gives the bits it gives when stepped alone, and the

@@ -345,6 +345,34 @@ fn the_vector_tanh_gives_the_scalar_bits() {
     assert!(checked > 1_000_000, "{checked}");
 }
 
+/// The eight-lane tanh of the AVX-512 fused kernels gives the scalar function's bits on every
+/// input of the accuracy test.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_eight_lane_tanh_gives_the_scalar_bits() {
+    if !avx512() {
+        eprintln!("inconclusive: no AVX-512 on this CPU, the eight-lane tanh is not used");
+        return;
+    }
+    use std::arch::x86_64::*;
+    let xs = tanh_inputs();
+    let mut out = [0.0; 8];
+    let mut checked = 0;
+    for c in xs.chunks_exact(8) {
+        // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (checked above); `c` and `out` hold 8
+        // doubles.
+        unsafe {
+            let t = tanh8(_mm512_loadu_pd(c.as_ptr()));
+            _mm512_storeu_pd(out.as_mut_ptr(), t);
+        }
+        for (x, t) in c.iter().zip(&out) {
+            assert_eq!(t.to_bits(), tanh(*x).to_bits(), "tanh8({x:e})");
+            checked += 1;
+        }
+    }
+    assert!(checked > 1_000_000, "{checked}");
+}
+
 #[test]
 fn names_round_trip() {
     for act in Activation::ALL {
