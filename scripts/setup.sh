@@ -18,7 +18,7 @@ for pkg in openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools pkg-config libclang
 done
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo is not installed; install Rust (1.85 or newer) with rustup: https://rustup.rs" >&2
+  echo "setup: cargo is not installed; install Rust (1.89 or newer) with rustup: https://rustup.rs" >&2
   cargo_missing=1
 fi
 
