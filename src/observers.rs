@@ -99,7 +99,7 @@ impl Observer for Checkpoints<'_> {
         let iter = it.row.iter;
         // A stop signal on any rank: checkpoint this iteration and leave (collectively).
         let stop = self.par.any(crate::signals::requested());
-        if !(stop || (self.every > 0 && iter > 0 && iter % self.every == 0)) {
+        if !(stop || (self.every > 0 && iter > 0 && iter.is_multiple_of(self.every))) {
             return Ok(());
         }
         let rows: Vec<Row> = self.earlier.iter().chain(it.rows).cloned().collect();

@@ -100,7 +100,7 @@ impl GridShape {
     /// The grid of `ranks` ranks; an error names the key when D does not divide them.
     pub fn new(config: &crate::config::Config, ranks: usize) -> anyhow::Result<GridShape> {
         let p = &config.parallel;
-        if ranks % p.data_groups != 0 {
+        if !ranks.is_multiple_of(p.data_groups) {
             anyhow::bail!(
                 "config key `parallel.data_groups` = {} does not divide the {ranks} MPI rank{}: run P = data_groups · L ranks",
                 p.data_groups,
@@ -131,7 +131,7 @@ impl GridShape {
         if o.kind != crate::config::OptimizerKind::Lbfgs && o.batch_size > 0 && o.batch_size < train
         {
             sizes.push(("a mini-batch (optimizer.batch_size)", o.batch_size));
-            if train % o.batch_size != 0 {
+            if !train.is_multiple_of(o.batch_size) {
                 sizes.push(("the last mini-batch of an epoch", train % o.batch_size));
             }
         }

@@ -187,7 +187,7 @@ impl Config {
         let n = &self.network;
         at_least("network.width", n.width, 1)?;
         at_least("network.channels", n.channels, 1)?;
-        if n.kernel % 2 == 0 || n.kernel > 7 {
+        if n.kernel.is_multiple_of(2) || n.kernel > 7 {
             bail!(
                 "config key `network.kernel` must be an odd kernel size from 1 to 7 (3 or 5 are usual), got {}",
                 n.kernel
@@ -266,7 +266,7 @@ impl Config {
             .refine
             .checked_pow((nc.levels - 1) as u32)
             .unwrap_or(usize::MAX);
-        if self.network.layers % depth != 0 {
+        if !self.network.layers.is_multiple_of(depth) {
             bail!(
                 "config key `network.layers` = {} must be divisible by nested.refine^(nested.levels − 1) = {depth}",
                 self.network.layers

@@ -540,7 +540,7 @@ pub fn predict(model: &Model, grid: &Grid, m: &Machine, split: Split) -> Predict
 /// The splits of `p` ranks that fit: D divides P, L = P/D ≤ N layers, D ≤ B examples.
 pub fn splits(model: &Model, p: usize) -> Vec<Split> {
     (1..=p)
-        .filter(|d| p % d == 0)
+        .filter(|d| p.is_multiple_of(*d))
         .map(|d| Split {
             data: d,
             layer: p / d,

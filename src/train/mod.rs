@@ -192,7 +192,7 @@ impl Limits {
     /// (`max_iter`) and the rows of periodic checkpoints. (The loop adds the row after which
     /// the optimizer reports convergence.)
     pub fn metrics_at(&self, iter: usize) -> bool {
-        let every = |k: usize| k > 0 && iter % k == 0;
+        let every = |k: usize| k > 0 && iter.is_multiple_of(k);
         iter == 0
             || iter >= self.max_iter
             || every(self.metrics_every.max(1))

@@ -91,7 +91,7 @@ impl Reporter {
                 ));
             }
             Reporter::Lines { every } => {
-                if r.iter % every == 0 {
+                if r.iter.is_multiple_of(*every) {
                     println!("{}", format_row(r));
                 }
             }

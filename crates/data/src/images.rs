@@ -285,7 +285,7 @@ pub fn read_idx(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
 /// Writes an IDX images file (plain, atomically): `pixels` holds the images one after
 /// another, each `shape.height` × `shape.width` bytes (one channel).
 pub fn write_idx_images(path: &Path, pixels: &[u8], shape: ImageShape) -> Result<(), DataError> {
-    assert!(shape.channels == 1 && !shape.is_empty() && pixels.len() % shape.len() == 0);
+    assert!(shape.channels == 1 && !shape.is_empty() && pixels.len().is_multiple_of(shape.len()));
     let n = pixels.len() / shape.len();
     let mut out = Vec::with_capacity(16 + pixels.len());
     for word in [

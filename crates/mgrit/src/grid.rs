@@ -25,7 +25,7 @@ impl LevelShape {
 
     /// Whether point i is a C-point (it also lives on the next level).
     pub fn is_cpoint(&self, i: usize) -> bool {
-        i % self.cf == 0
+        i.is_multiple_of(self.cf)
     }
 
     /// The first C-point ≥ i.

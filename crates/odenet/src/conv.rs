@@ -140,7 +140,7 @@ impl Conv2d {
     /// Examples in a batch of `len` values of `per` values each (checked to divide).
     fn batch(len: usize, per: usize) -> usize {
         assert!(
-            per > 0 && len % per == 0,
+            per > 0 && len.is_multiple_of(per),
             "a batch of {len} values is not whole examples of {per}"
         );
         len / per

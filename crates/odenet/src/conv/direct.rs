@@ -75,7 +75,7 @@ fn check_direct(
     ostride: usize,
     qr: usize,
 ) {
-    assert!(qr % QT == 0 && ostride >= qr);
+    assert!(qr.is_multiple_of(QT) && ostride >= qr);
     assert!(n_out == 0 || out.len() >= (n_out - 1) * ostride + qr);
     assert!(packed.len() >= off.len() * n_out);
     let max_off = off.iter().copied().max().unwrap_or(0);
