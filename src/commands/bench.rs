@@ -45,9 +45,10 @@ pub fn run(par: &Parallel, args: &BenchArgs) -> Result<()> {
     )?;
     if par.is_root() {
         println!(
-            "layerpar bench: {} MPI rank{}, one thread per rank, float64; {} repetition{} per case after one warm-up (times: the slowest rank's)",
+            "layerpar bench: {} MPI rank{}, one thread per rank, float64, elementwise kernels {}; {} repetition{} per case after one warm-up (times: the slowest rank's)",
             par.size(),
             if par.size() == 1 { "" } else { "s" },
+            odenet::activation::isa(),
             args.repeat,
             if args.repeat == 1 { "" } else { "s" }
         );
