@@ -16,7 +16,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use odenet::layer::{Dense, Layer, Scratch, Step};
-use odenet::linalg::{add_row_sums, broadcast_columns, gemm};
+use odenet::linalg::{add_row_sums, broadcast_columns, direct, gemm, gemm_packed};
 use odenet::Activation;
 use std::hint::black_box;
 use std::time::Instant;
@@ -361,6 +361,93 @@ fn tanh_step(c: &mut Criterion) {
     group.finish();
 }
 
+/// A dense step's three accumulating products, C += op(A)·op(B), through the packed GEMM and
+/// through the direct path, at batches 1–1024: the figures behind
+/// `linalg::direct_pays`, at widths 32–256. Forward Z += K U (w × w × B), adjoint Λ += Kᵀ S (w × w × B, A
+/// transposed), gradient G += S Uᵀ (w × B × w, B transposed).
+fn gemm_paths(c: &mut Criterion) {
+    if !direct::available(32) {
+        println!("gemm_paths: no AVX-512 here, the direct path never runs");
+        return;
+    }
+    let mut group = c.benchmark_group("gemm_paths");
+    for w in [32usize, 64, 128, 256] {
+        for batch in [1usize, 4, 16, 32, 64, 128, 256, 1024] {
+            let k = data(w * w, 1);
+            let u = data(w * batch, 2);
+            let s = data(w * batch, 3);
+            let mut out = vec![0.0; w * w.max(batch)];
+            let reps = (2e7 / (2 * w * w * batch) as f64).clamp(2.0, 20000.0) as usize;
+            let mut line = format!("w {w:>3}, batch {batch:>4}, µs median packed / direct:");
+            for (name, m, kk, n, ta, tb) in [
+                ("forward", w, w, batch, false, false),
+                ("adjoint", w, w, batch, true, false),
+                ("gradient", w, batch, w, false, true),
+            ] {
+                let (a, b) = match name {
+                    "forward" => (&k, &u),
+                    "adjoint" => (&k, &s),
+                    _ => (&s, &u),
+                };
+                let c = &mut out[..m * n];
+                let t_packed = spread(
+                    || {
+                        gemm_packed(m, kk, n, 1.0, a, ta, b, tb, 1.0, c);
+                        black_box(&c);
+                    },
+                    reps,
+                );
+                let (rsa, csa) = if ta {
+                    (kk as isize, 1)
+                } else {
+                    (1, m as isize)
+                };
+                let (rsb, csb) = if tb {
+                    (n as isize, 1)
+                } else {
+                    (1, kk as isize)
+                };
+                let t_direct = spread(
+                    || {
+                        // SAFETY: the slices have the shapes' lengths; `available` holds.
+                        unsafe {
+                            direct::add_product(
+                                m,
+                                kk,
+                                n,
+                                a.as_ptr(),
+                                rsa,
+                                csa,
+                                b.as_ptr(),
+                                rsb,
+                                csb,
+                                c.as_mut_ptr(),
+                            )
+                        };
+                        black_box(&c);
+                    },
+                    reps,
+                );
+                line += &format!(
+                    "  {name} {:.2} / {:.2} ({:.2}×)",
+                    t_packed[1] * 1e6,
+                    t_direct[1] * 1e6,
+                    t_packed[1] / t_direct[1]
+                );
+            }
+            println!("{line}");
+        }
+    }
+    let (w, batch) = (64, 16);
+    let (k, u) = (data(w * w, 1), data(w * batch, 2));
+    let mut z = vec![0.0; w * batch];
+    group.throughput(Throughput::Elements((2 * w * w * batch) as u64));
+    group.bench_function("forward_w64_b16", |bch| {
+        bch.iter(|| gemm(w, w, batch, 1.0, &k, false, &u, false, 1.0, &mut z))
+    });
+    group.finish();
+}
+
 /// Best of 7 timed loops, in seconds per call.
 fn best_time(mut f: impl FnMut(), reps: usize) -> f64 {
     f();
@@ -399,5 +486,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, activation_pass, tanh_step);
+criterion_group!(benches, bench, activation_pass, tanh_step, gemm_paths);
 criterion_main!(benches);

@@ -2,10 +2,16 @@
 //!
 //! A matrix A of shape m × n is stored column-major: A(i, j) = a[i + j·m].
 
+pub mod direct;
+
 /// C ← α·op(A)·op(B) + β·C with op(A) of shape m × k, op(B) of shape k × n, C of shape m × n.
 ///
 /// `ta`/`tb` select the transpose of the stored matrix: with `ta = false` A is stored m × k,
 /// with `ta = true` A is stored k × m and op(A) = Aᵀ (likewise for B).
+///
+/// The accumulating products of a layer (α = β = 1) where it pays go through
+/// [`direct`], which skips the packing and gives the same bits as the packed path
+/// ([`gemm_packed`]); everything else is the packed path.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn gemm(
@@ -20,8 +26,58 @@ pub fn gemm(
     beta: f64,
     c: &mut [f64],
 ) {
-    // Checked in release builds too: the unsafe call below must never read or write past a
-    // slice (a mismatched state size would corrupt memory instead of failing).
+    check_shapes(m, k, n, a, b, c);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if alpha == 1.0 && beta == 1.0 && k > 0 && direct_pays(m, n, ta) && direct::available(m) {
+        let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
+        // SAFETY: `check_shapes` bounds every strided element by the slice lengths, and
+        // `available` holds.
+        unsafe {
+            direct::add_product(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                c.as_mut_ptr(),
+            );
+        }
+        return;
+    }
+    gemm_packed(m, k, n, alpha, a, ta, b, tb, beta, c);
+}
+
+/// Whether [`direct`] is faster than packing for an m × k × n product, op(A) transposed
+/// (`ta`) or not.
+///
+/// From the `gemm_paths` figures of the `step` bench (AMD Zen 5, AVX-512), for a layer of
+/// width w at batch B: the forward product (w × w × B) and the gradient (w × B × w) are
+/// 1.2–6× faster at w = 32 … 256 and every batch; the adjoint's Kᵀ must first be transposed
+/// (once per inner block), which pays from B ≥ max(64, 2w): there 1.0–1.5×, below it down to
+/// 0.6×. Wider layers are not measured and keep the packed path.
+#[inline]
+fn direct_pays(m: usize, n: usize, ta: bool) -> bool {
+    m <= 256 && (!ta || n >= (2 * m).max(64))
+}
+
+/// Strides (rsa, csa, rsb, csb) of op(A) (m × k) and op(B) (k × n) as they sit in memory.
+#[inline]
+fn strides(m: usize, k: usize, n: usize, ta: bool, tb: bool) -> (isize, isize, isize, isize) {
+    let (rsa, csa) = if ta { (k as isize, 1) } else { (1, m as isize) };
+    let (rsb, csb) = if tb { (n as isize, 1) } else { (1, k as isize) };
+    (rsa, csa, rsb, csb)
+}
+
+/// Checked in release builds too: the unsafe calls must never read or write past a slice (a
+/// mismatched state size would corrupt memory instead of failing).
+#[inline]
+fn check_shapes(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &[f64]) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "gemm shapes ({m} × {k}) · ({k} × {n}) exceed the slices ({}, {}, {})",
@@ -29,14 +85,30 @@ pub fn gemm(
         b.len(),
         c.len()
     );
+}
+
+/// [`gemm`] always through matrixmultiply's packed GEMM: the reference for [`direct`]'s bits
+/// and the baseline of its benchmark.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn gemm_packed(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f64,
+    a: &[f64],
+    ta: bool,
+    b: &[f64],
+    tb: bool,
+    beta: f64,
+    c: &mut [f64],
+) {
+    check_shapes(m, k, n, a, b, c);
     if m == 0 || n == 0 {
         return;
     }
-    // Strides of op(A) (m × k) and op(B) (k × n) as they sit in memory.
-    let (rsa, csa) = if ta { (k as isize, 1) } else { (1, m as isize) };
-    let (rsb, csb) = if tb { (n as isize, 1) } else { (1, k as isize) };
-    // SAFETY: the slices are at least as long as the strided views read and written,
-    // checked above in debug builds and guaranteed by every caller's shapes.
+    let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
+    // SAFETY: `check_shapes` bounds every strided element by the slice lengths.
     unsafe {
         matrixmultiply::dgemm(
             m,
@@ -132,6 +204,136 @@ mod tests {
             );
         }
         assert_eq!(dot(&[1.0, 2.0, 3.0], &[4.0, 5.0]), 14.0);
+    }
+
+    /// Values spread over 2⁻²⁰ … 2²⁰ in magnitude with both signs, so that sums of different
+    /// orders round differently.
+    fn spread_values(len: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let mantissa = (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                let exponent = ((s >> 3) % 41) as i32 - 20;
+                mantissa * 2f64.powi(exponent)
+            })
+            .collect()
+    }
+
+    /// The direct path must give the packed path's bits on every shape it may serve: m a
+    /// multiple of 8 (row tiles of 16 and 8), any n (column tiles of 12, 4 and 1), k below, at
+    /// and above the inner block KC (one and several blocks), A and B stored either way.
+    /// To show that the inputs can tell orders apart, the same products summed in two other
+    /// orders (separate multiply and add; one FMA chain ignoring the blocks) must differ from
+    /// the packed bits somewhere.
+    #[test]
+    fn direct_products_have_the_bits_of_the_packed_path() {
+        if !direct::available(8) {
+            eprintln!("inconclusive: no AVX-512 here, so the direct path never runs");
+            return;
+        }
+        let (mut cases, mut elements) = (0, 0);
+        let (mut unfused_differs, mut unblocked_differs) = (0, 0);
+        for m in [8, 16, 24, 40, 64] {
+            for k in [1, 2, 7, 64, 256, 257, 600] {
+                for n in [1, 2, 3, 4, 5, 11, 12, 13, 17, 64] {
+                    for ta in [false, true] {
+                        for tb in [false, true] {
+                            let seed = (m * 1_000_000 + k * 1000 + n) as u64 * 4
+                                + 2 * ta as u64
+                                + tb as u64;
+                            let a = spread_values(m * k, seed);
+                            let b = spread_values(k * n, seed + 1);
+                            let c0 = spread_values(m * n, seed + 2);
+                            let mut packed = c0.clone();
+                            gemm_packed(m, k, n, 1.0, &a, ta, &b, tb, 1.0, &mut packed);
+                            let mut direct = c0.clone();
+                            let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
+                            // SAFETY: the slices have exactly the shapes' lengths.
+                            unsafe {
+                                direct::add_product(
+                                    m,
+                                    k,
+                                    n,
+                                    a.as_ptr(),
+                                    rsa,
+                                    csa,
+                                    b.as_ptr(),
+                                    rsb,
+                                    csb,
+                                    direct.as_mut_ptr(),
+                                );
+                            }
+                            for idx in 0..m * n {
+                                assert_eq!(
+                                    direct[idx].to_bits(),
+                                    packed[idx].to_bits(),
+                                    "m={m} k={k} n={n} ta={ta} tb={tb} element {idx}: \
+                                     direct {:e}, packed {:e}",
+                                    direct[idx],
+                                    packed[idx]
+                                );
+                                let (i, j) = (idx % m, idx / m);
+                                let at = |l: usize| if ta { a[l + i * k] } else { a[i + l * m] };
+                                let bt = |l: usize| if tb { b[j + l * n] } else { b[l + j * k] };
+                                let unfused = c0[idx] + (0..k).fold(0.0, |s, l| s + at(l) * bt(l));
+                                let unblocked =
+                                    c0[idx] + (0..k).fold(0.0, |s, l| at(l).mul_add(bt(l), s));
+                                unfused_differs +=
+                                    (unfused.to_bits() != packed[idx].to_bits()) as usize;
+                                if k > direct::KC {
+                                    unblocked_differs +=
+                                        (unblocked.to_bits() != packed[idx].to_bits()) as usize;
+                                }
+                            }
+                            cases += 1;
+                            elements += m * n;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 5 * 7 * 10 * 4);
+        assert!(
+            unfused_differs > elements / 10 && unblocked_differs > 100,
+            "the inputs do not tell summation orders apart ({unfused_differs} of {elements} \
+             unfused sums and {unblocked_differs} unblocked chains differ): inconclusive"
+        );
+    }
+
+    #[test]
+    fn gemm_dispatch_gives_the_packed_bits_for_a_layer_s_products() {
+        // The three products of a dense step at a small and a large batch, through `gemm`
+        // (whichever path it picks) against the packed path.
+        for (w, batch) in [(64, 1), (64, 16), (64, 1024), (12, 5), (6, 3)] {
+            let k = spread_values(w * w, 1);
+            let u = spread_values(w * batch, 2);
+            let s = spread_values(w * batch, 3);
+            type Product = (usize, usize, usize, bool, bool);
+            let products: [Product; 3] = [
+                (w, w, batch, false, false),
+                (w, w, batch, true, false),
+                (w, batch, w, false, true),
+            ];
+            for (idx, &(m, kk, n, ta, tb)) in products.iter().enumerate() {
+                let (a, b) = match idx {
+                    0 => (&k, &u),
+                    1 => (&k, &s),
+                    _ => (&s, &u),
+                };
+                let c0 = spread_values(m * n, 4 + idx as u64);
+                let (mut via_gemm, mut packed) = (c0.clone(), c0);
+                gemm(m, kk, n, 1.0, a, ta, b, tb, 1.0, &mut via_gemm);
+                gemm_packed(m, kk, n, 1.0, a, ta, b, tb, 1.0, &mut packed);
+                let same = via_gemm
+                    .iter()
+                    .zip(&packed)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "w={w} batch={batch} product {idx}");
+            }
+        }
     }
 
     #[test]

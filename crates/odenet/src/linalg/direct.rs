@@ -1,0 +1,221 @@
+//! C ← C + op(A)·B without packing B: the AVX-512 GEMM path for a layer's products.
+//!
+//! A packed GEMM copies op(A) and B into panels before it multiplies. For a layer's products
+//! (m = w rows, w ≤ 128, against a batch of columns) the copy of the wide operand B costs a
+//! large part of the multiply-adds: each copied value serves only 2m flops. This path reads B
+//! where it lies, through its strides, and A's columns where A is stored column-major; a
+//! transposed A (the adjoint's Kᵀ) is transposed once per inner block into a kept buffer.
+//!
+//! **The same bits as the packed path.** matrixmultiply 0.3's AVX-512 kernel (and its FMA
+//! kernel), which [`super::gemm_packed`] calls, forms each element as follows, and so does this
+//! path: the inner index l runs in order, in blocks of [`KC`]; within a block one fused
+//! multiply-add chain starts from +0, acc ← fma(A(i, l), B(l, j), acc); after each block
+//! C(i, j) ← C(i, j) + acc, rounded once. (Its epilogue computes fma(α, acc, β C), which with
+//! α = β = 1 is C + acc rounded once.) The tile shapes differ, but a tile only decides which
+//! elements are computed together, never the order of one element's sum. The test
+//! `direct_products_have_the_bits_of_the_packed_path` checks this on many shapes.
+
+use std::cell::RefCell;
+
+/// Length of an inner-index block: matrixmultiply's `D_KC` for f64.
+pub const KC: usize = 256;
+
+/// Whether this path can serve an m-row product here: AVX-512 F (so that the packed path is
+/// matrixmultiply's AVX-512 kernel, whose order this path repeats, and so are its FMA
+/// kernel's) and m a multiple of 8.
+#[inline]
+pub fn available(m: usize) -> bool {
+    m % 8 == 0 && crate::activation::avx512()
+}
+
+thread_local! {
+    /// The transposed A of one inner block (m × KC, column-major), kept across calls.
+    static PANEL: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// C ← C + op(A)·B, C m × n column-major (leading dimension m); op(A)(i, l) = a[i·rsa + l·csa]
+/// and B(l, j) = b[l·rsb + j·csb].
+///
+/// # Safety
+/// [`available`]`(m)` must hold, and every element addressed through the strides for
+/// i < m, l < k, j < n must lie inside `a`, `b` and `c` (the caller checks the slice lengths).
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn add_product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f64,
+    rsa: isize,
+    csa: isize,
+    b: *const f64,
+    rsb: isize,
+    csb: isize,
+    c: *mut f64,
+) {
+    #[cfg(target_arch = "x86_64")]
+    PANEL.with(|panel| {
+        let mut panel = panel.borrow_mut();
+        // SAFETY: forwarded from the caller; `available` has confirmed AVX-512 F.
+        unsafe { x86::add_product(m, k, n, a, rsa, csa, b, rsb, csb, c, &mut panel) }
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (m, k, n, a, rsa, csa, b, rsb, csb, c, &PANEL);
+        unreachable!("the direct GEMM path is only available on x86-64");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::KC;
+    use std::arch::x86_64::*;
+
+    /// Columns per tile: 12 columns × 16 rows are 24 independent FMA chains in 24 of the 32
+    /// vector registers, with two for A's rows and one for the broadcast B(l, j).
+    const NR: usize = 12;
+
+    /// See [`super::add_product`]. Per inner block: the columns in tiles of 12 (then 4, then
+    /// 1), and in each column tile the rows in tiles of 16 (then one of 8), so that a column
+    /// tile's B values are read from cache by every row tile.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn add_product(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        c: *mut f64,
+        panel: &mut Vec<f64>,
+    ) {
+        let mut l0 = 0;
+        while l0 < k {
+            let kc = KC.min(k - l0);
+            // SAFETY (all pointer arithmetic below): l0 + kc ≤ k, every row and column tile
+            // lies inside m × n, and the caller guarantees every (i, l) and (l, j) in range
+            // is inside the slices.
+            let (ap, lda) = if rsa == 1 {
+                (unsafe { a.offset(l0 as isize * csa) }, csa)
+            } else {
+                // op(A)'s block, m × kc, transposed into the panel (column-major, ld m), in
+                // blocks of 8 × 8 so that reads and writes both stay within a few lines.
+                panel.resize(m * kc, 0.0);
+                for lb in (0..kc).step_by(8) {
+                    for ib in (0..m).step_by(8) {
+                        for i in ib..ib + 8 {
+                            let row = unsafe { a.offset(i as isize * rsa + l0 as isize * csa) };
+                            for l in lb..(lb + 8).min(kc) {
+                                panel[i + l * m] = unsafe { *row.offset(l as isize * csa) };
+                            }
+                        }
+                    }
+                }
+                (panel.as_ptr(), m as isize)
+            };
+            let bp = unsafe { b.offset(l0 as isize * rsb) };
+            let mut j0 = 0;
+            while j0 < n {
+                let left = n - j0;
+                let cols = if left >= NR {
+                    NR
+                } else if left >= 4 {
+                    4
+                } else {
+                    1
+                };
+                let bj = unsafe { bp.offset(j0 as isize * csb) };
+                let cj = unsafe { c.add(j0 * m) };
+                unsafe {
+                    match cols {
+                        NR => rows::<NR>(m, kc, ap, lda, bj, rsb, csb, cj),
+                        4 => rows::<4>(m, kc, ap, lda, bj, rsb, csb, cj),
+                        _ => rows::<1>(m, kc, ap, lda, bj, rsb, csb, cj),
+                    }
+                }
+                j0 += cols;
+            }
+            l0 += kc;
+        }
+    }
+
+    /// One column tile of NC columns over all m rows, for one inner block of kc.
+    ///
+    /// # Safety
+    /// As [`add_product`], for the tile's elements.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn rows<const NC: usize>(
+        m: usize,
+        kc: usize,
+        a: *const f64,
+        lda: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        c: *mut f64,
+    ) {
+        let mut i0 = 0;
+        while i0 < m {
+            // SAFETY: i0 + 16 ≤ m (or i0 + 8 ≤ m, m being a multiple of 8).
+            unsafe {
+                if m - i0 >= 16 {
+                    tile::<2, NC>(kc, a.add(i0), lda, b, rsb, csb, c.add(i0), m);
+                    i0 += 16;
+                } else {
+                    tile::<1, NC>(kc, a.add(i0), lda, b, rsb, csb, c.add(i0), m);
+                    i0 += 8;
+                }
+            }
+        }
+    }
+
+    /// C(0..8RV, 0..NC) += Σ_l A(0..8RV, l) B(l, 0..NC) over l < kc: one FMA chain per element
+    /// from +0 in l order, then one addition into C.
+    ///
+    /// # Safety
+    /// A's column l is `a + l·lda` (8RV contiguous values), B(l, j) = `b[l·rsb + j·csb]`, C's
+    /// column j is `c + j·ldc`; all in bounds.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn tile<const RV: usize, const NC: usize>(
+        kc: usize,
+        a: *const f64,
+        lda: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        c: *mut f64,
+        ldc: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_pd(); RV]; NC];
+        for l in 0..kc {
+            let mut av = [_mm512_setzero_pd(); RV];
+            for (r, v) in av.iter_mut().enumerate() {
+                // SAFETY: the caller's bounds.
+                *v = unsafe { _mm512_loadu_pd(a.offset(l as isize * lda).add(8 * r)) };
+            }
+            let bl = unsafe { b.offset(l as isize * rsb) };
+            for (j, accj) in acc.iter_mut().enumerate() {
+                let bv = _mm512_set1_pd(unsafe { *bl.offset(j as isize * csb) });
+                for (s, v) in accj.iter_mut().zip(&av) {
+                    *s = _mm512_fmadd_pd(*v, bv, *s);
+                }
+            }
+        }
+        for (j, accj) in acc.iter().enumerate() {
+            for (r, s) in accj.iter().enumerate() {
+                // SAFETY: the caller's bounds.
+                unsafe {
+                    let p = c.add(j * ldc + 8 * r);
+                    _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), *s));
+                }
+            }
+        }
+    }
+}
