@@ -25,7 +25,7 @@ pub const KC: usize = 256;
 /// kernel's) and m a multiple of 8.
 #[inline]
 pub fn available(m: usize) -> bool {
-    m % 8 == 0 && crate::activation::avx512()
+    m.is_multiple_of(8) && crate::activation::avx512()
 }
 
 thread_local! {
