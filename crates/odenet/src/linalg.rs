@@ -58,12 +58,14 @@ pub fn gemm(
 ///
 /// From the `gemm_paths` figures of the `step` bench (AMD Zen 5, AVX-512), for a layer of
 /// width w at batch B: the forward product (w × w × B) and the gradient (w × B × w) are
-/// 1.2–6× faster at w = 32 … 256 and every batch; the adjoint's Kᵀ must first be transposed
-/// (once per inner block), which pays from B ≥ max(64, 2w): there 1.0–1.5×, below it down to
-/// 0.6×. Wider layers are not measured and keep the packed path.
+/// 1.2–6× faster at w = 32 … 256 and every batch. The adjoint's Kᵀ is first transposed (once
+/// per inner block, 8 × 8 blocks in registers): at w ≤ 64 the adjoint is then 1.25–2.3×
+/// faster at every batch; at w = 128 and 256 it pays from B ≥ 2w (1.1–1.25×; below it down
+/// to 0.3×: the transpose's rows 1–2 KB apart conflict in the cache). Wider layers are not
+/// measured and keep the packed path.
 #[inline]
 fn direct_pays(m: usize, n: usize, ta: bool) -> bool {
-    m <= 256 && (!ta || n >= (2 * m).max(64))
+    m <= 256 && (!ta || m <= 64 || n >= 2 * m)
 }
 
 /// Strides (rsa, csa, rsb, csb) of op(A) (m × k) and op(B) (k × n) as they sit in memory.

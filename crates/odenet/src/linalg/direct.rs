@@ -101,19 +101,9 @@ mod x86 {
             let (ap, lda) = if rsa == 1 {
                 (unsafe { a.offset(l0 as isize * csa) }, csa)
             } else {
-                // op(A)'s block, m × kc, transposed into the panel (column-major, ld m), in
-                // blocks of 8 × 8 so that reads and writes both stay within a few lines.
+                // op(A)'s block, m × kc, transposed into the panel (column-major, ld m).
                 panel.resize(m * kc, 0.0);
-                for lb in (0..kc).step_by(8) {
-                    for ib in (0..m).step_by(8) {
-                        for i in ib..ib + 8 {
-                            let row = unsafe { a.offset(i as isize * rsa + l0 as isize * csa) };
-                            for l in lb..(lb + 8).min(kc) {
-                                panel[i + l * m] = unsafe { *row.offset(l as isize * csa) };
-                            }
-                        }
-                    }
-                }
+                unsafe { transpose(m, kc, a.offset(l0 as isize * csa), rsa, csa, panel) };
                 (panel.as_ptr(), m as isize)
             };
             let bp = unsafe { b.offset(l0 as isize * rsb) };
@@ -139,6 +129,71 @@ mod x86 {
                 j0 += cols;
             }
             l0 += kc;
+        }
+    }
+
+    /// panel(i + l·m) = a[i·rsa + l·csa] for i < m, l < kc: with csa = 1 in blocks of 8 × 8,
+    /// each transposed in registers (pure data movement, so the values are unchanged).
+    ///
+    /// # Safety
+    /// Every a[i·rsa + l·csa] for i < m, l < kc in bounds; m a multiple of 8; panel.len() ≥
+    /// m·kc.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn transpose(
+        m: usize,
+        kc: usize,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        panel: &mut [f64],
+    ) {
+        assert!(panel.len() >= m * kc && m.is_multiple_of(8));
+        let p = panel.as_mut_ptr();
+        let full = if csa == 1 { kc / 8 * 8 } else { 0 };
+        // SAFETY (all pointer arithmetic): the caller's bounds; i < m and l < kc throughout.
+        unsafe {
+            for ib in (0..m).step_by(8) {
+                for lb in (0..full).step_by(8) {
+                    let v: [__m512d; 8] = std::array::from_fn(|r| {
+                        _mm512_loadu_pd(a.offset((ib + r) as isize * rsa + lb as isize))
+                    });
+                    // 2 × 2 blocks: a0 = (v0₀ v1₀ v0₂ v1₂ v0₄ v1₄ v0₆ v1₆), a1 the odd l.
+                    let t: [__m512d; 8] = std::array::from_fn(|q| {
+                        let (x, y) = (v[2 * (q / 2)], v[2 * (q / 2) + 1]);
+                        if q % 2 == 0 {
+                            _mm512_unpacklo_pd(x, y)
+                        } else {
+                            _mm512_unpackhi_pd(x, y)
+                        }
+                    });
+                    // 4 × 4 blocks: b[l'] (l' < 4) holds rows 0–3 of l' and l' + 4 (from t0–t3),
+                    // b[4 + l'] rows 4–7 (from t4–t7).
+                    let lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+                    let hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+                    let b: [__m512d; 8] = std::array::from_fn(|q| {
+                        let base = 4 * (q / 4);
+                        let l = q % 4;
+                        let (x, y) = (t[base + l % 2], t[base + 2 + l % 2]);
+                        if l < 2 {
+                            _mm512_permutex2var_pd(x, lo, y)
+                        } else {
+                            _mm512_permutex2var_pd(x, hi, y)
+                        }
+                    });
+                    for l in 0..4 {
+                        let low = _mm512_shuffle_f64x2::<0x44>(b[l], b[4 + l]);
+                        let high = _mm512_shuffle_f64x2::<0xEE>(b[l], b[4 + l]);
+                        _mm512_storeu_pd(p.add(ib + (lb + l) * m), low);
+                        _mm512_storeu_pd(p.add(ib + (lb + l + 4) * m), high);
+                    }
+                }
+                for i in ib..ib + 8 {
+                    for l in full..kc {
+                        *p.add(i + l * m) = *a.offset(i as isize * rsa + l as isize * csa);
+                    }
+                }
+            }
         }
     }
 
