@@ -190,6 +190,11 @@ pub struct AdjointApp<'a, C: Comm> {
     /// D_n = σ'(Z_n(U_n)) of the forward solution where kept: the steps from n take it
     /// instead of forming Z_n.
     pub derivs: Option<&'a Derivatives>,
+    /// With `grad`: whether each fine step, once it has added its layer's data gradient,
+    /// also adds the hidden regularization's gradient of that layer
+    /// ([`Network::hidden_regularization_gradient`]), while the block is in cache. Only where
+    /// the step's data gradient is the layer's whole one (one level, one chunk, one row).
+    pub regularize: bool,
     /// Time spent in the step kernels (added to by every step).
     pub kernel_time: Duration,
 }
@@ -207,7 +212,7 @@ impl<C: Comm> AdjointApp<'_, C> {
             .expect("the forward state of an adjoint step is local");
         let layout = self.ctrl.layout;
         let hidden0 = layout.layers.start;
-        let g = match (&mut self.grad, info.level) {
+        let mut g = match (&mut self.grad, info.level) {
             (Some(g), 0) => {
                 let r = layout.layer(a);
                 Some(&mut g[r.start - hidden0..r.end - hidden0])
@@ -216,9 +221,18 @@ impl<C: Comm> AdjointApp<'_, C> {
         };
         let t = Instant::now();
         match (self.derivs.and_then(|d| d.layer(a)), lam_next) {
-            (Some(d), next) => step.adjoint_given(u, d, next, lam, &mut self.scratch, g),
-            (None, None) => step.adjoint(u, lam, &mut self.scratch, g),
-            (None, Some(next)) => step.adjoint_from(u, next, lam, &mut self.scratch, g),
+            (Some(d), next) => {
+                step.adjoint_given(u, d, next, lam, &mut self.scratch, g.as_deref_mut())
+            }
+            (None, None) => step.adjoint(u, lam, &mut self.scratch, g.as_deref_mut()),
+            (None, Some(next)) => {
+                step.adjoint_from(u, next, lam, &mut self.scratch, g.as_deref_mut())
+            }
+        }
+        if let (true, Some(g)) = (self.regularize, g) {
+            let ctrl = &self.ctrl;
+            self.net
+                .hidden_regularization_gradient(a, |n| ctrl.layer(n), g);
         }
         self.kernel_time += t.elapsed();
     }

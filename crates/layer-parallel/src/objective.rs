@@ -122,6 +122,10 @@ pub struct Objective<C: Comm> {
     /// Whether the gradient keeps D_n = σ'(Z_n(U_n)) from the forward solve for the adjoint
     /// ([`Objective::keep_derivatives`]).
     keep_derivatives: bool,
+    /// Whether the last adjoint solve's fine steps added the hidden layers' regularization
+    /// gradient (one level, per-layer controls): [`Objective::finish_gradient`] then adds
+    /// only the other blocks' (and resets this).
+    hidden_gradient_regularized: bool,
 }
 
 impl<C: Comm> Objective<C> {
@@ -171,6 +175,7 @@ impl<C: Comm> Objective<C> {
             new_batch: false,
             data: None,
             keep_derivatives: true,
+            hidden_gradient_regularized: false,
         })
     }
 
@@ -472,13 +477,14 @@ impl<C: Comm> Objective<C> {
         target: Option<SplineGradient>,
         grad: &mut [f64],
     ) -> f64 {
+        let hidden_done = std::mem::take(&mut self.hidden_gradient_regularized);
         match target {
             Some(SplineGradient {
                 model: mut grad_model,
                 coef: mut coef_grad,
             }) => {
                 let grads = Some((&mut grad_model[..], &mut coef_grad[..]));
-                let reg = self.regularization_terms(params, theta, grads);
+                let reg = self.regularization_terms(params, theta, grads, hidden_done);
                 self.controls.pull_back(
                     &grad_model,
                     (&self.model_layout, &self.layout, &self.part),
@@ -488,24 +494,26 @@ impl<C: Comm> Objective<C> {
                 );
                 reg
             }
-            None => self.regularization_terms(params, theta, Some((grad, &mut []))),
+            None => self.regularization_terms(params, theta, Some((grad, &mut [])), hidden_done),
         }
     }
 
     /// The regularization R(p). Collective.
     pub fn regularization(&mut self, params: &[f64]) -> f64 {
         let theta = self.model(params);
-        self.regularization_terms(params, &theta, None)
+        self.regularization_terms(params, &theta, None, false)
     }
 
     /// R(p), from every rank's terms in layer order: [opening (rank 0)] [hidden] [classifier
     /// (last rank)], adding this rank's gradient into (θ-gradient, coefficient gradient) when
-    /// given. Collective.
+    /// given, but not the hidden layers' when `hidden_done` (the adjoint sweep added it).
+    /// Collective.
     fn regularization_terms(
         &self,
         params: &[f64],
         theta: &[f64],
         mut grad: Option<(&mut [f64], &mut [f64])>,
+        hidden_done: bool,
     ) -> f64 {
         let ml = &self.model_layout;
         let mut terms = Vec::new();
@@ -520,7 +528,7 @@ impl<C: Comm> Objective<C> {
             part: &self.part,
             ghosts: &self.ghosts,
         };
-        let hidden_grad = grad.as_mut().map(|(gm, gc)| {
+        let hidden_grad = grad.as_mut().filter(|_| !hidden_done).map(|(gm, gc)| {
             if self.is_spline() {
                 &mut **gc
             } else {

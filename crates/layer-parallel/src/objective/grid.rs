@@ -576,6 +576,9 @@ impl<C: Comm> Objective<C> {
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: fused.then_some(&mut parts[0][ml.layers.clone()]),
             derivs: self.keep_derivatives.then_some(&self.buf.derivs),
+            // The rows' data gradients are summed after the solve: the regularization
+            // follows the sum (in `finish_gradient`).
+            regularize: false,
             kernel_time: std::time::Duration::ZERO,
         };
         let astats = self.adjoint.solve(&mut Chunked {

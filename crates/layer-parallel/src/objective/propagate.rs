@@ -100,8 +100,11 @@ impl<C: Comm> Objective<C> {
     ) -> Stats {
         let ml = self.model_layout.clone();
         self.keep_missing_derivatives(theta);
-        // Adjoint solve (with one level, the fine steps also form the layer gradients).
+        // Adjoint solve (with one level, the fine steps also form the layer gradients, and
+        // with per-layer controls add the hidden regularization's gradient after each).
         let fused = self.adjoint.grid().num_levels() == 1;
+        let regularize = fused && !self.is_spline();
+        self.hidden_gradient_regularized = regularize;
         let mut adj = AdjointApp {
             net: &self.net,
             ctrl: LayerControls {
@@ -116,6 +119,7 @@ impl<C: Comm> Objective<C> {
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: fused.then(|| &mut grad[ml.layers.clone()]),
             derivs: self.keep_derivatives.then_some(&self.buf.derivs),
+            regularize,
             kernel_time: std::time::Duration::ZERO,
         };
         let astats = self.adjoint.solve(&mut adj);
