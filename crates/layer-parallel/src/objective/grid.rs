@@ -129,8 +129,23 @@ impl<C: Comm> DataGrid<C> {
     /// waits on itself. Row 0 then owns the root and broadcasts it (binomial tree: in round j
     /// the rows r < 2^j send to r + 2^j).
     pub fn tree(&self, parts: &mut [Vec<f64>]) {
+        self.tree_with(parts, |_, _| {});
+    }
+
+    /// [`DataGrid::tree`], and where the rows form a binary tree (the butterfly), `finish` is
+    /// called on the part of the total this row holds between the reduce-scatter and the
+    /// all-gather, `finish(range, &mut total[range])`, so that work on finished sums is
+    /// shared out among the rows instead of repeated by each; returns whether it was called.
+    /// Elsewhere (the chunk tree) `finish` is not called and it returns false. Collective
+    /// over the column.
+    pub fn tree_with(
+        &self,
+        parts: &mut [Vec<f64>],
+        finish: impl FnOnce(Range<usize>, &mut [f64]),
+    ) -> bool {
         if self.rows_form_a_binary_tree() {
-            return self.butterfly(parts);
+            self.butterfly(parts, finish);
+            return true;
         }
         let (row, rows, k) = (self.row(), self.rows(), self.chunks);
         let mine = self.row_chunks();
@@ -192,6 +207,7 @@ impl<C: Comm> DataGrid<C> {
             step *= 2;
         }
         self.col.wait_sends();
+        false
     }
 }
 
@@ -217,7 +233,7 @@ impl<C: Comm> DataGrid<C> {
     /// the whole vector 2 log₂ D times. Each exchange sends from and receives into kept
     /// storage (the total in `parts[0]`, half of it in [`DataGrid::received`]). Collective
     /// over the column.
-    fn butterfly(&self, parts: &mut [Vec<f64>]) {
+    fn butterfly(&self, parts: &mut [Vec<f64>], finish: impl FnOnce(Range<usize>, &mut [f64])) {
         let (row, rows) = (self.row(), self.rows());
         assert_eq!(
             parts.len(),
@@ -251,6 +267,7 @@ impl<C: Comm> DataGrid<C> {
             half *= 2;
             j += 1;
         }
+        finish(lo..hi, &mut total[lo..hi]);
         for (j, (partner, keep, give)) in levels.into_iter().enumerate().rev() {
             let tag = GATHER_TAG + j as i32;
             // The two halves are disjoint: send the one, receive into the other.
@@ -614,7 +631,33 @@ impl<C: Comm> Objective<C> {
             }
         }
 
-        grid.tree(&mut parts);
+        // The hidden regularization's gradient (per-layer controls) on the finished sums,
+        // each row on the part it holds in the butterfly: per element after the sum, as
+        // `finish_gradient` adds it, so the same bits, at 1/D of the work per row.
+        let split = !self.is_spline();
+        let ctrl = LayerControls {
+            theta,
+            layout: &self.model_layout,
+            part: &self.part,
+            ghosts: &self.ghosts,
+        };
+        let (net, owned) = (&self.net, self.part.owned_layers.clone());
+        let add_regularization = |seg: Range<usize>, vals: &mut [f64]| {
+            if !split {
+                return;
+            }
+            for n in owned {
+                let block = ml.layer(n);
+                let (lo, hi) = (block.start.max(seg.start), block.end.min(seg.end));
+                if lo < hi {
+                    let (a, e) = (lo - block.start, hi - block.start);
+                    let g = &mut vals[lo - seg.start..hi - seg.start];
+                    net.hidden_regularization_gradient(n, |m| &ctrl.layer(m)[a..e], g);
+                }
+            }
+        };
+        let finished = grid.tree_with(&mut parts, add_regularization);
+        self.hidden_gradient_regularized = split && finished;
         let acc = &parts[0];
         grad.copy_from_slice(&acc[..ml.len]);
         if !ml.scale.is_empty() {
