@@ -16,7 +16,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use odenet::layer::{Dense, Layer, Scratch, Step};
-use odenet::linalg::{add_row_sums, broadcast_columns, direct, gemm, gemm_packed};
+use odenet::linalg::{add_row_sums, broadcast_columns, direct, gemm, gemm_direct, gemm_packed};
 use odenet::Activation;
 use std::hint::black_box;
 use std::time::Instant;
@@ -174,10 +174,10 @@ impl Case {
         black_box(&self.lam);
     }
 
-    /// Z = K U: one dgemm of the step's shape (w × w times w × B).
-    /// Z += K U through `gemm`'s dispatch (the direct path where it serves): the other
-    /// candidate for the best dgemm of the step's shape.
-    fn dgemm_accumulating(&mut self) {
+    /// Z ← K U + β Z: one dgemm of the step's shape (w × w times w × B). β = 0 is the
+    /// packed path (the reference); β = 1 goes through `gemm`'s dispatch to the direct path
+    /// where it serves, the other candidate for the best dgemm of the shape.
+    fn dgemm(&mut self, beta: f64) {
         let (w, batch) = (self.width, self.u.len() / self.width);
         gemm(
             w,
@@ -188,24 +188,7 @@ impl Case {
             false,
             &self.u,
             false,
-            1.0,
-            &mut self.z,
-        );
-        black_box(&self.z);
-    }
-
-    fn dgemm(&mut self) {
-        let (w, batch) = (self.width, self.u.len() / self.width);
-        gemm(
-            w,
-            w,
-            batch,
-            1.0,
-            &self.k,
-            false,
-            &self.u,
-            false,
-            0.0,
+            beta,
             &mut self.z,
         );
         black_box(&self.z);
@@ -351,8 +334,8 @@ fn tanh_step(c: &mut Criterion) {
             reps,
         );
         let t_smooth = spread(|| case.layer_with(Activation::SmoothRelu), reps);
-        let t_dgemm = spread(|| case.dgemm(), reps);
-        let t_accumulating = spread(|| case.dgemm_accumulating(), reps);
+        let t_dgemm = spread(|| case.dgemm(0.0), reps);
+        let t_accumulating = spread(|| case.dgemm(1.0), reps);
         let t_best = t_dgemm[1].min(t_accumulating[1]);
         println!(
             "tanh width {width:>3}, batch {batch}, ms min/median/max: layer {}; GEMMs + libm passes {}; layer with smoothrelu {}; one dgemm {}",
@@ -424,33 +407,9 @@ fn gemm_paths(c: &mut Criterion) {
                     },
                     reps,
                 );
-                let (rsa, csa) = if ta {
-                    (kk as isize, 1)
-                } else {
-                    (1, m as isize)
-                };
-                let (rsb, csb) = if tb {
-                    (n as isize, 1)
-                } else {
-                    (1, kk as isize)
-                };
                 let t_direct = spread(
                     || {
-                        // SAFETY: the slices have the shapes' lengths; `available` holds.
-                        unsafe {
-                            direct::add_product(
-                                m,
-                                kk,
-                                n,
-                                a.as_ptr(),
-                                rsa,
-                                csa,
-                                b.as_ptr(),
-                                rsb,
-                                csb,
-                                c.as_mut_ptr(),
-                            )
-                        };
+                        gemm_direct(m, kk, n, a, ta, b, tb, c);
                         black_box(&c);
                     },
                     reps,

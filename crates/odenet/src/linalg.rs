@@ -30,27 +30,56 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    if alpha == 1.0 && beta == 1.0 && k > 0 && direct_pays(m, n, ta) && direct::available(m) {
-        let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
-        // SAFETY: `check_shapes` bounds every strided element by the slice lengths, and
-        // `available` holds.
-        unsafe {
-            direct::add_product(
-                m,
-                k,
-                n,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                c.as_mut_ptr(),
-            );
-        }
+    if alpha == 1.0
+        && beta == 1.0
+        && k > 0
+        && direct_pays(m, n, ta)
+        && gemm_direct(m, k, n, a, ta, b, tb, c)
+    {
         return;
     }
     gemm_packed(m, k, n, alpha, a, ta, b, tb, beta, c);
+}
+
+/// C ← C + op(A)·op(B) through [`direct`] (shapes as in [`gemm`], checked), where
+/// [`direct::available`]`(m)`; returns false, leaving C untouched, where it is not.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn gemm_direct(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f64],
+    ta: bool,
+    b: &[f64],
+    tb: bool,
+    c: &mut [f64],
+) -> bool {
+    check_shapes(m, k, n, a, b, c);
+    if !direct::available(m) {
+        return false;
+    }
+    if m == 0 || n == 0 || k == 0 {
+        return true;
+    }
+    let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
+    // SAFETY: `check_shapes` bounds every strided element by the slice lengths, and
+    // `available` holds.
+    unsafe {
+        direct::add_product(
+            m,
+            k,
+            n,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            c.as_mut_ptr(),
+        );
+    }
+    true
 }
 
 /// Whether [`direct`] is faster than packing for an m × k × n product, op(A) transposed
@@ -252,22 +281,7 @@ mod tests {
                             let mut packed = c0.clone();
                             gemm_packed(m, k, n, 1.0, &a, ta, &b, tb, 1.0, &mut packed);
                             let mut direct = c0.clone();
-                            let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
-                            // SAFETY: the slices have exactly the shapes' lengths.
-                            unsafe {
-                                direct::add_product(
-                                    m,
-                                    k,
-                                    n,
-                                    a.as_ptr(),
-                                    rsa,
-                                    csa,
-                                    b.as_ptr(),
-                                    rsb,
-                                    csb,
-                                    direct.as_mut_ptr(),
-                                );
-                            }
+                            assert!(gemm_direct(m, k, n, &a, ta, &b, tb, &mut direct));
                             for idx in 0..m * n {
                                 assert_eq!(
                                     direct[idx].to_bits(),
