@@ -19,6 +19,8 @@
 //! rounding: `_mm256_fmadd_pd`, [`f64::mul_add`]) and the summation order is the same in both,
 //! so they give the same bits.
 
+use crate::activation::avx2_fma;
+
 /// Output positions per tile of [`direct`] (two vectors of four; three would need all 16
 /// vector registers, and spill).
 pub const QT: usize = 8;
@@ -30,18 +32,6 @@ pub const OT: usize = 6;
 const OP: usize = 2;
 /// Taps per tile of [`params`].
 const JT: usize = 6;
-
-#[inline]
-fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
 
 /// The output channels of the tile of [`direct`] from o0: [`OT`], or fewer in the last.
 #[inline]
