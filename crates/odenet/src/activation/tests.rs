@@ -318,6 +318,22 @@ fn the_avx2_variants_give_the_portable_bits() {
     }
 }
 
+/// Checks that `lanes` (the vector tanh on chunks of `L` inputs) gives the scalar
+/// function's bits on every input of the accuracy test.
+#[cfg(target_arch = "x86_64")]
+fn check_vector_tanh<const L: usize>(name: &str, lanes: impl Fn(&[f64; L]) -> [f64; L]) {
+    let xs = tanh_inputs();
+    let mut checked = 0;
+    for c in xs.chunks_exact(L) {
+        let c: &[f64; L] = c.try_into().expect("a chunk of L");
+        for (x, t) in c.iter().zip(&lanes(c)) {
+            assert_eq!(t.to_bits(), tanh(*x).to_bits(), "{name}({x:e})");
+            checked += 1;
+        }
+    }
+    assert!(checked > 1_000_000, "{checked}");
+}
+
 /// The four-lane tanh of the fused kernels gives the scalar function's bits on every
 /// input of the accuracy test.
 #[cfg(target_arch = "x86_64")]
@@ -328,21 +344,12 @@ fn the_vector_tanh_gives_the_scalar_bits() {
         return;
     }
     use std::arch::x86_64::*;
-    let xs = tanh_inputs();
-    let mut out = [0.0; 4];
-    let mut checked = 0;
-    for c in xs.chunks_exact(4) {
+    check_vector_tanh::<4>("tanh4", |c| {
+        let mut out = [0.0; 4];
         // SAFETY: the CPU has AVX2 and FMA (checked above); `c` and `out` hold 4 doubles.
-        unsafe {
-            let t = tanh4(_mm256_loadu_pd(c.as_ptr()));
-            _mm256_storeu_pd(out.as_mut_ptr(), t);
-        }
-        for (x, t) in c.iter().zip(&out) {
-            assert_eq!(t.to_bits(), tanh(*x).to_bits(), "tanh4({x:e})");
-            checked += 1;
-        }
-    }
-    assert!(checked > 1_000_000, "{checked}");
+        unsafe { _mm256_storeu_pd(out.as_mut_ptr(), tanh4(_mm256_loadu_pd(c.as_ptr()))) };
+        out
+    });
 }
 
 /// The eight-lane tanh of the AVX-512 fused kernels gives the scalar function's bits on every
@@ -355,22 +362,13 @@ fn the_eight_lane_tanh_gives_the_scalar_bits() {
         return;
     }
     use std::arch::x86_64::*;
-    let xs = tanh_inputs();
-    let mut out = [0.0; 8];
-    let mut checked = 0;
-    for c in xs.chunks_exact(8) {
+    check_vector_tanh::<8>("tanh8", |c| {
+        let mut out = [0.0; 8];
         // SAFETY: the CPU has AVX-512 F, AVX2 and FMA (checked above); `c` and `out` hold 8
         // doubles.
-        unsafe {
-            let t = tanh8(_mm512_loadu_pd(c.as_ptr()));
-            _mm512_storeu_pd(out.as_mut_ptr(), t);
-        }
-        for (x, t) in c.iter().zip(&out) {
-            assert_eq!(t.to_bits(), tanh(*x).to_bits(), "tanh8({x:e})");
-            checked += 1;
-        }
-    }
-    assert!(checked > 1_000_000, "{checked}");
+        unsafe { _mm512_storeu_pd(out.as_mut_ptr(), tanh8(_mm512_loadu_pd(c.as_ptr()))) };
+        out
+    });
 }
 
 #[test]
