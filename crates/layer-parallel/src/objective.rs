@@ -125,7 +125,7 @@ pub struct Objective<C: Comm> {
     /// Whether the last adjoint solve's fine steps added the hidden layers' regularization
     /// gradient (one level, per-layer controls): [`Objective::finish_gradient`] then adds
     /// only the other blocks' (and resets this).
-    pub(crate) hidden_gradient_regularized: bool,
+    hidden_gradient_regularized: bool,
 }
 
 impl<C: Comm> Objective<C> {
