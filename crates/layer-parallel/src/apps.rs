@@ -74,6 +74,88 @@ impl Derivatives {
     }
 }
 
+/// The hidden regularization of this rank's layers as a one-level adjoint sweep adds it
+/// (per-layer controls): group by group ([`odenet::network::hidden_groups`] of the owned
+/// layers), as soon as the sweep has completed the data gradient of every layer in the group,
+/// while their blocks of θ and of the gradient are still in cache, the group's terms (kept
+/// here in layer order) and their gradient ([`Network::group_regularization`]). The same bits
+/// as forming them after the solve, in one more pass over θ and the gradient.
+#[derive(Debug, Default)]
+pub struct SweptRegularization {
+    owned: Range<usize>,
+    /// The owned layers' terms, in layer order, once [`SweptRegularization::done`].
+    pub terms: Vec<f64>,
+    /// Per group, how many of its layers' adjoint steps have not run yet.
+    pending: Vec<usize>,
+}
+
+impl SweptRegularization {
+    /// Starts a sweep over the owned layers `owned`: no group done.
+    pub fn reset(&mut self, owned: Range<usize>) {
+        self.terms.clear();
+        self.terms.resize(owned.len(), 0.0);
+        self.pending.clear();
+        self.pending
+            .extend(odenet::network::hidden_groups(owned.clone()).map(|g| g.len()));
+        self.owned = owned;
+    }
+
+    /// Whether every group's terms and gradient are in.
+    pub fn done(&self) -> bool {
+        self.pending.iter().all(|&p| p == 0)
+    }
+
+    /// Notes that layer n's adjoint step has run; returns the group it completes, if any.
+    fn step_done(&mut self, n: usize) -> Option<Range<usize>> {
+        let o = n.checked_sub(self.owned.start)?;
+        let i = o / odenet::network::HIDDEN_GROUP;
+        let p = self.pending.get_mut(i)?;
+        if *p == 0 {
+            return None;
+        }
+        *p -= 1;
+        (*p == 0).then(|| self.group(i))
+    }
+
+    /// The i-th group of owned layers.
+    fn group(&self, i: usize) -> Range<usize> {
+        let s = self.owned.start + i * odenet::network::HIDDEN_GROUP;
+        s..(s + odenet::network::HIDDEN_GROUP).min(self.owned.end)
+    }
+
+    /// The groups not done yet, marked done.
+    pub fn take_pending(&mut self) -> Vec<Range<usize>> {
+        let open: Vec<usize> = (0..self.pending.len())
+            .filter(|&i| self.pending[i] != 0)
+            .collect();
+        open.into_iter()
+            .map(|i| {
+                self.pending[i] = 0;
+                self.group(i)
+            })
+            .collect()
+    }
+
+    /// Forms the terms of `group` into [`SweptRegularization::terms`] and adds its gradient
+    /// into `hidden_grad` (the hidden slice of the θ-gradient: θ_n's block at
+    /// `ctrl.layout.layer(n)` shifted to the slice's start).
+    pub fn add_group(
+        &mut self,
+        net: &Network,
+        ctrl: &LayerControls,
+        group: Range<usize>,
+        hidden_grad: &mut [f64],
+    ) {
+        let layout = ctrl.layout;
+        let hidden0 = layout.layers.start;
+        let (first, last) = (layout.layer(group.start), layout.layer(group.end - 1));
+        let blocks = &mut hidden_grad[first.start - hidden0..last.end - hidden0];
+        let terms = net.group_regularization(group.clone(), &|n| ctrl.layer(n), Some(blocks));
+        let o = group.start - self.owned.start;
+        self.terms[o..o + group.len()].copy_from_slice(&terms[..group.len()]);
+    }
+}
+
 /// Forward propagation U ← U + Δt σ(K_a U + b_a 1ᵀ) for a step from time index a, starting
 /// from U_0 = opening(X).
 pub struct ForwardApp<'a> {
@@ -190,11 +272,11 @@ pub struct AdjointApp<'a, C: Comm> {
     /// D_n = σ'(Z_n(U_n)) of the forward solution where kept: the steps from n take it
     /// instead of forming Z_n.
     pub derivs: Option<&'a Derivatives>,
-    /// With `grad`: whether each fine step, once it has added its layer's data gradient,
-    /// also adds the hidden regularization's gradient of that layer
-    /// ([`Network::hidden_regularization_gradient`]), while the block is in cache. Only where
-    /// the step's data gradient is the layer's whole one (one level, one chunk, one row).
-    pub regularize: bool,
+    /// With `grad`: where the fine steps, once they have added the data gradients of a
+    /// group of layers, also add the hidden regularization of the group (its terms and
+    /// gradient), while the blocks are in cache. Only where the step's data gradient is the
+    /// layer's whole one (one level, one chunk, one row).
+    pub regularize: Option<&'a mut SweptRegularization>,
     /// Time spent in the step kernels (added to by every step).
     pub kernel_time: Duration,
 }
@@ -212,7 +294,7 @@ impl<C: Comm> AdjointApp<'_, C> {
             .expect("the forward state of an adjoint step is local");
         let layout = self.ctrl.layout;
         let hidden0 = layout.layers.start;
-        let mut g = match (&mut self.grad, info.level) {
+        let g = match (&mut self.grad, info.level) {
             (Some(g), 0) => {
                 let r = layout.layer(a);
                 Some(&mut g[r.start - hidden0..r.end - hidden0])
@@ -221,18 +303,16 @@ impl<C: Comm> AdjointApp<'_, C> {
         };
         let t = Instant::now();
         match (self.derivs.and_then(|d| d.layer(a)), lam_next) {
-            (Some(d), next) => {
-                step.adjoint_given(u, d, next, lam, &mut self.scratch, g.as_deref_mut())
-            }
-            (None, None) => step.adjoint(u, lam, &mut self.scratch, g.as_deref_mut()),
-            (None, Some(next)) => {
-                step.adjoint_from(u, next, lam, &mut self.scratch, g.as_deref_mut())
-            }
+            (Some(d), next) => step.adjoint_given(u, d, next, lam, &mut self.scratch, g),
+            (None, None) => step.adjoint(u, lam, &mut self.scratch, g),
+            (None, Some(next)) => step.adjoint_from(u, next, lam, &mut self.scratch, g),
         }
-        if let (true, Some(g)) = (self.regularize, g) {
-            let ctrl = &self.ctrl;
-            self.net
-                .hidden_regularization_gradient(a, |n| ctrl.layer(n), g);
+        if let (Some(sw), Some(grad), 0) =
+            (self.regularize.as_deref_mut(), &mut self.grad, info.level)
+        {
+            if let Some(group) = sw.step_done(a) {
+                sw.add_group(self.net, &self.ctrl, group, grad);
+            }
         }
         self.kernel_time += t.elapsed();
     }

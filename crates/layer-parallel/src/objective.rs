@@ -15,7 +15,7 @@
 //! formed from per-layer partials summed in layer order, so a run gives the same bits on any
 //! number of ranks.
 
-use crate::apps::{Derivatives, ForwardApp};
+use crate::apps::{Derivatives, ForwardApp, SweptRegularization};
 use crate::controls::Controls;
 use crate::ghosts::{Ghosts, LayerControls};
 use crate::partition::{LocalLayout, Partition};
@@ -82,6 +82,21 @@ struct Buffers {
     /// On a data grid, the per-chunk sums of the row's chunks (gradient, time-scale terms,
     /// loss, correct), reused across evaluations.
     chunk_sums: Vec<Vec<f64>>,
+    /// The hidden regularization a one-level adjoint sweep forms group by group.
+    swept: SweptRegularization,
+}
+
+/// What the last propagation has already formed of the hidden layers' regularization, so that
+/// [`Objective::finish_gradient`] forms only the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HiddenRegularization {
+    /// Nothing: the terms and the gradient are formed after the propagation.
+    Later,
+    /// The gradient (a data grid's rows, on their segments of the summed gradient).
+    Gradient,
+    /// The terms and the gradient (a one-level adjoint sweep with per-layer controls; the
+    /// terms in the sweep's [`SweptRegularization`]).
+    Swept,
 }
 
 /// The network split across the ranks of `C`, with its MGRIT solvers: the objective J(p),
@@ -122,10 +137,9 @@ pub struct Objective<C: Comm> {
     /// Whether the gradient keeps D_n = σ'(Z_n(U_n)) from the forward solve for the adjoint
     /// ([`Objective::keep_derivatives`]).
     keep_derivatives: bool,
-    /// Whether the last adjoint solve's fine steps added the hidden layers' regularization
-    /// gradient (one level, per-layer controls): [`Objective::finish_gradient`] then adds
-    /// only the other blocks' (and resets this).
-    hidden_gradient_regularized: bool,
+    /// What the last propagation formed of the hidden layers' regularization:
+    /// [`Objective::finish_gradient`] forms the rest (and resets this).
+    hidden_regularization: HiddenRegularization,
 }
 
 impl<C: Comm> Objective<C> {
@@ -175,7 +189,7 @@ impl<C: Comm> Objective<C> {
             new_batch: false,
             data: None,
             keep_derivatives: true,
-            hidden_gradient_regularized: false,
+            hidden_regularization: HiddenRegularization::Later,
         })
     }
 
@@ -477,7 +491,8 @@ impl<C: Comm> Objective<C> {
         target: Option<SplineGradient>,
         grad: &mut [f64],
     ) -> f64 {
-        let hidden_done = std::mem::take(&mut self.hidden_gradient_regularized);
+        let hidden_done =
+            std::mem::replace(&mut self.hidden_regularization, HiddenRegularization::Later);
         match target {
             Some(SplineGradient {
                 model: mut grad_model,
@@ -501,19 +516,19 @@ impl<C: Comm> Objective<C> {
     /// The regularization R(p). Collective.
     pub fn regularization(&mut self, params: &[f64]) -> f64 {
         let theta = self.model(params);
-        self.regularization_terms(params, &theta, None, false)
+        self.regularization_terms(params, &theta, None, HiddenRegularization::Later)
     }
 
     /// R(p), from every rank's terms in layer order: [opening (rank 0)] [hidden] [classifier
     /// (last rank)], adding this rank's gradient into (θ-gradient, coefficient gradient) when
-    /// given, but not the hidden layers' when `hidden_done` (the adjoint sweep added it).
-    /// Collective.
+    /// given, but not what `hidden_done` says the propagation has formed (the hidden layers'
+    /// gradient, or their gradient and terms). Collective.
     fn regularization_terms(
         &self,
         params: &[f64],
         theta: &[f64],
         mut grad: Option<(&mut [f64], &mut [f64])>,
-        hidden_done: bool,
+        hidden_done: HiddenRegularization,
     ) -> f64 {
         let ml = &self.model_layout;
         let mut terms = Vec::new();
@@ -528,19 +543,26 @@ impl<C: Comm> Objective<C> {
             part: &self.part,
             ghosts: &self.ghosts,
         };
-        let hidden_grad = grad.as_mut().filter(|_| !hidden_done).map(|(gm, gc)| {
-            if self.is_spline() {
-                &mut **gc
-            } else {
-                &mut **gm
-            }
-        });
-        terms.extend(self.controls.hidden_regularization(
-            &self.net,
-            &params[self.layout.layers.clone()],
-            &ctrl,
-            hidden_grad,
-        ));
+        if hidden_done == HiddenRegularization::Swept {
+            terms.extend_from_slice(&self.buf.swept.terms);
+        } else {
+            let hidden_grad = grad
+                .as_mut()
+                .filter(|_| hidden_done == HiddenRegularization::Later)
+                .map(|(gm, gc)| {
+                    if self.is_spline() {
+                        &mut **gc
+                    } else {
+                        &mut **gm
+                    }
+                });
+            terms.extend(self.controls.hidden_regularization(
+                &self.net,
+                &params[self.layout.layers.clone()],
+                &ctrl,
+                hidden_grad,
+            ));
+        }
         if self.part.is_last() {
             let r = ml.classifier.clone();
             let g = grad.map(|(g, _)| &mut g[r.clone()]);

@@ -119,7 +119,7 @@ fn forward_and_adjoint_apps_pass_the_mgrit_harness() {
                 scratch: Scratch::new(width * batch),
                 grad: None,
                 derivs: kept,
-                regularize: false,
+                regularize: None,
                 kernel_time: std::time::Duration::ZERO,
             };
             let what = format!("adjoint {act} w={width} (kept D: {})", kept.is_some());

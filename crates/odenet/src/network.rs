@@ -10,6 +10,7 @@ use crate::loss::{loss_sum, Loss, Targets};
 use crate::Activation;
 
 mod regularization;
+pub use regularization::{hidden_groups, HIDDEN_GROUP};
 
 /// Σ of the values in order (the one summation order every rank count uses).
 pub fn ordered_sum(values: &[f64]) -> f64 {

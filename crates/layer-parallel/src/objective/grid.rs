@@ -22,7 +22,7 @@
 //! broadcast, against the D − 1 + ⌈log₂ D⌉ of an ordered chain over the rows; for other K at
 //! most ⌈log₂ K⌉ + ⌈log₂ D⌉.
 
-use super::{Objective, Value};
+use super::{HiddenRegularization, Objective, Value};
 use crate::apps::{AdjointApp, ForwardApp};
 use crate::ghosts::LayerControls;
 use mgrit::{App, Comm, StepInfo};
@@ -595,7 +595,7 @@ impl<C: Comm> Objective<C> {
             derivs: self.keep_derivatives.then_some(&self.buf.derivs),
             // The rows' data gradients are summed after the solve: the regularization
             // follows the sum (in `finish_gradient`).
-            regularize: false,
+            regularize: None,
             kernel_time: std::time::Duration::ZERO,
         };
         let astats = self.adjoint.solve(&mut Chunked {
@@ -657,7 +657,9 @@ impl<C: Comm> Objective<C> {
             }
         };
         let finished = grid.tree_with(&mut parts, add_regularization);
-        self.hidden_gradient_regularized = split && finished;
+        if split && finished {
+            self.hidden_regularization = HiddenRegularization::Gradient;
+        }
         let acc = &parts[0];
         grad.copy_from_slice(&acc[..ml.len]);
         if !ml.scale.is_empty() {

@@ -2,7 +2,7 @@
 //! λ_N on the last rank, the adjoint solve, and the θ-gradient of the loss (the hidden layers',
 //! the time scale's and the opening's; optionally the adjoint of the opening's input).
 
-use super::{Objective, LAMBDA_TAG};
+use super::{HiddenRegularization, Objective, LAMBDA_TAG};
 use crate::apps::{AdjointApp, ForwardApp};
 use crate::ghosts::LayerControls;
 use mgrit::{Comm, Stats};
@@ -104,7 +104,9 @@ impl<C: Comm> Objective<C> {
         // with per-layer controls add the hidden regularization's gradient after each).
         let fused = self.adjoint.grid().num_levels() == 1;
         let regularize = fused && !self.is_spline();
-        self.hidden_gradient_regularized = regularize;
+        if regularize {
+            self.buf.swept.reset(self.part.owned_layers.clone());
+        }
         let mut adj = AdjointApp {
             net: &self.net,
             ctrl: LayerControls {
@@ -119,12 +121,27 @@ impl<C: Comm> Objective<C> {
             scratch: std::mem::take(&mut self.buf.scratch),
             grad: fused.then(|| &mut grad[ml.layers.clone()]),
             derivs: self.keep_derivatives.then_some(&self.buf.derivs),
-            regularize,
+            regularize: regularize.then_some(&mut self.buf.swept),
             kernel_time: std::time::Duration::ZERO,
         };
         let astats = self.adjoint.solve(&mut adj);
         self.kernel_time += adj.kernel_time;
         self.buf.scratch = adj.scratch;
+        if regularize {
+            // A one-level solve steps every layer once, so no group is left; should one be, it
+            // is completed here (after its data gradient, as in the sweep).
+            let ctrl = LayerControls {
+                theta,
+                layout: &self.model_layout,
+                part: &self.part,
+                ghosts: &self.ghosts,
+            };
+            let hidden = &mut grad[ml.layers.clone()];
+            for group in self.buf.swept.take_pending() {
+                self.buf.swept.add_group(&self.net, &ctrl, group, hidden);
+            }
+            self.hidden_regularization = HiddenRegularization::Swept;
+        }
         if !fused || !ml.scale.is_empty() {
             let t = std::time::Instant::now();
             self.layer_gradients(theta, grad, !fused);

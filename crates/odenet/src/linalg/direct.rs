@@ -66,7 +66,7 @@ pub unsafe fn add_product(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::KC;
     use std::arch::x86_64::*;
 
@@ -158,34 +158,8 @@ mod x86 {
                     let v: [__m512d; 8] = std::array::from_fn(|r| {
                         _mm512_loadu_pd(a.offset((ib + r) as isize * rsa + lb as isize))
                     });
-                    // 2 × 2 blocks: a0 = (v0₀ v1₀ v0₂ v1₂ v0₄ v1₄ v0₆ v1₆), a1 the odd l.
-                    let t: [__m512d; 8] = std::array::from_fn(|q| {
-                        let (x, y) = (v[2 * (q / 2)], v[2 * (q / 2) + 1]);
-                        if q % 2 == 0 {
-                            _mm512_unpacklo_pd(x, y)
-                        } else {
-                            _mm512_unpackhi_pd(x, y)
-                        }
-                    });
-                    // 4 × 4 blocks: b[l'] (l' < 4) holds rows 0–3 of l' and l' + 4 (from t0–t3),
-                    // b[4 + l'] rows 4–7 (from t4–t7).
-                    let lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
-                    let hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
-                    let b: [__m512d; 8] = std::array::from_fn(|q| {
-                        let base = 4 * (q / 4);
-                        let l = q % 4;
-                        let (x, y) = (t[base + l % 2], t[base + 2 + l % 2]);
-                        if l < 2 {
-                            _mm512_permutex2var_pd(x, lo, y)
-                        } else {
-                            _mm512_permutex2var_pd(x, hi, y)
-                        }
-                    });
-                    for l in 0..4 {
-                        let low = _mm512_shuffle_f64x2::<0x44>(b[l], b[4 + l]);
-                        let high = _mm512_shuffle_f64x2::<0xEE>(b[l], b[4 + l]);
-                        _mm512_storeu_pd(p.add(ib + (lb + l) * m), low);
-                        _mm512_storeu_pd(p.add(ib + (lb + l + 4) * m), high);
+                    for (l, column) in transpose8(v).into_iter().enumerate() {
+                        _mm512_storeu_pd(p.add(ib + (lb + l) * m), column);
                     }
                 }
                 for i in ib..ib + 8 {
@@ -195,6 +169,44 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// The transpose of the 8 × 8 block whose rows are `v`: lane r of the result's l-th
+    /// vector is lane l of v[r]. Pure data movement (unpacks, then two-source permutes, then
+    /// 256-bit half swaps), so the values are unchanged.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn transpose8(v: [__m512d; 8]) -> [__m512d; 8] {
+        // 2 × 2 blocks: t0 = (v0₀ v1₀ v0₂ v1₂ v0₄ v1₄ v0₆ v1₆), t1 the odd lanes.
+        let t: [__m512d; 8] = std::array::from_fn(|q| {
+            let (x, y) = (v[2 * (q / 2)], v[2 * (q / 2) + 1]);
+            if q % 2 == 0 {
+                _mm512_unpacklo_pd(x, y)
+            } else {
+                _mm512_unpackhi_pd(x, y)
+            }
+        });
+        // 4 × 4 blocks: b[l] (l < 4) holds rows 0–3 of lanes l and l + 4 (from t0–t3),
+        // b[4 + l] rows 4–7 (from t4–t7).
+        let lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+        let hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+        let b: [__m512d; 8] = std::array::from_fn(|q| {
+            let base = 4 * (q / 4);
+            let l = q % 4;
+            let (x, y) = (t[base + l % 2], t[base + 2 + l % 2]);
+            if l < 2 {
+                _mm512_permutex2var_pd(x, lo, y)
+            } else {
+                _mm512_permutex2var_pd(x, hi, y)
+            }
+        });
+        std::array::from_fn(|l| {
+            if l < 4 {
+                _mm512_shuffle_f64x2::<0x44>(b[l], b[4 + l])
+            } else {
+                _mm512_shuffle_f64x2::<0xEE>(b[l - 4], b[l])
+            }
+        })
     }
 
     /// One column tile of NC columns over all m rows, for one inner block of kc.
