@@ -355,54 +355,28 @@ mod wide_group {
             _mm512_set1_pd(ddt),
             _mm512_set1_pd(inv_h2),
         );
-        let mut squares = [_mm512_setzero_pd(); HIDDEN_GROUP];
-        let mut distances = _mm512_set1_pd(-0.0);
-        let mut i0 = 0;
         let interior = g_count == HIDDEN_GROUP && present.iter().all(Option::is_some);
-        if interior {
-            // A whole group between two layers (every group but a network's first and last
-            // and a range's short one): the loop without the per-layer cases.
-            let blocks = (ptr, gptr, [vt, vd, vi], full, len);
-            // SAFETY: as for the general loop below.
-            (squares, distances) = unsafe {
-                match (gptr.is_some(), with_ddt) {
-                    (false, _) => interior_blocks::<false, false>(blocks),
-                    (true, false) => interior_blocks::<true, false>(blocks),
-                    (true, true) => interior_blocks::<true, true>(blocks),
-                }
-            };
-            i0 = full;
-        }
-        while i0 < full {
-            // SAFETY: i0 + 8 ≤ len for every row and every gradient block.
-            unsafe {
-                let v: [__m512d; HIDDEN_GROUP + 2] =
-                    std::array::from_fn(|j| _mm512_loadu_pd(ptr[j].add(i0)));
-                let mut diff2 = [_mm512_setzero_pd(); HIDDEN_GROUP];
-                for k in 0..HIDDEN_GROUP {
-                    let c = v[k + 1];
-                    squares[k] = _mm512_add_pd(squares[k], _mm512_mul_pd(c, c));
-                    let t = _mm512_sub_pd(v[k + 2], c);
-                    diff2[k] = _mm512_mul_pd(t, t);
-                    if let (Some(gp), true) = (gptr, k < g_count) {
-                        let gk = gp.add(k * len + i0);
-                        let mut x = _mm512_add_pd(_mm512_loadu_pd(gk), _mm512_mul_pd(vt, c));
-                        if has_prev[k] {
-                            let d = _mm512_mul_pd(vd, _mm512_sub_pd(c, v[k]));
-                            x = _mm512_add_pd(x, _mm512_mul_pd(d, vi));
-                        }
-                        if has_next_g[k] {
-                            x = _mm512_sub_pd(x, _mm512_mul_pd(_mm512_mul_pd(vd, t), vi));
-                        }
-                        _mm512_storeu_pd(gk, x);
-                    }
-                }
-                for column in transpose8(diff2) {
-                    distances = _mm512_add_pd(distances, column);
-                }
+        let blocks = Blocks {
+            ptr,
+            gptr,
+            coef: [vt, vd, vi],
+            full,
+            len,
+            g_count,
+            has_prev,
+            has_next: has_next_g,
+        };
+        // SAFETY: every row and gradient block has len ≥ full elements (checked by the
+        // caller). A whole group between two layers (every group but a network's first and
+        // last and a range's short one) takes the loop without the per-layer cases.
+        let (squares, distances) = unsafe {
+            match (interior, gptr.is_some(), with_ddt) {
+                (true, false, _) => block_loop::<true, false, false>(&blocks),
+                (true, true, false) => block_loop::<true, true, false>(&blocks),
+                (true, true, true) => block_loop::<true, true, true>(&blocks),
+                (false, ..) => block_loop::<false, false, false>(&blocks),
             }
-            i0 += 8;
-        }
+        };
         let mut out = GroupSums {
             squares: [0.0; HIDDEN_GROUP],
             distances: [-0.0; HIDDEN_GROUP],
@@ -448,50 +422,63 @@ mod wide_group {
         out
     }
 
-    /// The per-block loop of [`sums`] for a whole group with both neighbours, the gradient
-    /// (with its γ_ddt updates) when `GRAD` (`DDT`): the same operations as the general loop
-    /// takes for such a group, without testing per layer which apply. Returns the squares'
-    /// and the distances' accumulators after the first `full` elements.
+    /// What [`block_loop`] reads and writes: the rows' pointers (as in [`sums`]), the
+    /// gradient blocks', [γ_tik, γ_ddt, 1/h²] in every lane, the elements in whole blocks of
+    /// eight and a row's length, and per layer of the group whether its gradient takes the
+    /// γ_ddt update with the layer before and with the layer after.
+    struct Blocks {
+        ptr: [*const f64; HIDDEN_GROUP + 2],
+        gptr: Option<*mut f64>,
+        coef: [__m512d; 3],
+        full: usize,
+        len: usize,
+        g_count: usize,
+        has_prev: [bool; HIDDEN_GROUP],
+        has_next: [bool; HIDDEN_GROUP],
+    }
+
+    /// The per-block loop of [`sums`] over the first `full` elements; returns the squares'
+    /// and the distances' accumulators. With `UNIFORM` (a whole group with both neighbours)
+    /// every layer takes the same cases, known at compile time: the gradient when `GRAD`,
+    /// with its γ_ddt updates when `DDT`; otherwise each layer's cases are tested as `b`
+    /// gives them. The same operations either way.
     ///
     /// # Safety
     /// As [`sums`]: every row and gradient block has `len` ≥ `full` elements.
-    #[allow(clippy::type_complexity)]
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn interior_blocks<const GRAD: bool, const DDT: bool>(
-        (ptr, gptr, [vt, vd, vi], full, len): (
-            [*const f64; HIDDEN_GROUP + 2],
-            Option<*mut f64>,
-            [__m512d; 3],
-            usize,
-            usize,
-        ),
+    unsafe fn block_loop<const UNIFORM: bool, const GRAD: bool, const DDT: bool>(
+        b: &Blocks,
     ) -> ([__m512d; HIDDEN_GROUP], __m512d) {
+        let [vt, vd, vi] = b.coef;
         let mut squares = [_mm512_setzero_pd(); HIDDEN_GROUP];
         let mut distances = _mm512_set1_pd(-0.0);
-        let gp = gptr.unwrap_or(std::ptr::null_mut());
         let mut i0 = 0;
-        while i0 < full {
+        while i0 < b.full {
             // SAFETY: i0 + 8 ≤ len for every row and every gradient block.
             unsafe {
                 let v: [__m512d; HIDDEN_GROUP + 2] =
-                    std::array::from_fn(|j| _mm512_loadu_pd(ptr[j].add(i0)));
+                    std::array::from_fn(|j| _mm512_loadu_pd(b.ptr[j].add(i0)));
                 let mut diff2 = [_mm512_setzero_pd(); HIDDEN_GROUP];
                 for k in 0..HIDDEN_GROUP {
                     let c = v[k + 1];
                     squares[k] = _mm512_add_pd(squares[k], _mm512_mul_pd(c, c));
                     let t = _mm512_sub_pd(v[k + 2], c);
                     diff2[k] = _mm512_mul_pd(t, t);
-                    if GRAD {
-                        let gk = gp.add(k * len + i0);
-                        let mut x = _mm512_add_pd(_mm512_loadu_pd(gk), _mm512_mul_pd(vt, c));
-                        if DDT {
-                            let d = _mm512_mul_pd(vd, _mm512_sub_pd(c, v[k]));
-                            x = _mm512_add_pd(x, _mm512_mul_pd(d, vi));
-                            x = _mm512_sub_pd(x, _mm512_mul_pd(_mm512_mul_pd(vd, t), vi));
-                        }
-                        _mm512_storeu_pd(gk, x);
+                    let gp = match b.gptr {
+                        Some(gp) if (UNIFORM && GRAD) || (!UNIFORM && k < b.g_count) => gp,
+                        _ => continue,
+                    };
+                    let gk = gp.add(k * b.len + i0);
+                    let mut x = _mm512_add_pd(_mm512_loadu_pd(gk), _mm512_mul_pd(vt, c));
+                    if (UNIFORM && DDT) || (!UNIFORM && b.has_prev[k]) {
+                        let d = _mm512_mul_pd(vd, _mm512_sub_pd(c, v[k]));
+                        x = _mm512_add_pd(x, _mm512_mul_pd(d, vi));
                     }
+                    if (UNIFORM && DDT) || (!UNIFORM && b.has_next[k]) {
+                        x = _mm512_sub_pd(x, _mm512_mul_pd(_mm512_mul_pd(vd, t), vi));
+                    }
+                    _mm512_storeu_pd(gk, x);
                 }
                 for column in transpose8(diff2) {
                     distances = _mm512_add_pd(distances, column);
