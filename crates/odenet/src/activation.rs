@@ -545,23 +545,6 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// s = d · h · λ⁺ and out = λ⁺, elementwise: the out-of-place adjoint's sensitivity and
-    /// its copy of λ⁺ (into which Kᵀ S is then added) in one pass over λ⁺.
-    fn sensitivity_from_derivative_copying / sensitivity_from_derivative_copying_portable / sensitivity_from_derivative_copying_avx2(
-        h: f64,
-        d: &[f64],
-        lam: &[f64],
-        s: &mut [f64],
-        out: &mut [f64],
-    ) {
-        for (((si, oi), &di), &li) in s.iter_mut().zip(out.iter_mut()).zip(d).zip(lam) {
-            *si = di * h * li;
-            *oi = li;
-        }
-    }
-}
-
 /// out = tanh(x), elementwise ([`tanh`] on the best instruction set of the CPU).
 pub fn tanh_slice(x: &[f64], out: &mut [f64]) {
     apply(Activation::Tanh, x, out);

@@ -15,7 +15,7 @@
 
 use crate::activation;
 use crate::fused;
-use crate::linalg::{add_row_sums, broadcast_columns, gemm};
+use crate::linalg::{add_row_sums, gemm, gemm_onto, Onto};
 use crate::Activation;
 
 /// A kind of hidden layer: the shapes of its state and control, and its steps.
@@ -246,10 +246,17 @@ impl Layer for Dense {
 impl DenseStep<'_> {
     /// Z = K U + b 1ᵀ into `z`.
     fn pre_activation(&self, u: &[f64], z: &mut [f64]) {
-        let batch = u.len() / self.width;
-        broadcast_columns(self.b, z);
-        gemm(
-            self.width, self.width, batch, 1.0, self.k, false, u, false, 1.0, z,
+        let (w, batch) = (self.width, u.len() / self.width);
+        gemm_onto(
+            w,
+            w,
+            batch,
+            self.k,
+            false,
+            u,
+            false,
+            Onto::Columns(self.b),
+            z,
         );
     }
 
@@ -258,13 +265,24 @@ impl DenseStep<'_> {
         activation::sensitivity(self.act, self.h, z, lam_next, s);
     }
 
-    /// With S in `s`: the gradient when asked, then Λ += Kᵀ S in `lam`.
-    fn adjoint_tail(&self, u: &[f64], s: &[f64], lam: &mut [f64], grad: Option<&mut [f64]>) {
+    /// With S in `s`: the gradient when asked, then Λ += Kᵀ S in `lam` (in place), or
+    /// Λ = Λ⁺ + Kᵀ S with Λ⁺ = `lam_next` (out of place, the same bits).
+    fn adjoint_tail(
+        &self,
+        u: &[f64],
+        s: &[f64],
+        lam_next: Option<&[f64]>,
+        lam: &mut [f64],
+        grad: Option<&mut [f64]>,
+    ) {
         if let Some(g) = grad {
             self.add_gradient(u, s, g);
         }
         let (w, batch) = (self.width, u.len() / self.width);
-        gemm(w, w, batch, 1.0, self.k, true, s, false, 1.0, lam);
+        match lam_next {
+            Some(next) => gemm_onto(w, w, batch, self.k, true, s, false, Onto::Matrix(next), lam),
+            None => gemm(w, w, batch, 1.0, self.k, true, s, false, 1.0, lam),
+        }
     }
 
     /// ∂J/∂K += S Uᵀ, ∂J/∂b += S 1.
@@ -315,7 +333,7 @@ impl Step for DenseStep<'_> {
         let (z, s) = scratch.parts(u.len());
         self.pre_activation(u, z);
         self.sensitivity(z, lam, s);
-        self.adjoint_tail(u, s, lam, grad);
+        self.adjoint_tail(u, s, None, lam, grad);
     }
 
     #[inline]
@@ -337,8 +355,10 @@ impl Step for DenseStep<'_> {
                 split_grad(self.width, grad),
             );
         }
-        lam_out.copy_from_slice(lam_next);
-        self.adjoint(u, lam_out, scratch, grad);
+        let (z, s) = scratch.parts(u.len());
+        self.pre_activation(u, z);
+        self.sensitivity(z, lam_next, s);
+        self.adjoint_tail(u, s, Some(lam_next), lam_out, grad);
     }
 
     #[inline]
@@ -409,11 +429,8 @@ impl Step for DenseStep<'_> {
             };
         }
         let (_, s) = scratch.parts(u.len());
-        match lam_next {
-            Some(next) => activation::sensitivity_from_derivative_copying(self.h, d, next, s, lam),
-            None => activation::sensitivity_from_derivative(self.h, d, lam, s),
-        }
-        self.adjoint_tail(u, s, lam, grad);
+        activation::sensitivity_from_derivative(self.h, d, lam_next.unwrap_or(lam), s);
+        self.adjoint_tail(u, s, lam_next, lam, grad);
     }
 
     fn gradient_given(

@@ -82,6 +82,84 @@ pub fn gemm_direct(
     true
 }
 
+/// The matrix S onto which [`gemm_onto`] adds its product.
+#[derive(Clone, Copy, Debug)]
+pub enum Onto<'a> {
+    /// An m × n matrix, column-major.
+    Matrix(&'a [f64]),
+    /// The m × n matrix s·1ᵀ whose every column is this m-vector (a layer's bias).
+    Columns(&'a [f64]),
+}
+
+/// C ← S + op(A)·op(B) (shapes as in [`gemm`]): the bits of writing S into C and then
+/// [`gemm`] with α = β = 1, without the pass that writes S. Through [`direct`] where it pays
+/// (it adds the first inner block's sums onto S as it stores them); elsewhere S is written
+/// into C first.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn gemm_onto(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f64],
+    ta: bool,
+    b: &[f64],
+    tb: bool,
+    onto: Onto<'_>,
+    c: &mut [f64],
+) {
+    check_shapes(m, k, n, a, b, c);
+    let (src, css) = match onto {
+        Onto::Matrix(s) => {
+            assert!(
+                s.len() >= m * n,
+                "gemm_onto: S has {} values, not {m} × {n}",
+                s.len()
+            );
+            (s, m as isize)
+        }
+        Onto::Columns(s) => {
+            assert!(
+                s.len() >= m,
+                "gemm_onto: the column has {} values, not {m}",
+                s.len()
+            );
+            (s, 0)
+        }
+    };
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k > 0 && direct_pays(m, n, ta) && direct::available(m) {
+        let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
+        // SAFETY: `check_shapes` and the assertions above bound every strided element of A,
+        // B, C and S by the slice lengths; S is borrowed shared and C exclusively, so they do
+        // not overlap; `available` holds.
+        unsafe {
+            direct::add_product_onto(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                src.as_ptr(),
+                css,
+                c.as_mut_ptr(),
+            );
+        }
+        return;
+    }
+    match onto {
+        Onto::Matrix(s) => c[..m * n].copy_from_slice(&s[..m * n]),
+        Onto::Columns(s) => broadcast_columns(&s[..m], &mut c[..m * n]),
+    }
+    gemm(m, k, n, 1.0, a, ta, b, tb, 1.0, c);
+}
+
 /// Whether [`direct`] is faster than packing for an m × k × n product, op(A) transposed
 /// (`ta`) or not.
 ///
@@ -317,6 +395,58 @@ mod tests {
             "the inputs do not tell summation orders apart ({unfused_differs} of {elements} \
              unfused sums and {unblocked_differs} unblocked chains differ): inconclusive"
         );
+    }
+
+    #[test]
+    fn a_product_onto_a_source_has_the_bits_of_copying_it_first() {
+        // C ← S + op(A)·op(B) against S written into C and the packed product added: S another
+        // matrix or a broadcast column, one inner block or several (k > KC), every transpose,
+        // widths the direct path serves and ones it does not (m = 3, 12), and k = 0.
+        let mut direct_cases = 0;
+        for m in [3, 8, 12, 16, 64] {
+            for k in [0, 5, 64, 300] {
+                for n in [1, 7, 13, 40] {
+                    for ta in [false, true] {
+                        for tb in [false, true] {
+                            let seed = (m * 1_000_000 + k * 1000 + n) as u64 * 4
+                                + 2 * ta as u64
+                                + tb as u64;
+                            let a = spread_values(m * k, seed);
+                            let b = spread_values(k * n, seed + 1);
+                            let src = spread_values(m * n, seed + 2);
+                            let col = spread_values(m, seed + 3);
+                            for (name, onto) in [
+                                ("matrix", Onto::Matrix(&src)),
+                                ("column", Onto::Columns(&col)),
+                            ] {
+                                let mut want = vec![0.0; m * n];
+                                match onto {
+                                    Onto::Matrix(s) => want.copy_from_slice(s),
+                                    Onto::Columns(s) => broadcast_columns(s, &mut want),
+                                }
+                                let before = want.clone();
+                                gemm_packed(m, k, n, 1.0, &a, ta, &b, tb, 1.0, &mut want);
+                                // C starts as garbage: every element must be written.
+                                let mut got = vec![f64::NAN; m * n];
+                                gemm_onto(m, k, n, &a, ta, &b, tb, onto, &mut got);
+                                assert_eq!(
+                                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    "{name} m={m} k={k} n={n} ta={ta} tb={tb}"
+                                );
+                                if k > 0 {
+                                    assert_ne!(want, before, "the product added nothing");
+                                }
+                                direct_cases += (k > 0 && direct::available(m)) as usize;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if direct_cases == 0 {
+            eprintln!("inconclusive for the direct path: no AVX-512 here");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::conv::{global_average, global_average_adjoint, pool_adjoint, pool_for
 use crate::hidden::{Hidden, HiddenStep};
 use crate::layer::{Dense, Layer, Scratch, Step};
 use crate::layout::{Closing, Layout, Opening, Readout, Shape};
-use crate::linalg::{add_row_sums, broadcast_columns, gemm};
+use crate::linalg::{add_row_sums, gemm, gemm_onto, Onto};
 use crate::loss::{loss_sum, Loss, Targets};
 use crate::Activation;
 
@@ -193,9 +193,17 @@ impl Network {
             }
             Opening::Activate => {
                 let (w_in, b_in) = open.split_at(sh.width * sh.input);
-                broadcast_columns(b_in, pre);
-                gemm(
-                    sh.width, sh.input, batch, 1.0, w_in, false, x, false, 1.0, pre,
+                let (w, input) = (sh.width, sh.input);
+                gemm_onto(
+                    w,
+                    input,
+                    batch,
+                    w_in,
+                    false,
+                    x,
+                    false,
+                    Onto::Columns(b_in),
+                    pre,
                 );
                 crate::activation::apply(self.activation, pre, u0);
             }
@@ -306,11 +314,9 @@ impl Network {
             Closing::Affine => {
                 let f = sh.features();
                 let (w_c, b_c) = class.split_at(sh.classes * f);
-                broadcast_columns(b_c, logits);
                 let feat = self.features(u_final);
-                gemm(
-                    sh.classes, f, batch, 1.0, w_c, false, &feat, false, 1.0, logits,
-                );
+                let onto = Onto::Columns(b_c);
+                gemm_onto(sh.classes, f, batch, w_c, false, &feat, false, onto, logits);
             }
             Closing::Average => {
                 let inv = 1.0 / sh.width as f64;

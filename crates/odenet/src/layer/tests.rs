@@ -2,6 +2,7 @@
 //! against themselves wherever a column sits in the batch.
 
 use super::*;
+use crate::linalg::broadcast_columns;
 
 fn data(n: usize, seed: u64) -> Vec<f64> {
     let mut s = seed;

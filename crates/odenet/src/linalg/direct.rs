@@ -52,15 +52,43 @@ pub unsafe fn add_product(
     csb: isize,
     c: *mut f64,
 ) {
+    // SAFETY: forwarded; C is its own source, with C's leading dimension.
+    unsafe { add_product_onto(m, k, n, a, rsa, csa, b, rsb, csb, c, m as isize, c) }
+}
+
+/// C ← S + op(A)·B: [`add_product`] whose first inner block adds onto S(i, j) =
+/// src[i + j·css] instead of onto C (later blocks onto C, as always), with the bits of
+/// copying S into C and then calling [`add_product`]. S may be another m × n matrix
+/// (css = m) or one column broadcast to all (css = 0); it saves the pass that writes S into
+/// C before the product. `src` may equal `c` (with css = m).
+///
+/// # Safety
+/// As [`add_product`]; also every S(i, j) for i < m, j < n inside the source, and the source
+/// not overlapping C unless it is C itself.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn add_product_onto(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f64,
+    rsa: isize,
+    csa: isize,
+    b: *const f64,
+    rsb: isize,
+    csb: isize,
+    src: *const f64,
+    css: isize,
+    c: *mut f64,
+) {
     #[cfg(target_arch = "x86_64")]
     PANEL.with(|panel| {
         let mut panel = panel.borrow_mut();
         // SAFETY: forwarded from the caller; `available` has confirmed AVX-512 F.
-        unsafe { x86::add_product(m, k, n, a, rsa, csa, b, rsb, csb, c, &mut panel) }
+        unsafe { x86::add_product(m, k, n, a, rsa, csa, b, rsb, csb, src, css, c, &mut panel) }
     });
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, k, n, a, rsa, csa, b, rsb, csb, c, &PANEL);
+        let _ = (m, k, n, a, rsa, csa, b, rsb, csb, src, css, c, &PANEL);
         unreachable!("the direct GEMM path is only available on x86-64");
     }
 }
@@ -74,9 +102,9 @@ pub(crate) mod x86 {
     /// vector registers, with two for A's rows and one for the broadcast B(l, j).
     const NR: usize = 12;
 
-    /// See [`super::add_product`]. Per inner block: the columns in tiles of 12 (then 4, then
-    /// 1), and in each column tile the rows in tiles of 16 (then one of 8), so that a column
-    /// tile's B values are read from cache by every row tile.
+    /// See [`super::add_product_onto`]. Per inner block: the columns in tiles of 12 (then 4,
+    /// then 1), and in each column tile the rows in tiles of 16 (then one of 8), so that a
+    /// column tile's B values are read from cache by every row tile.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn add_product(
@@ -89,10 +117,14 @@ pub(crate) mod x86 {
         b: *const f64,
         rsb: isize,
         csb: isize,
+        src: *const f64,
+        css: isize,
         c: *mut f64,
         panel: &mut Vec<f64>,
     ) {
         let mut l0 = 0;
+        // The first block adds onto the source, the later ones onto C.
+        let (mut src, mut css) = (src, css);
         while l0 < k {
             let kc = KC.min(k - l0);
             // SAFETY (all pointer arithmetic below): l0 + kc ≤ k, every row and column tile
@@ -119,16 +151,23 @@ pub(crate) mod x86 {
                 };
                 let bj = unsafe { bp.offset(j0 as isize * csb) };
                 let cj = unsafe { c.add(j0 * m) };
+                let sj = unsafe { src.offset(j0 as isize * css) };
+                let to = Onto {
+                    src: sj,
+                    css,
+                    c: cj,
+                };
                 unsafe {
                     match cols {
-                        NR => rows::<NR>(m, kc, ap, lda, bj, rsb, csb, cj),
-                        4 => rows::<4>(m, kc, ap, lda, bj, rsb, csb, cj),
-                        _ => rows::<1>(m, kc, ap, lda, bj, rsb, csb, cj),
+                        NR => rows::<NR>(m, kc, ap, lda, bj, rsb, csb, to),
+                        4 => rows::<4>(m, kc, ap, lda, bj, rsb, csb, to),
+                        _ => rows::<1>(m, kc, ap, lda, bj, rsb, csb, to),
                     }
                 }
                 j0 += cols;
             }
             l0 += kc;
+            (src, css) = (c, m as isize);
         }
     }
 
@@ -209,6 +248,30 @@ pub(crate) mod x86 {
         })
     }
 
+    /// Where a tile's sums go: C(i, j) (column j at `c + j·ldc`) ← S(i, j) + sum, with S's
+    /// column j at `src + j·css` (C itself, another matrix, or a broadcast column).
+    #[derive(Clone, Copy)]
+    struct Onto {
+        src: *const f64,
+        css: isize,
+        c: *mut f64,
+    }
+
+    impl Onto {
+        /// The same place `rows` rows further down.
+        #[inline]
+        unsafe fn down(self, rows: usize) -> Onto {
+            // SAFETY: the caller's bounds.
+            unsafe {
+                Onto {
+                    src: self.src.add(rows),
+                    css: self.css,
+                    c: self.c.add(rows),
+                }
+            }
+        }
+    }
+
     /// One column tile of NC columns over all m rows, for one inner block of kc.
     ///
     /// # Safety
@@ -224,29 +287,29 @@ pub(crate) mod x86 {
         b: *const f64,
         rsb: isize,
         csb: isize,
-        c: *mut f64,
+        to: Onto,
     ) {
         let mut i0 = 0;
         while i0 < m {
             // SAFETY: i0 + 16 ≤ m (or i0 + 8 ≤ m, m being a multiple of 8).
             unsafe {
                 if m - i0 >= 16 {
-                    tile::<2, NC>(kc, a.add(i0), lda, b, rsb, csb, c.add(i0), m);
+                    tile::<2, NC>(kc, a.add(i0), lda, b, rsb, csb, to.down(i0), m);
                     i0 += 16;
                 } else {
-                    tile::<1, NC>(kc, a.add(i0), lda, b, rsb, csb, c.add(i0), m);
+                    tile::<1, NC>(kc, a.add(i0), lda, b, rsb, csb, to.down(i0), m);
                     i0 += 8;
                 }
             }
         }
     }
 
-    /// C(0..8RV, 0..NC) += Σ_l A(0..8RV, l) B(l, 0..NC) over l < kc: one FMA chain per element
-    /// from +0 in l order, then one addition into C.
+    /// C(0..8RV, 0..NC) ← S(0..8RV, 0..NC) + Σ_l A(0..8RV, l) B(l, 0..NC) over l < kc: one
+    /// FMA chain per element from +0 in l order, then one addition onto the source.
     ///
     /// # Safety
     /// A's column l is `a + l·lda` (8RV contiguous values), B(l, j) = `b[l·rsb + j·csb]`, C's
-    /// column j is `c + j·ldc`; all in bounds.
+    /// column j is `to.c + j·ldc` and S's `to.src + j·to.css`; all in bounds.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -257,7 +320,7 @@ pub(crate) mod x86 {
         b: *const f64,
         rsb: isize,
         csb: isize,
-        c: *mut f64,
+        to: Onto,
         ldc: usize,
     ) {
         let mut acc = [[_mm512_setzero_pd(); RV]; NC];
@@ -279,8 +342,9 @@ pub(crate) mod x86 {
             for (r, s) in accj.iter().enumerate() {
                 // SAFETY: the caller's bounds.
                 unsafe {
-                    let p = c.add(j * ldc + 8 * r);
-                    _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(p), *s));
+                    let q = to.src.offset(j as isize * to.css).add(8 * r);
+                    let p = to.c.add(j * ldc + 8 * r);
+                    _mm512_storeu_pd(p, _mm512_add_pd(_mm512_loadu_pd(q), *s));
                 }
             }
         }
