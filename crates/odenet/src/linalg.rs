@@ -62,11 +62,36 @@ pub fn gemm_direct(
     if m == 0 || n == 0 || k == 0 {
         return true;
     }
+    let src = c.as_ptr();
+    // SAFETY: `check_shapes` bounds every strided element by the slice lengths; C is its
+    // own source, with its leading dimension; `available` holds.
+    unsafe { direct_onto(m, k, n, a, ta, b, tb, src, m as isize, c) };
+    true
+}
+
+/// C ← S + op(A)·op(B) through [`direct::add_product_onto`], S(i, j) = src[i + j·css].
+///
+/// # Safety
+/// Shapes checked by `check_shapes`, every S(i, j) inside its allocation, S not overlapping C
+/// unless it is C itself, and [`direct::available`]`(m)`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn direct_onto(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f64],
+    ta: bool,
+    b: &[f64],
+    tb: bool,
+    src: *const f64,
+    css: isize,
+    c: &mut [f64],
+) {
     let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
-    // SAFETY: `check_shapes` bounds every strided element by the slice lengths, and
-    // `available` holds.
+    // SAFETY: forwarded from the caller.
     unsafe {
-        direct::add_product(
+        direct::add_product_onto(
             m,
             k,
             n,
@@ -76,10 +101,11 @@ pub fn gemm_direct(
             b.as_ptr(),
             rsb,
             csb,
+            src,
+            css,
             c.as_mut_ptr(),
         );
     }
-    true
 }
 
 /// The matrix S onto which [`gemm_onto`] adds its product.
@@ -131,26 +157,10 @@ pub fn gemm_onto(
         return;
     }
     if k > 0 && direct_pays(m, n, ta) && direct::available(m) {
-        let (rsa, csa, rsb, csb) = strides(m, k, n, ta, tb);
         // SAFETY: `check_shapes` and the assertions above bound every strided element of A,
         // B, C and S by the slice lengths; S is borrowed shared and C exclusively, so they do
         // not overlap; `available` holds.
-        unsafe {
-            direct::add_product_onto(
-                m,
-                k,
-                n,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                src.as_ptr(),
-                css,
-                c.as_mut_ptr(),
-            );
-        }
+        unsafe { direct_onto(m, k, n, a, ta, b, tb, src.as_ptr(), css, c) };
         return;
     }
     match onto {

@@ -33,38 +33,16 @@ thread_local! {
     static PANEL: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
 }
 
-/// C ← C + op(A)·B, C m × n column-major (leading dimension m); op(A)(i, l) = a[i·rsa + l·csa]
-/// and B(l, j) = b[l·rsb + j·csb].
+/// C ← S + op(A)·B, C m × n column-major (leading dimension m); op(A)(i, l) =
+/// a[i·rsa + l·csa], B(l, j) = b[l·rsb + j·csb] and S(i, j) = src[i + j·css]. The first inner
+/// block adds onto S, the later ones onto C: the bits of copying S into C and then adding the
+/// product, without the pass that writes S. S may be C itself (css = m, the plain C += op(A)·B),
+/// another m × n matrix (css = m) or one column broadcast to all (css = 0).
 ///
 /// # Safety
 /// [`available`]`(m)` must hold, and every element addressed through the strides for
-/// i < m, l < k, j < n must lie inside `a`, `b` and `c` (the caller checks the slice lengths).
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn add_product(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f64,
-    rsa: isize,
-    csa: isize,
-    b: *const f64,
-    rsb: isize,
-    csb: isize,
-    c: *mut f64,
-) {
-    // SAFETY: forwarded; C is its own source, with C's leading dimension.
-    unsafe { add_product_onto(m, k, n, a, rsa, csa, b, rsb, csb, c, m as isize, c) }
-}
-
-/// C ← S + op(A)·B: [`add_product`] whose first inner block adds onto S(i, j) =
-/// src[i + j·css] instead of onto C (later blocks onto C, as always), with the bits of
-/// copying S into C and then calling [`add_product`]. S may be another m × n matrix
-/// (css = m) or one column broadcast to all (css = 0); it saves the pass that writes S into
-/// C before the product. `src` may equal `c` (with css = m).
-///
-/// # Safety
-/// As [`add_product`]; also every S(i, j) for i < m, j < n inside the source, and the source
-/// not overlapping C unless it is C itself.
+/// i < m, l < k, j < n must lie inside `a`, `b`, `c` and the source (the caller checks the
+/// slice lengths); the source must not overlap C unless it is C itself.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn add_product_onto(
     m: usize,
